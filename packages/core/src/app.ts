@@ -1,0 +1,542 @@
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { GraphBuilder, type Node } from './dsl/graph.js';
+import { Stream } from './dsl/stages.js';
+import { buildTopology, changelogTopic, deadLetterTopic, describeMermaid, describeText, type SubTopology, type Topology } from './dsl/topology.js';
+import { toMs, type Duration } from './duration.js';
+import { ConfigError, EddyError } from './errors.js';
+import { isBatchHandler, type WindowBatchHandler } from './handler.js';
+import { defaultLogger, type Logger } from './logger.js';
+import { partitionForKey } from './murmur2.js';
+import { Metrics, type MetricsSnapshot } from './runtime/metrics.js';
+import { Task, type TaskHost } from './runtime/task.js';
+import { checkSerde, defaultKeySerde, json, type Serde } from './serde.js';
+import type { StateBackend } from './state/backend.js';
+import { memoryState } from './state/memory.js';
+import { memoryTransport } from './transport/memory.js';
+import type { Headers, TopicPartition, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
+
+/** Options of {@link createApp}. */
+export interface AppOptions {
+  /** The consumer group id, the prefix of internal topics and the state directory name. */
+  id: string;
+  /** Where topics live; default: a private embedded broker (`memoryTransport()`). */
+  transport?: Transport;
+  /** Where state lives; default: in memory (rebuilt from the changelog on restart). */
+  state?: StateBackend;
+  /** `event` (default): record timestamps; `processing`: the clock at arrival. */
+  time?: 'event' | 'processing';
+  /** Event time: after this much quiet, a task's stream time follows the clock. Default `'5s'`; `false` disables. */
+  idleTimeout?: Duration | false;
+  /** How often tasks commit (state flush, offsets). Default `'1s'`. */
+  commitInterval?: Duration;
+  /** Default `at-least-once`; `exactly-once` needs a transport with transactions. */
+  guarantee?: 'at-least-once' | 'exactly-once';
+  /** What a bad record does: `dead-letter` (default, to `<id>-dlq`) or `stop`. */
+  onError?: 'dead-letter' | 'stop';
+  /** Handler windows waiting per task before its source pauses. Default 1000. */
+  maxPending?: number;
+  /** A pino-compatible logger. */
+  logger?: Logger;
+  /** The clock; tests inject a virtual one (the TestDriver does). */
+  clock?: Clock;
+}
+
+/** Options of {@link App.from}. */
+export interface SourceOptions<K, V> {
+  /** Event time of a record; default: the record's own timestamp. */
+  timestamp?: (value: V) => number;
+  key?: Serde<K>;
+  value?: Serde<V>;
+}
+
+/** Options of {@link App.send}. */
+export interface SendOptions {
+  key?: unknown;
+  timestamp?: number;
+  headers?: Record<string, string>;
+}
+
+/** Reads a state store from the host service. */
+export interface StoreReader {
+  /** The value of one key: a table's aggregate, or a window store's open windows. */
+  get(key: unknown): Promise<unknown>;
+  /** All entries (optionally keys in `[gte, lt)`, compared as strings), sorted by key. */
+  range(options?: { gte?: string; lt?: string }): Promise<Array<{ key: unknown; value: unknown }>>;
+}
+
+type Status = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+const idPattern = /^[A-Za-z0-9._-]{1,200}$/;
+
+/**
+ * Creates an app: declare pipelines with `from(...)`, then `start()`.
+ * @example
+ * const app = createApp({ id: 'sensors' });
+ * app.from<Reading>('readings').keyBy(r => r.sensor).tumbling('10s').count().toStream().to('counts');
+ * await app.start();
+ */
+export function createApp(options: AppOptions): App {
+  return new App(options);
+}
+
+/** A stream-processing app: its pipelines, tasks, state and transport. */
+export class App {
+  readonly id: string;
+  readonly #graph = new GraphBuilder();
+  readonly #options: Required<Pick<AppOptions, 'time' | 'guarantee' | 'onError'>>;
+  readonly #idleTimeoutMs: number | undefined;
+  readonly #commitIntervalMs: number;
+  readonly #maxPending: number;
+  #logger: Logger;
+  #clock: Clock;
+  #transport: Transport;
+  #state: StateBackend;
+  #status: Status = 'created';
+  #topology: Topology | undefined;
+  #producer: TransportProducer | undefined;
+  #consumer: TransportConsumer | undefined;
+  readonly #partitions = new Map<string, number>();
+  readonly #tasks = new Map<string, Task>();
+  readonly #metrics = new Metrics();
+  #timer: TimerHandle | undefined;
+  #nextCommitAt = 0;
+  readonly #background = new Set<Promise<unknown>>();
+  #failure: EddyError | undefined;
+  #stopping: Promise<void> | undefined;
+  #restoredRecords = 0;
+
+  constructor(options: AppOptions) {
+    if (typeof options !== 'object' || options === null) throw new ConfigError(`createApp: expected options, got ${String(options)}`);
+    if (typeof options.id !== 'string' || !idPattern.test(options.id)) {
+      throw new ConfigError(`createApp: invalid id ${JSON.stringify(options.id)} (letters, digits, '.', '_' and '-')`);
+    }
+    const time = options.time ?? 'event';
+    if (time !== 'event' && time !== 'processing') throw new ConfigError(`createApp: time must be 'event' or 'processing', got ${JSON.stringify(time)}`);
+    const guarantee = options.guarantee ?? 'at-least-once';
+    if (guarantee !== 'at-least-once' && guarantee !== 'exactly-once') {
+      throw new ConfigError(`createApp: guarantee must be 'at-least-once' or 'exactly-once', got ${JSON.stringify(guarantee)}`);
+    }
+    const onError = options.onError ?? 'dead-letter';
+    if (onError !== 'dead-letter' && onError !== 'stop') throw new ConfigError(`createApp: onError must be 'dead-letter' or 'stop', got ${JSON.stringify(onError)}`);
+    const maxPending = options.maxPending ?? 1000;
+    if (!Number.isInteger(maxPending) || maxPending < 1) throw new ConfigError(`createApp: maxPending must be a positive integer, got ${String(maxPending)}`);
+    this.id = options.id;
+    this.#options = { time, guarantee, onError };
+    this.#idleTimeoutMs = options.idleTimeout === false ? undefined : toMs(options.idleTimeout ?? '5s', 'idleTimeout', { allowZero: true });
+    this.#commitIntervalMs = toMs(options.commitInterval ?? '1s', 'commitInterval');
+    this.#maxPending = maxPending;
+    this.#logger = options.logger ?? defaultLogger;
+    this.#clock = options.clock ?? systemClock;
+    this.#transport = options.transport ?? memoryTransport();
+    this.#state = options.state ?? memoryState();
+  }
+
+  /**
+   * A stream of a topic's records. Keys are read as UTF-8 strings, values as JSON, unless serdes say otherwise.
+   * @example
+   * app.from<Reading>('readings', { timestamp: r => r.ts })
+   */
+  from<V, K = string | undefined>(topic: string, options: SourceOptions<K, V> = {}): Stream<K, V> {
+    this.#assertStatus('created', 'from');
+    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`from: invalid topic name ${JSON.stringify(topic)}`);
+    if (options.timestamp !== undefined && typeof options.timestamp !== 'function') {
+      throw new ConfigError(`from ${topic}: timestamp must be a function, got ${typeof options.timestamp}`);
+    }
+    const node = this.#graph.add({
+      kind: 'source',
+      parents: [],
+      topic,
+      timestamp: options.timestamp as ((value: unknown) => number) | undefined,
+      keySerde: (checkSerde(options.key, `from ${topic} key`) ?? defaultKeySerde) as Serde<unknown>,
+      valueSerde: (checkSerde(options.value, `from ${topic} value`) ?? json()) as Serde<unknown>,
+      internal: false,
+    });
+    return new Stream<K, V>(this.#graph, node);
+  }
+
+  /**
+   * The topology as text (default) or a Mermaid flowchart.
+   * @example
+   * console.log(app.describe({ format: 'mermaid' }));
+   */
+  describe(options: { format?: 'text' | 'mermaid' } = {}): string {
+    const topology = this.#topology ?? buildTopology(this.id, this.#graph.nodes);
+    if (options.format === 'mermaid') return describeMermaid(topology);
+    if (options.format !== undefined && options.format !== 'text') throw new ConfigError(`describe: format must be 'text' or 'mermaid', got ${JSON.stringify(options.format)}`);
+    return describeText(topology);
+  }
+
+  /** @internal The TestDriver swaps in its clock and a private embedded broker before start. */
+  configureForTest(overrides: { clock: Clock; transport: Transport; logger?: Logger }): void {
+    this.#assertStatus('created', 'TestDriver.start');
+    this.#clock = overrides.clock;
+    this.#transport = overrides.transport;
+    if (overrides.logger) this.#logger = overrides.logger;
+  }
+
+  /**
+   * Starts processing; resolves once tasks are assigned and restored.
+   * @example
+   * await app.start();
+   */
+  async start(): Promise<void> {
+    this.#assertStatus('created', 'start');
+    this.#status = 'starting';
+    try {
+      const topology = buildTopology(this.id, this.#graph.nodes);
+      if (topology.subTopologies.length === 0) throw new ConfigError(`app ${this.id}: no pipeline; declare one with app.from(topic) before start()`);
+      this.#topology = topology;
+      await this.#transport.connect();
+      await this.#createTopics(topology);
+      await Promise.all(this.#batchHandlers().map((handler) => handler.start()));
+      this.#producer = await this.#transport.createProducer();
+      const topics = topology.subTopologies.flatMap((sub) => sub.sources.map((source) => source.topic));
+      this.#nextCommitAt = this.#clock.now() + this.#commitIntervalMs;
+      this.#status = 'running';
+      this.#consumer = await this.#transport.subscribe(this.id, topics, {
+        onAssign: (partitions) => this.#assign(partitions),
+        onRevoke: (partitions) => this.#revoke(partitions),
+        onRecords: async (records) => {
+          const first = records[0];
+          if (!first || this.#status !== 'running') return;
+          const task = this.#tasks.get(this.#taskKey(first.topic, first.partition));
+          if (!task) return;
+          await task.exclusive(() => task.process(records));
+          // Backpressure: a task with too many windows waiting for handlers pauses its source.
+          if (task.pendingWork > this.#maxPending) await task.drain();
+          this.#arm();
+        },
+      });
+      this.#arm();
+      this.#log('info', 'app started', { tasks: this.#tasks.size, transport: this.#transport.kind, state: this.#state.kind });
+    } catch (error) {
+      this.#status = 'stopped';
+      throw error;
+    }
+  }
+
+  /**
+   * Drains in-flight work, commits, and closes. Safe to call twice.
+   * @example
+   * process.on('SIGTERM', () => app.stop());
+   */
+  stop(): Promise<void> {
+    if (this.#status === 'created' || this.#status === 'stopped') {
+      this.#status = 'stopped';
+      return Promise.resolve();
+    }
+    this.#stopping ??= this.#shutdown();
+    return this.#stopping;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#status = 'stopping';
+    this.#timer?.cancel();
+    await Promise.allSettled([...this.#background]);
+    try {
+      await this.#consumer?.close();
+      await this.#producer?.close();
+      await Promise.all(this.#batchHandlers().map((handler) => handler.close()));
+      await this.#state.close();
+      await this.#transport.close();
+    } finally {
+      this.#status = 'stopped';
+      this.#log('info', 'app stopped', {});
+    }
+  }
+
+  /**
+   * Produces a record from the host service (JSON value unless the topic's source says otherwise;
+   * a Uint8Array is sent as raw bytes).
+   * @example
+   * await app.send('readings', { sensor: 's1', value: 20.5, ts: Date.now() }, { key: 's1' });
+   */
+  async send(topic: string, value: unknown, options: SendOptions = {}): Promise<void> {
+    if (this.#status === 'stopped' || this.#status === 'stopping') throw new EddyError('APP_STOPPED', `send: app ${this.id} is stopped`);
+    await this.produceTo(topic, value, options);
+  }
+
+  /** @internal Shared by `send` and the TestDriver. */
+  async produceTo(topic: string, value: unknown, options: SendOptions): Promise<void> {
+    if (typeof topic !== 'string' || topic.length === 0) throw new ConfigError(`send: invalid topic ${JSON.stringify(topic)}`);
+    const timestamp = options.timestamp ?? this.#clock.now();
+    if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) throw new ConfigError(`send: timestamp must be a finite number, got ${String(timestamp)}`);
+    const source = this.#graph.nodes.find((node) => node.kind === 'source' && node.topic === topic);
+    const valueSerde = source?.kind === 'source' ? source.valueSerde : json();
+    const keySerde = source?.kind === 'source' ? source.keySerde : defaultKeySerde;
+    const key = options.key === undefined || options.key === null ? null : options.key instanceof Uint8Array ? options.key : keySerde.serialize(options.key);
+    const bytes = value === null || value === undefined ? null : value instanceof Uint8Array ? value : valueSerde.serialize(value);
+    const partitions = await this.#partitionCount(topic);
+    const partition = key ? partitionForKey(key, partitions) : this.#roundRobin++ % partitions;
+    this.#producer ??= await this.#transport.createProducer();
+    await this.#producer.send([{ topic, partition, key, value: bytes, timestamp, headers: (options.headers ?? {}) as Headers }]);
+  }
+  #roundRobin = 0;
+
+  /**
+   * Reads a state store (a table or a window store) from the host service.
+   * @example
+   * const spend = await app.store('spend').get('customer-7');
+   */
+  store(name: string): StoreReader {
+    const names = this.#storeNames();
+    if (!names.includes(name)) throw new ConfigError(`store: no store named ${JSON.stringify(name)}; stores: ${names.join(', ') || '(none)'}`);
+    const operators = () => [...this.#tasks.values()].flatMap((task) => task.operators.filter((operator) => operator.storeName === name));
+    return {
+      get: async (key) => {
+        for (const operator of operators()) {
+          const value = operator.query(key);
+          if (value !== undefined) return value;
+        }
+        return undefined;
+      },
+      range: async ({ gte, lt } = {}) => {
+        const rows: Array<{ key: unknown; value: unknown }> = [];
+        for (const operator of operators()) {
+          for (const [key, value] of operator.queryAll()) {
+            const text = String(key);
+            if ((gte === undefined || text >= gte) && (lt === undefined || text < lt)) rows.push({ key, value });
+          }
+        }
+        return rows.sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
+      },
+    };
+  }
+
+  /**
+   * A snapshot of the app's counters, or the same in Prometheus text format.
+   * @example
+   * app.metrics().deadLetters
+   */
+  metrics(): MetricsSnapshot;
+  metrics(format: 'prometheus'): string;
+  metrics(format?: 'prometheus'): MetricsSnapshot | string {
+    const tasks = [...this.#tasks.values()];
+    const snapshot: MetricsSnapshot = {
+      recordsIn: this.#metrics.recordsIn,
+      recordsOut: this.#metrics.recordsOut,
+      windowsOpen: tasks.reduce((sum, task) => sum + task.openWindows(), 0),
+      windowsClosed: this.#metrics.windowsClosed,
+      lateRecords: this.#metrics.lateRecords,
+      deadLetters: this.#metrics.deadLetters,
+      handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
+      restoredRecords: this.#restoredRecords,
+      tasks: tasks.length,
+      streamTime: Object.fromEntries(tasks.map((task) => [task.taskId, task.streamTime()])),
+    };
+    if (format !== 'prometheus') return snapshot;
+    const lines: string[] = [];
+    const metric = (name: string, type: 'counter' | 'gauge', value: number, help: string) => {
+      lines.push(`# HELP eddy_${name} ${help}`, `# TYPE eddy_${name} ${type}`, `eddy_${name}{app="${this.id}"} ${value}`);
+    };
+    metric('records_in_total', 'counter', snapshot.recordsIn, 'Records read from source topics.');
+    metric('records_out_total', 'counter', snapshot.recordsOut, 'Records written to topics.');
+    metric('windows_open', 'gauge', snapshot.windowsOpen, 'Windows holding state.');
+    metric('windows_closed_total', 'counter', snapshot.windowsClosed, 'Windows closed.');
+    metric('late_records_total', 'counter', snapshot.lateRecords, 'Records that missed a closed window.');
+    metric('dead_letters_total', 'counter', snapshot.deadLetters, 'Records sent to the dead-letter topic.');
+    metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
+    metric('restored_records_total', 'counter', snapshot.restoredRecords, 'Changelog records replayed into state.');
+    return `${lines.join('\n')}\n`;
+  }
+
+  /** @internal The topology's sources and sinks (the TestDriver decodes topics with their serdes). */
+  topologyNodes(): { sources: Extract<Node, { kind: 'source' }>[]; sinks: Extract<Node, { kind: 'sink' }>[] } {
+    const nodes = (this.#topology ?? buildTopology(this.id, this.#graph.nodes)).subTopologies.flatMap((sub) => sub.nodes);
+    return {
+      sources: nodes.filter((node): node is Extract<Node, { kind: 'source' }> => node.kind === 'source'),
+      sinks: nodes.filter((node): node is Extract<Node, { kind: 'sink' }> => node.kind === 'sink'),
+    };
+  }
+
+  /** @internal Why the app stopped on its own, if it did (`onError: 'stop'`). */
+  get failure(): EddyError | undefined {
+    return this.#failure;
+  }
+
+  /** @internal For the TestDriver: runs until no record, timer or handler work is left. */
+  async settle(idle: () => Promise<void>): Promise<void> {
+    for (let round = 0; round < 10_000; round++) {
+      await idle();
+      const tasks = [...this.#tasks.values()];
+      const busy = tasks.some((task) => task.pendingWork > 0) || this.#background.size > 0;
+      if (!busy) return;
+      await Promise.all([...tasks.map((task) => task.drain()), ...this.#background]);
+    }
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  #assertStatus(expected: Status, what: string): void {
+    if (this.#status !== expected) throw new EddyError('APP_STATE', `${what}: app ${this.id} is ${this.#status}, expected ${expected}`);
+  }
+
+  #log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {
+    this.#logger[level]({ app: this.id, ...fields }, message);
+  }
+
+  #storeNames(): string[] {
+    const topology = this.#topology ?? buildTopology(this.id, this.#graph.nodes);
+    return topology.subTopologies.flatMap((sub) => [...sub.storeNames]);
+  }
+
+  #batchHandlers(): WindowBatchHandler<unknown, unknown>[] {
+    const handlers = new Set<WindowBatchHandler<unknown, unknown>>();
+    for (const node of this.#graph.nodes) if (node.kind === 'emit' && isBatchHandler(node.handler)) handlers.add(node.handler);
+    return [...handlers];
+  }
+
+  async #partitionCount(topic: string): Promise<number> {
+    const known = this.#partitions.get(topic);
+    if (known !== undefined) return known;
+    let count = await this.#transport.partitionCount(topic);
+    if (count === undefined) {
+      await this.#transport.ensureTopics([{ name: topic, partitions: this.#transport.defaultPartitions ?? 1 }]);
+      count = (await this.#transport.partitionCount(topic)) ?? 1;
+    }
+    this.#partitions.set(topic, count);
+    return count;
+  }
+
+  /**
+   * Partition counts: a sub-topology runs one task per partition of its sources (which must
+   * agree); a repartition topic gets the count of the sub-topology that writes it; changelogs
+   * the count of the sub-topology that owns the store.
+   */
+  async #createTopics(topology: Topology): Promise<void> {
+    const counts = new Map<SubTopology, number>();
+    const internalCount = (topic: string) => {
+      const writer = topology.repartitionTopics.get(topic);
+      return writer ? counts.get(writer) : undefined;
+    };
+    for (let pass = 0; pass <= topology.subTopologies.length && counts.size < topology.subTopologies.length; pass++) {
+      for (const sub of topology.subTopologies) {
+        if (counts.has(sub)) continue;
+        const sourceCounts: number[] = [];
+        let ready = true;
+        for (const source of sub.sources) {
+          if (source.internal) {
+            const count = internalCount(source.topic);
+            if (count === undefined) ready = false;
+            else sourceCounts.push(count);
+          } else {
+            sourceCounts.push(await this.#partitionCount(source.topic));
+          }
+        }
+        if (!ready) continue;
+        if (new Set(sourceCounts).size > 1) {
+          throw new ConfigError(`topics ${sub.sources.map((source) => source.topic).join(', ')} are merged but have different partition counts (${sourceCounts.join(', ')})`);
+        }
+        counts.set(sub, sourceCounts[0]!);
+      }
+    }
+    const specs = [];
+    for (const [topic, writer] of topology.repartitionTopics) specs.push({ name: topic, partitions: counts.get(writer)! });
+    for (const sub of topology.subTopologies) {
+      for (const store of sub.storeNames) specs.push({ name: changelogTopic(this.id, store), partitions: counts.get(sub)!, compacted: true });
+    }
+    specs.push({ name: deadLetterTopic(this.id), partitions: 1 });
+    await this.#transport.ensureTopics(specs);
+    for (const spec of specs) this.#partitions.set(spec.name, spec.partitions);
+    for (const sub of topology.subTopologies) for (const sink of sub.sinks) await this.#partitionCount(sink.topic);
+  }
+
+  #taskKey(topic: string, partition: number): string {
+    const sub = this.#topology!.subTopologies.find((candidate) => candidate.sources.some((source) => source.topic === topic));
+    return `${sub?.index ?? -1}_${partition}`;
+  }
+
+  #host(): TaskHost {
+    return {
+      appId: this.id,
+      topology: this.#topology!,
+      clock: this.#clock,
+      metrics: this.#metrics,
+      time: this.#options.time,
+      idleTimeoutMs: this.#idleTimeoutMs,
+      producer: this.#producer!,
+      partitionsOf: (topic) => this.#partitions.get(topic) ?? 1,
+      recordFailed: (error) => this.#recordFailed(error),
+      log: (level, message, fields) => this.#log(level, message, fields),
+    };
+  }
+
+  async #assign(partitions: readonly TopicPartition[]): Promise<void> {
+    const topology = this.#topology!;
+    for (const { topic, partition } of partitions) {
+      const key = this.#taskKey(topic, partition);
+      if (this.#tasks.has(key)) continue;
+      const sub = topology.subTopologies.find((candidate) => candidate.sources.some((source) => source.topic === topic))!;
+      const task = new Task(this.#host(), sub, partition);
+      for (const storeName of sub.storeNames) {
+        task.stores.set(storeName, await this.#state.open({ appId: this.id, storeName, partition, changelogTopic: changelogTopic(this.id, storeName) }));
+      }
+      const started = this.#clock.now();
+      const restored = await task.restore(
+        (changelog, changelogPartition, from) => this.#transport.readPartition({ topic: changelog, partition: changelogPartition }, from),
+        (changelog, changelogPartition) => this.#transport.endOffset({ topic: changelog, partition: changelogPartition }),
+      );
+      this.#restoredRecords += restored;
+      if (restored > 0) this.#log('info', 'state restored', { task: task.taskId, records: restored, ms: this.#clock.now() - started });
+      this.#tasks.set(key, task);
+    }
+    this.#arm();
+  }
+
+  async #revoke(partitions: readonly TopicPartition[]): Promise<void> {
+    const keys = new Set(partitions.map(({ topic, partition }) => this.#taskKey(topic, partition)));
+    for (const key of keys) {
+      const task = this.#tasks.get(key);
+      if (!task) continue;
+      if (!this.#failure) await this.#commitTask(task);
+      task.halt();
+      for (const store of task.stores.values()) await store.close();
+      this.#tasks.delete(key);
+    }
+  }
+
+  #commitTask(task: Task): Promise<void> {
+    return task.exclusive(() => task.commit((offsets) => this.#consumer!.commit(offsets)));
+  }
+
+  #recordFailed(error: EddyError): boolean {
+    if (this.#options.onError === 'dead-letter') return true;
+    if (!this.#failure) {
+      this.#failure = error;
+      this.#log('error', 'stopping on a bad record (onError: stop)', { code: error.code, error: error.message });
+      for (const task of this.#tasks.values()) task.halt();
+      queueMicrotask(() => void this.stop());
+    }
+    return false;
+  }
+
+  /** Arms one clock timer for the earliest of: the next commit, any task's next wake-up. */
+  #arm(): void {
+    if (this.#status !== 'running') return;
+    let due = this.#nextCommitAt;
+    for (const task of this.#tasks.values()) {
+      const wakeUp = task.nextWakeUp();
+      if (wakeUp !== undefined && wakeUp < due) due = wakeUp;
+    }
+    this.#timer?.cancel();
+    this.#timer = this.#clock.setTimeout(() => this.#onTimer(), Math.max(0, due - this.#clock.now()));
+  }
+
+  #onTimer(): void {
+    if (this.#status !== 'running') return;
+    const now = this.#clock.now();
+    const work = (async () => {
+      for (const task of this.#tasks.values()) await task.exclusive(() => task.punctuate(now));
+      if (now >= this.#nextCommitAt) {
+        this.#nextCommitAt = now + this.#commitIntervalMs;
+        for (const task of this.#tasks.values()) await this.#commitTask(task);
+      }
+    })()
+      .catch((error: unknown) => this.#log('error', 'timer work failed', { error: String(error) }))
+      .finally(() => {
+        this.#background.delete(work);
+        this.#arm();
+      });
+    this.#background.add(work);
+  }
+}

@@ -1,0 +1,20 @@
+/** A handle returned by {@link Clock.setTimeout}. */
+export interface TimerHandle {
+  cancel(): void;
+}
+
+/** The only source of time in Eddy; injected so that tests can drive it. */
+export interface Clock {
+  now(): number;
+  setTimeout(callback: () => void, delayMs: number): TimerHandle;
+}
+
+/** The real clock: `Date.now()` and Node timers that do not keep the process alive. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout(callback, delayMs) {
+    const timer = setTimeout(callback, Math.max(0, delayMs));
+    timer.unref();
+    return { cancel: () => clearTimeout(timer) };
+  },
+};

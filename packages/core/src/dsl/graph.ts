@@ -1,0 +1,78 @@
+import type { Aggregation } from '../aggregations.js';
+import type { WindowHandler } from '../handler.js';
+import type { Serde } from '../serde.js';
+import type { WindowDefinition } from '../windows/definitions.js';
+
+/** A callback on records: value and key in, anything out. */
+export type RecordCallback = (value: unknown, key: unknown) => unknown;
+
+interface NodeBase {
+  readonly id: number;
+  readonly parents: readonly Node[];
+}
+
+/**
+ * The logical graph the DSL records. Nodes are plain immutable objects; nothing runs until the
+ * app compiles the graph into one RxJS operator graph per task.
+ */
+export type Node =
+  | (NodeBase & {
+      readonly kind: 'source';
+      readonly topic: string;
+      readonly timestamp: ((value: unknown) => number) | undefined;
+      readonly keySerde: Serde<unknown>;
+      readonly valueSerde: Serde<unknown>;
+      /** Set for the reading half of a repartition topic. */
+      readonly internal: boolean;
+    })
+  | (NodeBase & { readonly kind: 'map' | 'filter' | 'flatMap' | 'peek'; readonly fn: RecordCallback })
+  | (NodeBase & { readonly kind: 'keyBy'; readonly fn: RecordCallback; readonly name: string | undefined })
+  | (NodeBase & { readonly kind: 'merge' })
+  | (NodeBase & {
+      readonly kind: 'sink';
+      readonly topic: string;
+      readonly keySerde: Serde<unknown>;
+      readonly valueSerde: Serde<unknown>;
+      readonly internal: boolean;
+    })
+  | (NodeBase & {
+      readonly kind: 'window';
+      readonly window: WindowDefinition;
+      readonly aggregation: Aggregation<unknown, unknown, unknown>;
+      readonly storeName: string;
+      readonly repartitionName: string | undefined;
+    })
+  | (NodeBase & {
+      readonly kind: 'emit';
+      readonly event: 'close' | 'update' | 'late';
+      readonly handler: WindowHandler<unknown, unknown> | undefined;
+      readonly label: string;
+    })
+  | (NodeBase & {
+      readonly kind: 'table';
+      readonly aggregation: Aggregation<unknown, unknown, unknown>;
+      readonly storeName: string;
+      readonly repartitionName: string | undefined;
+    })
+  | (NodeBase & { readonly kind: 'tableStream' });
+
+export type NodeKind = Node['kind'];
+
+/** A node before it has an id (the Omit distributes over the union). */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+export type NodeInput = DistributiveOmit<Node, 'id'>;
+
+/** The nodes whose input must be partitioned by their key. */
+export const isStateful = (node: Node): node is Extract<Node, { kind: 'window' | 'table' }> => node.kind === 'window' || node.kind === 'table';
+
+/** Collects the nodes the DSL creates; owned by one app. */
+export class GraphBuilder {
+  readonly nodes: Node[] = [];
+  #nextId = 0;
+
+  add(node: NodeInput): Node {
+    const created = { ...node, id: this.#nextId++ } as Node;
+    this.nodes.push(created);
+    return created;
+  }
+}

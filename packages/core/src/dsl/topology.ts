@@ -1,0 +1,182 @@
+import { ConfigError } from '../errors.js';
+import { json } from '../serde.js';
+import { describeWindow } from '../windows/definitions.js';
+import { isStateful, type Node } from './graph.js';
+
+/** A connected part of the graph between topics: one task per partition runs it. */
+export interface SubTopology {
+  readonly index: number;
+  /** Nodes in an order where parents come before children. */
+  readonly nodes: readonly Node[];
+  readonly sources: readonly Extract<Node, { kind: 'source' }>[];
+  readonly sinks: readonly Extract<Node, { kind: 'sink' }>[];
+  readonly storeNames: readonly string[];
+}
+
+/** The compiled form of an app's graph. */
+export interface Topology {
+  readonly appId: string;
+  readonly subTopologies: readonly SubTopology[];
+  /** Children of each node, in creation order. */
+  readonly children: ReadonlyMap<Node, readonly Node[]>;
+  /** Repartition topics and the sub-topology that writes each. */
+  readonly repartitionTopics: ReadonlyMap<string, SubTopology>;
+}
+
+/** The internal topic names of DESIGN.md. */
+export const changelogTopic = (appId: string, storeName: string) => `${appId}-${storeName}-changelog`;
+export const repartitionTopic = (appId: string, name: string) => `${appId}-${name}-repartition`;
+export const deadLetterTopic = (appId: string) => `${appId}-dlq`;
+
+const internalSerde = json();
+
+/** Does the path from `node` up to its sources re-key the stream (a keyBy) before any topic? */
+function rekeyedAbove(node: Node): Extract<Node, { kind: 'keyBy' }> | undefined {
+  for (const parent of node.parents) {
+    if (parent.kind === 'keyBy') return parent;
+    if (parent.kind === 'source') continue;
+    const found = rekeyedAbove(parent);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/**
+ * Builds the physical topology: a repartition topic (sink + source pair) before each stateful
+ * step fed by a re-keyed stream, then sub-topologies as the connected parts between topics.
+ */
+export function buildTopology(appId: string, logical: readonly Node[]): Topology {
+  const storeNames = new Set<string>();
+  let nextId = logical.reduce((max, node) => Math.max(max, node.id), 0) + 1;
+  const replaced = new Map<Node, Node>();
+  const nodes: Node[] = [];
+  const repartitionWriters = new Map<string, Node>();
+
+  for (const original of logical) {
+    const parents = original.parents.map((parent) => replaced.get(parent) ?? parent);
+    let node: Node = parents.every((parent, index) => parent === original.parents[index]) ? original : ({ ...original, parents } as Node);
+    if (isStateful(node)) {
+      if (storeNames.has(node.storeName)) {
+        throw new ConfigError(`two stateful steps share the store name ${JSON.stringify(node.storeName)}; give one of them { name }`);
+      }
+      storeNames.add(node.storeName);
+      const keyBy = rekeyedAbove(node);
+      if (keyBy) {
+        const topic = repartitionTopic(appId, keyBy.name ?? node.storeName);
+        if (repartitionWriters.has(topic)) throw new ConfigError(`the repartition topic ${topic} is used twice; name the keyBy steps`);
+        const sink: Node = { kind: 'sink', id: nextId++, parents: node.parents, topic, keySerde: internalSerde, valueSerde: internalSerde, internal: true };
+        const source: Node = { kind: 'source', id: nextId++, parents: [], topic, timestamp: undefined, keySerde: internalSerde, valueSerde: internalSerde, internal: true };
+        repartitionWriters.set(topic, sink);
+        nodes.push(sink, source);
+        node = { ...node, parents: [source] } as Node;
+      }
+    }
+    if (node !== original) replaced.set(original, node);
+    nodes.push(node);
+  }
+
+  const children = new Map<Node, Node[]>();
+  for (const node of nodes) {
+    children.set(node, children.get(node) ?? []);
+    for (const parent of node.parents) {
+      const list = children.get(parent) ?? [];
+      list.push(node);
+      children.set(parent, list);
+    }
+  }
+
+  // Connected components over parent edges; topics are the only links between them.
+  const component = new Map<Node, number>();
+  const ordered: Node[][] = [];
+  for (const start of nodes) {
+    if (component.has(start)) continue;
+    const index = ordered.length;
+    const members: Node[] = [];
+    const stack = [start];
+    component.set(start, index);
+    while (stack.length > 0) {
+      const node = stack.pop()!;
+      members.push(node);
+      for (const next of [...node.parents, ...(children.get(node) ?? [])]) {
+        if (!component.has(next)) {
+          component.set(next, index);
+          stack.push(next);
+        }
+      }
+    }
+    ordered.push(members);
+  }
+
+  const position = new Map(nodes.map((node, index) => [node, index]));
+  const subTopologies: SubTopology[] = ordered
+    .map((members) => members.sort((a, b) => position.get(a)! - position.get(b)!))
+    .filter((members) => members.some((node) => node.kind === 'source'))
+    .map((members, index) => ({
+      index,
+      nodes: members,
+      sources: members.filter((node): node is Extract<Node, { kind: 'source' }> => node.kind === 'source'),
+      sinks: members.filter((node): node is Extract<Node, { kind: 'sink' }> => node.kind === 'sink'),
+      storeNames: members.filter(isStateful).map((node) => node.storeName),
+    }));
+
+  const repartitionTopics = new Map<string, SubTopology>();
+  for (const [topic, sink] of repartitionWriters) {
+    repartitionTopics.set(topic, subTopologies.find((sub) => sub.nodes.includes(sink))!);
+  }
+  return { appId, subTopologies, children, repartitionTopics };
+}
+
+function label(node: Node): string {
+  switch (node.kind) {
+    case 'source':
+      return `source ${node.topic}`;
+    case 'sink':
+      return `sink ${node.topic}`;
+    case 'keyBy':
+      return node.name ? `keyBy ${node.name}` : 'keyBy';
+    case 'window':
+      return `${describeWindow(node.window)} ${node.aggregation.name} [store ${node.storeName}]`;
+    case 'table':
+      return `table ${node.aggregation.name} [store ${node.storeName}]`;
+    case 'emit':
+      return node.label;
+    case 'tableStream':
+      return 'toStream';
+    default:
+      return node.kind;
+  }
+}
+
+/** The topology as text: one block per sub-topology, one line per node with its children. */
+export function describeText(topology: Topology): string {
+  const lines = [`Topology ${topology.appId}`];
+  for (const sub of topology.subTopologies) {
+    lines.push(`  Sub-topology ${sub.index}${sub.storeNames.length ? ` (stores: ${sub.storeNames.join(', ')})` : ''}`);
+    for (const node of sub.nodes) {
+      const next = topology.children.get(node) ?? [];
+      lines.push(`    ${node.id}: ${label(node)}${next.length ? ` --> ${next.map((child) => child.id).join(', ')}` : ''}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/** The topology as a Mermaid flowchart; topics are the links between sub-topologies. */
+export function describeMermaid(topology: Topology): string {
+  const lines = ['flowchart LR'];
+  const topics = new Set<string>();
+  const topicId = (topic: string) => `topic_${topic.replace(/[^A-Za-z0-9_]/g, '_')}`;
+  for (const sub of topology.subTopologies) {
+    lines.push(`  subgraph sub${sub.index}["Sub-topology ${sub.index}"]`);
+    for (const node of sub.nodes) lines.push(`    n${node.id}["${label(node).replace(/"/g, "'")}"]`);
+    lines.push('  end');
+    for (const node of sub.nodes) {
+      for (const child of topology.children.get(node) ?? []) lines.push(`  n${node.id} --> n${child.id}`);
+      if (node.kind === 'source' || node.kind === 'sink') {
+        topics.add(node.topic);
+        lines.push(node.kind === 'source' ? `  ${topicId(node.topic)} --> n${node.id}` : `  n${node.id} --> ${topicId(node.topic)}`);
+      }
+    }
+  }
+  for (const topic of topics) lines.push(`  ${topicId(topic)}[("${topic}")]`);
+  return lines.join('\n');
+}

@@ -1,0 +1,42 @@
+/**
+ * @eddy/core: the typed pipeline DSL, windows and time, tasks and the commit protocol, serdes,
+ * errors, the embedded broker and in-memory state.
+ */
+export { createApp, App } from './app.js';
+export type { AppOptions, SendOptions, SourceOptions, StoreReader } from './app.js';
+export { Stream, KeyedStream, WindowedStream, WindowedTable, Table } from './dsl/stages.js';
+export type { SinkOptions, TableOptions } from './dsl/stages.js';
+export type { Duration } from './duration.js';
+export { toMs } from './duration.js';
+export type { WindowOptions } from './windows/definitions.js';
+export type { AggregateSpec } from './aggregations.js';
+export { BATCH_HANDLER, isBatchHandler } from './handler.js';
+export type { HandlerOutcome, HandlerResult, LateRecord, WindowBatchHandler, WindowHandler, WindowResult } from './handler.js';
+export { serdes, json, string, bytes } from './serde.js';
+export type { Serde } from './serde.js';
+export { EddyError, ConfigError, RecordError } from './errors.js';
+export type { ErrorCode } from './errors.js';
+export { systemClock } from './clock.js';
+export type { Clock, TimerHandle } from './clock.js';
+export type { Logger } from './logger.js';
+export { defaultLogger, silentLogger } from './logger.js';
+export { memoryTransport, MemoryTransport } from './transport/memory.js';
+export type { MemoryTransportOptions } from './transport/memory.js';
+export type {
+  ConsumerListener,
+  Headers,
+  IncomingRecord,
+  OutgoingRecord,
+  TopicPartition,
+  TopicPartitionOffset,
+  TopicSpec,
+  Transport,
+  TransportConsumer,
+  TransportProducer,
+} from './transport/types.js';
+export { memoryState } from './state/memory.js';
+export type { KeyRange, PartitionStore, StateBackend, StoreEntry, StoreSpec } from './state/backend.js';
+export { compareBytes, decodeWindowKey, encodeWindowKey, keyPrefix } from './state/keys.js';
+export type { MetricsSnapshot } from './runtime/metrics.js';
+export { murmur2, partitionForKey } from './murmur2.js';
+export { changelogTopic, deadLetterTopic, repartitionTopic } from './dsl/topology.js';

@@ -1,0 +1,46 @@
+import type { Clock } from '../clock.js';
+import type { ErrorCode } from '../errors.js';
+import type { OutgoingRecord } from '../transport/types.js';
+import type { StoreEntry } from '../state/backend.js';
+import type { Metrics } from './metrics.js';
+import type { Signal } from './signals.js';
+
+/** A stateful operator, as its task sees it: deadlines, flush and restore. */
+export interface StatefulOperator {
+  readonly storeName: string;
+  /** The stream time at which this operator next has something to close, if any. */
+  nextDeadline(): number | undefined;
+  /** Changed entries since the last call, for the commit batch; clears the change set. */
+  takeChanges(): StoreEntry[];
+  /** Rebuilds the in-memory state from stored entries (before any record is processed). */
+  restore(entries: Iterable<readonly [Uint8Array, Uint8Array]>, streamTime: number): void;
+  /** Windows (or table rows) currently holding state. */
+  openWindows(): number;
+  /** Entries for queries from the host service (`app.store(name)`). */
+  query(key: unknown): unknown;
+  queryAll(): Iterable<readonly [unknown, unknown]>;
+}
+
+/** What an operator may ask of the task that runs it. */
+export interface TaskContext {
+  readonly appId: string;
+  readonly taskId: string;
+  readonly partition: number;
+  readonly clock: Clock;
+  readonly metrics: Metrics;
+  /** The task's stream time: the largest timestamp seen (or the clock, in processing time). */
+  streamTime(): number;
+  /**
+   * Handles an error raised while processing `signal` at step `step`: a dead letter, or a stop,
+   * as the app's `onError` policy says. Never throws.
+   */
+  fail(error: unknown, signal: Signal | undefined, step: string, code?: ErrorCode): void;
+  /** Queues a record for the producer; sent at the end of the batch. */
+  produce(record: OutgoingRecord): void;
+  /** The partition count of an output topic (known since start). */
+  partitionsOf(topic: string): number;
+  /** Counts async work (handlers) that the commit and `advanceTime` must wait for. */
+  track(work: Promise<unknown>): void;
+  /** Registers a stateful operator with the task (for deadlines, commit and restore). */
+  register(operator: StatefulOperator): void;
+}

@@ -1,0 +1,51 @@
+import { Observable, type OperatorFunction } from 'rxjs';
+import type { ErrorCode } from '../errors.js';
+import type { TaskContext } from './context.js';
+import type { Signal } from './signals.js';
+
+/**
+ * The one helper every runtime operator is built on. `handle` is called for each signal with an
+ * `emit` function; a throw from it (a user callback, a bad value) is routed to the task's error
+ * policy for that signal, and processing continues with the next one. Teardown unsubscribes
+ * from the source.
+ */
+export function signalOperator(
+  context: TaskContext,
+  step: string,
+  handle: (signal: Signal, emit: (signal: Signal) => void) => void,
+  code: ErrorCode = 'HANDLER_FAILED',
+): OperatorFunction<Signal, Signal> {
+  return (source) =>
+    new Observable<Signal>((subscriber) => {
+      const emit = (signal: Signal) => subscriber.next(signal);
+      return source.subscribe({
+        next(signal) {
+          try {
+            handle(signal, emit);
+          } catch (error) {
+            context.fail(error, signal, step, code);
+          }
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => subscriber.complete(),
+      });
+    });
+}
+
+/** Like {@link signalOperator}, for steps that only look at records and pass everything else on. */
+export function recordOperator(
+  context: TaskContext,
+  step: string,
+  handle: (key: unknown, value: unknown, timestamp: number, signal: Signal & { type: 'record' }, emit: (signal: Signal) => void) => void,
+  code: ErrorCode = 'HANDLER_FAILED',
+): OperatorFunction<Signal, Signal> {
+  return signalOperator(
+    context,
+    step,
+    (signal, emit) => {
+      if (signal.type === 'record') handle(signal.key, signal.value, signal.timestamp, signal, emit);
+      else emit(signal);
+    },
+    code,
+  );
+}

@@ -1,0 +1,405 @@
+import { share, Subject, type Observable } from 'rxjs';
+import type { Clock } from '../clock.js';
+import type { Node } from '../dsl/graph.js';
+import { changelogTopic, deadLetterTopic, type SubTopology, type Topology } from '../dsl/topology.js';
+import { describeError, EddyError, type ErrorCode } from '../errors.js';
+import type { PartitionStore, StoreEntry } from '../state/backend.js';
+import type { Headers, IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransportProducer } from '../transport/types.js';
+import type { StatefulOperator, TaskContext } from './context.js';
+import type { Metrics } from './metrics.js';
+import { emitWindows } from './operators/emit-windows.js';
+import { sinkRecords } from './operators/sink.js';
+import { filterRecords, flatMapRecords, keyRecords, mapRecords, peekRecords } from './operators/stateless.js';
+import { tableAggregate } from './operators/table-aggregate.js';
+import { windowAggregate } from './operators/window-aggregate.js';
+import type { Origin, RecordSignal, Signal } from './signals.js';
+
+/** What a task needs from the app that runs it. */
+export interface TaskHost {
+  readonly appId: string;
+  readonly topology: Topology;
+  readonly clock: Clock;
+  readonly metrics: Metrics;
+  readonly time: 'event' | 'processing';
+  /** Quiet time after which stream time follows the clock; undefined disables it. */
+  readonly idleTimeoutMs: number | undefined;
+  readonly producer: TransportProducer;
+  partitionsOf(topic: string): number;
+  /** A record failed; under `onError: 'stop'` this stops the app. Returns true to dead-letter. */
+  recordFailed(error: EddyError): boolean;
+  log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;
+}
+
+const encoder = new TextEncoder();
+/** The store key under which window operators keep the task's stream time. */
+export const STREAM_TIME_KEY = Uint8Array.of(0xff);
+const isStreamTimeKey = (key: Uint8Array) => key.length === 1 && key[0] === 0xff;
+
+/**
+ * One partition of one sub-topology: its own RxJS operator graph, stream time, state and offsets.
+ * Records enter through `process`; `commit` runs the commit protocol of DESIGN.md.
+ */
+export class Task implements TaskContext {
+  readonly taskId: string;
+  readonly appId: string;
+  readonly clock: Clock;
+  readonly metrics: Metrics;
+  readonly operators: StatefulOperator[] = [];
+  readonly stores = new Map<string, PartitionStore>();
+
+  #streamTime = -Infinity;
+  /** Clock time and stream time when the last record arrived (for the idle timeout). */
+  #lastInput: { clock: number; streamTime: number };
+  readonly #inputs = new Map<string, Subject<Signal>>();
+  readonly #streams = new Map<Node, Observable<Signal>>();
+  readonly #positions = new Map<string, TopicPartitionOffset>();
+  #outbox: OutgoingRecord[] = [];
+  readonly #sends = new Set<Promise<unknown>>();
+  readonly #work = new Set<Promise<unknown>>();
+  #halted = false;
+  #lock: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly host: TaskHost,
+    readonly subTopology: SubTopology,
+    readonly partition: number,
+  ) {
+    this.taskId = `${subTopology.index}_${partition}`;
+    this.appId = host.appId;
+    this.clock = host.clock;
+    this.metrics = host.metrics;
+    this.#lastInput = { clock: host.clock.now(), streamTime: -Infinity };
+    this.#build();
+  }
+
+  /** Wires the sub-topology's nodes into RxJS operators; sources are subjects fed by `process`. */
+  #build(): void {
+    const { children } = this.host.topology;
+    for (const node of this.subTopology.nodes) {
+      const stream = this.#streamFor(node);
+      if ((children.get(node)?.length ?? 0) === 0) stream.subscribe();
+    }
+  }
+
+  /** One observable per node, shared when several children read it. */
+  #streamFor(node: Node): Observable<Signal> {
+    let stream = this.#streams.get(node);
+    if (!stream) {
+      stream = this.#operatorFor(node);
+      if ((this.host.topology.children.get(node)?.length ?? 0) > 1) stream = stream.pipe(share());
+      this.#streams.set(node, stream);
+    }
+    return stream;
+  }
+
+  #operatorFor(node: Node): Observable<Signal> {
+    const parent = (index = 0) => this.#streamFor(node.parents[index]!);
+    switch (node.kind) {
+      case 'source': {
+        const subject = new Subject<Signal>();
+        this.#inputs.set(node.topic, subject);
+        return subject;
+      }
+      case 'map':
+        return parent().pipe(mapRecords(this, 'map', node.fn));
+      case 'filter':
+        return parent().pipe(filterRecords(this, 'filter', node.fn));
+      case 'flatMap':
+        return parent().pipe(flatMapRecords(this, 'flatMap', node.fn));
+      case 'peek':
+        return parent().pipe(peekRecords(this, 'peek', node.fn));
+      case 'keyBy':
+        return parent().pipe(keyRecords(this, 'keyBy', node.fn));
+      case 'merge': {
+        const merged = new Subject<Signal>();
+        for (let index = 0; index < node.parents.length; index++) parent(index).subscribe((signal) => merged.next(signal));
+        return merged;
+      }
+      case 'sink':
+        return parent().pipe(sinkRecords(this, node.topic, node.keySerde, node.valueSerde));
+      case 'window': {
+        const emitsUpdates = (this.host.topology.children.get(node) ?? []).some((child) => child.kind === 'emit' && child.event === 'update');
+        return parent().pipe(windowAggregate(this, { storeName: node.storeName, window: node.window, aggregation: node.aggregation, emitUpdates: emitsUpdates }));
+      }
+      case 'emit':
+        return parent().pipe(emitWindows(this, node.label, node.event, node.handler));
+      case 'table':
+        return parent().pipe(tableAggregate(this, node.storeName, node.aggregation));
+      case 'tableStream':
+        return parent();
+    }
+  }
+
+  // --- TaskContext -------------------------------------------------------------------------
+
+  streamTime(): number {
+    return this.#streamTime;
+  }
+
+  register(operator: StatefulOperator): void {
+    this.operators.push(operator);
+  }
+
+  produce(record: OutgoingRecord): void {
+    this.#outbox.push(record);
+  }
+
+  partitionsOf(topic: string): number {
+    return this.host.partitionsOf(topic);
+  }
+
+  track(work: Promise<unknown>): void {
+    const tracked = work.finally(() => this.#work.delete(tracked));
+    this.#work.add(tracked);
+    // Results of async handlers are produced as they come.
+    void tracked.then(() => this.flush());
+  }
+
+  fail(error: unknown, signal: Signal | undefined, step: string, code: ErrorCode = 'HANDLER_FAILED'): void {
+    const origin = signal && 'origin' in signal ? signal.origin : undefined;
+    const failure = error instanceof EddyError ? error : new EddyError(code, `${step}: ${describeError(error)}`, { cause: error });
+    const value = signal && signal.type !== 'tick' ? safeJson(signalValue(signal)) : null;
+    const key = signal && signal.type !== 'tick' ? safeJson(signal.key) : null;
+    this.#deadLetter(failure, step, origin, key, value);
+  }
+
+  // --- records in --------------------------------------------------------------------------
+
+  /** Serializes work on this task: record batches, punctuation and commits never interleave. */
+  exclusive<T>(work: () => Promise<T> | T): Promise<T> {
+    const run = this.#lock.then(work, work);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Processes a batch of one partition, in offset order. */
+  process(records: readonly IncomingRecord[]): void {
+    if (this.#halted) return;
+    const source = this.subTopology.sources.find((node) => node.topic === records[0]?.topic);
+    const input = source && this.#inputs.get(source.topic);
+    if (!source || !input) return;
+    const processingTime = this.host.time === 'processing';
+    for (const incoming of records) {
+      if (this.#halted) return;
+      this.metrics.recordsIn++;
+      const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
+      const signal = this.#decode(source, incoming, origin, processingTime);
+      if (signal) {
+        input.next(signal);
+        this.#advance(processingTime ? this.clock.now() : signal.timestamp);
+      }
+      // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
+      if (this.#halted) break;
+      this.#positions.set(incoming.topic, { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset + 1 });
+    }
+    this.#lastInput = { clock: this.clock.now(), streamTime: this.#streamTime };
+    this.flush();
+  }
+
+  #decode(source: Extract<Node, { kind: 'source' }>, incoming: IncomingRecord, origin: Origin, processingTime: boolean): RecordSignal | undefined {
+    let key: unknown;
+    let value: unknown;
+    try {
+      key = incoming.key === null ? undefined : source.keySerde.deserialize(incoming.key);
+      value = incoming.value === null ? null : source.valueSerde.deserialize(incoming.value);
+    } catch (error) {
+      this.#deadLetterRaw(incoming, new EddyError('DESERIALIZATION_FAILED', `cannot deserialize a record of ${incoming.topic}: ${describeError(error)}`, { cause: error }), `source ${incoming.topic}`);
+      return undefined;
+    }
+    let timestamp = incoming.timestamp;
+    if (processingTime) {
+      timestamp = this.clock.now();
+    } else if (source.timestamp) {
+      try {
+        timestamp = source.timestamp(value);
+      } catch (error) {
+        this.#deadLetterRaw(incoming, new EddyError('INVALID_TIMESTAMP', `the timestamp extractor threw: ${describeError(error)}`, { cause: error }), `source ${incoming.topic}`);
+        return undefined;
+      }
+    }
+    if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) {
+      this.#deadLetterRaw(incoming, new EddyError('INVALID_TIMESTAMP', `the record's timestamp is not a finite number: ${String(timestamp)}`), `source ${incoming.topic}`);
+      return undefined;
+    }
+    return { type: 'record', key, value, timestamp, origin };
+  }
+
+  /** Moves stream time forward (never back) and lets window operators close what is due. */
+  #advance(streamTime: number): void {
+    if (streamTime <= this.#streamTime) return;
+    this.#streamTime = streamTime;
+    const tick: Signal = { type: 'tick', streamTime };
+    for (const input of this.#inputs.values()) input.next(tick);
+  }
+
+  /**
+   * Timer work: in processing time, stream time is the clock; in event time, once the task has
+   * been quiet for the idle timeout, stream time follows the clock from there on.
+   */
+  punctuate(now: number): void {
+    if (this.#halted) return;
+    if (this.host.time === 'processing') {
+      this.#advance(now);
+    } else if (this.host.idleTimeoutMs !== undefined && this.#lastInput.streamTime > -Infinity) {
+      const idleSince = this.#lastInput.clock + this.host.idleTimeoutMs;
+      if (now >= idleSince) this.#advance(this.#lastInput.streamTime + (now - idleSince));
+    }
+    this.flush();
+  }
+
+  /** The clock time at which this task next has timer work, if any. */
+  nextWakeUp(): number | undefined {
+    let deadline: number | undefined;
+    for (const operator of this.operators) {
+      const due = operator.nextDeadline();
+      if (due !== undefined && (deadline === undefined || due < deadline)) deadline = due;
+    }
+    if (deadline === undefined) return undefined;
+    if (this.host.time === 'processing') return deadline;
+    if (this.host.idleTimeoutMs === undefined || this.#lastInput.streamTime === -Infinity) return undefined;
+    return this.#lastInput.clock + this.host.idleTimeoutMs + Math.max(0, deadline - this.#lastInput.streamTime);
+  }
+
+  // --- records out -------------------------------------------------------------------------
+
+  /** Sends what the operators produced since the last flush, as one producer call. */
+  flush(): void {
+    if (this.#outbox.length === 0) return;
+    const records = this.#outbox;
+    this.#outbox = [];
+    const send = this.host.producer.send(records);
+    const tracked = send.finally(() => this.#sends.delete(tracked));
+    this.#sends.add(tracked);
+    // A failed send is reported by the commit that waits for it.
+    tracked.catch(() => undefined);
+  }
+
+  #deadLetterRaw(incoming: IncomingRecord, error: EddyError, step: string): void {
+    this.#deadLetter(error, step, { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset }, incoming.key, incoming.value);
+  }
+
+  #deadLetter(error: EddyError, step: string, origin: Origin | undefined, key: Uint8Array | null, value: Uint8Array | null): void {
+    if (!this.host.recordFailed(error)) {
+      this.#halted = true;
+      return;
+    }
+    this.metrics.deadLetters++;
+    const headers: Record<string, string> = {
+      'eddy.error': error.message,
+      'eddy.error.code': error.code,
+      'eddy.step': step,
+      'eddy.task': this.taskId,
+    };
+    if (origin) {
+      headers['eddy.topic'] = origin.topic;
+      headers['eddy.partition'] = String(origin.partition);
+      headers['eddy.offset'] = String(origin.offset);
+    }
+    this.host.log('warn', 'record dead-lettered', { code: error.code, step, error: error.message, ...origin });
+    this.produce({ topic: deadLetterTopic(this.appId), partition: 0, key, value, timestamp: this.clock.now(), headers: headers as Headers });
+  }
+
+  // --- commit and restore ------------------------------------------------------------------
+
+  /** Async work (handlers, sends) in flight. */
+  get pendingWork(): number {
+    return this.#work.size + this.#sends.size;
+  }
+
+  /** Resolves when every handler started so far has delivered and every send is acknowledged. */
+  async drain(): Promise<void> {
+    while (this.#work.size > 0 || this.#sends.size > 0 || this.#outbox.length > 0) {
+      this.flush();
+      await Promise.all([...this.#work, ...this.#sends]);
+    }
+  }
+
+  /**
+   * The commit protocol: (1) handlers of closed windows deliver, (2) state changes go to the
+   * changelog and the local store, (3) every send is acknowledged, (4) input offsets are committed.
+   */
+  async commit(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>): Promise<void> {
+    await this.drain();
+    const writes: Array<{ store: PartitionStore; entries: StoreEntry[]; topic: string }> = [];
+    for (const operator of this.operators) {
+      const entries = operator.takeChanges();
+      if (entries.length === 0) continue;
+      const topic = changelogTopic(this.appId, operator.storeName);
+      for (const entry of entries) this.produce({ topic, partition: this.partition, key: entry.key, value: entry.value, timestamp: this.clock.now() });
+      writes.push({ store: this.stores.get(operator.storeName)!, entries, topic });
+    }
+    this.flush();
+    const sends = [...this.#sends];
+    const acknowledged = await Promise.all(sends);
+    const lastOffsets = new Map<string, number>();
+    for (const offsets of acknowledged as Array<readonly TopicPartitionOffset[]>) {
+      for (const { topic, partition, offset } of offsets) if (partition === this.partition) lastOffsets.set(topic, Math.max(lastOffsets.get(topic) ?? -1, offset));
+    }
+    for (const { store, entries, topic } of writes) {
+      const last = lastOffsets.get(topic);
+      await store.write(entries, last === undefined ? undefined : last + 1);
+    }
+    if (this.#positions.size > 0) await commitOffsets([...this.#positions.values()]);
+  }
+
+  /**
+   * Restores each store: the changelog tail after the local checkpoint goes into the store,
+   * then the operators rebuild their in-memory state (and so their open windows) from it.
+   */
+  async restore(readChangelog: (topic: string, partition: number, from: number) => AsyncIterable<readonly IncomingRecord[]>, endOffset: (topic: string, partition: number) => Promise<number>): Promise<number> {
+    let restored = 0;
+    let streamTime = -Infinity;
+    const entriesByStore = new Map<string, Array<readonly [Uint8Array, Uint8Array]>>();
+    for (const operator of this.operators) {
+      const store = this.stores.get(operator.storeName)!;
+      const topic = changelogTopic(this.appId, operator.storeName);
+      const end = await endOffset(topic, this.partition);
+      let checkpoint = (await store.checkpoint()) ?? 0;
+      if (checkpoint > end) {
+        // The local state is ahead of its changelog (the topic was recreated): start over.
+        this.host.log('warn', 'local state is ahead of its changelog; rebuilding', { store: operator.storeName, checkpoint, end });
+        await store.clear();
+        checkpoint = 0;
+      }
+      for await (const batch of readChangelog(topic, this.partition, checkpoint)) {
+        const last = batch[batch.length - 1];
+        if (!last) continue;
+        await store.write(batch.map((record) => ({ key: record.key ?? new Uint8Array(), value: record.value })), last.offset + 1);
+        restored += batch.length;
+      }
+      const entries: Array<readonly [Uint8Array, Uint8Array]> = [];
+      for await (const entry of store.entries()) {
+        if (isStreamTimeKey(entry[0])) streamTime = Math.max(streamTime, Number(new TextDecoder().decode(entry[1])));
+        else entries.push(entry);
+      }
+      entriesByStore.set(operator.storeName, entries);
+    }
+    this.#streamTime = streamTime;
+    this.#lastInput = { clock: this.clock.now(), streamTime };
+    for (const operator of this.operators) operator.restore(entriesByStore.get(operator.storeName)!, streamTime);
+    return restored;
+  }
+
+  openWindows(): number {
+    return this.operators.reduce((sum, operator) => sum + operator.openWindows(), 0);
+  }
+
+  /** Stops accepting records (after a fatal error or on close). */
+  halt(): void {
+    this.#halted = true;
+  }
+}
+
+function signalValue(signal: Exclude<Signal, { type: 'tick' }>): unknown {
+  return signal.type === 'window' ? { start: signal.start, end: signal.end, value: signal.value } : signal.value;
+}
+
+function safeJson(value: unknown): Uint8Array | null {
+  if (value === undefined) return null;
+  if (value instanceof Uint8Array) return value;
+  try {
+    return encoder.encode(JSON.stringify(value) ?? 'null');
+  } catch {
+    return encoder.encode(JSON.stringify(String(value)));
+  }
+}

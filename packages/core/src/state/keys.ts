@@ -1,0 +1,168 @@
+/**
+ * Byte-key helpers shared by every store implementation and by the operators that lay out
+ * windowed state. Stores order keys by unsigned bytes (LevelDB's default comparator), so every
+ * encoding here is designed so that byte order is the order operators need.
+ */
+import { Buffer } from 'node:buffer';
+import type { KeyRange } from './backend.js';
+
+/**
+ * Compares two byte strings in ascending unsigned byte order, a shorter string first when it is a
+ * prefix of the other; the order in which every {@link PartitionStore} iterates.
+ *
+ * @returns a negative number, zero or a positive number, as `Array.prototype.sort` expects.
+ * @example
+ * ```ts
+ * const keys = [Uint8Array.of(2), Uint8Array.of(1, 9), Uint8Array.of(1)];
+ * keys.sort(compareBytes); // [ [1], [1, 9], [2] ]
+ * ```
+ */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  // Native memcmp; a JS loop is several times slower for keys longer than a few bytes.
+  return Buffer.compare(a, b);
+}
+
+/** Bytes of the key length prefix: a 4-byte big-endian unsigned integer. */
+const LENGTH_BYTES = 4;
+/** Bytes of the encoded window start. */
+const START_BYTES = 8;
+const MAX_KEY_LENGTH = 0xffff_ffff;
+
+/**
+ * Encodes one window of one record key as a store key, such that all windows of a key are
+ * contiguous in byte order and sorted by window start (negative and fractional starts included).
+ *
+ * Layout: `u32be(keyBytes.length) ‖ keyBytes ‖ orderedFloat64(start)`. The length prefix makes
+ * the encoding prefix-free, so another record key can never sort between two windows of this
+ * one. The price is that different record keys sort by length first, then bytes — fine for
+ * per-key scans, not a lexicographic order of record keys.
+ *
+ * @param keyBytes the serialized record key.
+ * @param start the window start in epoch milliseconds; any finite number. `-0` is stored as `0`
+ *   so that both name the same window.
+ * @throws RangeError if `start` is not finite.
+ * @example
+ * ```ts
+ * const key = new TextEncoder().encode('sensor-1');
+ * await store.write([{ key: encodeWindowKey(key, 10_000), value: partial }]);
+ * ```
+ */
+export function encodeWindowKey(keyBytes: Uint8Array, start: number): Uint8Array {
+  if (!Number.isFinite(start)) {
+    throw new RangeError(`window start must be a finite number, got ${String(start)}`);
+  }
+  if (keyBytes.length > MAX_KEY_LENGTH) {
+    throw new RangeError(`record key too long for a window key: ${keyBytes.length} bytes`);
+  }
+  const out = new Uint8Array(LENGTH_BYTES + keyBytes.length + START_BYTES);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, keyBytes.length);
+  out.set(keyBytes, LENGTH_BYTES);
+  writeOrderedFloat64(view, LENGTH_BYTES + keyBytes.length, start);
+  return out;
+}
+
+/**
+ * Decodes a key made by {@link encodeWindowKey}.
+ *
+ * @returns the record key (a view into `bytes`, not a copy) and the window start.
+ * @throws RangeError if `bytes` is not a window key.
+ * @example
+ * ```ts
+ * for await (const [bytes, value] of store.entries(keyPrefix(key))) {
+ *   const { start } = decodeWindowKey(bytes);
+ * }
+ * ```
+ */
+export function decodeWindowKey(bytes: Uint8Array): { keyBytes: Uint8Array; start: number } {
+  if (bytes.length < LENGTH_BYTES + START_BYTES) {
+    throw new RangeError(`not a window key: ${bytes.length} bytes is shorter than the minimum 12`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const keyLength = view.getUint32(0);
+  if (bytes.length !== LENGTH_BYTES + keyLength + START_BYTES) {
+    throw new RangeError(
+      `not a window key: length prefix says ${keyLength} key bytes but ${bytes.length} bytes were given`,
+    );
+  }
+  return {
+    keyBytes: bytes.subarray(LENGTH_BYTES, LENGTH_BYTES + keyLength),
+    start: readOrderedFloat64(view, LENGTH_BYTES + keyLength),
+  };
+}
+
+/**
+ * The range `[gte, lt)` that holds every window key of one record key, ascending by start.
+ *
+ * @example
+ * ```ts
+ * for await (const [bytes, value] of store.entries(keyPrefix(key))) {
+ *   // every window of `key`, oldest start first
+ * }
+ * ```
+ */
+export function keyPrefix(keyBytes: Uint8Array): KeyRange & { readonly gte: Uint8Array } {
+  if (keyBytes.length > MAX_KEY_LENGTH) {
+    throw new RangeError(`record key too long for a window key: ${keyBytes.length} bytes`);
+  }
+  const gte = new Uint8Array(LENGTH_BYTES + keyBytes.length);
+  new DataView(gte.buffer).setUint32(0, keyBytes.length);
+  gte.set(keyBytes, LENGTH_BYTES);
+  const lt = prefixSuccessor(gte);
+  return lt === undefined ? { gte } : { gte, lt };
+}
+
+/**
+ * The smallest byte string greater than every string that starts with `prefix`, or undefined if
+ * there is none (the prefix is all 0xff bytes, so the range is open above). With it, "every key
+ * starting with `prefix`" becomes the range `{ gte: prefix, lt: prefixSuccessor(prefix) }`.
+ *
+ * @example
+ * ```ts
+ * prefixSuccessor(Uint8Array.of(1, 0xff)); // Uint8Array [2]
+ * prefixSuccessor(Uint8Array.of(0xff));    // undefined
+ * ```
+ */
+export function prefixSuccessor(prefix: Uint8Array): Uint8Array | undefined {
+  for (let index = prefix.length - 1; index >= 0; index--) {
+    if (prefix[index] !== 0xff) {
+      const successor = prefix.slice(0, index + 1);
+      successor[index]++;
+      return successor;
+    }
+  }
+  return undefined;
+}
+
+const SIGN_BIT = 0x8000_0000;
+
+/**
+ * IEEE 754 bits compare like sign-magnitude integers. Flipping the sign bit of non-negatives and
+ * every bit of negatives turns that into plain unsigned order, so byte order equals numeric order.
+ */
+function writeOrderedFloat64(view: DataView, offset: number, value: number): void {
+  view.setFloat64(offset, value === 0 ? 0 : value);
+  const high = view.getUint32(offset);
+  const low = view.getUint32(offset + 4);
+  if (high & SIGN_BIT) {
+    view.setUint32(offset, ~high >>> 0);
+    view.setUint32(offset + 4, ~low >>> 0);
+  } else {
+    view.setUint32(offset, (high | SIGN_BIT) >>> 0);
+  }
+}
+
+function readOrderedFloat64(view: DataView, offset: number): number {
+  const high = view.getUint32(offset);
+  const low = view.getUint32(offset + 4);
+  // Read into scratch space: the caller's bytes may be a view the store still owns.
+  const scratch = new DataView(new ArrayBuffer(8));
+  if (high & SIGN_BIT) {
+    scratch.setUint32(0, (high & ~SIGN_BIT) >>> 0);
+    scratch.setUint32(4, low);
+  } else {
+    scratch.setUint32(0, ~high >>> 0);
+    scratch.setUint32(4, ~low >>> 0);
+  }
+  return scratch.getFloat64(0);
+}

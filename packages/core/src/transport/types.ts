@@ -1,0 +1,95 @@
+/**
+ * The contract between Eddy's runtime and a log: the embedded memory broker implements it, and
+ * `@eddy/kafka` implements it on kafkajs. Offsets are numbers (Kafka's int64 offsets stay below
+ * 2^53 in practice).
+ */
+
+/** Record headers: string values only, so they travel unchanged through any transport. */
+export type Headers = Readonly<Record<string, string>>;
+
+/** A record to produce. `partition` is chosen by the caller (Eddy partitions with murmur2). */
+export interface OutgoingRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  readonly timestamp: number;
+  readonly headers?: Headers;
+}
+
+/** A record read from a topic partition. */
+export interface IncomingRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  readonly timestamp: number;
+  readonly headers: Headers;
+}
+
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+export interface TopicPartitionOffset extends TopicPartition {
+  /** The next offset to read (Kafka's committed-offset convention). */
+  readonly offset: number;
+}
+
+/** How a topic is created when it does not exist yet. */
+export interface TopicSpec {
+  readonly name: string;
+  readonly partitions: number;
+  /** Log compaction (changelogs). */
+  readonly compacted?: boolean;
+}
+
+/** Sends records; `send` resolves once every record is acknowledged. */
+export interface TransportProducer {
+  /** Resolves with the offset of the last record written to each partition. */
+  send(records: readonly OutgoingRecord[]): Promise<readonly TopicPartitionOffset[]>;
+  close(): Promise<void>;
+}
+
+/** What a consumer group member tells the runtime. */
+export interface ConsumerListener {
+  /** Partitions newly assigned to this member; processing starts after this resolves. */
+  onAssign(partitions: readonly TopicPartition[]): Promise<void>;
+  /** Partitions taken away; the runtime finishes, commits and closes their work first. */
+  onRevoke(partitions: readonly TopicPartition[]): Promise<void>;
+  /** A batch of records of one partition, in offset order. */
+  onRecords(records: readonly IncomingRecord[]): Promise<void>;
+}
+
+/** A member of a consumer group. */
+export interface TransportConsumer {
+  commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
+  /** The group's committed offset for a partition, if any. */
+  committed(partition: TopicPartition): Promise<number | undefined>;
+  /** Moves the read position of an assigned partition (used to skip what restored state covers). */
+  seek(position: TopicPartitionOffset): void;
+  close(): Promise<void>;
+}
+
+/** A connection to a log. */
+export interface Transport {
+  /** `memory` or `kafka`, for logs and describe(). */
+  readonly kind: string;
+  /** Partitions for topics Eddy creates implicitly (outputs, and sources on the embedded broker); undefined: such topics must exist. */
+  readonly defaultPartitions?: number;
+  connect(): Promise<void>;
+  /** Creates the topics that do not exist; leaves existing ones as they are. */
+  ensureTopics(specs: readonly TopicSpec[]): Promise<void>;
+  /** The partition count of a topic, or undefined if it does not exist. */
+  partitionCount(topic: string): Promise<number | undefined>;
+  createProducer(options?: { transactionalId?: string }): Promise<TransportProducer>;
+  /** Joins `groupId` reading `topics`; the listener is called for assignment and records. */
+  subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer>;
+  /** The offset after the last record of a partition. */
+  endOffset(partition: TopicPartition): Promise<number>;
+  /** Reads a partition from `fromOffset` up to the end offset at call time, in batches. */
+  readPartition(partition: TopicPartition, fromOffset: number): AsyncIterable<readonly IncomingRecord[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,65 @@
+import type { Buckets, KeyState, WindowStrategy, WindowView } from './strategy.js';
+
+/**
+ * Session windows: records of one key at most `gap` apart form a session `[first, last + 1)`,
+ * closing at `last + gap + grace`. A record that bridges sessions merges them.
+ */
+export class SessionWindows implements WindowStrategy {
+  constructor(
+    readonly gapMs: number,
+    readonly graceMs: number,
+    readonly buckets: Buckets,
+  ) {}
+
+  add(state: KeyState, value: unknown, timestamp: number, sequence: number, streamTime: number, missed: (start: number, end: number) => void): boolean {
+    const { gapMs } = this;
+    const sessions = state.buckets;
+    let from = 0;
+    while (from < sessions.length && sessions[from]!.end - 1 + gapMs < timestamp) from++;
+    let to = from;
+    while (to < sessions.length && sessions[to]!.start - gapMs <= timestamp) to++;
+    if (from === to) {
+      if (timestamp + gapMs + this.graceMs <= streamTime) {
+        missed(timestamp, timestamp + 1);
+        return false;
+      }
+      const session = { start: timestamp, end: timestamp + 1, partial: this.buckets.aggregation.init() };
+      sessions.splice(from, 0, session);
+      this.buckets.add(state, session, value, timestamp, sequence);
+      return true;
+    }
+    const merged = sessions[from]!;
+    if (to - from > 1) {
+      merged.partial = this.buckets.combine(sessions, from, to);
+      merged.end = sessions[to - 1]!.end;
+      for (let index = from + 1; index < to; index++) this.buckets.changes.changed(state, sessions[index]!.start);
+      sessions.splice(from + 1, to - from - 1);
+    }
+    if (timestamp < merged.start) {
+      // The session's storage key is its start: the old one becomes a tombstone.
+      this.buckets.changes.changed(state, merged.start);
+      merged.start = timestamp;
+    }
+    if (timestamp + 1 > merged.end) merged.end = timestamp + 1;
+    this.buckets.add(state, merged, value, timestamp, sequence);
+    return true;
+  }
+
+  due(state: KeyState): number | undefined {
+    const first = state.buckets[0];
+    return first ? first.end - 1 + this.gapMs + this.graceMs : undefined;
+  }
+
+  fire(state: KeyState, closed: (window: WindowView) => void): void {
+    const first = state.buckets[0];
+    if (!first) return;
+    closed({ start: first.start, end: first.end, partial: this.buckets.aggregation.clone(first.partial) });
+    this.buckets.dropFirst(state, 1);
+  }
+
+  openWindows(state: KeyState): WindowView[] {
+    return state.buckets.map((session) => ({ start: session.start, end: session.end, partial: this.buckets.aggregation.clone(session.partial) }));
+  }
+
+  restored(): void {}
+}

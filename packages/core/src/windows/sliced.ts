@@ -1,0 +1,91 @@
+import { floorTo, gcd, type Buckets, type KeyState, type WindowStrategy, type WindowView } from './strategy.js';
+
+/**
+ * Tumbling and hopping windows `[k*slide, k*slide + size)` on slices of gcd(size, slide): a record
+ * updates exactly one slice, and a window combines its size/gcd slices when it closes. So the
+ * per-record state work is O(1) whatever the overlap, and `collect()` stores each record once.
+ */
+export class SlicedWindows implements WindowStrategy {
+  readonly sliceMs: number;
+
+  constructor(
+    readonly sizeMs: number,
+    readonly slideMs: number,
+    readonly graceMs: number,
+    readonly buckets: Buckets,
+  ) {
+    this.sliceMs = gcd(sizeMs, slideMs);
+  }
+
+  /** The first window start that is still open at `streamTime` (closes at start + size + grace). */
+  openFrom(streamTime: number): number {
+    if (streamTime === -Infinity) return -Infinity;
+    return floorTo(streamTime - this.sizeMs - this.graceMs, this.slideMs) + this.slideMs;
+  }
+
+  add(state: KeyState, value: unknown, timestamp: number, sequence: number, streamTime: number, missed: (start: number, end: number) => void): boolean {
+    const { sizeMs, slideMs } = this;
+    const openFrom = this.openFrom(streamTime);
+    if (state.nextStart < openFrom) state.nextStart = openFrom;
+    const lastWindow = floorTo(timestamp, slideMs);
+    if (state.nextStart > floorTo(timestamp - sizeMs, slideMs) + slideMs) {
+      for (let start = floorTo(timestamp - sizeMs, slideMs) + slideMs; start < state.nextStart && start <= lastWindow; start += slideMs) {
+        missed(start, start + sizeMs);
+      }
+      if (lastWindow < state.nextStart) return false;
+    }
+    const sliceStart = floorTo(timestamp, this.sliceMs);
+    const bucket = this.buckets.upsert(state, sliceStart, sliceStart + this.sliceMs);
+    this.buckets.add(state, bucket, value, timestamp, sequence);
+    return true;
+  }
+
+  /** The next window of this key that has records: at or after the cursor, containing the first slice. */
+  #nextWindowStart(state: KeyState): number | undefined {
+    const first = state.buckets[0];
+    if (!first) return undefined;
+    const firstContaining = floorTo(first.start - this.sizeMs, this.slideMs) + this.slideMs;
+    return Math.max(state.nextStart, firstContaining);
+  }
+
+  due(state: KeyState): number | undefined {
+    const start = this.#nextWindowStart(state);
+    return start === undefined ? undefined : start + this.sizeMs + this.graceMs;
+  }
+
+  fire(state: KeyState, closed: (window: WindowView) => void): void {
+    const start = this.#nextWindowStart(state);
+    if (start === undefined) return;
+    const end = start + this.sizeMs;
+    const buckets = state.buckets;
+    let to = 0;
+    while (to < buckets.length && buckets[to]!.start < end) to++;
+    if (to > 0) closed({ start, end, partial: this.buckets.combine(buckets, 0, to) });
+    state.nextStart = start + this.slideMs;
+    // Slices before the next window start belong to no window that is still open.
+    let expired = 0;
+    while (expired < buckets.length && buckets[expired]!.start < state.nextStart) expired++;
+    this.buckets.dropFirst(state, expired);
+  }
+
+  openWindows(state: KeyState): WindowView[] {
+    const views: WindowView[] = [];
+    const buckets = state.buckets;
+    const first = this.#nextWindowStart(state);
+    const last = buckets[buckets.length - 1];
+    if (first === undefined || !last) return views;
+    for (let start = first; start <= last.start; start += this.slideMs) {
+      const end = start + this.sizeMs;
+      let from = 0;
+      while (from < buckets.length && buckets[from]!.start < start) from++;
+      let to = from;
+      while (to < buckets.length && buckets[to]!.start < end) to++;
+      if (to > from) views.push({ start, end, partial: this.buckets.combine(buckets, from, to) });
+    }
+    return views;
+  }
+
+  restored(state: KeyState, streamTime: number): void {
+    state.nextStart = this.openFrom(streamTime);
+  }
+}
