@@ -116,7 +116,7 @@ export class Task implements TaskContext {
         return merged;
       }
       case 'sink':
-        return parent().pipe(sinkRecords(this, node.topic, node.keySerde, node.valueSerde));
+        return parent().pipe(sinkRecords(this, node.topic, node.keySerde, node.valueSerde, node.internal));
       case 'window': {
         const emitsUpdates = (this.host.topology.children.get(node) ?? []).some((child) => child.kind === 'emit' && child.event === 'update');
         return parent().pipe(windowAggregate(this, { storeName: node.storeName, window: node.window, aggregation: node.aggregation, emitUpdates: emitsUpdates }));
@@ -179,9 +179,10 @@ export class Task implements TaskContext {
     const input = source && this.#inputs.get(source.topic);
     if (!source || !input) return;
     const processingTime = this.host.time === 'processing';
+    // Records read back from repartition topics are not new input.
+    if (!source.internal) this.metrics.recordsIn += records.length;
     for (const incoming of records) {
       if (this.#halted) return;
-      this.metrics.recordsIn++;
       const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
       const signal = this.#decode(source, incoming, origin, processingTime);
       if (signal) {

@@ -10,7 +10,7 @@ import type { Signal } from '../signals.js';
  * and queues the record for the task's producer, in the partition Kafka's default partitioner
  * would choose (murmur2 of the key bytes); records without a key rotate over partitions.
  */
-export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde<unknown>, valueSerde: Serde<unknown>): OperatorFunction<Signal, Signal> {
+export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde<unknown>, valueSerde: Serde<unknown>, internal: boolean): OperatorFunction<Signal, Signal> {
   let roundRobin = 0;
   return recordOperator(
     context,
@@ -21,7 +21,7 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
       const partitions = context.partitionsOf(topic);
       const partition = keyBytes ? partitionForKey(keyBytes, partitions) : roundRobin++ % partitions;
       context.produce({ topic, partition, key: keyBytes, value: valueBytes, timestamp });
-      context.metrics.recordsOut++;
+      if (!internal) context.metrics.recordsOut++;
       void emit;
     },
     'SERIALIZATION_FAILED',

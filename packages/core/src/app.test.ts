@@ -1,0 +1,188 @@
+import { describe, expect, it } from 'vitest';
+import { createApp, memoryTransport, partitionForKey, silentLogger, string } from './index.js';
+import { TestDriver } from './testing/index.js';
+
+interface Reading {
+  sensor: string;
+  value: number;
+  ts: number;
+}
+const reading = (sensor: string, value: number, ts: number): Reading => ({ sensor, value, ts });
+
+describe('stateless steps', () => {
+  it('maps, filters, flatMaps, peeks, merges and writes with keys', async () => {
+    const app = createApp({ id: 'stateless' });
+    const seen: number[] = [];
+    const north = app.from<Reading>('north');
+    const south = app.from<Reading>('south');
+    north
+      .merge(south)
+      .filter((r) => r.value >= 0)
+      .peek((r) => seen.push(r.value))
+      .flatMap((r) => [r, { ...r, value: r.value * 10 }])
+      .map((r) => `${r.sensor}:${r.value}`)
+      .to('out', { value: string() });
+    const driver = await TestDriver.start(app);
+    await driver.send('north', reading('n', 1, 0), { key: 'n' });
+    await driver.send('south', reading('s', -1, 0), { key: 's' });
+    await driver.send('south', reading('s', 2, 0), { key: 's' });
+    expect(driver.read('out').map((r) => [r.key, r.value])).toEqual([
+      ['n', 'n:1'],
+      ['n', 'n:10'],
+      ['s', 's:2'],
+      ['s', 's:20'],
+    ]);
+    expect(seen).toEqual([1, 2]);
+    await driver.stop();
+  });
+
+  it('continues through a topic with through()', async () => {
+    const app = createApp({ id: 'through' });
+    app
+      .from<Reading>('in')
+      .keyBy((r) => r.sensor)
+      .through('by-sensor')
+      .map((r) => r.value)
+      .to('out');
+    const driver = await TestDriver.start(app, { partitions: 3 });
+    for (let i = 0; i < 30; i++) await driver.send('in', reading(`s${i % 5}`, i, i));
+    const written = driver.read('by-sensor');
+    expect(written).toHaveLength(30);
+    for (const record of written) expect(record.partition).toBe(partitionForKey(new TextEncoder().encode(record.key!), 3));
+    expect(driver.read('out').map((r) => r.value).sort((a, b) => (a as number) - (b as number))).toEqual([...Array(30).keys()]);
+    await driver.stop();
+  });
+});
+
+describe('async handlers', () => {
+  it('emit results in window order whatever order they finish in', async () => {
+    const app = createApp({ id: 'async', idleTimeout: false });
+    const delays = [30, 5, 20, 0, 10];
+    app
+      .from<Reading>('in', { timestamp: (r) => r.ts })
+      .keyBy((r) => r.sensor)
+      .tumbling(1000)
+      .count()
+      .onClose(async (w) => {
+        await new Promise((resolve) => setTimeout(resolve, delays[(w.start / 1000) % delays.length]));
+        return [w.start, w.end];
+      })
+      .to('out');
+    const driver = await TestDriver.start(app);
+    for (let second = 0; second < 10; second++) await driver.send('in', reading('a', 1, second * 1000 + 1));
+    const starts = driver.read('out').map((r) => r.value as number);
+    expect(starts).toEqual([0, 1000, 1000, 2000, 2000, 3000, 3000, 4000, 4000, 5000, 5000, 6000, 6000, 7000, 7000, 8000, 8000, 9000]);
+    expect(driver.read('out').map((r) => r.timestamp)).toEqual(starts.flatMap((_, i) => (i % 2 === 0 ? [starts[i + 1]! - 1, starts[i + 1]! - 1] : [])));
+    await driver.stop();
+  });
+});
+
+describe('tables and app.store()', () => {
+  it('keeps running aggregates per key, streams updates, and serves them to the host', async () => {
+    const app = createApp({ id: 'tables' });
+    const keyed = app.from<Reading>('in').keyBy((r) => r.sensor);
+    keyed.count({ name: 'counts' }).toStream().to('count-updates');
+    keyed.aggregate({ init: () => ({ total: 0, n: 0 }), add: (a, r) => ({ total: a.total + r.value, n: a.n + 1 }) }, { name: 'totals' });
+    const driver = await TestDriver.start(app);
+    const values = [3, 1, 4, 1, 5, 9, 2, 6];
+    for (const [i, value] of values.entries()) await driver.send('in', reading(i % 2 ? 'odd' : 'even', value, i));
+    expect(await app.store('counts').get('even')).toBe(4);
+    expect(await app.store('totals').get('odd')).toEqual({ total: 1 + 1 + 9 + 6, n: 4 });
+    expect(await app.store('totals').get('missing')).toBeUndefined();
+    expect(await app.store('counts').range()).toEqual([
+      { key: 'even', value: 4 },
+      { key: 'odd', value: 4 },
+    ]);
+    expect(driver.read('count-updates').map((r) => [r.key, r.value])).toEqual(values.map((_, i) => [i % 2 ? 'odd' : 'even', Math.floor(i / 2) + 1]));
+    expect(() => app.store('nope')).toThrow(/counts, totals/);
+    await driver.stop();
+  });
+
+  it('serves the open windows of a window store', async () => {
+    const app = createApp({ id: 'window-store', idleTimeout: false });
+    app.from<Reading>('in', { timestamp: (r) => r.ts }).keyBy((r) => r.sensor).hopping(10, 5, { name: 'recent' }).sum((r) => r.value).toStream().to('out');
+    const driver = await TestDriver.start(app);
+    await driver.send('in', reading('a', 2, 7));
+    await driver.send('in', reading('a', 3, 12));
+    expect(await app.store('recent').get('a')).toEqual([
+      { start: 5, end: 15, value: 5 },
+      { start: 10, end: 20, value: 3 },
+    ]);
+    await driver.stop();
+  });
+});
+
+describe('the embedded broker', () => {
+  it('lets a restarted app resume from its committed offsets and restore its windows from the changelog', async () => {
+    const transport = memoryTransport();
+    const build = () => {
+      const app = createApp({ id: 'resume', transport, idleTimeout: false, logger: silentLogger });
+      app.from<Reading>('in', { timestamp: (r) => r.ts }).keyBy((r) => r.sensor).tumbling(100).collect().onClose((w) => ({ values: w.value.map((r) => r.value) })).to('out');
+      return app;
+    };
+    const first = build();
+    await first.start();
+    for (let i = 0; i < 5; i++) await first.send('in', reading('a', i, i * 30));
+    await transport.idle();
+    await first.stop();
+    const outputBefore = transport.records('out').length;
+    expect(outputBefore).toBe(1);
+
+    const second = build();
+    await second.start();
+    for (let i = 5; i < 10; i++) await second.send('in', reading('a', i, i * 30));
+    await transport.idle();
+    await second.stop();
+    const decoded = transport.records('out').map((r) => (JSON.parse(new TextDecoder().decode(r.value!)) as { values: number[] }).values);
+    // [100,200) was open at the stop, with record 4 in it; [200,300) is still open at the end.
+    expect(decoded).toEqual([
+      [0, 1, 2, 3],
+      [4, 5, 6],
+    ]);
+    expect(second.metrics().restoredRecords).toBeGreaterThan(0);
+  });
+
+  it('runs one task per partition with its own stream time', async () => {
+    const app = createApp({ id: 'parts', idleTimeout: false });
+    app.from<Reading>('in', { timestamp: (r) => r.ts }).keyBy((r) => r.sensor).tumbling(10).count().toStream().to('out');
+    const driver = await TestDriver.start(app, { partitions: 4 });
+    for (let i = 0; i < 40; i++) await driver.send('in', reading(`s${i % 8}`, 1, i), { key: `s${i % 8}` });
+    expect(app.metrics().tasks).toBe(8);
+    await driver.advanceTime(0);
+    expect(Object.keys(app.metrics().streamTime).sort()).toEqual(['0_0', '0_1', '0_2', '0_3', '1_0', '1_1', '1_2', '1_3']);
+    await driver.stop();
+  });
+});
+
+describe('processing time', () => {
+  it('stamps records with the clock and closes windows on clock timers', async () => {
+    const app = createApp({ id: 'proc', time: 'processing' });
+    app.from<Reading>('in').keyBy((r) => r.sensor).tumbling('10s').count().toStream().to('out');
+    const driver = await TestDriver.start(app, { startTime: 1_000 });
+    await driver.send('in', reading('a', 1, 999_999));
+    await driver.advanceTime('4s');
+    await driver.send('in', reading('a', 1, 0));
+    await driver.advanceTime('4999ms');
+    expect(driver.read('out')).toEqual([]);
+    await driver.advanceTime('1ms');
+    expect(driver.read('out').map((r) => r.value)).toEqual([{ key: 'a', start: 0, end: 10_000, value: 2 }]);
+    await driver.stop();
+  });
+});
+
+describe('lifecycle', () => {
+  it('rejects steps added after start and a second start', async () => {
+    const app = createApp({ id: 'life' });
+    app.from('in').to('out');
+    await app.start();
+    expect(() => app.from('late')).toThrow(/running/);
+    await expect(app.start()).rejects.toThrow(/running/);
+    await app.stop();
+    await app.stop();
+    await expect(app.send('in', 1)).rejects.toMatchObject({ code: 'APP_STOPPED' });
+  });
+
+  it('refuses to start without a pipeline', async () => {
+    await expect(createApp({ id: 'empty' }).start()).rejects.toThrow(/no pipeline/);
+  });
+});

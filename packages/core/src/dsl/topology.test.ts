@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, createApp } from '../index.js';
+
+interface Reading {
+  sensor: string;
+  value: number;
+  ts: number;
+}
+
+function sensorsApp() {
+  const app = createApp({ id: 'sensors' });
+  app
+    .from<Reading>('readings', { timestamp: (r) => r.ts })
+    .filter((r) => Number.isFinite(r.value))
+    .keyBy((r) => r.sensor)
+    .hopping('10s', '1s', { grace: '2s' })
+    .collect()
+    .onClose((w) => w.value.length)
+    .to('predictions');
+  return app;
+}
+
+describe('describe()', () => {
+  it('prints sub-topologies split at the repartition topic', () => {
+    expect(sensorsApp().describe()).toBe(
+      [
+        'Topology sensors',
+        '  Sub-topology 0',
+        '    0: source readings --> 1',
+        '    1: filter --> 2',
+        '    2: keyBy --> 6',
+        '    6: sink sensors-hopping-10000ms-1000ms-grace-2000ms-collect-repartition',
+        '  Sub-topology 1 (stores: hopping-10000ms-1000ms-grace-2000ms-collect)',
+        '    7: source sensors-hopping-10000ms-1000ms-grace-2000ms-collect-repartition --> 3',
+        '    3: hopping(10000ms, 1000ms, grace 2000ms) collect [store hopping-10000ms-1000ms-grace-2000ms-collect] --> 4',
+        '    4: onClose --> 5',
+        '    5: sink predictions',
+      ].join('\n'),
+    );
+  });
+
+  it('prints a Mermaid flowchart with topics between sub-topologies', () => {
+    const mermaid = sensorsApp().describe({ format: 'mermaid' });
+    expect(mermaid.split('\n')[0]).toBe('flowchart LR');
+    expect(mermaid).toContain('subgraph sub0["Sub-topology 0"]');
+    expect(mermaid).toContain('subgraph sub1["Sub-topology 1"]');
+    expect(mermaid).toContain('topic_readings --> n0');
+    expect(mermaid).toContain('n6 --> topic_sensors_hopping_10000ms_1000ms_grace_2000ms_collect_repartition');
+    expect(mermaid).toContain('topic_sensors_hopping_10000ms_1000ms_grace_2000ms_collect_repartition --> n7');
+    expect(mermaid).toContain('n5 --> topic_predictions');
+  });
+
+  it('rejects an unknown format', () => {
+    expect(() => sensorsApp().describe({ format: 'dot' as 'text' })).toThrow(/"dot"/);
+  });
+});
+
+describe('store and topic names', () => {
+  it('derives default names from parameters, not from the position in the chain', () => {
+    const app = createApp({ id: 'names' });
+    const keyed = app.from<Reading>('readings').map((r) => r).keyBy((r) => r.sensor);
+    keyed.tumbling('1m').count().toStream().to('a');
+    keyed.sliding('30s', { grace: '1s' }).sum((r) => r.value).toStream().to('b');
+    keyed.session('5m').max((r) => r.value).toStream().to('c');
+    keyed.countWindow(10, 5).mean((r) => r.value).toStream().to('d');
+    keyed.count().toStream().to('e');
+    const text = app.describe();
+    for (const name of [
+      'tumbling-60000ms-grace-0ms-count',
+      'sliding-30000ms-grace-1000ms-sum',
+      'session-300000ms-grace-0ms-max',
+      'count-10-5-mean',
+      'table-count',
+    ]) {
+      expect(text).toContain(`[store ${name}]`);
+      expect(text).toContain(`names-${name}-repartition`);
+    }
+  });
+
+  it('uses the names given to windows, tables and keyBy', () => {
+    const app = createApp({ id: 'named' });
+    app.from<Reading>('readings').keyBy((r) => r.sensor, { name: 'by-sensor' }).tumbling('1m', { name: 'per-minute' }).count().toStream().to('out');
+    const text = app.describe();
+    expect(text).toContain('[store per-minute]');
+    expect(text).toContain('named-by-sensor-repartition');
+  });
+
+  it('fails fast on two stores with one name', () => {
+    const app = createApp({ id: 'dupes' });
+    const keyed = app.from<Reading>('readings').keyBy((r) => r.sensor);
+    keyed.tumbling('1m').count().toStream().to('a');
+    keyed.tumbling('1m').count().toStream().to('b');
+    expect(() => app.describe()).toThrow(ConfigError);
+    expect(() => app.describe()).toThrow(/tumbling-60000ms-grace-0ms-count/);
+  });
+});
+
+describe('build-time validation', () => {
+  const keyed = () => createApp({ id: 'v' }).from<Reading>('readings').keyBy((r) => r.sensor);
+
+  it.each([
+    ['a bad duration string', () => keyed().tumbling('10 parsecs' as '10s'), /"10 parsecs"/],
+    ['a negative size', () => keyed().tumbling(-5), /-5/],
+    ['a zero size', () => keyed().hopping(0, 0), /0/],
+    ['a fractional ms', () => keyed().tumbling(1.5), /1\.5/],
+    ['a slide larger than the size', () => keyed().hopping('1s', '2s'), /"2s"/],
+    ['a bad grace', () => keyed().tumbling('1s', { grace: 'soon' as '1s' }), /"soon"/],
+    ['a zero count window', () => keyed().countWindow(0), /0/],
+    ['a bad step', () => keyed().countWindow(10, 2.5), /2\.5/],
+    ['a bad store name', () => keyed().tumbling('1s', { name: 'no spaces' }), /"no spaces"/],
+    ['a non-function key', () => createApp({ id: 'v' }).from('x').keyBy('sensor' as unknown as () => string), /string/],
+    ['a non-function map', () => createApp({ id: 'v' }).from('x').map(42 as unknown as () => number), /number/],
+    ['a bad topic', () => createApp({ id: 'v' }).from('bad topic'), /"bad topic"/],
+    ['a bad app id', () => createApp({ id: '' }), /""/],
+    ['a bad time', () => createApp({ id: 'x', time: 'wall' as 'event' }), /"wall"/],
+    ['a bad onError', () => createApp({ id: 'x', onError: 'ignore' as 'stop' }), /"ignore"/],
+    ['a bad idle timeout', () => createApp({ id: 'x', idleTimeout: '-1s' as '1s' }), /"-1s"/],
+    ['a bad handler', () => keyed().tumbling('1s').count().onClose('model' as unknown as () => void), /string/],
+    ['a bad aggregate', () => keyed().tumbling('1s').aggregate({ init: 0 as unknown as () => number, add: (a: number) => a }), /init/],
+    ['a bad serde', () => createApp({ id: 'v' }).from('x', { value: { serialize: () => new Uint8Array() } as never }), /serde/],
+  ])('throws a ConfigError naming the bad value for %s', (_name, build, message) => {
+    expect(build).toThrow(ConfigError);
+    expect(build).toThrow(message);
+  });
+
+  it('accepts every duration unit', () => {
+    for (const duration of ['500ms', '10s', '5m', '1h', '1d', 250] as const) expect(() => keyed().tumbling(duration)).not.toThrow();
+  });
+});
