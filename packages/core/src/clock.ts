@@ -11,6 +11,8 @@ export interface Clock {
 
 /** The real clock: `Date.now()` and Node timers that do not keep the process alive. */
 export const systemClock: Clock = {
+  // The one place that reads the wall clock.
+  // eslint-disable-next-line no-restricted-properties
   now: () => Date.now(),
   setTimeout(callback, delayMs) {
     const timer = setTimeout(callback, Math.max(0, delayMs));
