@@ -8,13 +8,14 @@ export default defineConfig({
     // Tests run against the TypeScript sources; `npm run build` checks the published output.
     alias: [
       { find: /^@eddy\/core\/testing$/, replacement: src('./packages/core/src/testing/index.ts') },
+      { find: /^@eddy\/core\/store-contract$/, replacement: src('./packages/core/src/state/store-contract.ts') },
       { find: /^@eddy\/core$/, replacement: src('./packages/core/src/index.ts') },
       { find: /^@eddy\/state$/, replacement: src('./packages/state/src/index.ts') },
-      { find: /^@eddy\/kafka$/, replacement: src('./packages/kafka/src/index.ts') },
       { find: /^@eddy\/ml$/, replacement: src('./packages/ml/src/index.ts') },
     ],
   },
   test: {
+    globalSetup: ['./test/setup/kafka.ts'],
     include: ['packages/*/src/**/*.test.ts', 'examples/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['**/node_modules/**', '**/dist/**'],
     pool: 'forks',

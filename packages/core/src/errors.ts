@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'INVALID_TIMESTAMP'
   | 'TRANSPORT_FAILED'
   | 'STATE_FAILED'
+  | 'STATE_LOCKED'
   | 'WORKER_FAILED'
   | 'APP_STOPPED'
   | 'APP_STATE';

@@ -65,8 +65,10 @@ describe('compareBytes', () => {
   it('agrees with a byte-by-byte reference on random input', () => {
     const next = random(1);
     for (let i = 0; i < 2000; i++) {
-      const a = randomBytes(next, 6);
-      const b = next() < 0.3 ? Uint8Array.from([...a, ...randomBytes(next, 2)]) : randomBytes(next, 6);
+      // Shared prefixes of up to 60 bytes exercise both the short and the long-key path.
+      const prefix = new Uint8Array(Math.floor(next() * 61)).fill(0x42);
+      const a = Uint8Array.from([...prefix, ...randomBytes(next, 6)]);
+      const b = next() < 0.3 ? Uint8Array.from([...a, ...randomBytes(next, 2)]) : Uint8Array.from([...prefix, ...randomBytes(next, 6)]);
       const sign = Math.sign(compareBytes(a, b));
       const length = Math.min(a.length, b.length);
       let expected = Math.sign(a.length - b.length);

@@ -91,7 +91,7 @@ class MemoryPartitionStore implements PartitionStore {
       else map.set(key, value);
     }
     const current = this.#data.checkpoint;
-    if (changelogOffset !== undefined && (current === undefined || true)) {
+    if (changelogOffset !== undefined && (current === undefined || changelogOffset > current)) {
       this.#data.checkpoint = changelogOffset;
     }
   }
@@ -141,6 +141,10 @@ interface Slot {
  * stay in the index as dead slots until the next rebuild drops them, because splicing an array
  * per delete would cost O(n). A rebuild makes a new array instead of editing the old one, so scans
  * already running keep a stable list to walk.
+ *
+ * Keys are ordered as latin1 strings, which is exactly `compareBytes` order (the contract suite
+ * checks it against `compareBytes`): V8 compares strings natively, while a sort comparator that
+ * calls `compareBytes` is several times slower on 10⁵ keys.
  */
 class OrderedBytesMap {
   #slots = new Map<string, Slot>();

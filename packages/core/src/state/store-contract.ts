@@ -7,7 +7,15 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { KeyRange, PartitionStore, StateBackend, StoreEntry, StoreSpec } from './backend.js';
 import { compareBytes } from './keys.js';
 
-/** Options of {@link describeStoreContract}. */
+/**
+ * Options of {@link describeStoreContract}.
+ *
+ * @example
+ * ```ts
+ * // The memory backend's storage is the backend object itself, so reopening hands it back.
+ * describeStoreContract('memoryState', () => memoryState(), { reopen: (previous) => previous });
+ * ```
+ */
 export interface StoreContractOptions {
   /**
    * For a durable backend: opens a new backend over the same storage as `previous`, which the
