@@ -13,7 +13,7 @@ import { checkSerde, defaultKeySerde, json, type Serde } from './serde.js';
 import type { StateBackend } from './state/backend.js';
 import { memoryState } from './state/memory.js';
 import { memoryTransport } from './transport/memory.js';
-import type { Headers, TopicPartition, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
+import type { Headers, TopicPartition, TopicPartitionOffset, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -104,6 +104,7 @@ export class App {
   #failure: EddyError | undefined;
   #stopping: Promise<void> | undefined;
   #restoredRecords = 0;
+  #restoreRemaining = 0;
 
   constructor(options: AppOptions) {
     if (typeof options !== 'object' || options === null) throw new ConfigError(`createApp: expected options, got ${String(options)}`);
@@ -202,8 +203,9 @@ export class App {
           const task = this.#tasks.get(this.#taskKey(first.topic, first.partition));
           if (!task) return;
           await task.exclusive(() => task.process(records));
-          // Backpressure: a task with too many windows waiting for handlers pauses its source.
-          if (task.pendingWork > this.#maxPending) await task.drain();
+          // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
+          // pauses its source until the work in flight is done.
+          if (task.pendingWork > this.#maxPending || this.#batchHandlers().some((handler) => handler.queueDepth >= handler.maxQueue)) await task.drain();
           this.#arm();
         },
       });
@@ -211,6 +213,7 @@ export class App {
       this.#log('info', 'app started', { tasks: this.#tasks.size, transport: this.#transport.kind, state: this.#state.kind });
     } catch (error) {
       this.#status = 'stopped';
+      await Promise.allSettled(this.#batchHandlers().map((handler) => handler.close()));
       throw error;
     }
   }
@@ -321,6 +324,7 @@ export class App {
       deadLetters: this.#metrics.deadLetters,
       handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
       restoredRecords: this.#restoredRecords,
+      restoreRemaining: this.#restoreRemaining,
       tasks: tasks.length,
       streamTime: Object.fromEntries(tasks.map((task) => [task.taskId, task.streamTime()])),
     };
@@ -337,6 +341,7 @@ export class App {
     metric('dead_letters_total', 'counter', snapshot.deadLetters, 'Records sent to the dead-letter topic.');
     metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
     metric('restored_records_total', 'counter', snapshot.restoredRecords, 'Changelog records replayed into state.');
+    metric('restore_remaining', 'gauge', snapshot.restoreRemaining, 'Changelog records left to replay.');
     return `${lines.join('\n')}\n`;
   }
 
@@ -381,10 +386,14 @@ export class App {
   }
 
   #batchHandlers(): WindowBatchHandler<unknown, unknown>[] {
-    const handlers = new Set<WindowBatchHandler<unknown, unknown>>();
-    for (const node of this.#graph.nodes) if (node.kind === 'emit' && isBatchHandler(node.handler)) handlers.add(node.handler);
-    return [...handlers];
+    if (!this.#handlers) {
+      const handlers = new Set<WindowBatchHandler<unknown, unknown>>();
+      for (const node of this.#graph.nodes) if (node.kind === 'emit' && isBatchHandler(node.handler)) handlers.add(node.handler);
+      this.#handlers = [...handlers];
+    }
+    return this.#handlers;
   }
+  #handlers: WindowBatchHandler<unknown, unknown>[] | undefined;
 
   async #partitionCount(topic: string): Promise<number> {
     const known = this.#partitions.get(topic);
@@ -461,8 +470,9 @@ export class App {
     };
   }
 
-  async #assign(partitions: readonly TopicPartition[]): Promise<void> {
+  async #assign(partitions: readonly TopicPartition[]): Promise<TopicPartitionOffset[]> {
     const topology = this.#topology!;
+    const positions: TopicPartitionOffset[] = [];
     for (const { topic, partition } of partitions) {
       const key = this.#taskKey(topic, partition);
       if (this.#tasks.has(key)) continue;
@@ -472,15 +482,28 @@ export class App {
         task.stores.set(storeName, await this.#state.open({ appId: this.id, storeName, partition, changelogTopic: changelogTopic(this.id, storeName) }));
       }
       const started = this.#clock.now();
+      let reported = 0;
       const restored = await task.restore(
         (changelog, changelogPartition, from) => this.#transport.readPartition({ topic: changelog, partition: changelogPartition }, from),
         (changelog, changelogPartition) => this.#transport.endOffset({ topic: changelog, partition: changelogPartition }),
+        (records, remaining) => {
+          this.#restoredRecords += records - reported;
+          reported = records;
+          this.#restoreRemaining = remaining;
+          const seconds = Math.max(0.001, (this.#clock.now() - started) / 1000);
+          this.#log('debug', 'restoring state', { task: task.taskId, records, recordsPerSecond: Math.round(records / seconds), remaining });
+        },
       );
-      this.#restoredRecords += restored;
-      if (restored > 0) this.#log('info', 'state restored', { task: task.taskId, records: restored, ms: this.#clock.now() - started });
+      this.#restoreRemaining = 0;
+      if (restored.records > 0) {
+        const ms = this.#clock.now() - started;
+        this.#log('info', 'state restored', { task: task.taskId, records: restored.records, ms, recordsPerSecond: Math.round(restored.records / Math.max(0.001, ms / 1000)) });
+      }
+      positions.push(...restored.positions);
       this.#tasks.set(key, task);
     }
     this.#arm();
+    return positions;
   }
 
   async #revoke(partitions: readonly TopicPartition[]): Promise<void> {

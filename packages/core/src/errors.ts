@@ -10,6 +10,10 @@ export type ErrorCode =
   | 'STATE_FAILED'
   | 'STATE_LOCKED'
   | 'WORKER_FAILED'
+  | 'WORKER_TIMEOUT'
+  | 'WORKER_CRASHED'
+  | 'WORKER_INIT_FAILED'
+  | 'POOL_CLOSED'
   | 'APP_STOPPED'
   | 'APP_STATE';
 

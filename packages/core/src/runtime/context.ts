@@ -12,7 +12,7 @@ export interface StatefulOperator {
   nextDeadline(): number | undefined;
   /** Changed entries since the last call, for the commit batch; clears the change set. */
   takeChanges(): StoreEntry[];
-  /** Rebuilds the in-memory state from stored entries (before any record is processed). */
+  /** Rebuilds the in-memory state from stored entries (before any record is processed); task metadata entries are not passed. */
   restore(entries: Iterable<readonly [Uint8Array, Uint8Array]>, streamTime: number): void;
   /** Windows (or table rows) currently holding state. */
   openWindows(): number;

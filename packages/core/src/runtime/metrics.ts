@@ -8,6 +8,7 @@ export interface MetricsSnapshot {
   deadLetters: number;
   handlerQueueDepth: number;
   restoredRecords: number;
+  restoreRemaining: number;
   tasks: number;
   streamTime: Record<string, number>;
 }

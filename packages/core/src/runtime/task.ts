@@ -31,9 +31,26 @@ export interface TaskHost {
 }
 
 const encoder = new TextEncoder();
-/** The store key under which window operators keep the task's stream time. */
-export const STREAM_TIME_KEY = Uint8Array.of(0xff);
-const isStreamTimeKey = (key: Uint8Array) => key.length === 1 && key[0] === 0xff;
+const decoder = new TextDecoder();
+/**
+ * Task metadata written with every store's commit batch (and so to its changelog): the stream time
+ * and the input offsets the state reflects. Single bytes that UTF-8 text and window keys never are.
+ */
+const STREAM_TIME_KEY = Uint8Array.of(0xff);
+const INPUT_OFFSETS_KEY = Uint8Array.of(0xfe);
+const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfe;
+
+/** What a restore found. */
+export interface RestoreResult {
+  /** Changelog records replayed. */
+  readonly records: number;
+  /**
+   * Input positions the restored state already reflects. A crash between the state flush and the
+   * offset commit leaves committed offsets behind these; reading from here keeps records from
+   * being counted twice.
+   */
+  readonly positions: readonly TopicPartitionOffset[];
+}
 
 /**
  * One partition of one sub-topology: its own RxJS operator graph, stream time, state and offsets.
@@ -53,6 +70,7 @@ export class Task implements TaskContext {
   readonly #inputs = new Map<string, Subject<Signal>>();
   readonly #streams = new Map<Node, Observable<Signal>>();
   readonly #positions = new Map<string, TopicPartitionOffset>();
+  #positionsChanged = false;
   #outbox: OutgoingRecord[] = [];
   readonly #sends = new Set<Promise<unknown>>();
   readonly #work = new Set<Promise<unknown>>();
@@ -192,6 +210,7 @@ export class Task implements TaskContext {
       // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
       if (this.#halted) break;
       this.#positions.set(incoming.topic, { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset + 1 });
+      this.#positionsChanged = true;
     }
     this.#lastInput = { clock: this.clock.now(), streamTime: this.#streamTime };
     this.flush();
@@ -322,9 +341,15 @@ export class Task implements TaskContext {
   async commit(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>): Promise<void> {
     await this.drain();
     const writes: Array<{ store: PartitionStore; entries: StoreEntry[]; topic: string }> = [];
+    const positionsChanged = this.#positionsChanged;
+    this.#positionsChanged = false;
     for (const operator of this.operators) {
       const entries = operator.takeChanges();
-      if (entries.length === 0) continue;
+      if (entries.length === 0 && !positionsChanged) continue;
+      entries.push(
+        { key: STREAM_TIME_KEY, value: encoder.encode(JSON.stringify(this.#streamTime)) },
+        { key: INPUT_OFFSETS_KEY, value: encoder.encode(JSON.stringify([...this.#positions.values()])) },
+      );
       const topic = changelogTopic(this.appId, operator.storeName);
       for (const entry of entries) this.produce({ topic, partition: this.partition, key: entry.key, value: entry.value, timestamp: this.clock.now() });
       writes.push({ store: this.stores.get(operator.storeName)!, entries, topic });
@@ -347,19 +372,32 @@ export class Task implements TaskContext {
    * Restores each store: the changelog tail after the local checkpoint goes into the store,
    * then the operators rebuild their in-memory state (and so their open windows) from it.
    */
-  async restore(readChangelog: (topic: string, partition: number, from: number) => AsyncIterable<readonly IncomingRecord[]>, endOffset: (topic: string, partition: number) => Promise<number>): Promise<number> {
+  async restore(
+    readChangelog: (topic: string, partition: number, from: number) => AsyncIterable<readonly IncomingRecord[]>,
+    endOffset: (topic: string, partition: number) => Promise<number>,
+    progress: (restored: number, remaining: number) => void,
+  ): Promise<RestoreResult> {
     let restored = 0;
     let streamTime = -Infinity;
+    const positions = new Map<string, TopicPartitionOffset>();
     const entriesByStore = new Map<string, Array<readonly [Uint8Array, Uint8Array]>>();
+    const ends = new Map<StatefulOperator, number>();
+    let remaining = 0;
+    for (const operator of this.operators) {
+      const end = await endOffset(changelogTopic(this.appId, operator.storeName), this.partition);
+      ends.set(operator, end);
+      remaining += Math.max(0, end - ((await this.stores.get(operator.storeName)!.checkpoint()) ?? 0));
+    }
     for (const operator of this.operators) {
       const store = this.stores.get(operator.storeName)!;
       const topic = changelogTopic(this.appId, operator.storeName);
-      const end = await endOffset(topic, this.partition);
+      const end = ends.get(operator)!;
       let checkpoint = (await store.checkpoint()) ?? 0;
       if (checkpoint > end) {
         // The local state is ahead of its changelog (the topic was recreated): start over.
         this.host.log('warn', 'local state is ahead of its changelog; rebuilding', { store: operator.storeName, checkpoint, end });
         await store.clear();
+        remaining += end;
         checkpoint = 0;
       }
       for await (const batch of readChangelog(topic, this.partition, checkpoint)) {
@@ -367,18 +405,28 @@ export class Task implements TaskContext {
         if (!last) continue;
         await store.write(batch.map((record) => ({ key: record.key ?? new Uint8Array(), value: record.value })), last.offset + 1);
         restored += batch.length;
+        remaining = Math.max(0, remaining - batch.length);
+        progress(restored, remaining);
       }
       const entries: Array<readonly [Uint8Array, Uint8Array]> = [];
       for await (const entry of store.entries()) {
-        if (isStreamTimeKey(entry[0])) streamTime = Math.max(streamTime, Number(new TextDecoder().decode(entry[1])));
-        else entries.push(entry);
+        if (!isMetaKey(entry[0])) {
+          entries.push(entry);
+        } else if (entry[0][0] === STREAM_TIME_KEY[0]) {
+          streamTime = Math.max(streamTime, Number(decoder.decode(entry[1])));
+        } else {
+          for (const position of JSON.parse(decoder.decode(entry[1])) as TopicPartitionOffset[]) {
+            if ((positions.get(position.topic)?.offset ?? -1) < position.offset) positions.set(position.topic, position);
+          }
+        }
       }
       entriesByStore.set(operator.storeName, entries);
     }
     this.#streamTime = streamTime;
     this.#lastInput = { clock: this.clock.now(), streamTime };
     for (const operator of this.operators) operator.restore(entriesByStore.get(operator.storeName)!, streamTime);
-    return restored;
+    for (const position of positions.values()) this.#positions.set(position.topic, position);
+    return { records: restored, positions: [...positions.values()] };
   }
 
   openWindows(): number {

@@ -233,7 +233,11 @@ class MemoryConsumer implements TransportConsumer {
       const position = this.broker.committedOffset(this.group, tp.topic, tp.partition) ?? 0;
       this.#positions.set(tpKey(tp.topic, tp.partition), { ...tp, position });
     }
-    await this.listener.onAssign(added);
+    const positions = await this.listener.onAssign(added);
+    for (const position of positions ?? []) {
+      const entry = this.#positions.get(tpKey(position.topic, position.partition));
+      if (entry && entry.position < position.offset) entry.position = position.offset;
+    }
     this.wake();
   }
 

@@ -55,8 +55,11 @@ export interface TransportProducer {
 
 /** What a consumer group member tells the runtime. */
 export interface ConsumerListener {
-  /** Partitions newly assigned to this member; processing starts after this resolves. */
-  onAssign(partitions: readonly TopicPartition[]): Promise<void>;
+  /**
+   * Partitions newly assigned to this member; processing starts after this resolves, from the
+   * committed offsets or, where the listener returns a later position for a partition, from there.
+   */
+  onAssign(partitions: readonly TopicPartition[]): Promise<void | readonly TopicPartitionOffset[]>;
   /** Partitions taken away; the runtime finishes, commits and closes their work first. */
   onRevoke(partitions: readonly TopicPartition[]): Promise<void>;
   /** A batch of records of one partition, in offset order. */

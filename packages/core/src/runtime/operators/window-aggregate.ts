@@ -24,8 +24,6 @@ export interface WindowStepSpec {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-/** The store key of the operator's own metadata; window keys are never a single byte. */
-const STREAM_TIME_KEY = Uint8Array.of(0xff);
 
 function createStrategy(window: WindowDefinition, buckets: Buckets): WindowStrategy {
   switch (window.kind) {
@@ -62,7 +60,6 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
   });
   const strategy = createStrategy(spec.window, buckets);
   let sequence = 0;
-  let streamTimeChanged = false;
 
   const schedule = (state: KeyState) => {
     const due = strategy.due(state);
@@ -117,15 +114,10 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         }
       }
       changed.clear();
-      if (streamTimeChanged) {
-        entries.push({ key: STREAM_TIME_KEY, value: encoder.encode(JSON.stringify(context.streamTime())) });
-        streamTimeChanged = false;
-      }
       return entries;
     },
     restore(entries, streamTime) {
       for (const [storeKey, value] of entries) {
-        if (storeKey.length === 1) continue;
         const { keyBytes } = decodeWindowKey(storeKey);
         const key = JSON.parse(decoder.decode(keyBytes)) as unknown;
         const id = keyId(key);
@@ -153,7 +145,6 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
 
   return signalOperator(context, `window ${storeName}`, (signal, emit) => {
     if (signal.type === 'tick') {
-      streamTimeChanged = true;
       const streamTime = signal.streamTime;
       for (;;) {
         const priority = deadlines.peekPriority();

@@ -1,0 +1,11 @@
+export { BATCH_HANDLER } from './handler-contract.js';
+export type { HandlerOutcome } from './handler-contract.js';
+export type { WindowBatchHandler } from './handler-contract.js';
+export { WorkerPoolError } from './errors.js';
+export type { WorkerPoolErrorCode } from './errors.js';
+export type { Duration } from '@eddy/core';
+export { workerPool } from './pool.js';
+export { WorkerPool } from './pool.js';
+export type { ClosedWindow } from './pool.js';
+export type { WorkerPoolOptions } from './pool-options.js';
+export * as models from './models/index.js';

@@ -1,0 +1,467 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describeError, WorkerPoolError } from './errors.js';
+import { BATCH_HANDLER, type HandlerOutcome, type WindowBatchHandler } from './handler-contract.js';
+import { resolvePoolOptions, type ResolvedPoolOptions, type WorkerPoolOptions } from './pool-options.js';
+import { PooledWorker, type BatchResult } from './pooled-worker.js';
+import type { SerializedError } from './worker-protocol.js';
+
+/**
+ * What a window handler receives: the window's key, its bounds `[start, end)` in epoch
+ * milliseconds, and its aggregated value.
+ *
+ * @example
+ * // model.js, run by workerPool(new URL('./model.js', import.meta.url))
+ * export default function predict(window: ClosedWindow<string, number[]>) {
+ *   return { sensor: window.key, mean: window.value.reduce((a, b) => a + b, 0) / window.value.length };
+ * }
+ */
+export interface ClosedWindow<Key = unknown, Value = unknown> {
+  readonly key: Key;
+  readonly start: number;
+  readonly end: number;
+  readonly value: Value;
+}
+
+// Resolved from this file, so it finds src/worker.mjs under the tests and dist/worker.mjs once
+// built: tsc emits the bootstrap next to this module (see tsconfig.json, allowJs).
+const bootstrapUrl = new URL('./worker.mjs', import.meta.url);
+
+// A worker that cannot even be replaced (its init keeps failing) is given a few more chances,
+// a little further apart each time, before the windows waiting for it are failed.
+const replacementAttempts = 3;
+const replacementBackoffMs = 100;
+
+interface QueuedItem {
+  readonly input: unknown;
+  attempts: number;
+  /** Set once the item was in a batch that failed as a whole, so its next failure is its own. */
+  runAlone: boolean;
+  settled: boolean;
+  readonly resolve: (outcome: HandlerOutcome<unknown>) => void;
+}
+
+/**
+ * A pool of worker threads running a user module's function over closed windows, in batches.
+ * Create it with {@link workerPool}; see there for the guarantees.
+ *
+ * @example
+ * const pool: WorkerPool<ClosedWindow<string, number[]>, number> = workerPool(new URL('./model.js', import.meta.url));
+ * await pool.start();
+ * const outcomes = await pool.run(windows);
+ * await pool.close();
+ */
+export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatchHandler<In, Out> {
+  readonly [BATCH_HANDLER] = true as const;
+  /** Windows allowed to wait before the engine pauses its source. */
+  readonly maxQueue: number;
+  /** How many worker threads the pool keeps running. */
+  readonly size: number;
+
+  readonly #options: ResolvedPoolOptions;
+  readonly #slots: (PooledWorker | undefined)[];
+  readonly #slotsBeingFilled = new Set<number>();
+  readonly #workersLoading = new Set<Promise<void>>();
+  readonly #idleWorkers: PooledWorker[] = [];
+  readonly #queue: QueuedItem[] = [];
+  #queueDepth = 0;
+  #drainWaiters: (() => void)[] = [];
+  #starting: Promise<void> | undefined;
+  #closeRequested = false;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #nextWorkerId = 1;
+
+  /** @internal Use {@link workerPool}. */
+  constructor(options: ResolvedPoolOptions) {
+    this.#options = options;
+    this.maxQueue = options.maxQueue;
+    this.size = options.size;
+    this.#slots = Array.from({ length: options.size }, () => undefined);
+  }
+
+  /** Windows submitted to {@link WorkerPool.run} whose outcome is not known yet. */
+  get queueDepth(): number {
+    return this.#queueDepth;
+  }
+
+  /**
+   * Spawns the workers and waits until each has imported the module and run its `init()`.
+   * Idempotent; {@link WorkerPool.run} calls it too. Rejects with `WORKER_INIT_FAILED` if any
+   * worker fails to load (the others are then terminated, and a later call tries again).
+   *
+   * @example
+   * const pool = workerPool(new URL('./model.js', import.meta.url), { size: 2 });
+   * await pool.start(); // the model's init() has run in both workers
+   */
+  start(): Promise<void> {
+    if (this.#closeRequested) return Promise.reject(this.#closedError('start()'));
+    return this.#ensureStarted();
+  }
+
+  /**
+   * Runs the handler over `items` and gives one outcome per item, in the order of `items`,
+   * whatever order the workers finish in. Never rejects because of an item: a handler that throws,
+   * hangs or kills its worker turns into a failure outcome once `retries` are spent. Rejects only
+   * if the pool is closed or its workers cannot start.
+   *
+   * Each call settles on its own; to keep results in window order across calls, the caller
+   * awaits the calls in order.
+   *
+   * @example
+   * const outcomes = await pool.run([window1, window2]);
+   * for (const outcome of outcomes) {
+   *   if (outcome.ok) emit(outcome.value);
+   *   else deadLetter(outcome.error, outcome.attempts);
+   * }
+   */
+  run(items: readonly In[]): Promise<HandlerOutcome<Out>[]> {
+    if (this.#closeRequested) return Promise.reject(this.#closedError('run()'));
+    if (items.length === 0) return Promise.resolve([]);
+    const entries: QueuedItem[] = [];
+    const outcomes = items.map(
+      (input) =>
+        new Promise<HandlerOutcome<Out>>((resolve) => {
+          entries.push({
+            input,
+            attempts: 0,
+            runAlone: false,
+            settled: false,
+            resolve: resolve as (outcome: HandlerOutcome<unknown>) => void,
+          });
+        }),
+    );
+    // Counted from submission, so that the engine sees the backlog even while workers start.
+    this.#queueDepth += entries.length;
+    return this.#ensureStarted().then(
+      () => {
+        this.#queue.push(...entries);
+        this.#refillEmptySlots();
+        this.#dispatch();
+        return Promise.all(outcomes);
+      },
+      (error: unknown) => {
+        const dropped: HandlerOutcome<unknown> = { ok: false, error: new Error('not run'), attempts: 0 };
+        for (const entry of entries) this.#settle(entry, dropped);
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * Stops taking work, waits until every window already submitted has its outcome, then
+   * terminates the workers. Idempotent. Afterwards `run()` and `start()` reject with
+   * `POOL_CLOSED`.
+   *
+   * @example
+   * const pending = pool.run(windows);
+   * await pool.close(); // `pending` has settled by now
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#drainAndTerminate();
+    return this.#closing;
+  }
+
+  async #drainAndTerminate(): Promise<void> {
+    this.#closeRequested = true;
+    if (this.#queueDepth > 0) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+    await this.#starting?.catch(() => undefined);
+    this.#closed = true;
+    await Promise.allSettled([...this.#workersLoading]);
+    const workers = this.#slots.filter((worker) => worker !== undefined);
+    this.#slots.fill(undefined);
+    this.#idleWorkers.length = 0;
+    await Promise.all(workers.map((worker) => worker.terminate()));
+  }
+
+  #closedError(operation: string): WorkerPoolError {
+    return new WorkerPoolError('POOL_CLOSED', `workerPool(${this.#options.moduleUrl.href}): ${operation} after close()`);
+  }
+
+  #ensureStarted(): Promise<void> {
+    this.#starting ??= this.#startWorkers().catch((error: unknown) => {
+      this.#starting = undefined;
+      throw error;
+    });
+    return this.#starting;
+  }
+
+  async #startWorkers(): Promise<void> {
+    const results = await Promise.allSettled(
+      this.#slots.map(async (_, slot) => {
+        this.#slotsBeingFilled.add(slot);
+        try {
+          await this.#fillSlot(slot);
+        } finally {
+          this.#slotsBeingFilled.delete(slot);
+        }
+      }),
+    );
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure === undefined) return;
+    const started = this.#slots.filter((worker) => worker !== undefined);
+    this.#slots.fill(undefined);
+    this.#idleWorkers.length = 0;
+    await Promise.all(started.map((worker) => worker.terminate()));
+    throw failure.reason;
+  }
+
+  async #fillSlot(slot: number): Promise<void> {
+    // Tracked so that close() can wait for a replacement that is still loading.
+    const filling = this.#loadWorkerInto(slot);
+    this.#workersLoading.add(filling);
+    try {
+      await filling;
+    } finally {
+      this.#workersLoading.delete(filling);
+    }
+  }
+
+  async #loadWorkerInto(slot: number): Promise<void> {
+    const worker = new PooledWorker({
+      id: this.#nextWorkerId++,
+      bootstrapUrl,
+      moduleUrl: this.#options.moduleUrl,
+      exportName: this.#options.exportName,
+      timeoutMs: this.#options.timeoutMs,
+      initTimeoutMs: this.#options.initTimeoutMs,
+      onLost: (lostWorker) => this.#onWorkerLost(slot, lostWorker),
+    });
+    await worker.load();
+    // The pool may have closed, or its start failed, while this worker was loading.
+    if (this.#closed || this.#starting === undefined || this.#slots[slot] !== undefined) {
+      await worker.terminate();
+      return;
+    }
+    this.#slots[slot] = worker;
+    this.#idleWorkers.push(worker);
+    this.#dispatch();
+  }
+
+  #onWorkerLost(slot: number, worker: PooledWorker): void {
+    // A worker that dies while loading is reported by load() itself.
+    if (this.#slots[slot] !== worker) return;
+    this.#slots[slot] = undefined;
+    const idleIndex = this.#idleWorkers.indexOf(worker);
+    if (idleIndex >= 0) this.#idleWorkers.splice(idleIndex, 1);
+    void this.#replace(slot);
+  }
+
+  async #replace(slot: number): Promise<void> {
+    // One replacement per slot at a time, backoff included, or two workers would race for it.
+    if (this.#slotsBeingFilled.has(slot)) return;
+    this.#slotsBeingFilled.add(slot);
+    let lastError: unknown;
+    try {
+      for (let attempt = 1; attempt <= replacementAttempts && !this.#closed; attempt++) {
+        try {
+          await this.#fillSlot(slot);
+          return;
+        } catch (error) {
+          lastError = error;
+          if (attempt < replacementAttempts) {
+            await new Promise((resolve) => setTimeout(resolve, replacementBackoffMs * attempt));
+          }
+        }
+      }
+    } finally {
+      this.#slotsBeingFilled.delete(slot);
+    }
+    if (lastError !== undefined) this.#failQueueIfNoWorkerCanRun(lastError);
+  }
+
+  // Called on each run(): slots whose replacement gave up get another chance when new work comes.
+  #refillEmptySlots(): void {
+    this.#slots.forEach((worker, slot) => {
+      if (worker === undefined) void this.#replace(slot);
+    });
+  }
+
+  #failQueueIfNoWorkerCanRun(error: unknown): void {
+    const anyWorker = this.#slots.some((worker) => worker !== undefined) || this.#slotsBeingFilled.size > 0;
+    if (anyWorker) return;
+    for (const item of this.#queue.splice(0)) {
+      this.#settle(item, {
+        ok: false,
+        error: new WorkerPoolError('WORKER_INIT_FAILED', `no worker could be started to run this window: ${describeError(error)}`, {
+          cause: error,
+          retriable: true,
+        }),
+        attempts: item.attempts,
+      });
+    }
+  }
+
+  #dispatch(): void {
+    while (this.#queue.length > 0 && this.#idleWorkers.length > 0) {
+      const worker = this.#idleWorkers.shift() as PooledWorker;
+      // Exited, and about to be reported lost and replaced.
+      if (!worker.alive) continue;
+      const batch = this.#takeBatch(this.#idleWorkers.length + 1);
+      void this.#runBatchOn(worker, batch);
+    }
+  }
+
+  #takeBatch(idleWorkerCount: number): QueuedItem[] {
+    const first = this.#queue[0] as QueuedItem;
+    if (first.runAlone) return [this.#queue.shift() as QueuedItem];
+    // Spread what waits over the idle workers rather than filling one batch and leaving the
+    // others idle; batchSize caps the message.
+    const length = Math.min(this.#options.batchSize, Math.ceil(this.#queue.length / idleWorkerCount));
+    const batch: QueuedItem[] = [];
+    while (batch.length < length && this.#queue.length > 0 && !(this.#queue[0] as QueuedItem).runAlone) {
+      batch.push(this.#queue.shift() as QueuedItem);
+    }
+    return batch;
+  }
+
+  async #runBatchOn(worker: PooledWorker, batch: QueuedItem[]): Promise<void> {
+    try {
+      const result = await worker.runBatch(batch.map((item) => item.input));
+      this.#applyBatchResult(batch, result);
+    } catch (error) {
+      // Only a bug of ours gets here; still, no window may be left without an outcome.
+      for (const item of batch) {
+        this.#settle(item, {
+          ok: false,
+          error: new WorkerPoolError('HANDLER_FAILED', `workerPool internal error: ${describeError(error)}`, { cause: error }),
+          attempts: item.attempts,
+        });
+      }
+    }
+    if (worker.alive && !this.#closed) this.#idleWorkers.push(worker);
+    this.#dispatch();
+  }
+
+  #applyBatchResult(batch: QueuedItem[], result: BatchResult): void {
+    switch (result.kind) {
+      case 'done':
+        batch.forEach((item, index) => {
+          const outcome = result.outcomes[index];
+          if (outcome === undefined) {
+            this.#failAttempt(item, new WorkerPoolError('HANDLER_FAILED', 'the worker returned no outcome for this window'));
+          } else if (outcome.ok) {
+            this.#settle(item, { ok: true, value: outcome.value });
+          } else {
+            this.#failAttempt(item, this.#handlerError(outcome.error));
+          }
+        });
+        return;
+      case 'lost': {
+        if (result.completed >= batch.length) {
+          // Every item had finished, yet the answer never came: nothing tells the items apart.
+          this.#failWholeBatch(batch, result.error);
+          return;
+        }
+        // Items that had finished lost their results with the worker and run again at no cost;
+        // the one that was running is to blame, and runs alone next time to be sure of it.
+        const culprit = batch[result.completed] as QueuedItem;
+        const innocent = batch.filter((item) => item !== culprit);
+        culprit.runAlone = true;
+        this.#failAttempt(culprit, result.error);
+        this.#queue.unshift(...innocent);
+        return;
+      }
+      case 'rejected': {
+        const error = new WorkerPoolError('HANDLER_FAILED', `the batch could not be run: ${describeError(result.error)}`, {
+          cause: result.error,
+        });
+        if (batch.length === 1) {
+          this.#failAttempt(batch[0] as QueuedItem, error);
+        } else {
+          // Typically a value that cannot be cloned: run each item alone to find which one.
+          for (const item of batch) item.runAlone = true;
+          this.#queue.unshift(...batch);
+        }
+        return;
+      }
+    }
+  }
+
+  #failWholeBatch(batch: QueuedItem[], error: WorkerPoolError): void {
+    for (const item of batch) {
+      item.runAlone = true;
+      this.#failAttempt(item, error);
+    }
+  }
+
+  #handlerError(serialized: SerializedError): WorkerPoolError {
+    const cause = new Error(serialized.message);
+    cause.name = serialized.name;
+    if (serialized.stack !== undefined) cause.stack = serialized.stack;
+    return new WorkerPoolError('HANDLER_FAILED', `handler '${this.#options.exportName}' threw ${describeError(cause)}`, {
+      cause,
+    });
+  }
+
+  #failAttempt(item: QueuedItem, error: WorkerPoolError): void {
+    item.attempts += 1;
+    if (item.attempts <= this.#options.retries) {
+      this.#queue.unshift(item);
+      return;
+    }
+    const attempts = item.attempts;
+    const final = new WorkerPoolError(
+      error.code,
+      `${error.message} (gave up after ${attempts} attempt${attempts === 1 ? '' : 's'})`,
+      { cause: error.cause, retriable: error.retriable },
+    );
+    this.#settle(item, { ok: false, error: final, attempts });
+  }
+
+  #settle(item: QueuedItem, outcome: HandlerOutcome<unknown>): void {
+    if (item.settled) return;
+    item.settled = true;
+    this.#queueDepth -= 1;
+    item.resolve(outcome);
+    if (this.#queueDepth === 0) {
+      for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    }
+  }
+}
+
+/**
+ * Runs a window handler on worker threads, off the event loop: the module's default export (or
+ * `exportName`) is called with each closed window `{ key, start, end, value }` and returns a result
+ * or a promise of one. If the module exports `init()`, each worker runs it once before its first
+ * window (load a model there).
+ *
+ * Guarantees:
+ * - `run(windows)` gives one outcome per window, in the order given, whatever order workers finish.
+ * - Windows travel in batches of up to `batchSize` per message, spread over idle workers.
+ * - A handler that throws is retried up to `retries` times, then gives a `HANDLER_FAILED` outcome.
+ * - A worker that runs one window longer than `timeout` (`WORKER_TIMEOUT`) or dies
+ *   (`WORKER_CRASHED`) is terminated and replaced; the window it was running is retried alone,
+ *   the other windows of its batch run again at no cost, and after `retries` the window gets a
+ *   failure outcome with the reason. No window is dropped and no call hangs.
+ * - The handler may run more than once for a window (at-least-once), so it should be pure.
+ *
+ * The module must be plain JavaScript that Node can import in a worker, and windows and results
+ * must survive structured cloning. Throws a `CONFIG_INVALID` error at once for a bad option.
+ *
+ * @example
+ * // model.js
+ * export async function init() { weights = await loadWeights(); }
+ * export default function predict({ key, value }) { return { sensor: key, next: forecast(value) }; }
+ *
+ * // app.ts
+ * app.from<Reading>('readings')
+ *   .keyBy((reading) => reading.sensor)
+ *   .hopping('10s', '1s')
+ *   .collect()
+ *   .onClose(workerPool(new URL('./model.js', import.meta.url), { size: 4, timeout: '5s', retries: 1 }))
+ *   .to('predictions');
+ */
+export function workerPool<In = ClosedWindow, Out = unknown>(
+  moduleUrl: URL | string,
+  options: WorkerPoolOptions = {},
+): WorkerPool<In, Out> {
+  const resolved = resolvePoolOptions(moduleUrl, options);
+  if (!existsSync(fileURLToPath(bootstrapUrl))) {
+    throw new WorkerPoolError(
+      'CONFIG_INVALID',
+      `workerPool: the worker bootstrap ${bootstrapUrl.href} is missing; when bundling @eddy/ml, ship its worker.mjs next to the bundle`,
+    );
+  }
+  return new WorkerPool<In, Out>(resolved);
+}
