@@ -73,8 +73,9 @@ describe('store and topic names', () => {
       'table-count',
     ]) {
       expect(text).toContain(`[store ${name}]`);
-      expect(text).toContain(`names-${name}-repartition`);
     }
+    // One re-keyed stream, one repartition topic, named after the first step that needs it.
+    expect(text.match(/sink names-[^\n]*-repartition/g)).toEqual(['sink names-tumbling-60000ms-grace-0ms-count-repartition']);
   });
 
   it('uses the names given to windows, tables and keyBy', () => {
@@ -125,5 +126,17 @@ describe('build-time validation', () => {
 
   it('accepts every duration unit', () => {
     for (const duration of ['500ms', '10s', '5m', '1h', '1d', 250] as const) expect(() => keyed().tumbling(duration)).not.toThrow();
+  });
+});
+
+describe('repartition topics', () => {
+  it('are shared by stateful steps on the same re-keyed stream', () => {
+    const app = createApp({ id: 'shared' });
+    const keyed = app.from<Reading>('readings').keyBy((r) => r.sensor, { name: 'by-sensor' });
+    keyed.count({ name: 'counts' });
+    keyed.tumbling('1m').max((r) => r.value).toStream().to('maxima');
+    const text = app.describe();
+    expect(text.match(/sink shared-by-sensor-repartition/g)).toHaveLength(1);
+    expect(text).toContain('(stores: counts, tumbling-60000ms-grace-0ms-max)');
   });
 });

@@ -51,6 +51,7 @@ export function buildTopology(appId: string, logical: readonly Node[]): Topology
   const replaced = new Map<Node, Node>();
   const nodes: Node[] = [];
   const repartitionWriters = new Map<string, Node>();
+  const repartitionedParents = new Map<Node, Node>();
 
   for (const original of logical) {
     const parents = original.parents.map((parent) => replaced.get(parent) ?? parent);
@@ -61,12 +62,17 @@ export function buildTopology(appId: string, logical: readonly Node[]): Topology
       }
       storeNames.add(node.storeName);
       const keyBy = rekeyedAbove(node);
-      if (keyBy) {
+      const shared = node.parents.length === 1 ? repartitionedParents.get(node.parents[0]!) : undefined;
+      if (keyBy && shared) {
+        // Stateful steps on the same re-keyed stream read one repartition topic.
+        node = { ...node, parents: [shared] } as Node;
+      } else if (keyBy) {
         const topic = repartitionTopic(appId, keyBy.name ?? node.storeName);
         if (repartitionWriters.has(topic)) throw new ConfigError(`the repartition topic ${topic} is used twice; name the keyBy steps`);
         const sink: Node = { kind: 'sink', id: nextId++, parents: node.parents, topic, keySerde: internalSerde, valueSerde: internalSerde, internal: true };
         const source: Node = { kind: 'source', id: nextId++, parents: [], topic, timestamp: undefined, keySerde: internalSerde, valueSerde: internalSerde, internal: true };
         repartitionWriters.set(topic, sink);
+        if (node.parents.length === 1) repartitionedParents.set(node.parents[0]!, source);
         nodes.push(sink, source);
         node = { ...node, parents: [source] } as Node;
       }
