@@ -7,6 +7,7 @@ import { ConfigError, EddyError } from './errors.js';
 import { isBatchHandler, type WindowBatchHandler } from './handler.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { partitionForKey } from './murmur2.js';
+import { CacheBudget } from './runtime/cache.js';
 import { Metrics, type MetricsSnapshot } from './runtime/metrics.js';
 import { Task, type TaskHost } from './runtime/task.js';
 import { checkSerde, defaultKeySerde, json, type Serde } from './serde.js';
@@ -104,6 +105,7 @@ export class App {
   #failure: EddyError | undefined;
   #stopping: Promise<void> | undefined;
   #restoredRecords = 0;
+  #cache!: CacheBudget;
   #restoreRemaining = 0;
 
   constructor(options: AppOptions) {
@@ -130,6 +132,7 @@ export class App {
     this.#clock = options.clock ?? systemClock;
     this.#transport = options.transport ?? memoryTransport();
     this.#state = options.state ?? memoryState();
+    this.#cache = new CacheBudget(this.#state.cacheBudgetBytes);
   }
 
   /**
@@ -202,7 +205,10 @@ export class App {
           if (!first || this.#status !== 'running') return;
           const task = this.#tasks.get(this.#taskKey(first.topic, first.partition));
           if (!task) return;
-          await task.exclusive(() => task.process(records));
+          await task.exclusive(async () => {
+            await task.prepare(records);
+            task.process(records);
+          });
           // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
           // pauses its source until the work in flight is done.
           if (task.pendingWork > this.#maxPending || this.#batchHandlers().some((handler) => handler.queueDepth >= handler.maxQueue)) await task.drain();
@@ -288,7 +294,7 @@ export class App {
     return {
       get: async (key) => {
         for (const operator of operators()) {
-          const value = operator.query(key);
+          const value = await operator.query(key);
           if (value !== undefined) return value;
         }
         return undefined;
@@ -296,7 +302,7 @@ export class App {
       range: async ({ gte, lt } = {}) => {
         const rows: Array<{ key: unknown; value: unknown }> = [];
         for (const operator of operators()) {
-          for (const [key, value] of operator.queryAll()) {
+          for await (const [key, value] of operator.queryAll()) {
             const text = String(key);
             if ((gte === undefined || text >= gte) && (lt === undefined || text < lt)) rows.push({ key, value });
           }
@@ -323,6 +329,7 @@ export class App {
       lateRecords: this.#metrics.lateRecords,
       deadLetters: this.#metrics.deadLetters,
       handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
+      stateCacheBytes: this.#cache.usedBytes,
       restoredRecords: this.#restoredRecords,
       restoreRemaining: this.#restoreRemaining,
       tasks: tasks.length,
@@ -341,6 +348,7 @@ export class App {
     metric('dead_letters_total', 'counter', snapshot.deadLetters, 'Records sent to the dead-letter topic.');
     metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
     metric('restored_records_total', 'counter', snapshot.restoredRecords, 'Changelog records replayed into state.');
+    metric('state_cache_bytes', 'gauge', snapshot.stateCacheBytes, 'Serialized bytes of state held in memory.');
     metric('restore_remaining', 'gauge', snapshot.restoreRemaining, 'Changelog records left to replay.');
     return `${lines.join('\n')}\n`;
   }
@@ -465,6 +473,7 @@ export class App {
       idleTimeoutMs: this.#idleTimeoutMs,
       producer: this.#producer!,
       partitionsOf: (topic) => this.#partitions.get(topic) ?? 1,
+      cache: this.#cache,
       recordFailed: (error) => this.#recordFailed(error),
       log: (level, message, fields) => this.#log(level, message, fields),
     };
@@ -549,7 +558,12 @@ export class App {
     if (this.#status !== 'running') return;
     const now = this.#clock.now();
     const work = (async () => {
-      for (const task of this.#tasks.values()) await task.exclusive(() => task.punctuate(now));
+      for (const task of this.#tasks.values()) {
+        await task.exclusive(async () => {
+          await task.preparePunctuate(now);
+          task.punctuate(now);
+        });
+      }
       if (now >= this.#nextCommitAt) {
         this.#nextCommitAt = now + this.#commitIntervalMs;
         for (const task of this.#tasks.values()) await this.#commitTask(task);

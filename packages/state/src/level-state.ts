@@ -44,6 +44,12 @@ export interface LevelStateOptions {
   readonly sync?: boolean;
   /** LevelDB tuning; the defaults suit most apps. */
   readonly leveldb?: LevelTuning;
+  /**
+   * Bytes of live state the app keeps in memory (the write-behind cache), as serialized size.
+   * Past it, keys not used lately are evicted after each commit and read back from LevelDB when a
+   * record or a closing window needs them. Default: unbounded.
+   */
+  readonly cacheBudget?: number;
 }
 
 /**
@@ -84,7 +90,12 @@ export function levelState(options: LevelStateOptions): StateBackend {
   if (typeof logger.warn !== 'function' || typeof logger.info !== 'function') {
     throw new TypeError('levelState option logger must have warn(fields, message) and info(fields, message)');
   }
+  const cacheBudget = options.cacheBudget;
+  if (cacheBudget !== undefined && (!Number.isInteger(cacheBudget) || cacheBudget < 1)) {
+    throw new RangeError(`levelState option cacheBudget must be a positive number of bytes, got ${String(cacheBudget)}`);
+  }
   return new LevelStateBackend({
+    cacheBudget,
     dir: resolve(options.dir),
     logger,
     keepCorruptCopies,
@@ -106,16 +117,19 @@ interface Settings {
   readonly verifyOnOpen: boolean;
   readonly sync: boolean;
   readonly tuning: LevelTuning;
+  readonly cacheBudget: number | undefined;
 }
 
 class LevelStateBackend implements StateBackend {
   readonly kind = 'level';
+  readonly cacheBudgetBytes: number | undefined;
   readonly #settings: Settings;
   readonly #apps = new Map<string, Promise<AppDatabase>>();
   #closing: Promise<void> | undefined;
 
   constructor(settings: Settings) {
     this.#settings = settings;
+    this.cacheBudgetBytes = settings.cacheBudget;
   }
 
   async open(spec: StoreSpec): Promise<PartitionStore> {

@@ -1,7 +1,8 @@
 import type { Clock } from '../clock.js';
 import type { ErrorCode } from '../errors.js';
 import type { OutgoingRecord } from '../transport/types.js';
-import type { StoreEntry } from '../state/backend.js';
+import type { PartitionStore, StoreEntry } from '../state/backend.js';
+import type { CacheBudget } from './cache.js';
 import type { Metrics } from './metrics.js';
 import type { Signal } from './signals.js';
 
@@ -12,13 +13,22 @@ export interface StatefulOperator {
   nextDeadline(): number | undefined;
   /** Changed entries since the last call, for the commit batch; clears the change set. */
   takeChanges(): StoreEntry[];
-  /** Rebuilds the in-memory state from stored entries (before any record is processed); task metadata entries are not passed. */
-  restore(entries: Iterable<readonly [Uint8Array, Uint8Array]>, streamTime: number): void;
+  /**
+   * Rebuilds the in-memory state from stored entries in key order (before any record is
+   * processed); task metadata entries are not passed. Keys past the cache budget stay on disk.
+   */
+  restore(entries: AsyncIterable<readonly [Uint8Array, Uint8Array]>, streamTime: number): Promise<void>;
+  /** Reads back evicted keys that the next records (`keys`) or windows closing by `streamTime` need. */
+  load(keys: readonly unknown[], streamTime: number): Promise<void>;
+  /** Whether some keys are evicted (so `load` has work to look for). */
+  hasEvicted(): boolean;
+  /** After a commit: evicts clean keys used least recently while the cache is over budget. */
+  evict(): void;
   /** Windows (or table rows) currently holding state. */
   openWindows(): number;
   /** Entries for queries from the host service (`app.store(name)`). */
-  query(key: unknown): unknown;
-  queryAll(): Iterable<readonly [unknown, unknown]>;
+  query(key: unknown): Promise<unknown>;
+  queryAll(): AsyncIterable<readonly [unknown, unknown]>;
 }
 
 /** What an operator may ask of the task that runs it. */
@@ -43,4 +53,8 @@ export interface TaskContext {
   track(work: Promise<unknown>): void;
   /** Registers a stateful operator with the task (for deadlines, commit and restore). */
   register(operator: StatefulOperator): void;
+  /** The store partition behind a stateful operator (opened before the first record). */
+  storeOf(storeName: string): PartitionStore;
+  /** The app-wide cache budget. */
+  readonly cache: CacheBudget;
 }

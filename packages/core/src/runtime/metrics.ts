@@ -7,6 +7,7 @@ export interface MetricsSnapshot {
   lateRecords: number;
   deadLetters: number;
   handlerQueueDepth: number;
+  stateCacheBytes: number;
   restoredRecords: number;
   restoreRemaining: number;
   tasks: number;

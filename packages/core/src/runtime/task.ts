@@ -5,6 +5,7 @@ import { changelogTopic, deadLetterTopic, type SubTopology, type Topology } from
 import { describeError, EddyError, type ErrorCode } from '../errors.js';
 import type { PartitionStore, StoreEntry } from '../state/backend.js';
 import type { Headers, IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransportProducer } from '../transport/types.js';
+import type { CacheBudget } from './cache.js';
 import type { StatefulOperator, TaskContext } from './context.js';
 import type { Metrics } from './metrics.js';
 import { emitWindows } from './operators/emit-windows.js';
@@ -25,6 +26,8 @@ export interface TaskHost {
   readonly idleTimeoutMs: number | undefined;
   readonly producer: TransportProducer;
   partitionsOf(topic: string): number;
+  /** The app-wide budget of the operators' write-behind caches. */
+  readonly cache: CacheBudget;
   /** A record failed; under `onError: 'stop'` this stops the app. Returns true to dead-letter. */
   recordFailed(error: EddyError): boolean;
   log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;
@@ -63,6 +66,7 @@ export class Task implements TaskContext {
   readonly metrics: Metrics;
   readonly operators: StatefulOperator[] = [];
   readonly stores = new Map<string, PartitionStore>();
+  readonly cache: CacheBudget;
 
   #streamTime = -Infinity;
   /** Clock time and stream time when the last record arrived (for the idle timeout). */
@@ -86,6 +90,7 @@ export class Task implements TaskContext {
     this.appId = host.appId;
     this.clock = host.clock;
     this.metrics = host.metrics;
+    this.cache = host.cache;
     this.#lastInput = { clock: host.clock.now(), streamTime: -Infinity };
     this.#build();
   }
@@ -158,6 +163,12 @@ export class Task implements TaskContext {
     this.operators.push(operator);
   }
 
+  storeOf(storeName: string): PartitionStore {
+    const store = this.stores.get(storeName);
+    if (!store) throw new EddyError('STATE_FAILED', `store ${storeName} of task ${this.taskId} is not open`);
+    return store;
+  }
+
   produce(record: OutgoingRecord): void {
     this.#outbox.push(record);
   }
@@ -188,6 +199,36 @@ export class Task implements TaskContext {
     const run = this.#lock.then(work, work);
     this.#lock = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Reads back the evicted state a batch will need: the keys of its records, and the keys whose
+   * windows close by the stream time the batch reaches. Operators then run synchronously.
+   */
+  async prepare(records: readonly IncomingRecord[]): Promise<void> {
+    if (!this.operators.some((operator) => operator.hasEvicted())) return;
+    const source = this.subTopology.sources.find((node) => node.topic === records[0]?.topic);
+    if (!source) return;
+    const keys: unknown[] = [];
+    let streamTime = this.host.time === 'processing' ? this.clock.now() : this.#streamTime;
+    for (const incoming of records) {
+      try {
+        if (incoming.key !== null) keys.push(source.keySerde.deserialize(incoming.key));
+        if (this.host.time === 'event' && !source.timestamp && incoming.timestamp > streamTime) streamTime = incoming.timestamp;
+      } catch {
+        // A record that does not decode is dead-lettered by process().
+      }
+    }
+    // An extractor's timestamps are only known after decoding values: be safe and load what may close.
+    if (source.timestamp) streamTime = Infinity;
+    for (const operator of this.operators) await operator.load(keys, streamTime);
+  }
+
+  /** Reads back the evicted state that closes by the stream time `punctuate(now)` reaches. */
+  async preparePunctuate(now: number): Promise<void> {
+    if (!this.operators.some((operator) => operator.hasEvicted())) return;
+    const streamTime = this.host.time === 'processing' ? now : this.#idleStreamTime(now);
+    for (const operator of this.operators) await operator.load([], streamTime);
   }
 
   /** Processes a batch of one partition, in offset order. */
@@ -260,11 +301,17 @@ export class Task implements TaskContext {
     if (this.#halted) return;
     if (this.host.time === 'processing') {
       this.#advance(now);
-    } else if (this.host.idleTimeoutMs !== undefined && this.#lastInput.streamTime > -Infinity) {
-      const idleSince = this.#lastInput.clock + this.host.idleTimeoutMs;
-      if (now >= idleSince) this.#advance(this.#lastInput.streamTime + (now - idleSince));
+    } else {
+      this.#advance(this.#idleStreamTime(now));
     }
     this.flush();
+  }
+
+  /** Event time: the stream time of a task quiet since its last record, at clock time `now`. */
+  #idleStreamTime(now: number): number {
+    if (this.host.idleTimeoutMs === undefined || this.#lastInput.streamTime === -Infinity) return this.#streamTime;
+    const idleSince = this.#lastInput.clock + this.host.idleTimeoutMs;
+    return now >= idleSince ? this.#lastInput.streamTime + (now - idleSince) : this.#streamTime;
   }
 
   /** The clock time at which this task next has timer work, if any. */
@@ -365,6 +412,8 @@ export class Task implements TaskContext {
       const last = lastOffsets.get(topic);
       await store.write(entries, last === undefined ? undefined : last + 1);
     }
+    // State is clean now; this is when keys may leave memory.
+    for (const operator of this.operators) operator.evict();
     if (this.#positions.size > 0) await commitOffsets([...this.#positions.values()]);
   }
 
@@ -380,7 +429,6 @@ export class Task implements TaskContext {
     let restored = 0;
     let streamTime = -Infinity;
     const positions = new Map<string, TopicPartitionOffset>();
-    const entriesByStore = new Map<string, Array<readonly [Uint8Array, Uint8Array]>>();
     const ends = new Map<StatefulOperator, number>();
     let remaining = 0;
     for (const operator of this.operators) {
@@ -408,23 +456,16 @@ export class Task implements TaskContext {
         remaining = Math.max(0, remaining - batch.length);
         progress(restored, remaining);
       }
-      const entries: Array<readonly [Uint8Array, Uint8Array]> = [];
-      for await (const entry of store.entries()) {
-        if (!isMetaKey(entry[0])) {
-          entries.push(entry);
-        } else if (entry[0][0] === STREAM_TIME_KEY[0]) {
-          streamTime = Math.max(streamTime, Number(decoder.decode(entry[1])));
-        } else {
-          for (const position of JSON.parse(decoder.decode(entry[1])) as TopicPartitionOffset[]) {
-            if ((positions.get(position.topic)?.offset ?? -1) < position.offset) positions.set(position.topic, position);
-          }
-        }
+      const storedTime = await store.get(STREAM_TIME_KEY);
+      if (storedTime) streamTime = Math.max(streamTime, Number(decoder.decode(storedTime)));
+      const storedPositions = await store.get(INPUT_OFFSETS_KEY);
+      for (const position of storedPositions ? (JSON.parse(decoder.decode(storedPositions)) as TopicPartitionOffset[]) : []) {
+        if ((positions.get(position.topic)?.offset ?? -1) < position.offset) positions.set(position.topic, position);
       }
-      entriesByStore.set(operator.storeName, entries);
     }
     this.#streamTime = streamTime;
     this.#lastInput = { clock: this.clock.now(), streamTime };
-    for (const operator of this.operators) operator.restore(entriesByStore.get(operator.storeName)!, streamTime);
+    for (const operator of this.operators) await operator.restore(withoutMeta(this.stores.get(operator.storeName)!.entries()), streamTime);
     for (const position of positions.values()) this.#positions.set(position.topic, position);
     return { records: restored, positions: [...positions.values()] };
   }
@@ -437,6 +478,10 @@ export class Task implements TaskContext {
   halt(): void {
     this.#halted = true;
   }
+}
+
+async function* withoutMeta(entries: AsyncIterable<readonly [Uint8Array, Uint8Array]>): AsyncIterable<readonly [Uint8Array, Uint8Array]> {
+  for await (const entry of entries) if (!isMetaKey(entry[0])) yield entry;
 }
 
 function signalValue(signal: Exclude<Signal, { type: 'tick' }>): unknown {

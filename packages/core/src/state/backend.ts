@@ -55,6 +55,11 @@ export interface PartitionStore {
 export interface StateBackend {
   /** A short name for logs and `describe()`, e.g. `memory` or `level`. */
   readonly kind: string;
+  /**
+   * Bytes of live state operators may keep in memory; past it they evict keys not used lately
+   * and read them back through `get`/`entries`. Undefined: unbounded (all state in memory).
+   */
+  readonly cacheBudgetBytes?: number;
   /** Opens (creating if needed) one store partition. */
   open(spec: StoreSpec): Promise<PartitionStore>;
   /** Closes everything this backend opened. */

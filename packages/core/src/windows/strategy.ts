@@ -12,6 +12,8 @@ export interface Bucket {
   own?: 'pending' | 'emitted' | 'none';
   /** Count windows: records seen since the key's state was created. */
   count?: number;
+  /** Serialized size at the last flush (cache accounting). */
+  bytes?: number;
 }
 
 /** The state of one key in one window operator. */
@@ -26,6 +28,11 @@ export interface KeyState {
   due: number | undefined;
   /** Sliding windows: timestamps whose own window is still to be emitted, ascending. */
   pending?: number[];
+  /** Cache accounting: serialized size of the buckets at the last flush, and the last use. */
+  bytes: number;
+  lastUsed: number;
+  /** The buckets are on disk only (evicted); everything else stays to keep deadlines. */
+  evicted: boolean;
 }
 
 /** A window ready to be reported: its bounds and the combined partial. */

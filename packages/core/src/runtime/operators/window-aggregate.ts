@@ -1,13 +1,14 @@
 import type { OperatorFunction } from 'rxjs';
 import type { Aggregation } from '../../aggregations.js';
 import type { StoreEntry } from '../../state/backend.js';
-import { decodeWindowKey, encodeWindowKey } from '../../state/keys.js';
+import { decodeWindowKey, encodeWindowKey, keyPrefix } from '../../state/keys.js';
+import { evictLeastRecentlyUsed } from '../cache.js';
 import { CountWindows } from '../../windows/count.js';
 import type { WindowDefinition } from '../../windows/definitions.js';
 import { SessionWindows } from '../../windows/session.js';
 import { SlicedWindows } from '../../windows/sliced.js';
 import { SlidingWindows } from '../../windows/sliding.js';
-import { Buckets, type Bucket, type KeyState, type WindowStrategy, type WindowView } from '../../windows/strategy.js';
+import { Buckets, lowerBound, type Bucket, type KeyState, type WindowStrategy, type WindowView } from '../../windows/strategy.js';
 import type { StatefulOperator, TaskContext } from '../context.js';
 import { MinHeap } from '../min-heap.js';
 import { signalOperator } from '../operator.js';
@@ -65,6 +66,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     const due = strategy.due(state);
     if (due === undefined && state.buckets.length === 0) {
       state.due = undefined;
+      context.cache.usedBytes -= state.bytes;
       keys.delete(state.id);
       return;
     }
@@ -85,6 +87,39 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     origin,
   });
 
+  let lastUse = 0;
+  let evictedKeys = 0;
+  const newState = (key: unknown, id: string): KeyState => ({ key, id, buckets: [], nextStart: -Infinity, due: undefined, bytes: 0, lastUsed: 0, evicted: false });
+  const keyBytesOf = (key: unknown) => encoder.encode(JSON.stringify(key));
+
+  /** Re-measures a key after a flush or load and moves the difference into the budget. */
+  const measure = (state: KeyState) => {
+    let bytes = 0;
+    for (const bucket of state.buckets) bytes += bucket.bytes ?? 0;
+    context.cache.usedBytes += bytes - state.bytes;
+    state.bytes = bytes;
+  };
+
+  const evictState = (state: KeyState) => {
+    context.cache.usedBytes -= state.bytes;
+    state.bytes = 0;
+    state.buckets.length = 0;
+    state.evicted = true;
+    evictedKeys++;
+  };
+
+  /** Reads an evicted key's buckets back from the store. */
+  const loadState = async (state: KeyState) => {
+    const buckets: Bucket[] = [];
+    for await (const [, value] of context.storeOf(storeName).entries(keyPrefix(keyBytesOf(state.key)))) buckets.push(decodeBucket(value));
+    state.buckets.push(...buckets);
+    state.evicted = false;
+    evictedKeys--;
+    measure(state);
+  };
+
+  const query = (state: KeyState) => strategy.openWindows(state).map((view) => ({ start: view.start, end: view.end, value: aggregation.result(view.partial) }));
+
   const operator: StatefulOperator = {
     storeName,
     nextDeadline: () => {
@@ -101,44 +136,78 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     },
     openWindows() {
       let open = 0;
-      for (const state of keys.values()) open += strategy.openWindows(state).length;
+      for (const state of keys.values()) if (!state.evicted) open += strategy.openWindows(state).length;
       return open;
     },
     takeChanges() {
       const entries: StoreEntry[] = [];
       for (const [state, starts] of changed) {
-        const keyBytes = encoder.encode(JSON.stringify(state.key));
+        const keyBytes = keyBytesOf(state.key);
         for (const start of starts) {
-          const bucket = state.buckets.find((candidate) => candidate.start === start);
-          entries.push({ key: encodeWindowKey(keyBytes, start), value: bucket ? encodeBucket(bucket) : null });
+          const index = lowerBound(state.buckets, start);
+          const bucket = state.buckets[index]?.start === start ? state.buckets[index] : undefined;
+          const value = bucket ? encodeBucket(bucket) : null;
+          if (bucket) bucket.bytes = value!.length;
+          entries.push({ key: encodeWindowKey(keyBytes, start), value });
         }
+        measure(state);
       }
       changed.clear();
       return entries;
     },
-    restore(entries, streamTime) {
-      for (const [storeKey, value] of entries) {
+    async restore(entries, streamTime) {
+      let state: KeyState | undefined;
+      const finish = (restored: KeyState) => {
+        restored.buckets.sort((a, b) => a.start - b.start);
+        strategy.restored(restored, streamTime);
+        measure(restored);
+        keys.set(restored.id, restored);
+        schedule(restored);
+        // Past the budget, restored keys stay on disk until a record or a deadline needs them.
+        if (context.cache.overLimit && keys.get(restored.id) === restored) evictState(restored);
+      };
+      for await (const [storeKey, value] of entries) {
         const { keyBytes } = decodeWindowKey(storeKey);
         const key = JSON.parse(decoder.decode(keyBytes)) as unknown;
         const id = keyId(key);
-        let state = keys.get(id);
-        if (!state) keys.set(id, (state = { key, id, buckets: [], nextStart: -Infinity, due: undefined }));
+        if (state?.id !== id) {
+          if (state) finish(state);
+          state = newState(key, id);
+        }
         const bucket = decodeBucket(value);
+        bucket.bytes = value.length;
         state.buckets.push(bucket);
         for (const item of collectedItems(bucket)) if (item[1] >= sequence) sequence = item[1] + 1;
       }
-      for (const state of keys.values()) {
-        state.buckets.sort((a, b) => a.start - b.start);
-        strategy.restored(state, streamTime);
-        schedule(state);
+      if (state) finish(state);
+    },
+    hasEvicted: () => evictedKeys > 0,
+    async load(recordKeys, streamTime) {
+      if (evictedKeys === 0) return;
+      const needed = new Set<KeyState>();
+      for (const key of recordKeys) {
+        const state = keys.get(keyId(key));
+        if (state?.evicted) needed.add(state);
       }
+      for (const state of keys.values()) if (state.evicted && state.due !== undefined && state.due <= streamTime) needed.add(state);
+      for (const state of needed) await loadState(state);
     },
-    query(key) {
+    evict() {
+      if (!context.cache.overLimit) return;
+      const clean = [...keys.values()].filter((state) => !state.evicted && !changed.has(state));
+      evictLeastRecentlyUsed(context.cache, clean, evictState);
+    },
+    async query(key) {
       const state = keys.get(keyId(key));
-      return state ? strategy.openWindows(state).map((view) => ({ start: view.start, end: view.end, value: aggregation.result(view.partial) })) : undefined;
+      if (!state) return undefined;
+      if (state.evicted) await loadState(state);
+      return query(state);
     },
-    *queryAll() {
-      for (const state of keys.values()) yield [state.key, operator.query(state.key)] as const;
+    async *queryAll() {
+      for (const state of [...keys.values()]) {
+        if (state.evicted) await loadState(state);
+        yield [state.key, query(state)] as const;
+      }
     },
   };
   context.register(operator);
@@ -151,6 +220,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         if (priority === undefined || priority > streamTime) break;
         const state = deadlines.pop()!;
         if (state.due !== priority || keys.get(state.id) !== state) continue;
+        if (state.evicted) throw new Error(`window state of key ${JSON.stringify(state.key)} was not loaded before its deadline`);
         state.due = undefined;
         strategy.fire(state, (view) => {
           context.metrics.windowsClosed++;
@@ -165,7 +235,9 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     const id = keyId(key);
     let state = keys.get(id);
     const created = !state;
-    if (!state) state = { key, id, buckets: [], nextStart: -Infinity, due: undefined };
+    if (!state) state = newState(key, id);
+    if (state.evicted) throw new Error(`window state of key ${JSON.stringify(key)} was not loaded before its record`);
+    state.lastUsed = ++lastUse;
     let late = false;
     const accepted = strategy.add(
       state,
