@@ -154,6 +154,38 @@ describe('the embedded broker', () => {
   });
 });
 
+describe('repartitioning', () => {
+  it('keeps a stream keyed by its topic key in its partitions, so in-order input stays in order', async () => {
+    const transport = memoryTransport({ defaultPartitions: 4 });
+    const app = createApp({ id: 'copartitioned', transport, idleTimeout: false, logger: silentLogger });
+    app.from<{ k: string; ts: number }>('in', { timestamp: (v) => v.ts }).keyBy((v) => v.k).tumbling('1s').count().toStream().to('out');
+    await app.start();
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    for (let i = 0; i < 4000; i++) await app.send('in', { k: keys[i % 8]!, ts: i * 10 }, { key: keys[i % 8] });
+    await transport.idle();
+    expect(app.metrics().lateRecords).toBe(0);
+    const counts = transport.records('out').map((r) => (JSON.parse(new TextDecoder().decode(r.value!)) as { value: number }).value);
+    // Every window but each key's last ([39 s, 40 s), 100 records in all) has closed, complete.
+    expect(counts).toHaveLength(8 * 39);
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(3900);
+    await app.stop();
+  });
+
+  it('keeps the type of non-string keys through the repartition topic', async () => {
+    const app = createApp({ id: 'numeric-keys', idleTimeout: false });
+    const keys: unknown[] = [];
+    app.from<{ id: number; ts: number }>('in', { timestamp: (v) => v.ts }).keyBy((v) => v.id % 3).tumbling(100).count().onClose((w) => {
+      keys.push(w.key);
+      return w.value;
+    }).to('out');
+    const driver = await TestDriver.start(app);
+    for (let id = 0; id < 9; id++) await driver.send('in', { id, ts: id });
+    await driver.send('in', { id: 0, ts: 1000 });
+    expect(keys.sort()).toEqual([0, 1, 2]);
+    await driver.stop();
+  });
+});
+
 describe('processing time', () => {
   it('stamps records with the clock and closes windows on clock timers', async () => {
     const app = createApp({ id: 'proc', time: 'processing' });

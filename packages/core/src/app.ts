@@ -211,7 +211,10 @@ export class App {
           });
           // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
           // pauses its source until the work in flight is done.
-          if (task.pendingWork > this.#maxPending || this.#batchHandlers().some((handler) => handler.queueDepth >= handler.maxQueue)) await task.drain();
+          if (task.pendingWork > this.#maxPending || this.#batchHandlers().some((handler) => handler.queueDepth >= handler.maxQueue)) {
+            await task.drain();
+            task.restartIdleCountdown();
+          }
           this.#arm();
         },
       });
@@ -471,7 +474,9 @@ export class App {
       metrics: this.#metrics,
       time: this.#options.time,
       idleTimeoutMs: this.#idleTimeoutMs,
+      hasPending: (topic, partition) => this.#consumer?.hasPending?.({ topic, partition }) ?? false,
       producer: this.#producer!,
+      keepsValues: this.#transport.keepsValues === true,
       partitionsOf: (topic) => this.#partitions.get(topic) ?? 1,
       cache: this.#cache,
       recordFailed: (error) => this.#recordFailed(error),

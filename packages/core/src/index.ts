@@ -24,6 +24,7 @@ export { memoryTransport, MemoryTransport } from './transport/memory.js';
 export type { MemoryTransportOptions } from './transport/memory.js';
 export type {
   ConsumerListener,
+  DecodedRecord,
   Headers,
   IncomingRecord,
   OutgoingRecord,

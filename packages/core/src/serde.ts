@@ -49,6 +49,22 @@ export const defaultKeySerde: Serde<unknown> = {
   deserialize: (bytes) => decoder.decode(bytes),
 };
 
+/**
+ * Keys of internal topics: strings as raw UTF-8, exactly like {@link defaultKeySerde} (so a
+ * stream keyed by its topic's key keeps its partitions through a repartition), and any other key
+ * as JSON behind a zero byte, so that it reads back with its type (a number stays a number).
+ */
+export const internalKeySerde: Serde<unknown> = {
+  serialize: (value) => {
+    if (typeof value === 'string' && !value.startsWith('\u0000')) return encoder.encode(value);
+    const json = encoder.encode(JSON.stringify(value));
+    const bytes = new Uint8Array(json.length + 1);
+    bytes.set(json, 1);
+    return bytes;
+  },
+  deserialize: (bytes) => (bytes[0] === 0 ? (JSON.parse(decoder.decode(bytes.subarray(1))) as unknown) : decoder.decode(bytes)),
+};
+
 /** Checks that a user-supplied serde has both functions; throws at build time otherwise. */
 export function checkSerde<T>(serde: Serde<T> | undefined, what: string): Serde<T> | undefined {
   if (serde === undefined) return undefined;

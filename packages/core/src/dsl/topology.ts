@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.js';
-import { json } from '../serde.js';
+import { internalKeySerde, json } from '../serde.js';
 import { describeWindow } from '../windows/definitions.js';
 import { isStateful, type Node } from './graph.js';
 
@@ -69,8 +69,8 @@ export function buildTopology(appId: string, logical: readonly Node[]): Topology
       } else if (keyBy) {
         const topic = repartitionTopic(appId, keyBy.name ?? node.storeName);
         if (repartitionWriters.has(topic)) throw new ConfigError(`the repartition topic ${topic} is used twice; name the keyBy steps`);
-        const sink: Node = { kind: 'sink', id: nextId++, parents: node.parents, topic, keySerde: internalSerde, valueSerde: internalSerde, internal: true };
-        const source: Node = { kind: 'source', id: nextId++, parents: [], topic, timestamp: undefined, keySerde: internalSerde, valueSerde: internalSerde, internal: true };
+        const sink: Node = { kind: 'sink', id: nextId++, parents: node.parents, topic, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true };
+        const source: Node = { kind: 'source', id: nextId++, parents: [], topic, timestamp: undefined, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true };
         repartitionWriters.set(topic, sink);
         if (node.parents.length === 1) repartitionedParents.set(node.parents[0]!, source);
         nodes.push(sink, source);

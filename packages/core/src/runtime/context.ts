@@ -47,6 +47,8 @@ export interface TaskContext {
   fail(error: unknown, signal: Signal | undefined, step: string, code?: ErrorCode): void;
   /** Queues a record for the producer; sent at the end of the batch. */
   produce(record: OutgoingRecord): void;
+  /** The transport hands objects along in process (internal topics skip serialization). */
+  readonly keepsValues: boolean;
   /** The partition count of an output topic (known since start). */
   partitionsOf(topic: string): number;
   /** Counts async work (handlers) that the commit and `advanceTime` must wait for. */

@@ -24,7 +24,10 @@ export interface TaskHost {
   readonly time: 'event' | 'processing';
   /** Quiet time after which stream time follows the clock; undefined disables it. */
   readonly idleTimeoutMs: number | undefined;
+  /** Whether records of a partition wait for delivery (then the task is behind, not idle). */
+  hasPending(topic: string, partition: number): boolean;
   readonly producer: TransportProducer;
+  readonly keepsValues: boolean;
   partitionsOf(topic: string): number;
   /** The app-wide budget of the operators' write-behind caches. */
   readonly cache: CacheBudget;
@@ -67,6 +70,7 @@ export class Task implements TaskContext {
   readonly operators: StatefulOperator[] = [];
   readonly stores = new Map<string, PartitionStore>();
   readonly cache: CacheBudget;
+  readonly keepsValues: boolean;
 
   #streamTime = -Infinity;
   /** Clock time and stream time when the last record arrived (for the idle timeout). */
@@ -91,6 +95,7 @@ export class Task implements TaskContext {
     this.clock = host.clock;
     this.metrics = host.metrics;
     this.cache = host.cache;
+    this.keepsValues = host.keepsValues;
     this.#lastInput = { clock: host.clock.now(), streamTime: -Infinity };
     this.#build();
   }
@@ -213,7 +218,8 @@ export class Task implements TaskContext {
     let streamTime = this.host.time === 'processing' ? this.clock.now() : this.#streamTime;
     for (const incoming of records) {
       try {
-        if (incoming.key !== null) keys.push(source.keySerde.deserialize(incoming.key));
+        if (incoming.decoded) keys.push(incoming.decoded.key);
+        else if (incoming.key !== null) keys.push(source.keySerde.deserialize(incoming.key));
         if (this.host.time === 'event' && !source.timestamp && incoming.timestamp > streamTime) streamTime = incoming.timestamp;
       } catch {
         // A record that does not decode is dead-lettered by process().
@@ -238,10 +244,11 @@ export class Task implements TaskContext {
     const input = source && this.#inputs.get(source.topic);
     if (!source || !input) return;
     const processingTime = this.host.time === 'processing';
+    let processed: IncomingRecord | undefined;
     // Records read back from repartition topics are not new input.
     if (!source.internal) this.metrics.recordsIn += records.length;
     for (const incoming of records) {
-      if (this.#halted) return;
+      if (this.#halted) break;
       const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
       const signal = this.#decode(source, incoming, origin, processingTime);
       if (signal) {
@@ -250,7 +257,10 @@ export class Task implements TaskContext {
       }
       // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
       if (this.#halted) break;
-      this.#positions.set(incoming.topic, { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset + 1 });
+      processed = incoming;
+    }
+    if (processed) {
+      this.#positions.set(processed.topic, { topic: processed.topic, partition: processed.partition, offset: processed.offset + 1 });
       this.#positionsChanged = true;
     }
     this.#lastInput = { clock: this.clock.now(), streamTime: this.#streamTime };
@@ -261,8 +271,12 @@ export class Task implements TaskContext {
     let key: unknown;
     let value: unknown;
     try {
-      key = incoming.key === null ? undefined : source.keySerde.deserialize(incoming.key);
-      value = incoming.value === null ? null : source.valueSerde.deserialize(incoming.value);
+      if (incoming.decoded) {
+        ({ key, value } = incoming.decoded);
+      } else {
+        key = incoming.key === null ? undefined : source.keySerde.deserialize(incoming.key);
+        value = incoming.value === null ? null : source.valueSerde.deserialize(incoming.value);
+      }
     } catch (error) {
       this.#deadLetterRaw(incoming, new EddyError('DESERIALIZATION_FAILED', `cannot deserialize a record of ${incoming.topic}: ${describeError(error)}`, { cause: error }), `source ${incoming.topic}`);
       return undefined;
@@ -289,6 +303,8 @@ export class Task implements TaskContext {
   #advance(streamTime: number): void {
     if (streamTime <= this.#streamTime) return;
     this.#streamTime = streamTime;
+    // Only stateful operators act on time; a task without them need not carry ticks.
+    if (this.operators.length === 0) return;
     const tick: Signal = { type: 'tick', streamTime };
     for (const input of this.#inputs.values()) input.next(tick);
   }
@@ -310,8 +326,18 @@ export class Task implements TaskContext {
   /** Event time: the stream time of a task quiet since its last record, at clock time `now`. */
   #idleStreamTime(now: number): number {
     if (this.host.idleTimeoutMs === undefined || this.#lastInput.streamTime === -Infinity) return this.#streamTime;
+    // A task whose input waits (backpressure, a busy process) is behind, not quiet.
+    if (this.subTopology.sources.some((source) => this.host.hasPending(source.topic, this.partition))) {
+      this.restartIdleCountdown();
+      return this.#streamTime;
+    }
     const idleSince = this.#lastInput.clock + this.host.idleTimeoutMs;
     return now >= idleSince ? this.#lastInput.streamTime + (now - idleSince) : this.#streamTime;
+  }
+
+  /** Quiet time counts from now (after a pause for backpressure, or while input waits). */
+  restartIdleCountdown(): void {
+    this.#lastInput = { clock: this.clock.now(), streamTime: this.#lastInput.streamTime };
   }
 
   /** The clock time at which this task next has timer work, if any. */

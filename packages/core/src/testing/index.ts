@@ -96,7 +96,7 @@ export class TestDriver {
     const { key: keySerde, value: valueSerde } = this.#serdesFor(topic);
     return this.#transport.records(topic).map((record) => ({
       key: record.key === null ? undefined : (decodeOr(keySerde, record.key) as string),
-      value: (record.value === null ? null : decodeOr(valueSerde, record.value)) as V,
+      value: (record.decoded ? record.decoded.value : record.value === null ? null : decodeOr(valueSerde, record.value)) as V,
       timestamp: record.timestamp,
       partition: record.partition,
       headers: record.headers,

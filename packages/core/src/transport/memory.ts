@@ -49,6 +49,7 @@ export function memoryTransport(options: MemoryTransportOptions = {}): MemoryTra
 
 export class MemoryTransport implements Transport {
   readonly kind = 'memory';
+  readonly keepsValues = true;
   readonly #topics = new Map<string, Topic>();
   readonly #groups = new Map<string, Group>();
   readonly defaultPartitions: number;
@@ -114,6 +115,7 @@ export class MemoryTransport implements Transport {
         value: record.value,
         timestamp: record.timestamp,
         headers: record.headers ?? emptyHeaders,
+        ...(record.decoded ? { decoded: record.decoded } : {}),
       });
       last.set(tpKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset });
     }
@@ -295,6 +297,11 @@ class MemoryConsumer implements TransportConsumer {
         await this.listener.onRecords(batch);
       }
     }
+  }
+
+  hasPending({ topic, partition }: TopicPartition): boolean {
+    const entry = this.#positions.get(tpKey(topic, partition));
+    return entry !== undefined && entry.position < this.broker.logEnd(topic, partition);
   }
 
   seek({ topic, partition, offset }: TopicPartitionOffset): void {

@@ -15,6 +15,17 @@ export interface OutgoingRecord {
   readonly value: Uint8Array | null;
   readonly timestamp: number;
   readonly headers?: Headers;
+  /**
+   * The key and value before serialization, for a transport that keeps records in process
+   * ({@link Transport.keepsValues}); `value` bytes may then be null.
+   */
+  readonly decoded?: DecodedRecord;
+}
+
+/** A record's key and value as objects. */
+export interface DecodedRecord {
+  readonly key: unknown;
+  readonly value: unknown;
 }
 
 /** A record read from a topic partition. */
@@ -26,6 +37,8 @@ export interface IncomingRecord {
   readonly value: Uint8Array | null;
   readonly timestamp: number;
   readonly headers: Headers;
+  /** Set when the producer handed the objects along (see {@link OutgoingRecord.decoded}). */
+  readonly decoded?: DecodedRecord;
 }
 
 export interface TopicPartition {
@@ -71,6 +84,11 @@ export interface TransportConsumer {
   commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
   /** The group's committed offset for a partition, if any. */
   committed(partition: TopicPartition): Promise<number | undefined>;
+  /**
+   * Whether records of an assigned partition are known to wait for delivery (the member is behind
+   * the log end). A task that is behind is never taken for idle.
+   */
+  hasPending?(partition: TopicPartition): boolean;
   /** Moves the read position of an assigned partition (used to skip what restored state covers). */
   seek(position: TopicPartitionOffset): void;
   close(): Promise<void>;
@@ -80,6 +98,11 @@ export interface TransportConsumer {
 export interface Transport {
   /** `memory` or `kafka`, for logs and describe(). */
   readonly kind: string;
+  /**
+   * True for an in-process transport that can hand objects from producer to consumer, so that
+   * internal topics (repartition) skip encoding values and decoding them again.
+   */
+  readonly keepsValues?: boolean;
   /** Partitions for topics Eddy creates implicitly (outputs, and sources on the embedded broker); undefined: such topics must exist. */
   readonly defaultPartitions?: number;
   connect(): Promise<void>;

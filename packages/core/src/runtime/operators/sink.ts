@@ -12,15 +12,21 @@ import type { Signal } from '../signals.js';
  */
 export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde<unknown>, valueSerde: Serde<unknown>, internal: boolean): OperatorFunction<Signal, Signal> {
   let roundRobin = 0;
+  // Repartition records stay in process on the embedded broker: the value travels as the object.
+  const keepValues = internal && context.keepsValues;
   return recordOperator(
     context,
     `to ${topic}`,
     (key, value, timestamp, _signal, emit) => {
       const keyBytes = key === undefined || key === null ? null : keySerde.serialize(key);
-      const valueBytes = value === undefined || value === null ? null : valueSerde.serialize(value);
       const partitions = context.partitionsOf(topic);
       const partition = keyBytes ? partitionForKey(keyBytes, partitions) : roundRobin++ % partitions;
-      context.produce({ topic, partition, key: keyBytes, value: valueBytes, timestamp });
+      if (keepValues) {
+        context.produce({ topic, partition, key: keyBytes, value: null, timestamp, decoded: { key, value } });
+      } else {
+        const valueBytes = value === undefined || value === null ? null : valueSerde.serialize(value);
+        context.produce({ topic, partition, key: keyBytes, value: valueBytes, timestamp });
+      }
       if (!internal) context.metrics.recordsOut++;
       void emit;
     },

@@ -1,0 +1,62 @@
+import { createApp, toMs, type App, type AppOptions, type WindowHandler } from '@eddy/core';
+import { predict, type SensorWindow } from './model.js';
+import type { LateReadingNotice, Prediction, Reading } from './types.js';
+
+/** The topics of the sensors example. */
+export const topics = {
+  /** Input: {@link Reading} values, keyed by sensor. */
+  readings: 'readings',
+  /** Output: one {@link Prediction} per sensor and closed window. */
+  predictions: 'predictions',
+  /** Output: one {@link LateReadingNotice} per reading and closed window it missed. */
+  lateReadings: 'late-readings',
+} as const;
+
+const size = '10s';
+const slide = '1s';
+const grace = '2s';
+/** The window of the pipeline: 10 s of readings, every second, stragglers accepted for 2 s. */
+export const sensorWindow = {
+  size,
+  slide,
+  grace,
+  sizeMs: toMs(size, 'window size'),
+  slideMs: toMs(slide, 'window slide'),
+  graceMs: toMs(grace, 'window grace'),
+} as const;
+
+/** Options of {@link buildSensorsApp}: those of `createApp` (all optional here) and the model. */
+export interface SensorsAppOptions extends Partial<AppOptions> {
+  /** What runs on each closed window; default the inline {@link predict}. A `workerPool(...)` works too. */
+  readonly model?: WindowHandler<SensorWindow, Prediction>;
+}
+
+/**
+ * The flagship pipeline: per sensor, 10 s hopping windows every second; when a window closes, the
+ * model turns its readings into a prediction. Readings that miss a closed window are reported.
+ * Transport, state, clock, logger and the other `createApp` options pass through, so the same
+ * pipeline runs in a TestDriver, on the embedded broker and on Kafka.
+ *
+ * @example
+ * const app = buildSensorsApp({ transport: kafkaTransport({ brokers: ['localhost:9092'] }) });
+ * await app.start();
+ */
+export function buildSensorsApp(options: SensorsAppOptions = {}): App {
+  const { model = predict, ...appOptions } = options;
+  const app = createApp({ id: 'sensors', ...appOptions });
+
+  const windows = app
+    .from<Reading>(topics.readings, { timestamp: (reading) => reading.ts })
+    .filter((reading) => Number.isFinite(reading.value))
+    .keyBy((reading) => reading.sensor)
+    .hopping(sensorWindow.size, sensorWindow.slide, { grace: sensorWindow.grace })
+    .collect();
+
+  windows.onClose(model).to(topics.predictions);
+
+  windows
+    .onLate(({ key, start, end, value }): LateReadingNotice => ({ sensor: key, ts: value.ts, value: value.value, windowStart: start, windowEnd: end }))
+    .to(topics.lateReadings);
+
+  return app;
+}
