@@ -103,24 +103,40 @@ export class MemoryTransport implements Transport {
 
   /** Appends records and wakes the consumers of the partitions written. */
   append(records: readonly OutgoingRecord[]): TopicPartitionOffset[] {
-    const last = new Map<string, TopicPartitionOffset>();
+    const written: IncomingRecord[] = [];
+    let log: IncomingRecord[] | undefined;
+    let logTopic = '';
+    let logPartition = -1;
     for (const record of records) {
-      const log = this.#partitionLog(record.topic, record.partition, true);
-      const offset = log.length;
-      log.push({
+      // Batches mostly go to one partition: look the log up only when it changes.
+      if (record.partition !== logPartition || record.topic !== logTopic) {
+        log = this.#partitionLog(record.topic, record.partition, true);
+        logTopic = record.topic;
+        logPartition = record.partition;
+      }
+      const stored: IncomingRecord = {
         topic: record.topic,
         partition: record.partition,
-        offset,
+        offset: log!.length,
         key: record.key,
         value: record.value,
         timestamp: record.timestamp,
         headers: record.headers ?? emptyHeaders,
-        ...(record.decoded ? { decoded: record.decoded } : {}),
-      });
-      last.set(tpKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset });
+        decoded: record.decoded,
+      };
+      log!.push(stored);
+      written.push(stored);
     }
     for (const group of this.#groups.values()) {
       for (const member of group.members) member.wake();
+    }
+    // The last offset written per partition; later runs of a partition overwrite earlier ones.
+    const last = new Map<string, TopicPartitionOffset>();
+    for (let index = 0; index < written.length; index++) {
+      const current = written[index]!;
+      const next = written[index + 1];
+      if (next && next.partition === current.partition && next.topic === current.topic) continue;
+      last.set(tpKey(current.topic, current.partition), { topic: current.topic, partition: current.partition, offset: current.offset });
     }
     return [...last.values()];
   }

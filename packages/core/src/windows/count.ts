@@ -31,7 +31,7 @@ export class CountWindows implements WindowStrategy {
     recent.push([timestamp, sequence, value]);
     if (recent.length > this.size) recent.shift();
     bucket.count = (bucket.count ?? 0) + 1;
-    this.buckets.changes.changed(state, 0);
+    if (!bucket.dirty) this.buckets.changes.changed(state, bucket);
     if (bucket.count % this.step === 0) closed(this.#view(recent));
     return true;
   }

@@ -32,13 +32,15 @@ export class SessionWindows implements WindowStrategy {
     if (to - from > 1) {
       merged.partial = this.buckets.combine(sessions, from, to);
       merged.end = sessions[to - 1]!.end;
-      for (let index = from + 1; index < to; index++) this.buckets.changes.changed(state, sessions[index]!.start);
+      for (let index = from + 1; index < to; index++) this.buckets.changes.removed(state, sessions[index]!.start);
+      this.buckets.changes.changed(state, merged);
       sessions.splice(from + 1, to - from - 1);
     }
     if (timestamp < merged.start) {
       // The session's storage key is its start: the old one becomes a tombstone.
-      this.buckets.changes.changed(state, merged.start);
+      this.buckets.changes.removed(state, merged.start);
       merged.start = timestamp;
+      this.buckets.changes.changed(state, merged);
     }
     if (timestamp + 1 > merged.end) merged.end = timestamp + 1;
     this.buckets.add(state, merged, value, timestamp, sequence);

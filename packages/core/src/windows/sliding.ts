@@ -67,7 +67,7 @@ export class SlidingWindows implements WindowStrategy {
       closed({ start: end - this.sizeMs, end, partial: this.buckets.combine(buckets, from, to) });
       pending.own = 'emitted';
       state.pending!.shift();
-      this.buckets.changes.changed(state, pending.start);
+      this.buckets.changes.changed(state, pending);
     } else {
       this.buckets.dropFirst(state, 1);
     }

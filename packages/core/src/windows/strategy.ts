@@ -14,12 +14,15 @@ export interface Bucket {
   count?: number;
   /** Serialized size at the last flush (cache accounting). */
   bytes?: number;
+  /** Changed since the last flush. */
+  dirty?: boolean;
 }
 
 /** The state of one key in one window operator. */
 export interface KeyState {
   readonly key: unknown;
-  readonly id: string;
+  /** The key's identity in the operator's map. */
+  readonly id: unknown;
   /** Sorted by start; disjoint. */
   readonly buckets: Bucket[];
   /** Tumbling and hopping: windows starting before this are closed for this key. */
@@ -42,9 +45,13 @@ export interface WindowView {
   readonly partial: unknown;
 }
 
-/** Receives bucket changes so that the commit can write them. */
+/**
+ * Receives bucket changes so that the commit can write them: `changed` for a bucket updated in
+ * place (cheap: called per record), `removed` for a bucket whose storage key goes away.
+ */
 export interface ChangeSink {
-  changed(state: KeyState, start: number): void;
+  changed(state: KeyState, bucket: Bucket): void;
+  removed(state: KeyState, start: number): void;
 }
 
 /**
@@ -105,7 +112,7 @@ export class Buckets {
 
   add(state: KeyState, bucket: Bucket, value: unknown, timestamp: number, sequence: number): void {
     bucket.partial = this.aggregation.add(bucket.partial, value, timestamp, sequence);
-    this.changes.changed(state, bucket.start);
+    if (!bucket.dirty) this.changes.changed(state, bucket);
   }
 
   /** Merges the partials of buckets [from, to) in order into a fresh partial. */
@@ -119,7 +126,7 @@ export class Buckets {
   /** Removes the first `count` buckets. */
   dropFirst(state: KeyState, count: number): void {
     if (count <= 0) return;
-    for (let index = 0; index < count; index++) this.changes.changed(state, state.buckets[index]!.start);
+    for (let index = 0; index < count; index++) this.changes.removed(state, state.buckets[index]!.start);
     state.buckets.splice(0, count);
   }
 }

@@ -12,15 +12,31 @@ import type { Signal } from '../signals.js';
  */
 export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde<unknown>, valueSerde: Serde<unknown>, internal: boolean): OperatorFunction<Signal, Signal> {
   let roundRobin = 0;
+  const routes = new Map<unknown, { bytes: Uint8Array; partition: number }>();
   // Repartition records stay in process on the embedded broker: the value travels as the object.
   const keepValues = internal && context.keepsValues;
   return recordOperator(
     context,
     `to ${topic}`,
     (key, value, timestamp, _signal, emit) => {
-      const keyBytes = key === undefined || key === null ? null : keySerde.serialize(key);
-      const partitions = context.partitionsOf(topic);
-      const partition = keyBytes ? partitionForKey(keyBytes, partitions) : roundRobin++ % partitions;
+      let keyBytes: Uint8Array | null = null;
+      let partition: number;
+      if (key === undefined || key === null) {
+        partition = roundRobin++ % context.partitionsOf(topic);
+      } else {
+        // Keys repeat: serialize and hash each one once.
+        let routed = typeof key === 'object' ? undefined : routes.get(key);
+        if (!routed) {
+          const bytes = keySerde.serialize(key);
+          routed = { bytes, partition: partitionForKey(bytes, context.partitionsOf(topic)) };
+          if (typeof key !== 'object') {
+            if (routes.size >= 10_000) routes.clear();
+            routes.set(key, routed);
+          }
+        }
+        keyBytes = routed.bytes;
+        partition = routed.partition;
+      }
       if (keepValues) {
         context.produce({ topic, partition, key: keyBytes, value: null, timestamp, decoded: { key, value } });
       } else {

@@ -8,7 +8,8 @@ import { record, type Signal } from '../signals.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const keyId = (key: unknown) => (typeof key === 'string' ? `s${key}` : `j${JSON.stringify(key)}`);
+/** Map identity of a key: primitives as themselves, objects by their JSON. */
+const keyId = (key: unknown): unknown => (typeof key === 'object' && key !== null ? `\u0000${JSON.stringify(key)}` : key);
 
 interface Row {
   readonly key: unknown;
@@ -24,7 +25,7 @@ interface Row {
  * each update is emitted as a record (key, new value) for `toStream()`.
  */
 export function tableAggregate(context: TaskContext, storeName: string, aggregation: Aggregation<unknown, unknown, unknown>): OperatorFunction<Signal, Signal> {
-  const rows = new Map<string, Row>();
+  const rows = new Map<unknown, Row>();
   const changed = new Set<Row>();
   let sequence = 0;
   let lastUse = 0;

@@ -8,7 +8,7 @@ import type { WindowDefinition } from '../../windows/definitions.js';
 import { SessionWindows } from '../../windows/session.js';
 import { SlicedWindows } from '../../windows/sliced.js';
 import { SlidingWindows } from '../../windows/sliding.js';
-import { Buckets, lowerBound, type Bucket, type KeyState, type WindowStrategy, type WindowView } from '../../windows/strategy.js';
+import { Buckets, type Bucket, type KeyState, type WindowStrategy, type WindowView } from '../../windows/strategy.js';
 import type { StatefulOperator, TaskContext } from '../context.js';
 import { MinHeap } from '../min-heap.js';
 import { signalOperator } from '../operator.js';
@@ -40,7 +40,8 @@ function createStrategy(window: WindowDefinition, buckets: Buckets): WindowStrat
   }
 }
 
-const keyId = (key: unknown) => (typeof key === 'string' ? `s${key}` : `j${JSON.stringify(key)}`);
+/** Map identity of a key: primitives as themselves, objects by their JSON. */
+const keyId = (key: unknown): unknown => (typeof key === 'object' && key !== null ? `\u0000${JSON.stringify(key)}` : key);
 
 /**
  * The window step: assigns records to windows through the window kind's strategy, keeps the
@@ -49,14 +50,19 @@ const keyId = (key: unknown) => (typeof key === 'string' ? `s${key}` : `j${JSON.
  */
 export function windowAggregate(context: TaskContext, spec: WindowStepSpec): OperatorFunction<Signal, Signal> {
   const { aggregation, storeName } = spec;
-  const keys = new Map<string, KeyState>();
+  const keys = new Map<unknown, KeyState>();
   const deadlines = new MinHeap<KeyState>();
-  const changed = new Map<KeyState, Set<number>>();
+  /** Keys with changes since the last flush: buckets marked dirty, and storage keys removed. */
+  const changed = new Map<KeyState, number[]>();
   const buckets = new Buckets(aggregation, {
-    changed(state, start) {
-      let starts = changed.get(state);
-      if (!starts) changed.set(state, (starts = new Set()));
-      starts.add(start);
+    changed(state, bucket) {
+      bucket.dirty = true;
+      if (!changed.has(state)) changed.set(state, []);
+    },
+    removed(state, start) {
+      const removed = changed.get(state);
+      if (removed) removed.push(start);
+      else changed.set(state, [start]);
     },
   });
   const strategy = createStrategy(spec.window, buckets);
@@ -89,7 +95,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
 
   let lastUse = 0;
   let evictedKeys = 0;
-  const newState = (key: unknown, id: string): KeyState => ({ key, id, buckets: [], nextStart: -Infinity, due: undefined, bytes: 0, lastUsed: 0, evicted: false });
+  const newState = (key: unknown, id: unknown): KeyState => ({ key, id, buckets: [], nextStart: -Infinity, due: undefined, bytes: 0, lastUsed: 0, evicted: false });
   const keyBytesOf = (key: unknown) => encoder.encode(JSON.stringify(key));
 
   /** Re-measures a key after a flush or load and moves the difference into the budget. */
@@ -141,15 +147,19 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     },
     takeChanges() {
       const entries: StoreEntry[] = [];
-      for (const [state, starts] of changed) {
+      for (const [state, removed] of changed) {
         const keyBytes = keyBytesOf(state.key);
-        for (const start of starts) {
-          const index = lowerBound(state.buckets, start);
-          const bucket = state.buckets[index]?.start === start ? state.buckets[index] : undefined;
-          const value = bucket ? encodeBucket(bucket) : null;
-          if (bucket) bucket.bytes = value!.length;
-          entries.push({ key: encodeWindowKey(keyBytes, start), value });
+        const present = new Set<number>();
+        for (const bucket of state.buckets) {
+          present.add(bucket.start);
+          if (!bucket.dirty) continue;
+          const value = encodeBucket(bucket);
+          bucket.bytes = value.length;
+          bucket.dirty = false;
+          entries.push({ key: encodeWindowKey(keyBytes, bucket.start), value });
         }
+        // A start removed and then used again (a session that moved back) is a put, not a tombstone.
+        for (const start of new Set(removed)) if (!present.has(start)) entries.push({ key: encodeWindowKey(keyBytes, start), value: null });
         measure(state);
       }
       changed.clear();
@@ -170,7 +180,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         const { keyBytes } = decodeWindowKey(storeKey);
         const key = JSON.parse(decoder.decode(keyBytes)) as unknown;
         const id = keyId(key);
-        if (state?.id !== id) {
+        if (!state || state.id !== id) {
           if (state) finish(state);
           state = newState(key, id);
         }
