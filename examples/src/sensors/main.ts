@@ -18,15 +18,22 @@
  * `speed` times longer, and a task starved that long would be taken for idle and run its stream
  * time ahead of its data, making readings late.
  *
- * Options: --sensors=20 --minutes=10 --speed=100 --seed=42
+ * The model. It runs in a worker pool (`@eddy/ml`), off the event loop: windows closing at one
+ * slide boundary travel to the workers in batches, and results come back in window order. The
+ * summary reports the pool and the event loop's delay; `--inline` runs the model on the event loop
+ * for comparison.
+ *
+ * Options: --sensors=20 --minutes=10 --speed=100 --seed=42 --inline
  */
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { memoryTransport, type MetricsSnapshot } from '@eddy/core';
+import { workerPool } from '@eddy/ml';
 import { compressedClock } from './clock.js';
 import { buildSensorsApp, sensorWindow, topics } from './pipeline.js';
 import { scoreDetections } from './scoring.js';
 import { simulate } from './simulator.js';
+import type { SensorWindow } from './model.js';
 import type { LateReadingNotice, Prediction } from './types.js';
 
 const { values: args } = parseArgs({
@@ -35,6 +42,7 @@ const { values: args } = parseArgs({
     minutes: { type: 'string', default: '10' },
     speed: { type: 'string', default: '100' },
     seed: { type: 'string', default: '42' },
+    inline: { type: 'boolean', default: false },
   },
 });
 const sensors = positive(args.sensors, 'sensors');
@@ -52,7 +60,10 @@ const decoder = new TextDecoder();
 
 const transport = memoryTransport();
 const clock = compressedClock({ startTime: simulation.startTime, speed });
-const app = buildSensorsApp({ transport, clock, idleTimeout: idleTimeoutMs });
+const pool = args.inline ? undefined : workerPool<SensorWindow, Prediction>(new URL('./model.js', import.meta.url), { batchSize: 64, maxQueue: 2_000 });
+const app = buildSensorsApp({ transport, clock, idleTimeout: idleTimeoutMs, ...(pool ? { model: pool } : {}) });
+const eventLoopDelay = monitorEventLoopDelay({ resolution: 5 });
+let deepestQueue = 0;
 
 console.log(`Eddy sensors demo: ${sensors} sensors, ${minutes} min of event time replayed at ${speed}x on the embedded broker (seed ${seed})`);
 console.log(`${deliveries.length.toLocaleString('en')} readings with ${simulation.anomalies.length} injected faults, ${simulation.counts.outOfOrder} out-of-order, ${simulation.counts.late} late and ${simulation.counts.invalid} failed reads\n`);
@@ -61,6 +72,7 @@ console.log();
 
 const wallStart = performance.now();
 await app.start();
+eventLoopDelay.enable();
 let sent = 0;
 let feedEnd = Number.NaN;
 let lastProgress = { wall: wallStart, recordsIn: 0 };
@@ -88,6 +100,7 @@ const flushDeadline = feedEnd + (closeAfterMs / speed) * 5 + 2_000;
 while (!allClosed(app.metrics()) && performance.now() < flushDeadline) await sleep(20);
 const flushEnd = performance.now();
 clearInterval(progress);
+eventLoopDelay.disable();
 printProgress(true);
 await app.stop();
 const wallEnd = performance.now();
@@ -112,6 +125,7 @@ function readTopic<T>(topic: string): T[] {
 /** One progress line; the final one gives the average rate of the replay rather than the latest. */
 function printProgress(final: boolean): void {
   const metrics = app.metrics();
+  deepestQueue = Math.max(deepestQueue, pool?.queueDepth ?? 0);
   const wall = performance.now();
   const since = final ? { wall: wallStart, recordsIn: 0 } : lastProgress;
   const rate = ((metrics.recordsIn - since.recordsIn) * 1_000) / Math.max(1, (final ? feedEnd : wall) - since.wall);
@@ -146,6 +160,10 @@ function printSummary(): void {
     `                    recall ${percent(score.recall)}, precision ${percent(score.precision)} (${score.truePositives} of ${score.flagged} flagged windows point at a fault), median delay ${seconds(score.medianDelayMs)} of event time`,
     ...score.missed.slice(0, 5).map((fault) => `                    missed: ${fault.sensor} ${fault.kind} at ${clockTime(fault.start)} (${fault.end - fault.start} ms)`),
     ...score.falsePositives.slice(0, 5).map((prediction) => `                    false alarm: ${prediction.sensor} window ending ${clockTime(prediction.windowEnd)} (${prediction.reason}, score ${prediction.score})`),
+    pool
+      ? `  model             in a worker pool of ${pool.size} (batches of up to 64 windows); deepest queue seen ${count(deepestQueue)} windows`
+      : '  model             inline, on the event loop (--inline)',
+    `  event loop delay  p50 ${millis(eventLoopDelay.percentile(50))}, p99 ${millis(eventLoopDelay.percentile(99))}, max ${millis(eventLoopDelay.max)}`,
     `  elapsed           ${seconds(wallEnd - wallStart)} wall: replay ${seconds(feedEnd - wallStart)}, closing the last windows ${seconds(flushEnd - feedEnd)}, stop ${seconds(wallEnd - flushEnd)}; ${count(Math.round((metrics.recordsIn * 1_000) / (feedEnd - wallStart)))} records/s`,
   ];
   console.log(lines.join('\n'));
@@ -163,6 +181,10 @@ function positive(text: string | undefined, name: string): number {
 
 function count(value: number): string {
   return value.toLocaleString('en');
+}
+
+function millis(nanoseconds: number): string {
+  return `${(nanoseconds / 1e6).toFixed(1)} ms`;
 }
 
 function seconds(ms: number): string {
