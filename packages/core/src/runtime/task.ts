@@ -215,7 +215,7 @@ export class Task implements TaskContext {
     const source = this.subTopology.sources.find((node) => node.topic === records[0]?.topic);
     if (!source) return;
     const keys: unknown[] = [];
-    let streamTime = this.host.time === 'processing' ? this.clock.now() : this.#streamTime;
+    let streamTime = this.host.time === 'processing' ? this.clock.now() : Math.max(this.#streamTime, this.#idleStreamTime(this.clock.now()));
     for (const incoming of records) {
       try {
         if (incoming.decoded) keys.push(incoming.decoded.key);
@@ -244,6 +244,9 @@ export class Task implements TaskContext {
     const input = source && this.#inputs.get(source.topic);
     if (!source || !input) return;
     const processingTime = this.host.time === 'processing';
+    // After a quiet spell, stream time has followed the clock up to now, whether or not a timer
+    // ran at that exact moment: the batch is judged against it.
+    if (!processingTime) this.#advance(this.#idleStreamTime(this.clock.now()));
     let processed: IncomingRecord | undefined;
     // Records read back from repartition topics are not new input.
     if (!source.internal) this.metrics.recordsIn += records.length;
