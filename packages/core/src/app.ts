@@ -190,6 +190,9 @@ export class App {
       const topology = buildTopology(this.id, this.#graph.nodes);
       if (topology.subTopologies.length === 0) throw new ConfigError(`app ${this.id}: no pipeline; declare one with app.from(topic) before start()`);
       this.#topology = topology;
+      if (this.#options.guarantee === 'exactly-once' && !this.#transport.exactlyOnce) {
+        throw new ConfigError(`app ${this.id}: guarantee 'exactly-once' needs a transport with transactions; the ${this.#transport.kind} transport has none`);
+      }
       await this.#transport.connect();
       await this.#createTopics(topology);
       await Promise.all(this.#batchHandlers().map((handler) => handler.start()));

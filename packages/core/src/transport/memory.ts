@@ -50,6 +50,11 @@ export function memoryTransport(options: MemoryTransportOptions = {}): MemoryTra
 export class MemoryTransport implements Transport {
   readonly kind = 'memory';
   readonly keepsValues = true;
+  /**
+   * The broker lives and dies with the process, so no failure can separate a task's outputs from
+   * its committed offsets: exactly-once holds here by construction.
+   */
+  readonly exactlyOnce = true;
   readonly #topics = new Map<string, Topic>();
   readonly #groups = new Map<string, Group>();
   readonly defaultPartitions: number;

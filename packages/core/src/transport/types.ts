@@ -98,6 +98,8 @@ export interface TransportConsumer {
 export interface Transport {
   /** `memory` or `kafka`, for logs and describe(). */
   readonly kind: string;
+  /** The transport can run the commit protocol atomically (`guarantee: 'exactly-once'`). */
+  readonly exactlyOnce?: boolean;
   /**
    * True for an in-process transport that can hand objects from producer to consumer, so that
    * internal topics (repartition) skip encoding values and decoding them again.
