@@ -218,3 +218,20 @@ describe('lifecycle', () => {
     await expect(createApp({ id: 'empty' }).start()).rejects.toThrow(/no pipeline/);
   });
 });
+
+describe('TestDriver.read', () => {
+  it('returns { key, value, timestamp } records, with partition and headers readable but not compared', async () => {
+    const app = createApp({ id: 'read-shape' });
+    app.from<number>('in').map((n) => n * 2).to('out');
+    const driver = await TestDriver.start(app, { startTime: 100 });
+    await driver.send('in', 21, { key: 'k' });
+    await driver.send('in', 1, { timestamp: 5 });
+    expect(driver.read('out')).toEqual([
+      { key: 'k', value: 42, timestamp: 100 },
+      { key: undefined, value: 2, timestamp: 5 },
+    ]);
+    expect(driver.read('out')[0]!.partition).toBe(0);
+    expect(driver.read('out')[0]!.headers).toEqual({});
+    await driver.stop();
+  });
+});
