@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { GraphBuilder, type Node } from './dsl/graph.js';
 import { Stream } from './dsl/stages.js';
@@ -107,6 +108,7 @@ export class App {
   #restoredRecords = 0;
   #cache!: CacheBudget;
   #restoreRemaining = 0;
+  #eventLoopDelay: IntervalHistogram | undefined;
 
   constructor(options: AppOptions) {
     if (typeof options !== 'object' || options === null) throw new ConfigError(`createApp: expected options, got ${String(options)}`);
@@ -222,6 +224,8 @@ export class App {
         },
       });
       this.#arm();
+      this.#eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
+      this.#eventLoopDelay.enable();
       this.#log('info', 'app started', { tasks: this.#tasks.size, transport: this.#transport.kind, state: this.#state.kind });
     } catch (error) {
       this.#status = 'stopped';
@@ -247,6 +251,7 @@ export class App {
   async #shutdown(): Promise<void> {
     this.#status = 'stopping';
     this.#timer?.cancel();
+    this.#eventLoopDelay?.disable();
     await Promise.allSettled([...this.#background]);
     try {
       await this.#consumer?.close();
@@ -337,6 +342,9 @@ export class App {
       handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
       stateCacheBytes: this.#cache.usedBytes,
       restoredRecords: this.#restoredRecords,
+      lag: tasks.reduce((sum, task) => sum + task.subTopology.sources.reduce((inner, source) => inner + (this.#consumer?.lag?.({ topic: source.topic, partition: task.partition }) ?? 0), 0), 0),
+      eventLoopDelayP99Ms: this.#eventLoopDelay ? this.#eventLoopDelay.percentile(99) / 1e6 : 0,
+      eventLoopDelayMaxMs: this.#eventLoopDelay ? this.#eventLoopDelay.max / 1e6 : 0,
       restoreRemaining: this.#restoreRemaining,
       tasks: tasks.length,
       streamTime: Object.fromEntries(tasks.map((task) => [task.taskId, task.streamTime()])),
@@ -353,6 +361,9 @@ export class App {
     metric('late_records_total', 'counter', snapshot.lateRecords, 'Records that missed a closed window.');
     metric('dead_letters_total', 'counter', snapshot.deadLetters, 'Records sent to the dead-letter topic.');
     metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
+    metric('lag', 'gauge', snapshot.lag, 'Records waiting in assigned input partitions.');
+    metric('event_loop_delay_p99_ms', 'gauge', snapshot.eventLoopDelayP99Ms, 'Event-loop delay, 99th percentile.');
+    metric('event_loop_delay_max_ms', 'gauge', snapshot.eventLoopDelayMaxMs, 'Event-loop delay, maximum.');
     metric('restored_records_total', 'counter', snapshot.restoredRecords, 'Changelog records replayed into state.');
     metric('state_cache_bytes', 'gauge', snapshot.stateCacheBytes, 'Serialized bytes of state held in memory.');
     metric('restore_remaining', 'gauge', snapshot.restoreRemaining, 'Changelog records left to replay.');

@@ -37,8 +37,8 @@ describe('dead letters', () => {
     const dead = driver.read('bad-dlq');
     expect(dead).toHaveLength(1);
     expect(dead[0]!.value).toEqual(garbage);
-    expect(dead[0]!.headers).toMatchObject({ 'eddy.error.code': 'DESERIALIZATION_FAILED', 'eddy.topic': 'readings', 'eddy.partition': '0', 'eddy.offset': '1' });
-    expect(dead[0]!.headers['eddy.error']).toMatch(/JSON/);
+    expect(dead[0]!.headers).toMatchObject({ 'error.code': 'DESERIALIZATION_FAILED', 'topic': 'readings', 'partition': '0', 'offset': '1' });
+    expect(dead[0]!.headers['error']).toMatch(/JSON/);
     expect(driver.read('totals').map((r) => r.value)).toContainEqual({ sensor: 'a', total: 3 });
     expect(app.metrics().deadLetters).toBe(1);
     await driver.stop();
@@ -58,8 +58,8 @@ describe('dead letters', () => {
     const dead = driver.read('bad-dlq');
     expect(dead).toHaveLength(1);
     expect(dead[0]!.value).toEqual(reading('boom', 5, 1000));
-    expect(dead[0]!.headers).toMatchObject({ 'eddy.error.code': 'KEY_FUNCTION_FAILED', 'eddy.step': 'keyBy', 'eddy.offset': '0' });
-    expect(dead[0]!.headers['eddy.error']).toContain('no key for boom');
+    expect(dead[0]!.headers).toMatchObject({ 'error.code': 'KEY_FUNCTION_FAILED', 'step': 'keyBy', 'offset': '0' });
+    expect(dead[0]!.headers['error']).toContain('no key for boom');
     expect(driver.read('totals').map((r) => r.value)).toContainEqual({ sensor: 'a', total: 1 });
     await driver.stop();
   });
@@ -76,7 +76,7 @@ describe('dead letters', () => {
     await flush(driver);
     const dead = driver.read('bad-dlq');
     expect(dead).toHaveLength(1);
-    expect(dead[0]!.headers['eddy.error.code']).toBe('INVALID_TIMESTAMP');
+    expect(dead[0]!.headers['error.code']).toBe('INVALID_TIMESTAMP');
     expect(driver.read('totals').map((r) => r.value)).toContainEqual({ sensor: 'a', total: 1 });
     await driver.stop();
   });
@@ -87,7 +87,7 @@ describe('dead letters', () => {
     await driver.send('readings', { sensor: 'a', value: 'high', ts: 1000 });
     await driver.send('readings', reading('a', 4, 1000));
     await flush(driver);
-    expect(driver.read('bad-dlq')[0]!.headers['eddy.error']).toMatch(/finite number/);
+    expect(driver.read('bad-dlq')[0]!.headers['error']).toMatch(/finite number/);
     expect(driver.read('totals').map((r) => r.value)).toContainEqual({ sensor: 'a', total: 4 });
     await driver.stop();
   });
@@ -115,8 +115,8 @@ describe('dead letters', () => {
       ]);
       const dead = driver.read('bad-dlq');
       expect(dead).toHaveLength(1);
-      expect(dead[0]!.headers['eddy.error.code']).toBe('HANDLER_FAILED');
-      expect(dead[0]!.headers['eddy.error']).toContain('model failed');
+      expect(dead[0]!.headers['error.code']).toBe('HANDLER_FAILED');
+      expect(dead[0]!.headers['error']).toContain('model failed');
       expect(dead[0]!.value).toEqual({ start: 0, end: 10_000, value: 2 });
       await driver.stop();
     }

@@ -9,6 +9,11 @@ export interface MetricsSnapshot {
   handlerQueueDepth: number;
   stateCacheBytes: number;
   restoredRecords: number;
+  /** Records waiting in the input partitions of this instance's tasks. */
+  lag: number;
+  /** Event-loop delay since start (ms): how long callbacks waited for a busy loop. */
+  eventLoopDelayP99Ms: number;
+  eventLoopDelayMaxMs: number;
   restoreRemaining: number;
   tasks: number;
   streamTime: Record<string, number>;

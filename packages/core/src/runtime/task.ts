@@ -381,15 +381,15 @@ export class Task implements TaskContext {
     }
     this.metrics.deadLetters++;
     const headers: Record<string, string> = {
-      'eddy.error': error.message,
-      'eddy.error.code': error.code,
-      'eddy.step': step,
-      'eddy.task': this.taskId,
+      'error': error.message,
+      'error.code': error.code,
+      'step': step,
+      'task': this.taskId,
     };
     if (origin) {
-      headers['eddy.topic'] = origin.topic;
-      headers['eddy.partition'] = String(origin.partition);
-      headers['eddy.offset'] = String(origin.offset);
+      headers['topic'] = origin.topic;
+      headers['partition'] = String(origin.partition);
+      headers['offset'] = String(origin.offset);
     }
     this.host.log('warn', 'record dead-lettered', { code: error.code, step, error: error.message, ...origin });
     this.produce({ topic: deadLetterTopic(this.appId), partition: 0, key, value, timestamp: this.clock.now(), headers: headers as Headers });

@@ -325,6 +325,11 @@ class MemoryConsumer implements TransportConsumer {
     return entry !== undefined && entry.position < this.broker.logEnd(topic, partition);
   }
 
+  lag({ topic, partition }: TopicPartition): number | undefined {
+    const entry = this.#positions.get(tpKey(topic, partition));
+    return entry === undefined ? undefined : this.broker.logEnd(topic, partition) - entry.position;
+  }
+
   seek({ topic, partition, offset }: TopicPartitionOffset): void {
     const entry = this.#positions.get(tpKey(topic, partition));
     if (entry) entry.position = offset;

@@ -89,6 +89,8 @@ export interface TransportConsumer {
    * the log end). A task that is behind is never taken for idle.
    */
   hasPending?(partition: TopicPartition): boolean;
+  /** Records of an assigned partition not yet delivered (log end minus position), if known. */
+  lag?(partition: TopicPartition): number | undefined;
   /** Moves the read position of an assigned partition (used to skip what restored state covers). */
   seek(position: TopicPartitionOffset): void;
   close(): Promise<void>;
