@@ -1,0 +1,538 @@
+/**
+ * The benchmark runner (`npm run bench`, or `node bench/dist/run.js [benchmarks...] [options]`).
+ *
+ * Every benchmark gets its own child process (`--expose-gc`), which builds the same seeded input
+ * once (and reports its hash) and keeps its own JIT state and heap. The runner then goes round by
+ * round: in each round every benchmark runs once, strictly one after another (never in parallel),
+ * with a full GC before each run; the first round(s) are warm-up. Interleaving spreads outside
+ * load over all contenders, and ratios are taken within a round, then the median over rounds.
+ *
+ * Output: one JSON document on stdout (machine, config, results, ratios, targets, output checks),
+ * also written to `bench/results/<name>.json`; progress on stderr. Exit code 1 when contenders
+ * that must agree produced different windows (the speed of a wrong answer means nothing).
+ */
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { benchmarks, collectGarbage, gcAvailable, median, profileRuns, result, runOnce, workloadFor, type BenchmarkDef, type BenchmarkResult, type Sample } from './benchmarks.js';
+import { defaultWorkload } from './workload.js';
+
+interface Options {
+  benchmarks: BenchmarkDef[];
+  records: number;
+  warmup: number;
+  repetitions: number;
+  appendBatch: number;
+  maxBatchSize: number;
+  /** After measuring, profile extra runs of the selected engine benchmarks (V8 sampling profiler). */
+  profile: boolean;
+  /** Also run the children under `node --cpu-prof` (whole-process profiles in results/cpu-prof/). */
+  cpuProf: boolean;
+  name: string | undefined;
+}
+
+/** Extra engine runs recorded under the profiler with --profile (after the measured rounds). */
+const PROFILE_RUNS = 2;
+
+const DEFAULTS = { records: 200_000, warmup: 1, repetitions: 5, appendBatch: 10_000, maxBatchSize: 500 };
+
+const usage = `usage: node bench/dist/run.js [benchmarks...] [options]
+
+benchmarks  names or prefixes (default: all): ${benchmarks.map((b) => b.name).join(', ')}
+            also groups: engine, baseline, naive, hopping, tumbling, count, collect
+  --records N        regular input records per run (default ${DEFAULTS.records}; 200k, 1e6 work)
+  --reps N           measured rounds (each runs every benchmark once); medians reported (default ${DEFAULTS.repetitions})
+  --warmup N         unmeasured warm-up rounds (default ${DEFAULTS.warmup})
+  --append-batch N   engine: records per transport.append, idle awaited after each (default ${DEFAULTS.appendBatch})
+  --max-batch N      engine: memoryTransport maxBatchSize, records per task batch (default ${DEFAULTS.maxBatchSize})
+  --profile          after measuring, CPU-profile ${PROFILE_RUNS} more runs of each engine benchmark:
+                     results/<bench>.cpuprofile + top self time in the JSON
+  --cpu-prof         run the children under node --cpu-prof too (results/cpu-prof/)
+  --name NAME        results file name (default: "all", or the single benchmark's name)
+  --list             list the benchmarks
+`;
+
+function count(text: string | undefined, flag: string): number {
+  const match = text ? /^(\d+(?:\.\d+)?(?:e\d+)?)([km]?)$/i.exec(text.trim()) : null;
+  if (!match) throw new Error(`${flag}: expected a count like 300000, 300k or 1e6, got ${JSON.stringify(text)}`);
+  const scale = { '': 1, k: 1e3, m: 1e6 }[match[2]!.toLowerCase() as '' | 'k' | 'm'];
+  const value = Math.round(Number(match[1]) * scale);
+  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${flag}: invalid count ${text}`);
+  return value;
+}
+
+function select(patterns: string[]): BenchmarkDef[] {
+  if (patterns.length === 0 || patterns.includes('all')) return [...benchmarks];
+  const chosen = new Set<BenchmarkDef>();
+  for (const pattern of patterns) {
+    const matches = benchmarks.filter(
+      (b) => b.name === pattern || b.name.startsWith(pattern) || b.contender === pattern || b.shape.kind === pattern || b.aggregation === pattern,
+    );
+    if (matches.length === 0) throw new Error(`no benchmark matches ${JSON.stringify(pattern)}; try --list`);
+    for (const match of matches) chosen.add(match);
+  }
+  return benchmarks.filter((b) => chosen.has(b));
+}
+
+function parse(argv: string[]): Options | 'list' | 'help' {
+  const patterns: string[] = [];
+  const options: Omit<Options, 'benchmarks'> = { ...DEFAULTS, profile: false, cpuProf: false, name: undefined };
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index]!;
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = () => inline ?? argv[++index];
+    switch (flag) {
+      case '--records':
+        options.records = count(value(), flag);
+        break;
+      case '--reps':
+      case '--repetitions':
+        options.repetitions = count(value(), flag);
+        break;
+      case '--warmup':
+        options.warmup = count(value(), flag);
+        break;
+      case '--append-batch':
+        options.appendBatch = count(value(), flag);
+        break;
+      case '--max-batch':
+        options.maxBatchSize = count(value(), flag);
+        break;
+      case '--bench':
+        patterns.push(...(value() ?? '').split(',').filter(Boolean));
+        break;
+      case '--profile':
+        options.profile = true;
+        break;
+      case '--cpu-prof':
+        options.cpuProf = true;
+        break;
+      case '--name':
+        options.name = value();
+        break;
+      case '--list':
+        return 'list';
+      case '--help':
+      case '-h':
+        return 'help';
+      default:
+        if (flag.startsWith('-')) throw new Error(`unknown option ${flag}\n\n${usage}`);
+        patterns.push(...flag.split(',').filter(Boolean));
+    }
+  }
+  if (options.records < 1) throw new Error('--records must be at least 1');
+  if (options.repetitions < 1) throw new Error('--reps must be at least 1');
+  if (options.appendBatch < 1 || options.maxBatchSize < 1) throw new Error('--append-batch and --max-batch must be at least 1');
+  if (options.name !== undefined && !/^[A-Za-z0-9._-]+$/.test(options.name)) throw new Error(`--name: letters, digits, '.', '_' and '-' only, got ${JSON.stringify(options.name)}`);
+  return { ...options, benchmarks: select(patterns) };
+}
+
+const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
+const log = (message: string) => process.stderr.write(`${message}\n`);
+
+// --- workers: one child process per benchmark ---------------------------------------------------
+
+interface WorkerInit {
+  readonly benchmark: string;
+  readonly records: number;
+  readonly appendBatch: number;
+  readonly maxBatchSize: number;
+}
+
+type Command = { readonly cmd: 'run' } | { readonly cmd: 'profile'; readonly runs: number; readonly file: string } | { readonly cmd: 'exit' };
+
+type Reply =
+  | { readonly type: 'ready'; readonly inputHash: string; readonly records: number; readonly gc: boolean }
+  | { readonly type: 'sample'; readonly sample: Sample; readonly heapUsedMB: number }
+  | { readonly type: 'profile'; readonly profile: NonNullable<BenchmarkResult['profile']> }
+  | { readonly type: 'error'; readonly message: string };
+
+/** The child side: builds the input once, then runs what the parent asks, one command at a time. */
+async function workerMain(init: WorkerInit): Promise<void> {
+  const benchmark = benchmarks.find((b) => b.name === init.benchmark);
+  if (!benchmark) throw new Error(`unknown benchmark ${init.benchmark}`);
+  const workload = workloadFor(init.records);
+  const send = (reply: Reply) =>
+    new Promise<void>((resolve, reject) => process.send!(reply, (error: Error | null) => (error ? reject(error) : resolve())));
+  let queue = Promise.resolve();
+  process.on('message', (command: Command) => {
+    queue = queue.then(async () => {
+      try {
+        switch (command.cmd) {
+          case 'run': {
+            collectGarbage();
+            const sample = await runOnce(benchmark, workload, init);
+            await send({ type: 'sample', sample, heapUsedMB: Math.round(process.memoryUsage().heapUsed / 2 ** 20) });
+            break;
+          }
+          case 'profile':
+            await send({ type: 'profile', profile: await profileRuns(benchmark, workload, init, command.runs, command.file) });
+            break;
+          case 'exit':
+            process.disconnect();
+            break;
+        }
+      } catch (error) {
+        await send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+        process.exit(1);
+      }
+    });
+  });
+  await send({ type: 'ready', inputHash: workload.inputHash, records: workload.input.length, gc: gcAvailable });
+}
+
+/** The parent side of one benchmark's child process. */
+class Worker {
+  readonly #child: ChildProcess;
+  #pending: { resolve: (reply: Reply) => void; reject: (error: Error) => void } | undefined;
+  #exited: Error | undefined;
+
+  private constructor(readonly benchmark: BenchmarkDef, init: WorkerInit, cpuProf: boolean) {
+    const execArgv = ['--expose-gc'];
+    if (cpuProf) {
+      mkdirSync(`${resultsDir}cpu-prof`, { recursive: true });
+      execArgv.push('--cpu-prof', '--cpu-prof-dir', `${resultsDir}cpu-prof`, '--cpu-prof-name', `${init.benchmark}.cpuprofile`);
+    }
+    this.#child = fork(fileURLToPath(import.meta.url), ['--worker', JSON.stringify(init)], { execArgv, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    // stdout carries the one JSON document: whatever a child prints goes to stderr.
+    this.#child.stdout!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    this.#child.on('message', (reply: Reply) => {
+      const pending = this.#pending;
+      this.#pending = undefined;
+      if (!pending) return;
+      if (reply.type === 'error') pending.reject(new Error(`${benchmark.name}: ${reply.message}`));
+      else pending.resolve(reply);
+    });
+    this.#child.on('exit', (code, signal) => {
+      this.#exited = new Error(`benchmark ${benchmark.name}: its process exited (${code ?? signal})`);
+      this.#pending?.reject(this.#exited);
+      this.#pending = undefined;
+    });
+  }
+
+  static async start(benchmark: BenchmarkDef, init: WorkerInit, cpuProf: boolean): Promise<{ worker: Worker; inputHash: string; records: number; gc: boolean }> {
+    const worker = new Worker(benchmark, init, cpuProf);
+    const ready = await worker.#next<Extract<Reply, { type: 'ready' }>>();
+    return { worker, inputHash: ready.inputHash, records: ready.records, gc: ready.gc };
+  }
+
+  #next<T extends Reply>(command?: Command): Promise<T> {
+    if (this.#exited) return Promise.reject(this.#exited);
+    const reply = new Promise<T>((resolve, reject) => {
+      this.#pending = { resolve: resolve as (reply: Reply) => void, reject };
+    });
+    if (command) this.#child.send(command);
+    return reply;
+  }
+
+  run(): Promise<Extract<Reply, { type: 'sample' }>> {
+    return this.#next({ cmd: 'run' });
+  }
+
+  async profile(runs: number, file: string): Promise<NonNullable<BenchmarkResult['profile']>> {
+    return (await this.#next<Extract<Reply, { type: 'profile' }>>({ cmd: 'profile', runs, file })).profile;
+  }
+
+  /** Asks the child to leave and waits for it to exit. */
+  async close(): Promise<void> {
+    if (this.#exited) return;
+    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
+    this.#child.send({ cmd: 'exit' } satisfies Command);
+    await exited;
+  }
+
+  /** Ends this child (only on failure). */
+  kill(): void {
+    if (!this.#exited) this.#child.kill();
+  }
+}
+
+// --- parent: all benchmarks, ratios, checks ----------------------------------------------------
+
+function gitRevision(): { commit: string | undefined; dirty: boolean | undefined } {
+  try {
+    const cwd = fileURLToPath(new URL('../../', import.meta.url));
+    const commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().length > 0;
+    return { commit, dirty };
+  } catch {
+    return { commit: undefined, dirty: undefined };
+  }
+}
+
+/** Linux CPU pressure (PSI): share of time some runnable task waited for a CPU, over 10 s / 60 s / 300 s. */
+function cpuPressure(): { avg10: number; avg60: number; avg300: number } | undefined {
+  try {
+    const some = readFileSync('/proc/pressure/cpu', 'utf8').split('\n').find((line) => line.startsWith('some '));
+    const field = (name: string) => Number(new RegExp(`${name}=([\\d.]+)`).exec(some ?? '')?.[1]);
+    const pressure = { avg10: field('avg10'), avg60: field('avg60'), avg300: field('avg300') };
+    return Number.isFinite(pressure.avg60) ? pressure : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How busy the machine was: other work on these cores makes every timing slower and noisier. */
+function load() {
+  return { loadAverage: os.loadavg().map((value) => Math.round(value * 100) / 100), cpuPressurePct: cpuPressure() };
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.platform()} ${os.release()}`,
+    arch: os.arch(),
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model.trim(),
+    cpuMHz: cpus[0]?.speed,
+    totalMemoryGB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    ...gitRevision(),
+    loadAtStart: load(),
+  };
+}
+
+const ratio = (value: number) => Math.round(value * 1000) / 1000;
+
+interface Target {
+  readonly ratio: string;
+  /** Wall-clock ratio. */
+  readonly value: number;
+  readonly met: boolean;
+  readonly cpuTimeValue: number;
+  readonly metOnCpuTime: boolean;
+  readonly target: string;
+}
+
+interface RatioDetail {
+  /** The reported value: the median over rounds of the ratio within each round. */
+  readonly value: number;
+  /** The same quotient from the two benchmarks' median times. */
+  readonly ofMedians: number;
+  /** The ratio within each measured round (both runs of a round are back to back). */
+  readonly perRound: number[];
+}
+
+type Clock = 'wall' | 'cpu';
+
+/**
+ * Every ratio is `time(a) ÷ time(b)` within one round, so that a burst of load from outside hits
+ * both sides of a pair; the median over rounds is reported. On wall-clock or on CPU time.
+ */
+function ratios(results: BenchmarkResult[], clock: Clock) {
+  const byName = (name: string) => results.find((result) => result.name === name);
+  const times = (result: BenchmarkResult) => (clock === 'wall' ? result.samplesMs : result.cpu.samplesMs);
+  const medianOf = (result: BenchmarkResult) => (clock === 'wall' ? result.medianMs : result.cpu.medianMs);
+  /** time(a) ÷ time(b) per round: for a = baseline, b = engine that is engine rps ÷ baseline rps. */
+  const timeRatio = (a: string, b: string): RatioDetail | undefined => {
+    const first = byName(a);
+    const second = byName(b);
+    if (!first || !second) return undefined;
+    const perRound = times(first).map((ms, round) => ratio(ms / times(second)[round]!));
+    return { value: ratio(median(perRound)), ofMedians: ratio(medianOf(first) / medianOf(second)), perRound };
+  };
+  const details = {
+    'engineVsBaseline.count': timeRatio('baseline-hopping-count', 'engine-hopping-count'),
+    'engineVsBaseline.collect': timeRatio('baseline-hopping-collect', 'engine-hopping-collect'),
+    'engineVsBaseline.tumblingCount': timeRatio('baseline-tumbling-count', 'engine-tumbling-count'),
+    'hoppingVsTumbling.engine': timeRatio('engine-hopping-count', 'engine-tumbling-count'),
+    'hoppingVsTumbling.baseline': timeRatio('baseline-hopping-count', 'baseline-tumbling-count'),
+    'naiveVsSliced.count': timeRatio('naive-hopping-count', 'baseline-hopping-count'),
+    'naiveVsSliced.collect': timeRatio('naive-hopping-collect', 'baseline-hopping-collect'),
+  };
+  const value = (name: keyof typeof details) => details[name]?.value;
+  const table = {
+    engineVsBaseline: { count: value('engineVsBaseline.count'), collect: value('engineVsBaseline.collect'), tumblingCount: value('engineVsBaseline.tumblingCount') },
+    hoppingVsTumbling: { engine: value('hoppingVsTumbling.engine'), baseline: value('hoppingVsTumbling.baseline') },
+    naiveVsSliced: { count: value('naiveVsSliced.count'), collect: value('naiveVsSliced.collect') },
+  };
+  const present = Object.fromEntries(Object.entries(details).filter(([, detail]) => detail !== undefined)) as Record<string, RatioDetail>;
+  return { table, details: present };
+}
+
+const TARGETS: ReadonlyArray<{ ratio: string; target: string; met: (value: number) => boolean }> = [
+  { ratio: 'engineVsBaseline.count', target: '>= 0.5', met: (value) => value >= 0.5 },
+  { ratio: 'engineVsBaseline.collect', target: '>= 0.5', met: (value) => value >= 0.5 },
+  { ratio: 'hoppingVsTumbling.engine', target: '<= 1.3', met: (value) => value <= 1.3 },
+];
+
+function targets(wall: Record<string, RatioDetail>, cpu: Record<string, RatioDetail>): Target[] {
+  return TARGETS.filter(({ ratio: name }) => wall[name] !== undefined).map(({ ratio: name, target, met }) => ({
+    ratio: name,
+    value: wall[name]!.value,
+    met: met(wall[name]!.value),
+    cpuTimeValue: cpu[name]!.value,
+    metOnCpuTime: met(cpu[name]!.value),
+    target,
+  }));
+}
+
+const definitions = {
+  ratios:
+    'wall-clock; each ratio is computed within every measured round (the two runs are back to back) and the median over rounds is reported. ratiosCpuTime: the same on CPU time (user + system of the process), which other processes competing for the cores hardly affect. ratioDetails: per-round values and the quotient of the medians, for both.',
+  engineVsBaseline: 'engine records/s ÷ sliced hand-loop records/s on the same input (hopping 10s/1s; tumblingCount: tumbling 10s). Target ≥ 0.5.',
+  hoppingVsTumbling: 'per-record time of hopping(10s, 1s).count() ÷ per-record time of tumbling(10s).count() (= tumbling rps ÷ hopping rps). Target for the engine ≤ 1.3.',
+  naiveVsSliced: 'per-record time of the naive hand loop (record added to all 10 overlapping windows) ÷ per-record time of the sliced hand loop (1 slice update per record).',
+};
+
+interface Check {
+  readonly what: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+function checks(results: BenchmarkResult[]): Check[] {
+  const list: Check[] = [];
+  const hashes = new Set(results.map((result) => result.inputHash));
+  list.push({ what: 'same input for every benchmark', ok: hashes.size <= 1, detail: `input hashes: ${[...hashes].join(', ')}` });
+  for (const result of results) {
+    if (result.contender === 'baseline') continue;
+    const reference = results.find((other) => other.contender === 'baseline' && other.window === result.window && other.aggregation === result.aggregation);
+    if (!reference) continue;
+    const a = result.output;
+    const b = reference.output;
+    const same = a.windows === b.windows && a.total === b.total && a.startHash === b.startHash && a.lateRecords === b.lateRecords;
+    list.push({
+      what: `${result.name} produced the same windows as ${reference.name}`,
+      ok: same,
+      detail: `windows ${a.windows} vs ${b.windows}, memberships ${a.total} vs ${b.total}, late records ${a.lateRecords} vs ${b.lateRecords}${a.startHash === b.startHash ? '' : ', window starts differ'}`,
+    });
+  }
+  for (const result of results) {
+    if (result.engine && result.engine.metrics.deadLetters! > 0) list.push({ what: `${result.name}: no dead letters`, ok: false, detail: `${result.engine.metrics.deadLetters} dead letters` });
+  }
+  return list;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--worker') {
+    await workerMain(JSON.parse(argv[1]!) as WorkerInit);
+    return;
+  }
+  const parsed = parse(argv);
+  if (parsed === 'help') {
+    process.stdout.write(usage);
+    return;
+  }
+  if (parsed === 'list') {
+    for (const b of benchmarks) process.stdout.write(`${b.name.padEnd(26)} ${b.description}\n`);
+    return;
+  }
+  const options = parsed;
+  mkdirSync(resultsDir, { recursive: true });
+  const name = options.name ?? (options.benchmarks.length === benchmarks.length ? 'all' : options.benchmarks.length === 1 ? options.benchmarks[0]!.name : 'selection');
+  const started = new Date();
+  const machineInfo = machine();
+  log(
+    `eddy bench: ${options.benchmarks.length} benchmark(s), ${options.records} records; ${options.warmup} warm-up + ${options.repetitions} measured rounds, ` +
+      'each round runs every benchmark once, one after another, each in its own process',
+  );
+  const workers: Array<{ worker: Worker; inputHash: string; records: number; gc: boolean }> = [];
+  const results: BenchmarkResult[] = [];
+  try {
+    for (const benchmark of options.benchmarks) {
+      workers.push(await Worker.start(benchmark, { benchmark: benchmark.name, records: options.records, appendBatch: options.appendBatch, maxBatchSize: options.maxBatchSize }, options.cpuProf));
+    }
+    const samples = new Map<Worker, Sample[]>(workers.map(({ worker }) => [worker, []]));
+    const heap = new Map<Worker, number>();
+    const rounds = options.warmup + options.repetitions;
+    for (let round = 0; round < rounds; round++) {
+      const warm = round < options.warmup;
+      const line: string[] = [];
+      for (const { worker } of workers) {
+        const { sample, heapUsedMB } = await worker.run();
+        line.push(`${worker.benchmark.name} ${Math.round(sample.ms)}/${Math.round(sample.cpuMs)}`);
+        if (warm) continue;
+        samples.get(worker)!.push(sample);
+        heap.set(worker, heapUsedMB);
+      }
+      log(`  ${warm ? 'warm-up' : 'round'} ${warm ? round + 1 : round + 1 - options.warmup}/${warm ? options.warmup : options.repetitions} (wall/CPU ms): ${line.join(', ')}`);
+    }
+    for (const { worker, inputHash, records, gc } of workers) {
+      const benchmark = worker.benchmark;
+      let profileSummary: BenchmarkResult['profile'];
+      if (options.profile && benchmark.contender === 'engine') {
+        log(`  profiling ${benchmark.name} (${PROFILE_RUNS} more runs)`);
+        profileSummary = await worker.profile(PROFILE_RUNS, `${resultsDir}${benchmark.name}.cpuprofile`);
+      }
+      const entry = result(benchmark, { records, inputHash }, samples.get(worker)!, {
+        warmup: options.warmup,
+        heapUsedMB: heap.get(worker)!,
+        gcBetweenRuns: gc,
+        ...(profileSummary ? { profile: profileSummary } : {}),
+      });
+      results.push(entry);
+      log(
+        `  ${entry.name.padEnd(26)} ${String(entry.recordsPerSecond).padStart(8)} rec/s ${String(entry.nsPerRecord).padStart(6)} ns/rec  median ${entry.medianMs} ms  spread ${(entry.spread * 100).toFixed(1)}%  CPU ${entry.cpu.nsPerRecord} ns/rec  windows ${entry.output.windows}`,
+      );
+    }
+    for (const { worker } of workers) await worker.close();
+  } catch (error) {
+    for (const { worker } of workers) worker.kill();
+    throw error;
+  }
+  const wall = ratios(results, 'wall');
+  const cpu = ratios(results, 'cpu');
+  const targetList = targets(wall.details, cpu.details);
+  const checkList = checks(results);
+  const endLoad = load();
+  const warnings: string[] = [];
+  const pressure = Math.max(machineInfo.loadAtStart.cpuPressurePct?.avg60 ?? 0, endLoad.cpuPressurePct?.avg60 ?? 0);
+  if (pressure > 20) {
+    warnings.push(
+      `the CPUs were contended (PSI cpu some avg60 up to ${pressure}%): other processes competed for the ${machineInfo.cpus} cores, so wall-clock rates are low and noisy; read ratiosCpuTime (and cpu.* of each result) first`,
+    );
+  }
+  if (results.some((entry) => !entry.gcBetweenRuns)) warnings.push('global.gc was unavailable in a benchmark process: no full GC between its runs');
+  const document = {
+    benchmark: 'eddy',
+    startedAt: started.toISOString(),
+    durationSeconds: Math.round((Date.now() - started.getTime()) / 100) / 10,
+    machine: { ...machineInfo, loadAtEnd: endLoad },
+    config: {
+      records: options.records,
+      warmup: options.warmup,
+      repetitions: options.repetitions,
+      statistic: 'median',
+      workload: { ...defaultWorkload, records: options.records, closingRecord: 'one record 1 h after the last, to close every open window' },
+      engine: {
+        transport: 'memoryTransport({ defaultPartitions: 1 })',
+        appendBatch: options.appendBatch,
+        maxBatchSize: options.maxBatchSize,
+        idleTimeout: false,
+        commitInterval: '1s (default)',
+        state: 'memory (default)',
+        repartition: 'keyBy before the window routes every record through the bench-…-repartition topic (a second append and a second task; on memoryTransport the records carry decoded values, no serde)',
+      },
+      isolation: 'each benchmark in its own child process (--expose-gc) holding its own copy of the same seeded input; full GC before every run; rounds run every benchmark once, strictly one after another, so noise spreads over all contenders',
+      profiled: options.profile,
+    },
+    results,
+    ratios: wall.table,
+    ratiosCpuTime: cpu.table,
+    targets: targetList,
+    ratioDetails: { wall: wall.details, cpu: cpu.details },
+    definitions,
+    checks: checkList,
+    warnings,
+  };
+  const json = `${JSON.stringify(document, null, 2)}\n`;
+  if (warnings.length > 0) for (const warning of warnings) log(`  WARNING: ${warning}`);
+  writeFileSync(`${resultsDir}${name}.json`, json);
+  process.stdout.write(json);
+  for (const target of targetList) {
+    log(`  ${target.ratio} = ${target.value} wall, ${target.cpuTimeValue} CPU time (target ${target.target}): ${target.met ? 'met' : 'NOT met'} / ${target.metOnCpuTime ? 'met' : 'NOT met'}`);
+  }
+  const failed = checkList.filter((entry) => !entry.ok);
+  for (const entry of failed) log(`  CHECK FAILED: ${entry.what}: ${entry.detail}`);
+  log(`results written to ${resultsDir}${name}.json`);
+  if (failed.length > 0) process.exitCode = 1;
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});
