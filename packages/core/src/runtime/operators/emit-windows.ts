@@ -64,6 +64,11 @@ export function emitWindows(
       return source.subscribe({
         next(signal) {
           if (signal.type !== 'window' || signal.event !== event) return;
+          if (handler === undefined && queue.length === 0) {
+            // The common synchronous case: nothing waits ahead, so emit at once.
+            subscriber.next(record(signal.key, view(signal), signal.timestamp, signal.origin));
+            return;
+          }
           const pending: Pending = { window: signal, results: undefined };
           if (handler === undefined) {
             queue.push(pending);
@@ -83,10 +88,13 @@ export function emitWindows(
             context.fail(error, signal, step);
             return;
           }
-          queue.push(pending);
           if (output instanceof Promise) {
+            queue.push(pending);
             context.track(output.then((value) => settle(pending, value), (error: unknown) => failed(pending, error)));
+          } else if (queue.length === 0) {
+            for (const result of toResults(output)) subscriber.next(record(signal.key, result, signal.timestamp, signal.origin));
           } else {
+            queue.push(pending);
             settle(pending, output);
           }
         },
