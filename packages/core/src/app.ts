@@ -547,7 +547,15 @@ export class App {
   }
 
   #commitTask(task: Task): Promise<void> {
-    return task.exclusive(() => task.commit((offsets) => this.#consumer!.commit(offsets)));
+    return task.exclusive(() =>
+      task.commit(async (offsets) => {
+        await this.#consumer!.commit(offsets);
+        // Committed repartition records are never read again: let the log drop them.
+        for (const offset of offsets) {
+          if (this.#topology!.repartitionTopics.has(offset.topic)) await this.#transport.deleteRecords?.(offset, offset.offset);
+        }
+      }),
+    );
   }
 
   #recordFailed(error: EddyError): boolean {

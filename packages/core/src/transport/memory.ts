@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { ConfigError, EddyError } from '../errors.js';
 import type {
   ConsumerListener,
@@ -18,13 +19,85 @@ export interface MemoryTransportOptions {
   defaultPartitions?: number;
   /** Records handed to a task per batch. Default 500. */
   maxBatchSize?: number;
+  /**
+   * Records kept per partition of ordinary topics; older ones are dropped, as Kafka's retention
+   * does. Default: unbounded. Repartition topics are trimmed as their records are committed and
+   * changelog topics are compacted, whatever this says.
+   */
+  retentionRecords?: number;
 }
 
 const emptyHeaders: Headers = Object.freeze({});
 
+/**
+ * One partition's log. Offsets only grow; records may leave the front (retention, deleted
+ * records of repartition topics) or the middle (compaction), so lookups by offset search.
+ */
+class PartitionLog {
+  /** Offsets of the records held, ascending (dense unless compacted). */
+  readonly offsets: number[] = [];
+  readonly records: IncomingRecord[] = [];
+  /** The offset the next record gets. */
+  end = 0;
+  /** Records held after the last compaction, to pace the next one. */
+  compactedSize = 0;
+
+  push(record: IncomingRecord): void {
+    this.offsets.push(record.offset);
+    this.records.push(record);
+    this.end = record.offset + 1;
+  }
+
+  /** The index of the first record at or after `offset`. */
+  indexOf(offset: number): number {
+    const offsets = this.offsets;
+    const first = offsets[0];
+    // Without compaction the offsets are dense: index arithmetic, no search.
+    if (first === undefined || offset <= first) return 0;
+    const guess = offset - first;
+    if (guess < offsets.length && offsets[guess] === offset) return guess;
+    let low = 0;
+    let high = offsets.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (offsets[middle]! < offset) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
+  slice(from: number, max: number): IncomingRecord[] {
+    const start = this.indexOf(from);
+    return this.records.slice(start, start + max);
+  }
+
+  /** Drops records before `offset`. */
+  truncateBefore(offset: number): void {
+    const count = this.indexOf(offset);
+    if (count === 0) return;
+    this.offsets.splice(0, count);
+    this.records.splice(0, count);
+  }
+
+  /** Keeps only the latest record of each key (tombstones included), in offset order. */
+  compact(): void {
+    const latest = new Map<string, number>();
+    this.records.forEach((record, index) => latest.set(record.key ? Buffer.from(record.key).toString('latin1') : `#${index}`, index));
+    const keep = [...latest.values()].sort((a, b) => a - b);
+    const records = keep.map((index) => this.records[index]!);
+    this.records.length = 0;
+    this.offsets.length = 0;
+    for (const record of records) {
+      this.records.push(record);
+      this.offsets.push(record.offset);
+    }
+    this.compactedSize = records.length;
+  }
+}
+
 interface Topic {
   readonly spec: TopicSpec;
-  readonly partitions: IncomingRecord[][];
+  readonly partitions: PartitionLog[];
 }
 
 interface Group {
@@ -59,9 +132,14 @@ export class MemoryTransport implements Transport {
   readonly #groups = new Map<string, Group>();
   readonly defaultPartitions: number;
   readonly maxBatchSize: number;
+  readonly #retentionRecords: number | undefined;
 
   constructor(options: MemoryTransportOptions = {}) {
-    const { defaultPartitions = 1, maxBatchSize = 500 } = options;
+    const { defaultPartitions = 1, maxBatchSize = 500, retentionRecords } = options;
+    if (retentionRecords !== undefined && (!Number.isInteger(retentionRecords) || retentionRecords < 1)) {
+      throw new ConfigError(`memoryTransport: retentionRecords must be a positive integer, got ${String(retentionRecords)}`);
+    }
+    this.#retentionRecords = retentionRecords;
     if (!Number.isInteger(defaultPartitions) || defaultPartitions < 1) {
       throw new ConfigError(`memoryTransport: defaultPartitions must be a positive integer, got ${String(defaultPartitions)}`);
     }
@@ -87,7 +165,7 @@ export class MemoryTransport implements Transport {
     if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
       throw new ConfigError(`topic ${spec.name}: partitions must be a positive integer, got ${String(spec.partitions)}`);
     }
-    this.#topics.set(spec.name, { spec, partitions: Array.from({ length: spec.partitions }, () => []) });
+    this.#topics.set(spec.name, { spec, partitions: Array.from({ length: spec.partitions }, () => new PartitionLog()) });
   }
 
   async partitionCount(topic: string): Promise<number | undefined> {
@@ -109,20 +187,22 @@ export class MemoryTransport implements Transport {
   /** Appends records and wakes the consumers of the partitions written. */
   append(records: readonly OutgoingRecord[]): TopicPartitionOffset[] {
     const written: IncomingRecord[] = [];
-    let log: IncomingRecord[] | undefined;
+    const touched = new Set<PartitionLog>();
+    let log: PartitionLog | undefined;
     let logTopic = '';
     let logPartition = -1;
     for (const record of records) {
       // Batches mostly go to one partition: look the log up only when it changes.
       if (record.partition !== logPartition || record.topic !== logTopic) {
         log = this.#partitionLog(record.topic, record.partition, true);
+        touched.add(log);
         logTopic = record.topic;
         logPartition = record.partition;
       }
       const stored: IncomingRecord = {
         topic: record.topic,
         partition: record.partition,
-        offset: log!.length,
+        offset: log!.end,
         key: record.key,
         value: record.value,
         timestamp: record.timestamp,
@@ -132,6 +212,7 @@ export class MemoryTransport implements Transport {
       log!.push(stored);
       written.push(stored);
     }
+    for (const written of touched) this.#retain(written);
     for (const group of this.#groups.values()) {
       for (const member of group.members) member.wake();
     }
@@ -146,7 +227,27 @@ export class MemoryTransport implements Transport {
     return [...last.values()];
   }
 
-  #partitionLog(topic: string, partition: number, create: boolean): IncomingRecord[] {
+  /** Compaction for compacted topics, the record limit for ordinary ones. */
+  #retain(log: PartitionLog): void {
+    const first = log.records[0];
+    if (!first) return;
+    const spec = this.#topics.get(first.topic)!.spec;
+    if (spec.compacted) {
+      if (log.records.length > Math.max(1_000, 2 * log.compactedSize)) log.compact();
+    } else if (this.#retentionRecords !== undefined && log.records.length > this.#retentionRecords) {
+      log.truncateBefore(log.end - this.#retentionRecords);
+    }
+  }
+
+  /**
+   * Deletes the records of a partition before `offset` (Kafka's DeleteRecords): apps call it for
+   * repartition records every consumer has committed.
+   */
+  async deleteRecords({ topic, partition }: TopicPartition, offset: number): Promise<void> {
+    this.#topics.get(topic)?.partitions[partition]?.truncateBefore(offset);
+  }
+
+  #partitionLog(topic: string, partition: number, create: boolean): PartitionLog {
     let entry = this.#topics.get(topic);
     if (!entry && create) {
       this.createTopic({ name: topic, partitions: this.defaultPartitions });
@@ -161,25 +262,29 @@ export class MemoryTransport implements Transport {
 
   /** Every record of a topic in partition then offset order (tests and tools). */
   records(topic: string): IncomingRecord[] {
-    return this.#topics.get(topic)?.partitions.flat() ?? [];
+    return this.#topics.get(topic)?.partitions.flatMap((log) => log.records) ?? [];
   }
 
   async endOffset({ topic, partition }: TopicPartition): Promise<number> {
-    return this.#topics.get(topic)?.partitions[partition]?.length ?? 0;
+    return this.logEnd(topic, partition);
   }
 
   logEnd(topic: string, partition: number): number {
-    return this.#topics.get(topic)?.partitions[partition]?.length ?? 0;
+    return this.#topics.get(topic)?.partitions[partition]?.end ?? 0;
   }
 
   readSlice(topic: string, partition: number, from: number, max: number): IncomingRecord[] {
-    return this.#topics.get(topic)?.partitions[partition]?.slice(from, from + max) ?? [];
+    return this.#topics.get(topic)?.partitions[partition]?.slice(from, max) ?? [];
   }
 
   async *readPartition({ topic, partition }: TopicPartition, fromOffset: number): AsyncIterable<readonly IncomingRecord[]> {
     const end = this.logEnd(topic, partition);
-    for (let offset = fromOffset; offset < end; offset += this.maxBatchSize) {
-      yield this.readSlice(topic, partition, offset, Math.min(this.maxBatchSize, end - offset));
+    let offset = fromOffset;
+    while (offset < end) {
+      const batch = this.readSlice(topic, partition, offset, this.maxBatchSize).filter((record) => record.offset < end);
+      if (batch.length === 0) return;
+      yield batch;
+      offset = batch[batch.length - 1]!.offset + 1;
     }
   }
 
@@ -313,7 +418,8 @@ class MemoryConsumer implements TransportConsumer {
         if (this.#closed) return;
         const batch = this.broker.readSlice(entry.topic, entry.partition, entry.position, this.broker.maxBatchSize);
         if (batch.length === 0) continue;
-        entry.position += batch.length;
+        // Offsets may have gaps (compaction, deleted records): continue after the last one read.
+        entry.position = batch[batch.length - 1]!.offset + 1;
         delivered = true;
         await this.listener.onRecords(batch);
       }

@@ -119,6 +119,11 @@ export interface Transport {
   subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer>;
   /** The offset after the last record of a partition. */
   endOffset(partition: TopicPartition): Promise<number>;
+  /**
+   * Deletes a partition's records before `offset` (Kafka's DeleteRecords). The runtime calls it for
+   * repartition topics once their records are committed, so they do not grow without bound.
+   */
+  deleteRecords?(partition: TopicPartition, offset: number): Promise<void>;
   /** Reads a partition from `fromOffset` up to the end offset at call time, in batches. */
   readPartition(partition: TopicPartition, fromOffset: number): AsyncIterable<readonly IncomingRecord[]>;
   close(): Promise<void>;
