@@ -12,6 +12,7 @@ export default defineConfig({
       { find: /^@eddy\/core$/, replacement: src('./packages/core/src/index.ts') },
       { find: /^@eddy\/state$/, replacement: src('./packages/state/src/index.ts') },
       { find: /^@eddy\/ml$/, replacement: src('./packages/ml/src/index.ts') },
+      { find: /^@eddy\/kafka$/, replacement: src('./packages/kafka/src/index.ts') },
     ],
   },
   test: {

@@ -1,0 +1,69 @@
+import { EddyError } from '@eddy/core';
+
+/** Protocol errors that mean this member no longer owns what it tried to commit. */
+const membershipErrors = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS', 'FENCED_INSTANCE_ID']);
+
+interface KafkaJsErrorShape {
+  readonly name?: string;
+  readonly message?: string;
+  readonly type?: string;
+  readonly retriable?: boolean;
+  readonly cause?: unknown;
+}
+
+const shape = (error: unknown): KafkaJsErrorShape => (typeof error === 'object' && error !== null ? (error as KafkaJsErrorShape) : {});
+
+/** The innermost cause of a kafkajs error chain (kafkajs wraps the broker's error when it gives up retrying). */
+function originalCause(error: unknown): unknown {
+  let current = error;
+  for (let depth = 0; depth < 10; depth++) {
+    const cause = shape(current).cause;
+    if (cause === undefined || cause === null || cause === current) return current;
+    current = cause;
+  }
+  return current;
+}
+
+/**
+ * Whether retrying the failed operation later may succeed, by kafkajs's own rule (the one it uses
+ * to restart a crashed consumer): it ran out of retries of a retriable error, or the error at the
+ * root of the chain says it is retriable.
+ */
+export function isRetriable(error: unknown): boolean {
+  if (shape(error).name === 'KafkaJSNumberOfRetriesExceeded') return true;
+  return shape(originalCause(error)).retriable === true;
+}
+
+/** Whether an error or one of its causes has a broker error type that `matches`. */
+function hasType(error: unknown, matches: (type: string) => boolean): boolean {
+  for (let current: unknown = error, depth = 0; current !== undefined && current !== null && depth < 10; current = shape(current).cause, depth++) {
+    const { type } = shape(current);
+    if (type !== undefined && matches(type)) return true;
+  }
+  return false;
+}
+
+/** Whether a failed commit means the partitions were taken away (a rebalance went on without us). */
+export function isMembershipError(error: unknown): boolean {
+  return hasType(error, (type) => membershipErrors.has(type));
+}
+
+/** Broker errors that mean the client's view of topics and leaders is out of date. */
+const staleMetadataErrors = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'NOT_LEADER_FOR_PARTITION', 'LEADER_NOT_AVAILABLE', 'FENCED_LEADER_EPOCH', 'UNKNOWN_LEADER_EPOCH']);
+
+/** Whether the failure (or a cause) says the client's metadata is stale: a topic gone or not there yet, a leader moved. */
+export function isStaleMetadata(error: unknown): boolean {
+  return hasType(error, (type) => staleMetadataErrors.has(type));
+}
+
+/**
+ * Wraps a kafkajs failure as an `EddyError` of code `TRANSPORT_FAILED`, saying what failed and
+ * whether it is retriable. An `EddyError` passes through unchanged.
+ */
+export function transportError(what: string, error: unknown): EddyError {
+  if (error instanceof EddyError) return error;
+  const { name, message } = shape(error);
+  const root = shape(originalCause(error));
+  const detail = root.message && root.message !== message ? `${message ?? String(error)} (${root.message})` : (message ?? String(error));
+  return new EddyError('TRANSPORT_FAILED', `${what}: ${name ? `${name}: ` : ''}${detail}`, { cause: error, retriable: isRetriable(error) });
+}

@@ -1,0 +1,332 @@
+import { EddyError, type ConsumerListener, type TopicPartition, type TopicPartitionOffset, type TransportConsumer } from '@eddy/core';
+import type { Admin, Consumer, EachBatchPayload, IMemberAssignment, Kafka } from 'kafkajs';
+import { copartitionedAssigner, holdJoins } from './assigner.js';
+import { isMembershipError, transportError } from './errors.js';
+import type { KafkaSettings } from './options.js';
+import { partitionKey, toIncomingRecord } from './records.js';
+
+/** What a group member needs from its transport. */
+export interface GroupMemberHost {
+  readonly kafka: Kafka;
+  readonly settings: KafkaSettings;
+  /** Runs an operation on the transport's admin client (retried on stale metadata). */
+  withAdmin<T>(operation: (admin: Admin) => Promise<T>): Promise<T>;
+  /** Called once the member has left the group. */
+  closed(member: KafkaGroupMember): void;
+}
+
+/**
+ * One member of a Kafka consumer group, run on a kafkajs consumer, behind Eddy's consumer
+ * contract: assignment and revocation reach the listener in the order Kafka's rebalance protocol
+ * promises a Java consumer, which kafkajs by itself does not.
+ *
+ * - Revoke before rejoin. kafkajs rejoins as soon as it learns of a rebalance, with no callback.
+ *   Every (re)join of this member is held (see `holdJoins`) until the listener has revoked every
+ *   partition the member holds: it finishes, flushes state and commits while the group waits, so
+ *   the next owner restores from a complete changelog and resumes at the committed offset. This is
+ *   Kafka's eager protocol, the one kafkajs speaks: each rebalance revokes everything, and a task
+ *   that comes back to the same member replays only the changelog tail its local checkpoint lacks.
+ * - Assign before records. The join's result arrives as kafkajs's GROUP_JOIN event, before its
+ *   first fetch; `onAssign` runs then, and every batch waits for it, so a task exists (restored)
+ *   before its first record.
+ * - Lost partitions. When kafkajs crashes it has already left the group, and another member may
+ *   own the partitions: they are revoked, but their offsets are no longer committed.
+ * - One batch of one partition at a time, in offset order, and the next fetch only after the
+ *   listener has taken the batch: a slow listener pauses the source. Heartbeats continue while it
+ *   works.
+ */
+export class KafkaGroupMember implements TransportConsumer {
+  readonly #host: GroupMemberHost;
+  readonly #groupId: string;
+  readonly #topics: readonly string[];
+  readonly #listener: ConsumerListener;
+  readonly #consumer: Consumer;
+  /** Partitions whose records are delivered: assigned and not being revoked. */
+  readonly #assigned = new Map<string, TopicPartition>();
+  /** Partitions whose offsets this member may commit: assigned, or being revoked (not lost). */
+  readonly #held = new Set<string>();
+  /** The last offset this member committed per held partition; commits never move back. */
+  readonly #lastCommitted = new Map<string, number>();
+  /** The current assignment: resolves true once the listener has taken it, false if it failed. */
+  #ready: Promise<boolean> = Promise.resolve(true);
+  /** Revocations, one after another. */
+  #revocations: Promise<void> = Promise.resolve();
+  readonly #deliveries = new Set<Promise<void>>();
+  #closing: Promise<void> | undefined;
+  readonly #joined: Deferred;
+
+  constructor(host: GroupMemberHost, groupId: string, topics: readonly string[], listener: ConsumerListener) {
+    this.#host = host;
+    this.#groupId = groupId;
+    this.#topics = topics;
+    this.#listener = listener;
+    this.#joined = deferred();
+    const { settings } = host;
+    this.#consumer = host.kafka.consumer({
+      groupId,
+      partitionAssigners: [copartitionedAssigner((cluster) => holdJoins(cluster, () => this.#beforeJoin()))],
+      sessionTimeout: settings.sessionTimeoutMs,
+      rebalanceTimeout: settings.rebalanceTimeoutMs,
+      heartbeatInterval: settings.heartbeatIntervalMs,
+      maxWaitTimeInMs: settings.maxWaitTimeMs,
+      maxBytesPerPartition: settings.maxBytesPerPartition,
+      allowAutoTopicCreation: false,
+      retry: settings.retry,
+    });
+  }
+
+  /** Joins the group; resolves once the first assignment has been taken by the listener. */
+  async start(): Promise<void> {
+    const { GROUP_JOIN, CRASH, REBALANCING } = this.#consumer.events;
+    this.#consumer.on(GROUP_JOIN, ({ payload }) => this.#onJoin(payload.memberAssignment));
+    this.#consumer.on(CRASH, ({ payload }) => this.#onCrash(payload.error, payload.restart));
+    this.#consumer.on(REBALANCING, () => this.#log('debug', 'the group is rebalancing'));
+    try {
+      await this.#consumer.connect();
+      // A group without committed offsets starts at the beginning, like the embedded broker.
+      await this.#consumer.subscribe({ topics: [...this.#topics], fromBeginning: true });
+      await this.#consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.#onBatch(payload) });
+      await this.#joined.promise;
+    } catch (error) {
+      this.#closing ??= this.#consumer.disconnect().catch(() => undefined);
+      await this.#closing;
+      this.#host.closed(this);
+      throw transportError(`joining consumer group ${this.#groupId}`, error);
+    }
+  }
+
+  async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    const commits: TopicPartitionOffset[] = [];
+    const notHeld: string[] = [];
+    for (const position of offsets) {
+      const key = partitionKey(position.topic, position.partition);
+      if (!this.#held.has(key)) notHeld.push(`${position.topic}[${position.partition}]`);
+      else if ((this.#lastCommitted.get(key) ?? -1) < position.offset) commits.push(position);
+    }
+    if (notHeld.length > 0) this.#log('debug', 'not committing offsets of partitions this member no longer owns', { partitions: notHeld });
+    if (commits.length === 0) return;
+    try {
+      await this.#consumer.commitOffsets(commits.map(({ topic, partition, offset }) => ({ topic, partition, offset: String(offset) })));
+    } catch (error) {
+      // A member that missed a rebalance can no longer commit what it is revoking; the next owner
+      // resumes from the last commit (records repeat, none are lost).
+      const revoking = commits.every(({ topic, partition }) => !this.#assigned.has(partitionKey(topic, partition)));
+      if (revoking && isMembershipError(error)) {
+        this.#log('warn', 'partitions were reassigned before their offsets could be committed; the next owner resumes from the previous commit', { error: String(error) });
+        return;
+      }
+      throw transportError(`committing offsets of group ${this.#groupId}`, error);
+    }
+    for (const { topic, partition, offset } of commits) {
+      const key = partitionKey(topic, partition);
+      if (this.#held.has(key)) this.#lastCommitted.set(key, Math.max(offset, this.#lastCommitted.get(key) ?? -1));
+    }
+  }
+
+  async committed({ topic, partition }: TopicPartition): Promise<number | undefined> {
+    try {
+      const [offsets] = await this.#host.withAdmin((admin) => admin.fetchOffsets({ groupId: this.#groupId, topics: [topic] }));
+      const offset = Number(offsets?.partitions.find((entry) => entry.partition === partition)?.offset ?? -1);
+      return offset >= 0 ? offset : undefined;
+    } catch (error) {
+      throw transportError(`reading the committed offset of ${topic}[${partition}] in group ${this.#groupId}`, error);
+    }
+  }
+
+  seek({ topic, partition, offset }: TopicPartitionOffset): void {
+    if (!this.#assigned.has(partitionKey(topic, partition))) return;
+    try {
+      this.#consumer.seek({ topic, partition, offset: String(offset) });
+    } catch (error) {
+      throw transportError(`seeking ${topic}[${partition}] to ${offset}`, error);
+    }
+  }
+
+  /** Revokes every partition (the listener commits them), then leaves the group. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#revoke([...this.#assigned.values()], { lost: false });
+      try {
+        await this.#consumer.disconnect();
+      } catch (error) {
+        this.#log('warn', 'leaving the group failed; the broker drops the member after its session timeout', { error: String(error) });
+      }
+      this.#host.closed(this);
+    })();
+    return this.#closing;
+  }
+
+  // --- rebalance -----------------------------------------------------------------------------
+
+  /** Runs before each JoinGroup: the listener gives up every partition while the group waits. */
+  #beforeJoin(): Promise<void> {
+    const held = [...this.#assigned.values()];
+    return held.length > 0 ? this.#revoke(held, { lost: false }) : this.#revocations;
+  }
+
+  /** kafkajs's GROUP_JOIN: this member's new assignment, before the first fetch for it. */
+  #onJoin(memberAssignment: IMemberAssignment): void {
+    // kafkajs emits this inside its join; a throw here would fail the join.
+    try {
+      this.#takeAssignment(memberAssignment);
+    } catch (error) {
+      this.#log('error', 'handling a group join failed', { error: String(error) });
+      this.#ready = Promise.resolve(false);
+    }
+  }
+
+  #takeAssignment(memberAssignment: IMemberAssignment): void {
+    if (this.#closing) return;
+    const next = new Map<string, TopicPartition>();
+    for (const [topic, partitions] of Object.entries(memberAssignment)) {
+      for (const partition of partitions) next.set(partitionKey(topic, partition), { topic, partition });
+    }
+    // Normally nothing is left: everything was revoked before the join. Whatever is left and not
+    // assigned again may already belong to another member.
+    const stale = [...this.#assigned].filter(([key]) => !next.has(key)).map(([, partition]) => partition);
+    if (stale.length > 0) void this.#revoke(stale, { lost: true });
+    const added = [...next].filter(([key]) => !this.#assigned.has(key));
+    for (const [key, partition] of added) {
+      this.#assigned.set(key, partition);
+      this.#held.add(key);
+      this.#lastCommitted.delete(key);
+    }
+    // A partition paused when it was dropped (see #onBatch) fetches again once it is ours.
+    if (added.length > 0) this.#consumer.resume(byTopic(added.map(([, partition]) => partition)));
+    this.#log('info', 'partitions assigned', { partitions: [...next.values()].map(({ topic, partition }) => `${topic}[${partition}]`) });
+    const revocations = this.#revocations;
+    this.#ready = (async () => {
+      await revocations;
+      if (added.length === 0) return true;
+      try {
+        await this.#listener.onAssign(added.map(([, partition]) => partition));
+        return true;
+      } catch (error) {
+        // Their batches are refused from now on, which makes kafkajs restart the consumer and
+        // the group assign them again.
+        this.#log('error', 'the runtime failed to take its assigned partitions', { error: String(error) });
+        this.#joined.reject(error);
+        return false;
+      }
+    })();
+    void this.#ready.then((ok) => ok && this.#joined.resolve());
+  }
+
+  #onCrash(error: Error, restart: boolean): void {
+    this.#log(restart ? 'warn' : 'error', restart ? 'the consumer failed and restarts' : 'the consumer failed and stops', { error: String(error) });
+    // kafkajs has already left the group, so another member may own these partitions now.
+    const held = [...this.#assigned.values()];
+    if (held.length > 0) void this.#revoke(held, { lost: true });
+    if (!restart) this.#joined.reject(error);
+  }
+
+  /**
+   * Takes partitions away: no batch of theirs is delivered from now on, deliveries in flight and
+   * an assignment being taken finish first, then the listener revokes them. A lost partition's
+   * offsets are not committed any more.
+   */
+  #revoke(partitions: readonly TopicPartition[], { lost }: { lost: boolean }): Promise<void> {
+    const keys = partitions.map(({ topic, partition }) => partitionKey(topic, partition));
+    for (const key of keys) {
+      this.#assigned.delete(key);
+      if (lost) this.#held.delete(key);
+    }
+    const ready = this.#ready;
+    this.#revocations = this.#revocations.then(async () => {
+      if (partitions.length === 0) return;
+      await ready;
+      await Promise.allSettled([...this.#deliveries]);
+      // The first assignment resolves `subscribe`; let the subscriber hold this consumer (it
+      // commits through it while revoking) before revoking what it was just given.
+      await new Promise((resolve) => setImmediate(resolve));
+      try {
+        await this.#listener.onRevoke(partitions);
+        this.#log('info', lost ? 'lost partitions released' : 'partitions revoked', { partitions: partitions.map(({ topic, partition }) => `${topic}[${partition}]`) });
+      } catch (error) {
+        this.#log('error', 'the runtime failed to release revoked partitions', { error: String(error) });
+      } finally {
+        for (const key of keys) {
+          // A partition assigned again meanwhile stays held.
+          if (this.#assigned.has(key)) continue;
+          this.#held.delete(key);
+          this.#lastCommitted.delete(key);
+        }
+      }
+    });
+    return this.#revocations;
+  }
+
+  // --- records -------------------------------------------------------------------------------
+
+  async #onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, pause }: EachBatchPayload): Promise<void> {
+    const key = partitionKey(batch.topic, batch.partition);
+    const stopHeartbeats = keepAlive(heartbeat, this.#host.settings.heartbeatIntervalMs);
+    try {
+      const ready = await this.#ready;
+      if (!isRunning() || isStale()) return; // stopping, or a seek moved the position: fetched again from there
+      if (!this.#assigned.has(key)) {
+        // Dropped (the member is closing): stop fetching it until it is assigned again.
+        pause();
+        return;
+      }
+      if (!ready) {
+        throw new EddyError('TRANSPORT_FAILED', `group ${this.#groupId}: the runtime could not take ${batch.topic}[${batch.partition}]`, { retriable: true });
+      }
+      const records = batch.messages.map((message) => toIncomingRecord(batch.topic, batch.partition, message));
+      const delivery = this.#listener.onRecords(records);
+      this.#deliveries.add(delivery);
+      try {
+        await delivery;
+      } catch (error) {
+        // Retriable, so kafkajs fetches the batch again (at least once) instead of giving up.
+        throw new EddyError('TRANSPORT_FAILED', `group ${this.#groupId}: processing a batch of ${batch.topic}[${batch.partition}] failed`, { cause: error, retriable: true });
+      } finally {
+        this.#deliveries.delete(delivery);
+      }
+      // Control records (transaction markers) after the last message are skipped with it.
+      resolveOffset(batch.lastOffset());
+    } finally {
+      stopHeartbeats();
+    }
+  }
+
+  #log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {
+    this.#host.settings.logger[level]({ component: 'eddy-kafka', group: this.#groupId, ...fields }, message);
+  }
+}
+
+/** Heartbeats every `intervalMs` while a batch is being processed; returns the stop function. */
+function keepAlive(heartbeat: () => Promise<void>, intervalMs: number): () => void {
+  // A rebalance that a heartbeat reports is picked up by kafkajs after the batch; nothing to do here.
+  const timer = setInterval(() => void heartbeat().catch(() => undefined), intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+function byTopic(partitions: readonly TopicPartition[]): Array<{ topic: string; partitions: number[] }> {
+  const grouped = new Map<string, number[]>();
+  for (const { topic, partition } of partitions) {
+    const list = grouped.get(topic);
+    if (list) list.push(partition);
+    else grouped.set(topic, [partition]);
+  }
+  return [...grouped].map(([topic, list]) => ({ topic, partitions: list }));
+}
+
+interface Deferred {
+  readonly promise: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((onResolve, onReject) => {
+    resolve = onResolve;
+    reject = onReject;
+  });
+  // Rejections after the first join are logged where they happen; nobody awaits them.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}

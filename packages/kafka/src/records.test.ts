@@ -1,0 +1,41 @@
+import { Buffer } from 'node:buffer';
+import { describe, expect, it } from 'vitest';
+import { toHeaders, toIncomingRecord, toKafkaMessage } from './records.js';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+describe('records', () => {
+  it('sends keys and values without copying, timestamps as strings of ms, headers only when there are some', () => {
+    const key = bytes('sensor-1');
+    const message = toKafkaMessage({ topic: 't', partition: 3, key, value: null, timestamp: 1_700_000_000_123, headers: { a: '1' } });
+    expect(message).toEqual({ partition: 3, key: Buffer.from('sensor-1'), value: null, timestamp: '1700000000123', headers: { a: '1' } });
+    expect((message.key as Buffer).buffer).toBe(key.buffer);
+    expect(toKafkaMessage({ topic: 't', partition: 0, key: null, value: bytes('v'), timestamp: 0, headers: {} })).not.toHaveProperty('headers');
+  });
+
+  it('reads kafkajs messages as plain byte arrays with numeric offsets and timestamps', () => {
+    const record = toIncomingRecord('t', 2, {
+      key: Buffer.from('k'),
+      value: Buffer.from('{"x":1}'),
+      timestamp: '1700000000123',
+      offset: '41',
+      attributes: 0,
+      headers: { text: 'plain', raw: Buffer.from('Grüße'), repeated: [Buffer.from('first'), 'last'], missing: undefined },
+    });
+    expect(record).toEqual({
+      topic: 't',
+      partition: 2,
+      offset: 41,
+      key: bytes('k'),
+      value: bytes('{"x":1}'),
+      timestamp: 1_700_000_000_123,
+      headers: { text: 'plain', raw: 'Grüße', repeated: 'last' },
+    });
+    expect(Buffer.isBuffer(record.value)).toBe(false);
+    expect(toIncomingRecord('t', 0, { key: null, value: null, timestamp: '0', offset: '0', attributes: 0, headers: {} })).toMatchObject({ key: null, value: null, headers: {} });
+  });
+
+  it('has no headers when kafkajs gives none', () => {
+    expect(toHeaders(undefined)).toEqual({});
+  });
+});

@@ -1,0 +1,65 @@
+import { Buffer } from 'node:buffer';
+import type { Headers, IncomingRecord, OutgoingRecord } from '@eddy/core';
+import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+
+const emptyHeaders: Headers = Object.freeze({});
+
+/** A Buffer over the same memory (no copy), as kafkajs wants its keys and values. */
+export function toBuffer(bytes: Uint8Array | null): Buffer | null {
+  if (bytes === null) return null;
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A plain Uint8Array over the same memory as a kafkajs Buffer, like the embedded broker hands out. */
+function toBytes(buffer: Buffer | null): Uint8Array | null {
+  return buffer === null ? null : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/** An Eddy record as a kafkajs message for its (explicit) partition; timestamps travel as strings of ms. */
+export function toKafkaMessage(record: OutgoingRecord): Message {
+  return {
+    partition: record.partition,
+    key: toBuffer(record.key),
+    value: toBuffer(record.value),
+    timestamp: String(record.timestamp),
+    ...(record.headers && Object.keys(record.headers).length > 0 ? { headers: { ...record.headers } } : {}),
+  };
+}
+
+/**
+ * Header values as strings. Kafka allows a header name to repeat (kafkajs then gives an array);
+ * like Java's `Headers.lastHeader`, the last value wins.
+ */
+export function toHeaders(headers: IHeaders | undefined): Headers {
+  if (!headers) return emptyHeaders;
+  const result: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(headers)) {
+    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+    if (value === undefined) continue;
+    result[name] = typeof value === 'string' ? value : value.toString('utf8');
+  }
+  return result;
+}
+
+/** A kafkajs message of a fetched batch as an Eddy record. */
+export function toIncomingRecord(topic: string, partition: number, message: KafkaMessage): IncomingRecord {
+  return {
+    topic,
+    partition,
+    offset: Number(message.offset),
+    key: toBytes(message.key ?? null),
+    value: toBytes(message.value),
+    timestamp: Number(message.timestamp),
+    headers: toHeaders(message.headers),
+  };
+}
+
+/** Roughly the bytes a record takes in a produce request, to keep requests under the broker's limits. */
+export function approximateSize(record: OutgoingRecord): number {
+  let size = 70 + (record.key?.byteLength ?? 0) + (record.value?.byteLength ?? 0);
+  if (record.headers) for (const [name, value] of Object.entries(record.headers)) size += 8 + Buffer.byteLength(name) + Buffer.byteLength(value);
+  return size;
+}
+
+/** A map key for a topic partition. */
+export const partitionKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;

@@ -1,0 +1,262 @@
+import {
+  ConfigError,
+  EddyError,
+  type ConsumerListener,
+  type IncomingRecord,
+  type TopicPartition,
+  type TopicSpec,
+  type Transport,
+  type TransportConsumer,
+  type TransportProducer,
+} from '@eddy/core';
+import kafkajs from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
+import { isStaleMetadata, transportError } from './errors.js';
+import { KafkaGroupMember } from './group-member.js';
+import { kafkaLogCreator, kafkaLogLevel } from './logging.js';
+import { resolveSettings, type KafkaSettings, type KafkaTransportOptions } from './options.js';
+import { KafkaProducer } from './producer.js';
+import { readPartition } from './read-partition.js';
+import { brokerReplicationFactor, createMissingTopics, uniqueSpecs } from './topics.js';
+
+/**
+ * A transport on a Kafka cluster, through kafkajs: consumer groups with revoke-before-rejoin
+ * rebalances, an idempotent producer, internal topics created on start (changelogs compacted),
+ * and changelog restore.
+ *
+ * Give each app its own transport: `close()` (which `app.stop()` calls) disconnects every client
+ * the transport created. Clients connect lazily, and a closed transport connects again when used.
+ *
+ * @example
+ * ```ts
+ * import { createApp } from '@eddy/core';
+ * import { kafkaTransport } from '@eddy/kafka';
+ *
+ * const app = createApp({ id: 'sensors', transport: kafkaTransport({ brokers: ['localhost:9092'] }) });
+ * ```
+ */
+export function kafkaTransport(options: KafkaTransportOptions): KafkaTransport {
+  return new KafkaTransport(options);
+}
+
+export class KafkaTransport implements Transport {
+  readonly kind = 'kafka';
+  readonly defaultPartitions: number | undefined;
+  readonly #settings: KafkaSettings;
+  readonly #kafka: Kafka;
+  #admin: Promise<Admin> | undefined;
+  /** Admin clients replaced after stale metadata, until they disconnect. */
+  readonly #retiredAdmins = new Set<Promise<Admin>>();
+  #replicationFactor: Promise<number> | undefined;
+  readonly #producers = new Set<KafkaProducer>();
+  readonly #members = new Set<KafkaGroupMember>();
+  /** Topics known to exist (topics are never deleted under a running app). */
+  readonly #knownTopics = new Set<string>();
+
+  constructor(options: KafkaTransportOptions) {
+    this.#settings = resolveSettings(options);
+    this.defaultPartitions = this.#settings.defaultPartitions;
+    const { brokers, clientId, ssl, sasl, retry, logLevel, logger } = this.#settings;
+    this.#kafka = new kafkajs.Kafka({ brokers, clientId, ssl, sasl, retry, logLevel: kafkaLogLevel[logLevel], logCreator: kafkaLogCreator(logger) });
+  }
+
+  /**
+   * Connects the admin client (the first call of any other method does too).
+   * @example
+   * await transport.connect();
+   */
+  async connect(): Promise<void> {
+    await this.#adminClient();
+  }
+
+  /**
+   * Creates the topics that do not exist, with the given partitions, `replicationFactor`
+   * replicas and, for changelogs, `cleanup.policy=compact`; waits until they have leaders.
+   * Existing topics are left as they are.
+   * @example
+   * await transport.ensureTopics([{ name: 'app-counts-changelog', partitions: 4, compacted: true }]);
+   */
+  async ensureTopics(specs: readonly TopicSpec[]): Promise<void> {
+    const unique = uniqueSpecs(specs);
+    if (unique.length === 0) return;
+    await this.#withAdmin(async (admin) => {
+      const existing = await this.#listTopics(admin);
+      await createMissingTopics(admin, unique, existing, () => (this.#replicationFactor ??= this.#chooseReplicationFactor(admin)));
+    });
+    for (const spec of unique) this.#knownTopics.add(spec.name);
+  }
+
+  /**
+   * The number of partitions of a topic, or undefined if it does not exist.
+   * @example
+   * const partitions = (await transport.partitionCount('readings')) ?? 0;
+   */
+  async partitionCount(topic: string): Promise<number | undefined> {
+    return this.#withAdmin(async (admin) => {
+      if (!(await this.#exists(admin, topic))) return undefined;
+      try {
+        const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+        return metadata.topics.find((entry) => entry.name === topic)?.partitions.length;
+      } catch (error) {
+        throw transportError(`reading the metadata of ${topic}`, error);
+      }
+    });
+  }
+
+  /**
+   * An idempotent producer; `send` resolves with the offset of the last record per partition.
+   * Transactions (exactly-once) are not supported yet.
+   * @example
+   * const producer = await transport.createProducer();
+   * await producer.send([{ topic: 'readings', partition: 0, key: null, value: bytes, timestamp: 0 }]);
+   */
+  async createProducer(options: { transactionalId?: string } = {}): Promise<TransportProducer> {
+    if (options.transactionalId !== undefined) {
+      throw new ConfigError(`kafkaTransport: transactional producers (exactly-once) are not supported yet; got transactionalId ${JSON.stringify(options.transactionalId)}`);
+    }
+    const producer = await KafkaProducer.connect(this.#kafka, this.#settings, (closed) => this.#producers.delete(closed));
+    this.#producers.add(producer);
+    return producer;
+  }
+
+  /**
+   * Joins consumer group `groupId` reading `topics`; resolves once this member has its first
+   * assignment and the listener has taken it.
+   * @example
+   * const consumer = await transport.subscribe('sensors', ['readings'], listener);
+   */
+  async subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer> {
+    if (typeof groupId !== 'string' || groupId === '') throw new ConfigError(`subscribe: invalid group id ${JSON.stringify(groupId)}`);
+    if (!Array.isArray(topics) || topics.length === 0) throw new ConfigError(`subscribe ${groupId}: expected at least one topic, got ${JSON.stringify(topics)}`);
+    const member = new KafkaGroupMember(
+      { kafka: this.#kafka, settings: this.#settings, withAdmin: (operation) => this.#withAdmin(operation), closed: (closed) => this.#members.delete(closed) },
+      groupId,
+      [...new Set(topics)],
+      listener,
+    );
+    this.#members.add(member);
+    await member.start();
+    return member;
+  }
+
+  /**
+   * The offset after the last record of a partition (its high watermark); 0 for a partition
+   * that does not exist, like the embedded broker.
+   * @example
+   * const end = await transport.endOffset({ topic: 'readings', partition: 0 });
+   */
+  async endOffset({ topic, partition }: TopicPartition): Promise<number> {
+    return this.#withAdmin(async (admin) => {
+      if (!(await this.#exists(admin, topic))) return 0;
+      try {
+        const offsets = await admin.fetchTopicOffsets(topic);
+        const high = offsets.find((entry) => entry.partition === partition)?.high;
+        return high === undefined ? 0 : Number(high);
+      } catch (error) {
+        throw transportError(`reading the end offset of ${topic}[${partition}]`, error);
+      }
+    });
+  }
+
+  /**
+   * Reads a partition from `fromOffset` up to its end offset at the time of the call, in batches
+   * (see `readPartition` in read-partition.ts for how, without manual assignment).
+   * @example
+   * for await (const batch of transport.readPartition({ topic: 'app-counts-changelog', partition: 0 }, 0)) apply(batch);
+   */
+  readPartition(partition: TopicPartition, fromOffset: number): AsyncIterable<readonly IncomingRecord[]> {
+    return readPartition(
+      { kafka: this.#kafka, settings: this.#settings, withAdmin: (operation) => this.#withAdmin(operation), endOffset: (target) => this.endOffset(target) },
+      partition,
+      fromOffset,
+    );
+  }
+
+  /**
+   * Leaves the groups (each member revokes its partitions first), flushes and disconnects the
+   * producers, and disconnects the admin client.
+   * @example
+   * await transport.close();
+   */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#members].map((member) => member.close()));
+    await Promise.allSettled([...this.#producers].map((producer) => producer.close()));
+    const admins = [...this.#retiredAdmins, ...(this.#admin ? [this.#admin] : [])];
+    this.#admin = undefined;
+    this.#retiredAdmins.clear();
+    this.#replicationFactor = undefined;
+    await Promise.allSettled(admins.map((admin) => admin.then((client) => client.disconnect())));
+  }
+
+  #adminClient(): Promise<Admin> {
+    this.#admin ??= (async () => {
+      const admin = this.#kafka.admin({ retry: this.#settings.retry });
+      try {
+        await admin.connect();
+      } catch (error) {
+        this.#admin = undefined;
+        throw transportError(`connecting to ${this.#settings.brokers.join(',')}`, error);
+      }
+      return admin;
+    })();
+    return this.#admin;
+  }
+
+  /**
+   * Runs an admin operation, again on a fresh admin client (a few times, backing off) when the
+   * cluster's metadata has moved under it: kafkajs's admin refreshes its metadata only every few
+   * minutes, so a new leader (also right after a topic is created) answers "not the leader"
+   * until then, and a topic it once looked up and that was deleted since fails most requests.
+   */
+  async #withAdmin<T>(operation: (admin: Admin) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const admin = await this.#adminClient();
+      try {
+        return await operation(admin);
+      } catch (error) {
+        if (!isStaleMetadata(error) || attempt >= 5) throw error;
+        this.#knownTopics.clear();
+        this.#retireAdmin();
+        await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Replaces the admin client; the old one disconnects a minute later, once the calls still using it are done. */
+  #retireAdmin(): void {
+    const stale = this.#admin;
+    if (!stale) return;
+    this.#admin = undefined;
+    this.#retiredAdmins.add(stale);
+    const disconnect = setTimeout(() => {
+      this.#retiredAdmins.delete(stale);
+      void stale.then((client) => client.disconnect()).catch(() => undefined);
+    }, 60_000);
+    disconnect.unref();
+  }
+
+  async #listTopics(admin: Admin): Promise<Set<string>> {
+    try {
+      const topics = new Set(await admin.listTopics());
+      for (const topic of topics) this.#knownTopics.add(topic);
+      return topics;
+    } catch (error) {
+      throw transportError('listing topics', error);
+    }
+  }
+
+  /** Whether a topic exists, asking the cluster only about topics not seen yet (kafkajs retries a missing topic for long). */
+  async #exists(admin: Admin, topic: string): Promise<boolean> {
+    return this.#knownTopics.has(topic) || (await this.#listTopics(admin)).has(topic);
+  }
+
+  async #chooseReplicationFactor(admin: Admin): Promise<number> {
+    if (this.#settings.replicationFactor !== undefined) return this.#settings.replicationFactor;
+    try {
+      return await brokerReplicationFactor(admin);
+    } catch (error) {
+      this.#replicationFactor = undefined;
+      throw new EddyError('TRANSPORT_FAILED', `choosing a replication factor: ${String(error)}`, { cause: error, retriable: true });
+    }
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Shared helpers of the @eddy/kafka tests on the real broker: a logger that keeps what it is
+ * told, polling with a deadline, and a consumer that gathers everything written to a topic.
+ */
+import type { Logger, TopicSpec } from '@eddy/core';
+import { kafkaTransport } from '@eddy/kafka';
+import kafkajs from 'kafkajs';
+import type { Consumer, Kafka } from 'kafkajs';
+import { uniqueName } from './broker.ts';
+
+const { logLevel } = kafkajs;
+
+export interface LogEntry {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+/** A logger that keeps every entry; EDDY_TEST_LOG=1 also prints warnings and errors, EDDY_TEST_LOG=info everything but debug. */
+export function recordingLogger(): Logger & { entries: LogEntry[]; errors(): LogEntry[] } {
+  const entries: LogEntry[] = [];
+  const write = (level: LogEntry['level']) => (fields: Record<string, unknown>, message: string) => {
+    entries.push({ level, message, fields });
+    const show = process.env.EDDY_TEST_LOG;
+    if ((show === '1' && (level === 'warn' || level === 'error')) || (show === 'info' && level !== 'debug')) console.log(new Date().toISOString(), level, message, JSON.stringify(fields));
+  };
+  return {
+    entries,
+    debug: write('debug'),
+    info: write('info'),
+    warn: write('warn'),
+    error: write('error'),
+    /** Errors that the transport itself logged (kafkajs logs retriable trouble as errors too). */
+    errors: () => entries.filter((entry) => entry.level === 'error' && entry.fields.component === 'eddy-kafka'),
+  };
+}
+
+/** Polls `check` until it returns true, failing with `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, { timeoutMs = 30_000, intervalMs = 50 } = {}): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+export interface Gathered {
+  partition: number;
+  offset: number;
+  key: string | undefined;
+  value: string | undefined;
+}
+
+/** Reads a topic from the beginning into `records` until `stop()`. */
+export async function gatherTopic(kafka: Kafka, topic: string): Promise<{ records: Gathered[]; stop(): Promise<void> }> {
+  const records: Gathered[] = [];
+  const consumer: Consumer = kafka.consumer({ groupId: uniqueName('eddy-gather'), maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      records.push({ partition, offset: Number(message.offset), key: message.key?.toString(), value: message.value?.toString() });
+    },
+  });
+  return { records, stop: () => consumer.disconnect() };
+}
+
+/**
+ * Creates topics and waits for their leaders. kafkajs's `createTopics({ waitForLeaders: true })`
+ * fails now and then on Kafka 4, which answers UNKNOWN_TOPIC_OR_PARTITION for a moment after
+ * creating a topic; the transport's ensureTopics waits through that.
+ */
+export async function createTopics(brokers: string[], specs: TopicSpec[]): Promise<void> {
+  const transport = kafkaTransport({ brokers, logLevel: 'nothing' });
+  try {
+    await transport.ensureTopics(specs);
+  } finally {
+    await transport.close();
+  }
+}
+
+/** A kafkajs client for test set-up (topics, raw produce, inspection), silent. */
+export function testKafka(brokers: string[]): Kafka {
+  return new kafkajs.Kafka({ clientId: 'eddy-kafka-test', brokers, logLevel: logLevel.NOTHING });
+}
