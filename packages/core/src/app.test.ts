@@ -235,3 +235,46 @@ describe('TestDriver.read', () => {
     await driver.stop();
   });
 });
+
+describe('transport failures', () => {
+  it('sends the records of a failed send again and commits no offset past them meanwhile', async () => {
+    const inner = memoryTransport();
+    let failures = 2;
+    const createProducer = async () => {
+      const producer = await inner.createProducer();
+      return {
+        send: async (records: Parameters<typeof producer.send>[0]) => {
+          if (records.some((record) => record.topic === 'out') && failures > 0) {
+            failures--;
+            throw new Error('broker unavailable');
+          }
+          return producer.send(records);
+        },
+        close: () => producer.close(),
+      };
+    };
+    const flaky = new Proxy(inner, {
+      get(target, property) {
+        if (property === 'createProducer') return createProducer;
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const app = createApp({ id: 'flaky', transport: flaky, logger: silentLogger });
+    app.from<number>('in').map((n) => n + 1).to('out');
+    await app.start();
+    await app.send('in', 1);
+    await inner.idle();
+    expect(inner.records('out')).toHaveLength(0);
+    await app.stop().catch(() => undefined);
+    // The failed commit left the input uncommitted; a new instance redoes it.
+    const again = createApp({ id: 'flaky', transport: flaky, logger: silentLogger });
+    again.from<number>('in').map((n) => n + 1).to('out');
+    await again.start();
+    await inner.idle();
+    await again.stop();
+    const values = inner.records('out').map((record) => Number(new TextDecoder().decode(record.value!)));
+    expect(values.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(values)).toEqual(new Set([2]));
+  });
+});

@@ -240,9 +240,14 @@ export class App {
    * process.on('SIGTERM', () => app.stop());
    */
   stop(): Promise<void> {
-    if (this.#status === 'created' || this.#status === 'stopped') {
+    if (this.#status === 'stopped') return Promise.resolve();
+    if (this.#status === 'created') {
+      // Never started, but `send()` may have opened a producer.
       this.#status = 'stopped';
-      return Promise.resolve();
+      return (async () => {
+        await this.#producer?.close();
+        if (this.#producer) await this.#transport.close();
+      })();
     }
     this.#stopping ??= this.#shutdown();
     return this.#stopping;
@@ -539,10 +544,16 @@ export class App {
     for (const key of keys) {
       const task = this.#tasks.get(key);
       if (!task) continue;
-      if (!this.#failure) await this.#commitTask(task);
-      task.halt();
-      for (const store of task.stores.values()) await store.close();
-      this.#tasks.delete(key);
+      try {
+        if (!this.#failure) await this.#commitTask(task);
+      } catch (error) {
+        // The partition's next owner resumes from the last commit: records repeat, none is lost.
+        this.#log('warn', 'commit on revoke failed', { task: task.taskId, error: String(error) });
+      } finally {
+        task.halt();
+        this.#tasks.delete(key);
+        for (const store of task.stores.values()) await store.close().catch(() => undefined);
+      }
     }
   }
 

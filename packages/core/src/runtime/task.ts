@@ -363,10 +363,15 @@ export class Task implements TaskContext {
     if (this.#outbox.length === 0) return;
     const records = this.#outbox;
     this.#outbox = [];
-    const send = this.host.producer.send(records);
+    const send = this.host.producer.send(records).catch((error: unknown) => {
+      // Nothing is lost: the records go out again with the next flush, and the commit waiting for
+      // this send fails, so no offset moves past them until they are acknowledged.
+      this.#outbox = [...records, ...this.#outbox];
+      this.host.log('warn', 'send failed; the records will be sent again', { task: this.taskId, records: records.length, error: describeError(error) });
+      throw error;
+    });
     const tracked = send.finally(() => this.#sends.delete(tracked));
     this.#sends.add(tracked);
-    // A failed send is reported by the commit that waits for it.
     tracked.catch(() => undefined);
   }
 
@@ -406,6 +411,7 @@ export class Task implements TaskContext {
   async drain(): Promise<void> {
     while (this.#work.size > 0 || this.#sends.size > 0 || this.#outbox.length > 0) {
       this.flush();
+      // A failed send rejects here (its records are back in the outbox): the caller stops.
       await Promise.all([...this.#work, ...this.#sends]);
     }
   }
