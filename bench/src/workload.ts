@@ -5,6 +5,7 @@
  * (seeded), so every benchmark process builds byte-identical records; `inputHash` proves it.
  */
 import type { OutgoingRecord } from '@eddy/core';
+import { mulberry32 } from '@eddy/core/testing';
 
 /** The value of one input record (JSON-encoded in the record). */
 export interface Reading {
@@ -54,16 +55,7 @@ export interface Workload {
   readonly inputBytes: number;
 }
 
-/** mulberry32: a small, fast, seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 export function sensorName(index: number): string {
   return `sensor-${String(index).padStart(4, '0')}`;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createApp, memoryTransport, silentLogger, type MemoryTransport } from '@eddy/core';
 import { levelState } from '@eddy/state';
+import { mulberry32 } from '@eddy/core/testing';
 
 interface Reading {
   sensor: string;
@@ -20,14 +21,7 @@ afterAll(async () => {
   await Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
-function random(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const random = mulberry32;
 
 /** Readings of 8 sensors over ~2 minutes, in slightly shuffled order, some late. */
 function readings(seed: number, count: number): Reading[] {

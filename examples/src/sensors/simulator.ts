@@ -1,4 +1,7 @@
 import type { FaultKind, InjectedAnomaly, Reading } from './types.js';
+import { mulberry32 } from '@eddy/core/testing';
+
+export { mulberry32 };
 
 /**
  * Deterministic simulated sensors: the same options always give the same readings, faults and
@@ -170,17 +173,6 @@ export function simulate(options: SimulationOptions = {}): Simulation {
   };
 }
 
-/** A small, fast, seedable PRNG (uniform in [0, 1)). */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /** Standard normal by Box–Muller. */
 function gaussian(random: () => number): number {

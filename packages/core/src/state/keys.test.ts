@@ -1,18 +1,9 @@
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { compareBytes, decodeWindowKey, encodeWindowKey, keyPrefix, prefixSuccessor } from './keys.js';
+import { mulberry32 } from '../testing/random.js';
 
-/** A small deterministic generator, so a failing seed can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+const random = mulberry32;
 
 function randomBytes(next: () => number, maxLength: number): Uint8Array {
   const length = Math.floor(next() * (maxLength + 1));

@@ -6,6 +6,7 @@ import { Buffer } from 'node:buffer';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { KeyRange, PartitionStore, StateBackend, StoreEntry, StoreSpec } from './backend.js';
 import { compareBytes } from './keys.js';
+import { mulberry32 } from '../testing/random.js';
 
 /**
  * Options of {@link describeStoreContract}.
@@ -558,17 +559,7 @@ function describeRange(range: KeyRange): string {
   return `[${hexOf(range.gte) ?? '-∞'}, ${hexOf(range.lt) ?? '+∞'})`;
 }
 
-/** A small deterministic generator, so a failing seed can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+const random = mulberry32;
 
 /** Short keys over a small alphabet with the edge bytes, so prefixes and collisions are common. */
 function randomKey(next: () => number): Uint8Array {

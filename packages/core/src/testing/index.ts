@@ -6,6 +6,7 @@ import { MemoryTransport } from '../transport/memory.js';
 import { VirtualClock } from './virtual-clock.js';
 
 export { VirtualClock } from './virtual-clock.js';
+export { mulberry32 } from './random.js';
 
 /** Options of {@link TestDriver.start}. */
 export interface TestDriverOptions {

@@ -9,20 +9,12 @@
 import { isDeepStrictEqual } from 'node:util';
 import { createApp, type AppOptions, type KeyedStream, type MetricsSnapshot, type WindowedTable } from '../index.js';
 import { TestDriver, type DriverRecord } from '../testing/index.js';
+import { mulberry32 } from '../testing/random.js';
+
+export { mulberry32 };
 
 // --- randomness ------------------------------------------------------------------------------
 
-/** mulberry32: a tiny seeded PRNG, so that every failure reproduces from its seed. */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let mixed = state;
-    mixed = Math.imul(mixed ^ (mixed >>> 15), mixed | 1);
-    mixed ^= mixed + Math.imul(mixed ^ (mixed >>> 7), mixed | 61);
-    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 export class Random {
   readonly #next: () => number;
