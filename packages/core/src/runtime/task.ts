@@ -483,14 +483,24 @@ export class Task implements TaskContext {
         remaining += end;
         checkpoint = 0;
       }
-      for await (const batch of readChangelog(topic, this.partition, checkpoint)) {
-        const last = batch[batch.length - 1];
-        if (!last) continue;
-        await store.write(batch.map((record) => ({ key: record.key ?? new Uint8Array(), value: record.value })), last.offset + 1);
-        restored += batch.length;
-        remaining = Math.max(0, remaining - batch.length);
+      // Store writes in chunks of ~10k records: fewer, larger batches restore several times faster.
+      let pending: StoreEntry[] = [];
+      let nextOffset = checkpoint;
+      const write = async () => {
+        if (pending.length === 0) return;
+        await store.write(pending, nextOffset);
+        restored += pending.length;
+        remaining = Math.max(0, remaining - pending.length);
+        pending = [];
         progress(restored, remaining);
+      };
+      for await (const batch of readChangelog(topic, this.partition, checkpoint)) {
+        for (const record of batch) pending.push({ key: record.key ?? new Uint8Array(), value: record.value });
+        const last = batch[batch.length - 1];
+        if (last) nextOffset = last.offset + 1;
+        if (pending.length >= 10_000) await write();
       }
+      await write();
       const storedTime = await store.get(STREAM_TIME_KEY);
       if (storedTime) streamTime = Math.max(streamTime, Number(decoder.decode(storedTime)));
       const storedPositions = await store.get(INPUT_OFFSETS_KEY);
