@@ -29,6 +29,8 @@ export const sensorWindow = {
 export interface SensorsAppOptions extends Partial<AppOptions> {
   /** What runs on each closed window; default the inline {@link predict}. A `workerPool(...)` works too. */
   readonly model?: WindowHandler<SensorWindow, Prediction>;
+  /** Other topic names than {@link topics} (for example on a shared cluster). */
+  readonly topicNames?: Partial<typeof topics>;
 }
 
 /**
@@ -42,21 +44,22 @@ export interface SensorsAppOptions extends Partial<AppOptions> {
  * await app.start();
  */
 export function buildSensorsApp(options: SensorsAppOptions = {}): App {
-  const { model = predict, ...appOptions } = options;
+  const { model = predict, topicNames, ...appOptions } = options;
+  const names = { ...topics, ...topicNames };
   const app = createApp({ id: 'sensors', ...appOptions });
 
   const windows = app
-    .from<Reading>(topics.readings, { timestamp: (reading) => reading.ts })
+    .from<Reading>(names.readings, { timestamp: (reading) => reading.ts })
     .filter((reading) => Number.isFinite(reading.value))
     .keyBy((reading) => reading.sensor)
     .hopping(sensorWindow.size, sensorWindow.slide, { grace: sensorWindow.grace })
     .collect();
 
-  windows.onClose(model).to(topics.predictions);
+  windows.onClose(model).to(names.predictions);
 
   windows
     .onLate(({ key, start, end, value }): LateReadingNotice => ({ sensor: key, ts: value.ts, value: value.value, windowStart: start, windowEnd: end }))
-    .to(topics.lateReadings);
+    .to(names.lateReadings);
 
   return app;
 }
