@@ -129,15 +129,13 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
   const operator: StatefulOperator = {
     storeName,
     nextDeadline: () => {
-      // Drop stale heap entries so the deadline is real.
+      // Drop stale heap entries so the deadline is real; a live top stays where it is.
       for (;;) {
         const priority = deadlines.peekPriority();
         if (priority === undefined) return undefined;
-        const state = deadlines.pop()!;
-        if (state.due === priority && keys.get(state.id) === state) {
-          deadlines.push(priority, state);
-          return priority;
-        }
+        const state = deadlines.peek()!;
+        if (state.due === priority && keys.get(state.id) === state) return priority;
+        deadlines.pop();
       }
     },
     openWindows() {
