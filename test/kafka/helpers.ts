@@ -52,10 +52,13 @@ export interface Gathered {
   value: string | undefined;
 }
 
-/** Reads a topic from the beginning into `records` until `stop()`. */
-export async function gatherTopic(kafka: Kafka, topic: string): Promise<{ records: Gathered[]; stop(): Promise<void> }> {
+/**
+ * Reads a topic from the beginning into `records` until `stop()`. Like every kafkajs consumer it
+ * reads committed records only (read_committed) unless `readUncommitted` is set.
+ */
+export async function gatherTopic(kafka: Kafka, topic: string, { readUncommitted = false } = {}): Promise<{ records: Gathered[]; stop(): Promise<void> }> {
   const records: Gathered[] = [];
-  const consumer: Consumer = kafka.consumer({ groupId: uniqueName('eddy-gather'), maxWaitTimeInMs: 100 });
+  const consumer: Consumer = kafka.consumer({ groupId: uniqueName('eddy-gather'), maxWaitTimeInMs: 100, readUncommitted });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   await consumer.run({

@@ -4,7 +4,7 @@ import { GraphBuilder, type Node } from './dsl/graph.js';
 import { Stream } from './dsl/stages.js';
 import { buildTopology, changelogTopic, deadLetterTopic, describeMermaid, describeText, type SubTopology, type Topology } from './dsl/topology.js';
 import { toMs, type Duration } from './duration.js';
-import { ConfigError, EddyError } from './errors.js';
+import { ConfigError, describeError, EddyError } from './errors.js';
 import { isBatchHandler, type WindowBatchHandler } from './handler.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { partitionForKey } from './murmur2.js';
@@ -15,7 +15,10 @@ import { checkSerde, defaultKeySerde, json, type Serde } from './serde.js';
 import type { StateBackend } from './state/backend.js';
 import { memoryState } from './state/memory.js';
 import { memoryTransport } from './transport/memory.js';
-import type { Headers, TopicPartition, TopicPartitionOffset, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
+import type { Headers, TopicPartition, TopicPartitionOffset, TransactionalProducer, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
+
+const isTransactional = (producer: TransportProducer): producer is TransactionalProducer =>
+  typeof (producer as Partial<TransactionalProducer>).begin === 'function' && typeof (producer as Partial<TransactionalProducer>).sendOffsets === 'function';
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -31,7 +34,11 @@ export interface AppOptions {
   idleTimeout?: Duration | false;
   /** How often tasks commit (state flush, offsets). Default `'1s'`. */
   commitInterval?: Duration;
-  /** Default `at-least-once`; `exactly-once` needs a transport with transactions. */
+  /**
+   * Default `at-least-once`; `exactly-once` needs a transport with transactions: each task commits
+   * its outputs, state changes and input offsets in one transaction, and a failed transaction (a
+   * zombie instance fenced by a newer one, a broker failure past retries) stops the app.
+   */
   guarantee?: 'at-least-once' | 'exactly-once';
   /** What a bad record does: `dead-letter` (default, to `<id>-dlq`) or `stop`. */
   onError?: 'dead-letter' | 'stop';
@@ -384,7 +391,7 @@ export class App {
     };
   }
 
-  /** @internal Why the app stopped on its own, if it did (`onError: 'stop'`). */
+  /** @internal Why the app stopped on its own, if it did (`onError: 'stop'`, a failed transaction). */
   get failure(): EddyError | undefined {
     return this.#failure;
   }
@@ -510,7 +517,8 @@ export class App {
       const key = this.#taskKey(topic, partition);
       if (this.#tasks.has(key)) continue;
       const sub = topology.subTopologies.find((candidate) => candidate.sources.some((source) => source.topic === topic))!;
-      const task = new Task(this.#host(), sub, partition);
+      // Exactly-once: the task's producer exists (and has fenced its previous owner's) before its state is read.
+      const task = new Task(this.#host(), sub, partition, await this.#transactionalProducer(sub, partition));
       for (const storeName of sub.storeNames) {
         task.stores.set(storeName, await this.#state.open({ appId: this.id, storeName, partition, changelogTopic: changelogTopic(this.id, storeName) }));
       }
@@ -526,7 +534,10 @@ export class App {
           const seconds = Math.max(0.001, (this.#clock.now() - started) / 1000);
           this.#log('debug', 'restoring state', { task: task.taskId, records, recordsPerSecond: Math.round(records / seconds), remaining });
         },
-      );
+      ).catch(async (error: unknown) => {
+        await task.close();
+        throw error;
+      });
       this.#restoreRemaining = 0;
       if (restored.records > 0) {
         const ms = this.#clock.now() - started;
@@ -550,34 +561,67 @@ export class App {
         // The partition's next owner resumes from the last commit: records repeat, none is lost.
         this.#log('warn', 'commit on revoke failed', { task: task.taskId, error: String(error) });
       } finally {
-        task.halt();
+        await task.close();
         this.#tasks.delete(key);
         for (const store of task.stores.values()) await store.close().catch(() => undefined);
       }
     }
   }
 
+  /**
+   * Exactly-once: a producer of its own for the task, its transactional id stable per task. The
+   * embedded broker gives a plain one (a crash cannot tear its log): then the task commits as under
+   * at-least-once with the app's producer.
+   */
+  async #transactionalProducer(sub: SubTopology, partition: number): Promise<TransactionalProducer | undefined> {
+    if (this.#options.guarantee !== 'exactly-once') return undefined;
+    const producer = await this.#transport.createProducer({ transactionalId: `${this.id}-${sub.index}_${partition}` });
+    if (isTransactional(producer)) return producer;
+    await producer.close();
+    return undefined;
+  }
+
   #commitTask(task: Task): Promise<void> {
-    return task.exclusive(() =>
+    const commit = task.exclusive(() =>
       task.commit(async (offsets) => {
-        await this.#consumer!.commit(offsets);
+        // A transactional task committed its offsets with its transaction.
+        if (!task.transactional) await this.#consumer!.commit(offsets);
         // Committed repartition records are never read again: let the log drop them.
         for (const offset of offsets) {
-          if (this.#topology!.repartitionTopics.has(offset.topic)) await this.#transport.deleteRecords?.(offset, offset.offset);
+          if (!this.#topology!.repartitionTopics.has(offset.topic)) continue;
+          const deleted = this.#transport.deleteRecords?.(offset, offset.offset);
+          // After a transaction committed, a failure here only leaves records for the next commit to drop.
+          if (task.transactional) await deleted?.catch((error: unknown) => this.#log('warn', 'deleting committed repartition records failed', { task: task.taskId, error: describeError(error) }));
+          else await deleted;
         }
       }),
     );
+    if (!task.transactional) return commit;
+    return commit.catch((error: unknown) => {
+      // The transaction is aborted (or was, by a newer owner of the task: this instance is a
+      // zombie), and the task's state since the last commit with it. The app stops; a restart
+      // resumes every task from its last committed transaction.
+      if (this.#status === 'running') {
+        const failure = error instanceof EddyError ? error : new EddyError('TRANSPORT_FAILED', `task ${task.taskId}: the transaction failed: ${describeError(error)}`, { cause: error });
+        this.#stopOn(failure, `stopping: the transaction of task ${task.taskId} failed (exactly-once)`);
+      }
+      throw error;
+    });
   }
 
   #recordFailed(error: EddyError): boolean {
     if (this.#options.onError === 'dead-letter') return true;
-    if (!this.#failure) {
-      this.#failure = error;
-      this.#log('error', 'stopping on a bad record (onError: stop)', { code: error.code, error: error.message });
-      for (const task of this.#tasks.values()) task.halt();
-      queueMicrotask(() => void this.stop());
-    }
+    this.#stopOn(error, 'stopping on a bad record (onError: stop)');
     return false;
+  }
+
+  /** Stops the app on its own (see `failure`): tasks take no more records and commit no more. */
+  #stopOn(error: EddyError, message: string): void {
+    if (this.#failure) return;
+    this.#failure = error;
+    this.#log('error', message, { code: error.code, error: error.message });
+    for (const task of this.#tasks.values()) task.halt();
+    queueMicrotask(() => void this.stop());
   }
 
   /** Arms one clock timer for the earliest of: the next commit, any task's next wake-up. */

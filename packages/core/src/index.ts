@@ -31,6 +31,7 @@ export type {
   TopicPartition,
   TopicPartitionOffset,
   TopicSpec,
+  TransactionalProducer,
   Transport,
   TransportConsumer,
   TransportProducer,

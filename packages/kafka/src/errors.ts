@@ -48,6 +48,18 @@ export function isMembershipError(error: unknown): boolean {
   return hasType(error, (type) => membershipErrors.has(type));
 }
 
+/**
+ * Broker errors that mean a newer producer took the transactional id over (a zombie's requests).
+ * PRODUCER_FENCED (code 90) is newer than kafkajs, which reports it as an unknown error code.
+ */
+const fencingErrors = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED']);
+
+/** Whether a transactional request failed because the producer was fenced. */
+export function isFenced(error: unknown): boolean {
+  if (hasType(error, (type) => fencingErrors.has(type))) return true;
+  return hasType(error, (type) => type === 'KAFKAJS_UNKNOWN_ERROR_CODE') && /\bcode 90\b/.test(String(shape(originalCause(error)).message));
+}
+
 /** Broker errors that mean the client's view of topics and leaders is out of date. */
 const staleMetadataErrors = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'NOT_LEADER_FOR_PARTITION', 'LEADER_NOT_AVAILABLE', 'FENCED_LEADER_EPOCH', 'UNKNOWN_LEADER_EPOCH']);
 

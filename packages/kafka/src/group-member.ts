@@ -71,6 +71,8 @@ export class KafkaGroupMember implements TransportConsumer {
       maxWaitTimeInMs: settings.maxWaitTimeMs,
       maxBytesPerPartition: settings.maxBytesPerPartition,
       allowAutoTopicCreation: false,
+      // read_committed: records of aborted transactions (and of open ones) are never delivered.
+      readUncommitted: false,
       retry: settings.retry,
     });
   }
@@ -199,7 +201,9 @@ export class KafkaGroupMember implements TransportConsumer {
       await revocations;
       if (added.length === 0) return true;
       try {
-        await this.#listener.onAssign(added.map(([, partition]) => partition));
+        const partitions = added.map(([, partition]) => partition);
+        const positions = await this.#listener.onAssign(partitions);
+        await this.#seekAfterAssign(partitions, positions ?? []);
         return true;
       } catch (error) {
         // Their batches are refused from now on, which makes kafkajs restart the consumer and
@@ -210,6 +214,35 @@ export class KafkaGroupMember implements TransportConsumer {
       }
     })();
     void this.#ready.then((ok) => ok && this.#joined.resolve());
+  }
+
+  /**
+   * Where the new partitions start: their committed offsets as of now, or a later position the
+   * listener returned (state it restored already covers those records). kafkajs reads committed
+   * offsets on its first fetch, which may precede `onAssign`; under exactly-once the listener's
+   * transactional producer has since completed or aborted the previous owner's last transaction
+   * (fencing it), which may have committed offsets past what kafkajs read. Seeking before any
+   * batch is delivered makes kafkajs fetch again from here.
+   */
+  async #seekAfterAssign(partitions: readonly TopicPartition[], positions: readonly TopicPartitionOffset[]): Promise<void> {
+    const targets = new Map<string, TopicPartitionOffset>();
+    for (const topic of new Set(partitions.map((partition) => partition.topic))) {
+      const wanted = new Set(partitions.filter((partition) => partition.topic === topic).map((partition) => partition.partition));
+      let committed: Array<{ partition: number; offset: string }>;
+      try {
+        [{ partitions: committed } = { partitions: [] }] = await this.#host.withAdmin((admin) => admin.fetchOffsets({ groupId: this.#groupId, topics: [topic] }));
+      } catch (error) {
+        throw transportError(`reading the committed offsets of ${topic} in group ${this.#groupId}`, error);
+      }
+      for (const { partition, offset } of committed) {
+        if (wanted.has(partition) && Number(offset) >= 0) targets.set(partitionKey(topic, partition), { topic, partition, offset: Number(offset) });
+      }
+    }
+    for (const position of positions) {
+      const key = partitionKey(position.topic, position.partition);
+      if ((targets.get(key)?.offset ?? -1) < position.offset) targets.set(key, position);
+    }
+    for (const [key, position] of targets) if (this.#assigned.has(key)) this.seek(position);
   }
 
   #onCrash(error: Error, restart: boolean): void {

@@ -1,7 +1,7 @@
-import { EddyError, type OutgoingRecord, type TopicPartitionOffset, type TransportProducer } from '@eddy/core';
+import { EddyError, type OutgoingRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
 import kafkajs from 'kafkajs';
-import type { Kafka, Message, Producer, RecordMetadata, TopicMessages } from 'kafkajs';
-import { transportError } from './errors.js';
+import type { Kafka, Message, Producer, RecordMetadata, TopicMessages, Transaction } from 'kafkajs';
+import { isFenced, transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
 import { approximateSize, partitionKey, toKafkaMessage } from './records.js';
 
@@ -38,7 +38,7 @@ export class KafkaProducer implements TransportProducer {
   #inFlight: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
-  private constructor(producer: Producer, onClose: (producer: KafkaProducer) => void) {
+  protected constructor(producer: Producer, onClose: (producer: KafkaProducer) => void) {
     this.#producer = producer;
     this.#onClose = onClose;
   }
@@ -78,11 +78,21 @@ export class KafkaProducer implements TransportProducer {
   /** Waits for the sends already made, then disconnects. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      while (this.#inFlight) await this.#inFlight;
+      await this.idle();
       this.#onClose(this);
       await this.#producer.disconnect().catch(() => undefined);
     })();
     return this.#closing;
+  }
+
+  /** Resolves once no send is queued or in flight. */
+  protected async idle(): Promise<void> {
+    while (this.#inFlight) await this.#inFlight;
+  }
+
+  /** One produce request (all its records acknowledged by every in-sync replica). */
+  protected sendBatch(topicMessages: TopicMessages[]): Promise<RecordMetadata[]> {
+    return this.#producer.sendBatch({ acks: -1, topicMessages });
   }
 
   #pump(): void {
@@ -98,7 +108,7 @@ export class KafkaProducer implements TransportProducer {
   async #sendAll(pending: readonly PendingSend[]): Promise<void> {
     try {
       for (const request of splitRequests(pending)) {
-        const metadata = await this.#producer.sendBatch({ acks: -1, topicMessages: request.topicMessages });
+        const metadata = await this.sendBatch(request.topicMessages);
         assignOffsets(request.entries, metadata);
       }
     } catch (error) {
@@ -108,6 +118,165 @@ export class KafkaProducer implements TransportProducer {
     }
     for (const send of pending) send.resolve([...send.lastOffsets.values()]);
   }
+}
+
+/**
+ * A transactional kafkajs producer (exactly-once), one per task: its transactional id is stable
+ * per task, so the producer of a task's new owner fences the old one. Sends are coalesced like
+ * {@link KafkaProducer}'s, into the open transaction.
+ *
+ * kafkajs cannot begin a transaction after a failed commit or abort: such a producer is broken
+ * for good, and the runtime replaces the task (and with it the producer).
+ */
+export class KafkaTransactionalProducer extends KafkaProducer implements TransactionalProducer {
+  readonly transactionalId: string;
+  readonly #producer: Producer;
+  /** The kafkajs transaction: opened on connect (to register the id), then by `begin`. */
+  #transaction: Transaction | undefined;
+  /** Whether `begin` opened the transaction (and `commit` or `abort` has not ended it yet). */
+  #open = false;
+  #failure: EddyError | undefined;
+  #closed = false;
+
+  private constructor(producer: Producer, onClose: (producer: KafkaProducer) => void, transactionalId: string, transaction: Transaction) {
+    super(producer, onClose);
+    this.#producer = producer;
+    this.transactionalId = transactionalId;
+    this.#transaction = transaction;
+  }
+
+  /**
+   * Connects a producer with this transactional id and registers the id with its transaction
+   * coordinator (InitProducerId). That fences every older producer of the id: the coordinator
+   * aborts its open transaction (and waits for the abort to complete), and its next send or commit
+   * fails. Only then may the new owner read the task's committed state.
+   */
+  static async connectTransactional(kafka: Kafka, settings: KafkaSettings, transactionalId: string, onClose: (producer: KafkaProducer) => void): Promise<KafkaTransactionalProducer> {
+    const producer = kafka.producer({
+      transactionalId,
+      idempotent: true,
+      // One request at a time per broker, as transactions (and idempotence) want.
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+      retry: { ...settings.retry, retries: Math.max(1, settings.retry.retries ?? 1) },
+    });
+    try {
+      await producer.connect();
+      // kafkajs initializes the transactional id with the first transaction; it stays open on the
+      // client only (the broker knows a transaction once records or offsets join it).
+      const transaction = await producer.transaction();
+      return new KafkaTransactionalProducer(producer, onClose, transactionalId, transaction);
+    } catch (error) {
+      await producer.disconnect().catch(() => undefined);
+      throw transactionError(`starting transactional producer ${transactionalId}`, transactionalId, error);
+    }
+  }
+
+  async begin(): Promise<void> {
+    this.#usable('begin');
+    if (this.#open) throw new EddyError('TRANSPORT_FAILED', `transactional producer ${this.transactionalId}: a transaction is open already`);
+    if (!this.#transaction) {
+      try {
+        this.#transaction = await this.#producer.transaction();
+      } catch (error) {
+        throw this.#broken(`beginning a transaction`, error);
+      }
+    }
+    this.#open = true;
+  }
+
+  async sendOffsets(groupId: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    const transaction = this.#current('sendOffsets');
+    const byTopic = new Map<string, Array<{ partition: number; offset: string }>>();
+    for (const { topic, partition, offset } of offsets) {
+      let partitions = byTopic.get(topic);
+      if (!partitions) byTopic.set(topic, (partitions = []));
+      partitions.push({ partition, offset: String(offset) });
+    }
+    try {
+      await transaction.sendOffsets({ consumerGroupId: groupId, topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
+    } catch (error) {
+      throw this.#broken(`committing offsets of group ${groupId} in the transaction`, error);
+    }
+  }
+
+  async commit(): Promise<void> {
+    const transaction = this.#current('commit');
+    await this.idle();
+    if (this.#failure) throw this.#failure;
+    try {
+      await transaction.commit();
+    } catch (error) {
+      throw this.#broken('committing the transaction', error);
+    } finally {
+      this.#open = false;
+      this.#transaction = undefined;
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (!this.#open || !this.#transaction) return;
+    const transaction = this.#transaction;
+    this.#open = false;
+    this.#transaction = undefined;
+    await this.idle();
+    try {
+      await transaction.abort();
+    } catch (error) {
+      throw this.#broken('aborting the transaction', error);
+    }
+  }
+
+  /** Aborts an open transaction (best effort), then disconnects. */
+  override close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      const abort = this.#open ? this.abort().catch(() => undefined) : Promise.resolve();
+      return abort.then(() => super.close());
+    }
+    return super.close();
+  }
+
+  protected override sendBatch(topicMessages: TopicMessages[]): Promise<RecordMetadata[]> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (!this.#open || !this.#transaction) {
+      return Promise.reject(new EddyError('TRANSPORT_FAILED', `transactional producer ${this.transactionalId}: send outside a transaction`));
+    }
+    return this.#transaction.sendBatch({ acks: -1, topicMessages }).catch((error: unknown) => {
+      throw this.#broken('producing in the transaction', error);
+    });
+  }
+
+  #usable(what: string): void {
+    if (this.#failure) throw this.#failure;
+    if (this.#closed) throw new EddyError('TRANSPORT_FAILED', `${what}: transactional producer ${this.transactionalId} is closed`);
+  }
+
+  #current(what: string): Transaction {
+    this.#usable(what);
+    if (!this.#open || !this.#transaction) throw new EddyError('TRANSPORT_FAILED', `${what}: transactional producer ${this.transactionalId} has no open transaction`);
+    return this.#transaction;
+  }
+
+  /** A failed transactional request leaves the transaction (and kafkajs's producer) unusable. */
+  #broken(what: string, error: unknown): EddyError {
+    const failure = transactionError(what, this.transactionalId, error);
+    this.#failure ??= failure;
+    return failure;
+  }
+}
+
+/** A failure of a transactional producer; fencing says so, and is never retriable. */
+function transactionError(what: string, transactionalId: string, error: unknown): EddyError {
+  if (error instanceof EddyError) return error;
+  if (isFenced(error)) {
+    return new EddyError('TRANSPORT_FAILED', `${what}: transactional id ${transactionalId} was fenced: a newer producer (the task's next owner) took it over`, {
+      cause: error,
+      retriable: false,
+    });
+  }
+  return transportError(`${what} (transactional id ${transactionalId})`, error);
 }
 
 /** One produce request: its messages by topic, and which call each record belongs to, in order. */

@@ -59,6 +59,8 @@ export async function* readPartition(host: PartitionReaderHost, { topic, partiti
     sessionTimeout: settings.sessionTimeoutMs,
     heartbeatInterval: settings.heartbeatIntervalMs,
     allowAutoTopicCreation: false,
+    // read_committed: a restore never applies a record of an aborted transaction.
+    readUncommitted: false,
     retry: settings.retry,
   });
   const batches = new Handoff<readonly IncomingRecord[]>();

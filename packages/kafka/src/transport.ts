@@ -15,14 +15,19 @@ import { isStaleMetadata, transportError } from './errors.js';
 import { KafkaGroupMember } from './group-member.js';
 import { kafkaLogCreator, kafkaLogLevel } from './logging.js';
 import { resolveSettings, type KafkaSettings, type KafkaTransportOptions } from './options.js';
-import { KafkaProducer } from './producer.js';
+import { KafkaProducer, KafkaTransactionalProducer } from './producer.js';
 import { readPartition } from './read-partition.js';
+import { installReadCommittedFix } from './read-committed.js';
 import { brokerReplicationFactor, createMissingTopics, uniqueSpecs } from './topics.js';
+
+// kafkajs's read_committed consumers deliver records of some aborted transactions; see read-committed.ts.
+installReadCommittedFix();
 
 /**
  * A transport on a Kafka cluster, through kafkajs: consumer groups with revoke-before-rejoin
- * rebalances, an idempotent producer, internal topics created on start (changelogs compacted),
- * and changelog restore.
+ * rebalances, an idempotent producer, transactional producers for exactly-once, internal topics
+ * created on start (changelogs compacted), and changelog restore. Consumers read committed
+ * records only (read_committed).
  *
  * Give each app its own transport: `close()` (which `app.stop()` calls) disconnects every client
  * the transport created. Clients connect lazily, and a closed transport connects again when used.
@@ -41,6 +46,8 @@ export function kafkaTransport(options: KafkaTransportOptions): KafkaTransport {
 
 export class KafkaTransport implements Transport {
   readonly kind = 'kafka';
+  /** Transactions: one transactional producer per task (see {@link KafkaTransactionalProducer}). */
+  readonly exactlyOnce = true;
   readonly defaultPartitions: number | undefined;
   readonly #settings: KafkaSettings;
   readonly #kafka: Kafka;
@@ -105,14 +112,19 @@ export class KafkaTransport implements Transport {
 
   /**
    * An idempotent producer; `send` resolves with the offset of the last record per partition.
-   * Transactions (exactly-once) are not supported yet.
+   * With a `transactionalId`, a transactional producer (exactly-once): created once the id is
+   * registered with its coordinator, which fences the id's previous producer.
    * @example
    * const producer = await transport.createProducer();
    * await producer.send([{ topic: 'readings', partition: 0, key: null, value: bytes, timestamp: 0 }]);
    */
   async createProducer(options: { transactionalId?: string } = {}): Promise<TransportProducer> {
-    if (options.transactionalId !== undefined) {
-      throw new ConfigError(`kafkaTransport: transactional producers (exactly-once) are not supported yet; got transactionalId ${JSON.stringify(options.transactionalId)}`);
+    const { transactionalId } = options;
+    if (transactionalId !== undefined) {
+      if (typeof transactionalId !== 'string' || transactionalId === '') throw new ConfigError(`createProducer: invalid transactionalId ${JSON.stringify(transactionalId)}`);
+      const producer = await KafkaTransactionalProducer.connectTransactional(this.#kafka, this.#settings, transactionalId, (closed) => this.#producers.delete(closed));
+      this.#producers.add(producer);
+      return producer;
     }
     const producer = await KafkaProducer.connect(this.#kafka, this.#settings, (closed) => this.#producers.delete(closed));
     this.#producers.add(producer);

@@ -4,7 +4,7 @@ import type { Node } from '../dsl/graph.js';
 import { changelogTopic, deadLetterTopic, type SubTopology, type Topology } from '../dsl/topology.js';
 import { describeError, EddyError, type ErrorCode } from '../errors.js';
 import type { PartitionStore, StoreEntry } from '../state/backend.js';
-import type { Headers, IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransportProducer } from '../transport/types.js';
+import type { Headers, IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransactionalProducer, TransportProducer } from '../transport/types.js';
 import type { CacheBudget } from './cache.js';
 import type { StatefulOperator, TaskContext } from './context.js';
 import type { Metrics } from './metrics.js';
@@ -84,12 +84,20 @@ export class Task implements TaskContext {
   readonly #work = new Set<Promise<unknown>>();
   #halted = false;
   #lock: Promise<unknown> = Promise.resolve();
+  /** Exactly-once: the task's own producer; its sends, changelog and offsets commit as one transaction. */
+  readonly #transactional: TransactionalProducer | undefined;
+  /** The open transaction, begun by the first send after a commit. */
+  #transaction: Promise<void> | undefined;
+  /** A send or commit of the transaction failed: the transaction, and the task's state since the last commit, are lost. */
+  #transactionFailure: { error: unknown } | undefined;
 
   constructor(
     private readonly host: TaskHost,
     readonly subTopology: SubTopology,
     readonly partition: number,
+    transactional?: TransactionalProducer,
   ) {
+    this.#transactional = transactional;
     this.taskId = `${subTopology.index}_${partition}`;
     this.appId = host.appId;
     this.clock = host.clock;
@@ -361,6 +369,7 @@ export class Task implements TaskContext {
   /** Sends what the operators produced since the last flush, as one producer call. */
   flush(): void {
     if (this.#outbox.length === 0) return;
+    if (this.#transactional) return this.#flushTransaction(this.#transactional);
     const records = this.#outbox;
     this.#outbox = [];
     const send = this.host.producer.send(records).catch((error: unknown) => {
@@ -370,6 +379,26 @@ export class Task implements TaskContext {
       this.host.log('warn', 'send failed; the records will be sent again', { task: this.taskId, records: records.length, error: describeError(error) });
       throw error;
     });
+    const tracked = send.finally(() => this.#sends.delete(tracked));
+    this.#sends.add(tracked);
+    tracked.catch(() => undefined);
+  }
+
+  /**
+   * Exactly-once: sends into the open transaction, beginning one if none is open. A failed send
+   * dooms the transaction: nothing more is sent, and the commit fails.
+   */
+  #flushTransaction(producer: TransactionalProducer): void {
+    if (this.#transactionFailure) return;
+    const records = this.#outbox;
+    this.#outbox = [];
+    const transaction = (this.#transaction ??= producer.begin());
+    const send = transaction
+      .then(() => producer.send(records))
+      .catch((error: unknown) => {
+        this.#transactionFailure ??= { error };
+        throw error;
+      });
     const tracked = send.finally(() => this.#sends.delete(tracked));
     this.#sends.add(tracked);
     tracked.catch(() => undefined);
@@ -410,17 +439,37 @@ export class Task implements TaskContext {
   /** Resolves when every handler started so far has delivered and every send is acknowledged. */
   async drain(): Promise<void> {
     while (this.#work.size > 0 || this.#sends.size > 0 || this.#outbox.length > 0) {
+      if (this.#transactionFailure) throw this.#transactionFailure.error;
       this.flush();
       // A failed send rejects here (its records are back in the outbox): the caller stops.
       await Promise.all([...this.#work, ...this.#sends]);
     }
   }
 
+  /** Exactly-once: the task has its own transactional producer (and commits offsets with it). */
+  get transactional(): boolean {
+    return this.#transactional !== undefined;
+  }
+
   /**
    * The commit protocol: (1) handlers of closed windows deliver, (2) state changes go to the
    * changelog and the local store, (3) every send is acknowledged, (4) input offsets are committed.
+   * Exactly-once: outputs and changelog records went into the task's transaction, and (4) adds the
+   * input offsets to it and commits it, all or nothing; the local store is written after that, and
+   * `commitOffsets` then only follows up (the offsets are committed already). A failed transaction
+   * leaves the task unusable: it must be closed and rebuilt from the last commit.
    */
   async commit(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>): Promise<void> {
+    if (!this.#transactional) return this.#commit(commitOffsets);
+    try {
+      await this.#commit(commitOffsets);
+    } catch (error) {
+      this.#transactionFailure ??= { error };
+      throw error;
+    }
+  }
+
+  async #commit(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>): Promise<void> {
     await this.drain();
     const writes: Array<{ store: PartitionStore; entries: StoreEntry[]; topic: string }> = [];
     const positionsChanged = this.#positionsChanged;
@@ -443,6 +492,7 @@ export class Task implements TaskContext {
     for (const offsets of acknowledged as Array<readonly TopicPartitionOffset[]>) {
       for (const { topic, partition, offset } of offsets) if (partition === this.partition) lastOffsets.set(topic, Math.max(lastOffsets.get(topic) ?? -1, offset));
     }
+    if (this.#transactional) await this.#commitTransaction(this.#transactional, positionsChanged);
     for (const { store, entries, topic } of writes) {
       const last = lastOffsets.get(topic);
       await store.write(entries, last === undefined ? undefined : last + 1);
@@ -450,6 +500,35 @@ export class Task implements TaskContext {
     // State is clean now; this is when keys may leave memory.
     for (const operator of this.operators) operator.evict();
     if (this.#positions.size > 0) await commitOffsets([...this.#positions.values()]);
+  }
+
+  /** Exactly-once, steps (3) and (4) at once: the input offsets join the transaction, which commits. */
+  async #commitTransaction(producer: TransactionalProducer, positionsChanged: boolean): Promise<void> {
+    if (this.#transactionFailure) throw this.#transactionFailure.error;
+    // Nothing sent and nothing read since the last commit: no transaction to commit.
+    if (!this.#transaction && !positionsChanged) return;
+    await (this.#transaction ??= producer.begin());
+    if (positionsChanged && this.#positions.size > 0) await producer.sendOffsets(this.appId, [...this.#positions.values()]);
+    await producer.commit();
+    this.#transaction = undefined;
+  }
+
+  /**
+   * Closes the task for good: no more records; under exactly-once its open transaction (what it
+   * produced since the last commit) is aborted and its producer closed. Its stores are the caller's.
+   */
+  async close(): Promise<void> {
+    this.halt();
+    const producer = this.#transactional;
+    if (!producer) return;
+    await Promise.allSettled([...this.#sends]);
+    if (this.#transaction) {
+      this.#transaction = undefined;
+      // A fenced or failed producer cannot abort; the broker aborts its transaction anyway (on the
+      // next owner's first transaction, or after the transaction timeout).
+      await producer.abort().catch((error: unknown) => this.host.log('debug', 'aborting the transaction failed', { task: this.taskId, error: describeError(error) }));
+    }
+    await producer.close().catch((error: unknown) => this.host.log('debug', 'closing the transactional producer failed', { task: this.taskId, error: describeError(error) }));
   }
 
   /**

@@ -66,11 +66,31 @@ export interface TransportProducer {
   close(): Promise<void>;
 }
 
+/**
+ * A producer whose sends belong to a transaction, from `createProducer({ transactionalId })` on a
+ * transport with transactions (`guarantee: 'exactly-once'`): the records and consumer offsets of a
+ * transaction become visible to read_committed consumers together, at `commit`, or never.
+ * Creating a producer fences every older producer with the same transactional id: their open
+ * transaction is aborted and their next send or commit fails (an `EddyError`, not retriable).
+ */
+export interface TransactionalProducer extends TransportProducer {
+  /** Opens a transaction; `send` and `sendOffsets` belong to it until `commit` or `abort`. */
+  begin(): Promise<void>;
+  /** Commits consumer group offsets (the next offset to read) with the open transaction. */
+  sendOffsets(groupId: string, offsets: readonly TopicPartitionOffset[]): Promise<void>;
+  /** Commits the open transaction once every send of it is acknowledged. */
+  commit(): Promise<void>;
+  /** Discards the open transaction's records and offsets. */
+  abort(): Promise<void>;
+}
+
 /** What a consumer group member tells the runtime. */
 export interface ConsumerListener {
   /**
    * Partitions newly assigned to this member; processing starts after this resolves, from the
    * committed offsets or, where the listener returns a later position for a partition, from there.
+   * Committed offsets are read once this resolves, so they include a transaction that the
+   * listener's new producer completed by fencing its previous owner.
    */
   onAssign(partitions: readonly TopicPartition[]): Promise<void | readonly TopicPartitionOffset[]>;
   /** Partitions taken away; the runtime finishes, commits and closes their work first. */
@@ -114,8 +134,16 @@ export interface Transport {
   ensureTopics(specs: readonly TopicSpec[]): Promise<void>;
   /** The partition count of a topic, or undefined if it does not exist. */
   partitionCount(topic: string): Promise<number | undefined>;
+  /**
+   * A producer. With a `transactionalId`, a transport with transactions gives a
+   * {@link TransactionalProducer}; one whose log cannot be torn by a crash (the embedded broker)
+   * may give a plain producer, and the runtime then commits as under at-least-once.
+   */
   createProducer(options?: { transactionalId?: string }): Promise<TransportProducer>;
-  /** Joins `groupId` reading `topics`; the listener is called for assignment and records. */
+  /**
+   * Joins `groupId` reading `topics`; the listener is called for assignment and records. Only
+   * committed records are delivered (read_committed): aborted transactions are skipped.
+   */
   subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer>;
   /** The offset after the last record of a partition. */
   endOffset(partition: TopicPartition): Promise<number>;
@@ -124,7 +152,7 @@ export interface Transport {
    * repartition topics once their records are committed, so they do not grow without bound.
    */
   deleteRecords?(partition: TopicPartition, offset: number): Promise<void>;
-  /** Reads a partition from `fromOffset` up to the end offset at call time, in batches. */
+  /** Reads a partition's committed records from `fromOffset` up to the end offset at call time, in batches. */
   readPartition(partition: TopicPartition, fromOffset: number): AsyncIterable<readonly IncomingRecord[]>;
   close(): Promise<void>;
 }

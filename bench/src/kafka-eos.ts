@@ -1,0 +1,313 @@
+/**
+ * Kafka benchmark (`node bench/dist/kafka-eos.js [--records N] [--reps N] [--partitions N]`), JSON
+ * on stdout and in bench/results/kafka-eos.json. Uses the broker in `KAFKA_BROKERS`, or starts
+ * one (scripts/src/kafka.ts) for the run.
+ *
+ * The same job on a real broker — source topic → keyBy → hopping(10s, 1s).count() → onClose →
+ * output topic — under `at-least-once` and under `exactly-once` (one Kafka transaction per task
+ * per commit), and, in the same rounds, a raw kafkajs consumer that only counts the records of
+ * the same pre-produced source topic: the ceiling of what a kafkajs-based engine can read.
+ *
+ * - Input: the bench workload (1,000 sensors, 5 readings per sensor per event-time second, 10%
+ *   out of order), re-timed to recent timestamps, partitioned by murmur2 over `--partitions`
+ *   partitions, plus one far-future reading per sensor so that every window closes. Produced once.
+ * - Engine runs: a fresh app id each (a new group reading from the beginning, new internal
+ *   topics), `commitInterval: '200ms'`, in-memory state (the changelog still goes to Kafka). The
+ *   clock runs from `start()` resolving (tasks assigned and restored; under exactly-once every
+ *   task's transactional producer registered) until the last window closed, polled every 10 ms
+ *   once all input is read. The output is then counted with a read_committed consumer.
+ * - Raw consumer: a new group reading the source topic from the beginning, counting records in
+ *   `eachBatch`; the clock runs from its group join until the last record.
+ * - Raw pipe (for scale, not a target): the same read, and every batch written as it is to another
+ *   topic (same partition, acks from all replicas) before the next batch: one hop of what the
+ *   engine does twice (source → repartition topic → windows), without parsing anything.
+ *
+ * Each round runs raw, at-least-once and exactly-once one after another; ratios are taken within
+ * a round; medians are reported. The first round is a warm-up.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { createApp, partitionForKey, silentLogger, type App } from '@eddy/core';
+import { kafkaTransport } from '@eddy/kafka';
+import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
+import kafkajs from 'kafkajs';
+import type { Kafka } from 'kafkajs';
+import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
+
+const { values: args } = parseArgs({
+  options: {
+    records: { type: 'string', default: '100000' },
+    reps: { type: 'string', default: '3' },
+    partitions: { type: 'string', default: '4' },
+  },
+});
+const records = Number(args.records);
+const reps = Number(args.reps);
+const partitions = Number(args.partitions);
+const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (message: string) => process.stderr.write(`[kafka-eos] ${message}\n`);
+const runId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+interface EngineRun {
+  readonly recordsPerSecond: number;
+  readonly ms: number;
+  readonly windowsClosed: number;
+  readonly lateRecords: number;
+  readonly outputRecords: number;
+}
+
+/** Produces the input once: the workload re-timed to recent timestamps, then a closer per sensor. */
+async function produceInput(kafka: Kafka, topic: string): Promise<number> {
+  const { input } = buildWorkload({ records, ...defaultWorkload });
+  const regular = input.slice(0, -1);
+  const base = Math.floor((Date.now() - 2 * 3_600_000) / 10_000) * 10_000;
+  const shift = base - START_TS;
+  const lastTs = Math.max(...regular.map((record) => record.timestamp)) + shift;
+  const messages = regular.map((record) => ({ key: record.key!, value: record.value!, timestamp: record.timestamp + shift }));
+  const encoder = new TextEncoder();
+  for (let sensor = 0; sensor < defaultWorkload.keys; sensor++) {
+    const name = `sensor-${String(sensor).padStart(4, '0')}`;
+    messages.push({ key: encoder.encode(name), value: encoder.encode(JSON.stringify({ sensor: name, value: 0, ts: lastTs + 3_600_000 })), timestamp: lastTs + 3_600_000 });
+  }
+  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+  await producer.connect();
+  try {
+    for (let from = 0; from < messages.length; from += 10_000) {
+      await producer.sendBatch({
+        acks: -1,
+        topicMessages: [
+          {
+            topic,
+            messages: messages.slice(from, from + 10_000).map((message) => ({
+              key: Buffer.from(message.key),
+              value: Buffer.from(message.value),
+              timestamp: String(message.timestamp),
+              partition: partitionForKey(message.key, partitions),
+            })),
+          },
+        ],
+      });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return messages.length;
+}
+
+async function rawConsumerRun(kafka: Kafka, topic: string, total: number, round: number): Promise<number> {
+  const consumer = kafka.consumer({ groupId: `kafka-eos-raw-${runId}-${round}`, maxWaitTimeInMs: 100 });
+  let count = 0;
+  let started = 0;
+  let finished = 0;
+  const done = new Promise<void>((resolve) => {
+    consumer.on(consumer.events.GROUP_JOIN, () => (started = performance.now()));
+    void consumer.connect().then(async () => {
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await consumer.run({
+        eachBatch: async ({ batch }) => {
+          count += batch.messages.length;
+          if (count >= total && finished === 0) {
+            finished = performance.now();
+            resolve();
+          }
+        },
+      });
+    });
+  });
+  await done;
+  await consumer.disconnect();
+  return Math.round((total * 1000) / (finished - started));
+}
+
+async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: number): Promise<number> {
+  const target = `kafka-eos-pipe-${runId}-${round}`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic: target, numPartitions: partitions }], waitForLeaders: true });
+  await admin.disconnect();
+  await sleep(500);
+  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const consumer = kafka.consumer({ groupId: `kafka-eos-pipe-${runId}-${round}`, maxWaitTimeInMs: 100 });
+  let count = 0;
+  let started = 0;
+  let finished = 0;
+  const done = new Promise<void>((resolve) => {
+    consumer.on(consumer.events.GROUP_JOIN, () => (started = performance.now()));
+    void consumer.connect().then(async () => {
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await consumer.run({
+        eachBatch: async ({ batch }) => {
+          const messages = batch.messages.map((message) => ({ key: message.key, value: message.value, timestamp: message.timestamp, partition: batch.partition }));
+          for (let from = 0; from < messages.length; from += 5_000) await producer.sendBatch({ acks: -1, topicMessages: [{ topic: target, messages: messages.slice(from, from + 5_000) }] });
+          count += batch.messages.length;
+          if (count >= total && finished === 0) {
+            finished = performance.now();
+            resolve();
+          }
+        },
+      });
+    });
+  });
+  await done;
+  await consumer.disconnect();
+  await producer.disconnect();
+  return Math.round((total * 1000) / (finished - started));
+}
+
+async function countCommitted(kafka: Kafka, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const ends = await admin.fetchTopicOffsets(topic);
+    if (ends.every((entry) => Number(entry.high) === 0)) return 0;
+  } finally {
+    await admin.disconnect();
+  }
+  const consumer = kafka.consumer({ groupId: `kafka-eos-count-${runId}-${Math.random().toString(36).slice(2)}`, maxWaitTimeInMs: 100, readUncommitted: false });
+  let count = 0;
+  let last = performance.now();
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      count += batch.messages.length;
+      last = performance.now();
+    },
+  });
+  // Until nothing new comes for a second.
+  while (performance.now() - last < 1_000) await sleep(100);
+  await consumer.disconnect();
+  return count;
+}
+
+async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: number, guarantee: 'at-least-once' | 'exactly-once', round: number): Promise<EngineRun> {
+  const id = `kafka-eos-${guarantee === 'exactly-once' ? 'eos' : 'alo'}-${runId}-${round}`;
+  const output = `${id}-out`;
+  const app: App = createApp({
+    id,
+    transport: kafkaTransport({ brokers, logLevel: 'nothing', logger: silentLogger, defaultPartitions: partitions }),
+    guarantee,
+    idleTimeout: false,
+    commitInterval: '200ms',
+    logger: silentLogger,
+  });
+  app
+    .from<{ sensor: string }>(topic)
+    .keyBy((reading) => reading.sensor)
+    .hopping('10s', '1s')
+    .count()
+    .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
+    .to(output);
+  await app.start();
+  const started = performance.now();
+  // The last window closed: all input read, and the number of closed windows unchanged for 3 s.
+  let windows = -1;
+  let lastChange = started;
+  for (;;) {
+    await sleep(10);
+    const metrics = app.metrics();
+    if (metrics.windowsClosed !== windows) {
+      windows = metrics.windowsClosed;
+      lastChange = performance.now();
+    }
+    if (metrics.recordsIn >= total && performance.now() - lastChange > 3_000) break;
+    if (app.failure) throw app.failure;
+  }
+  const metrics = app.metrics();
+  await app.stop();
+  const ms = lastChange - started;
+  return {
+    recordsPerSecond: Math.round((total * 1000) / ms),
+    ms: Math.round(ms),
+    windowsClosed: metrics.windowsClosed,
+    lateRecords: metrics.lateRecords,
+    outputRecords: await countCommitted(kafka, output),
+  };
+}
+
+let broker: KafkaBroker | undefined;
+const fromEnv = (process.env.KAFKA_BROKERS ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+try {
+  let brokers = fromEnv;
+  if (brokers.length === 0) {
+    log('starting a broker (scripts/src/kafka.ts)');
+    broker = await startKafka({ log });
+    brokers = broker.brokers;
+  }
+  const kafka = new kafkajs.Kafka({ clientId: 'eddy-bench', brokers, logLevel: kafkajs.logLevel.NOTHING });
+  const topic = `kafka-eos-in-${runId}`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+  await admin.disconnect();
+  await sleep(500);
+  const total = await produceInput(kafka, topic);
+  log(`produced ${total} records to ${topic} (${partitions} partitions)`);
+
+  const raw: number[] = [];
+  const pipe: number[] = [];
+  const alo: EngineRun[] = [];
+  const eos: EngineRun[] = [];
+  const ratios = { exactlyOnceVsAtLeastOnce: [] as number[], atLeastOnceVsRawConsumer: [] as number[], exactlyOnceVsRawConsumer: [] as number[], atLeastOnceVsRawPipe: [] as number[] };
+  for (let round = 0; round <= reps; round++) {
+    const rawRun = await rawConsumerRun(kafka, topic, total, round);
+    const pipeRun = await rawPipeRun(kafka, topic, total, round);
+    const aloRun = await engineRun(brokers, kafka, topic, total, 'at-least-once', round);
+    const eosRun = await engineRun(brokers, kafka, topic, total, 'exactly-once', round);
+    log(`round ${round}${round === 0 ? ' (warm-up)' : ''}: raw ${rawRun}/s, raw pipe ${pipeRun}/s, at-least-once ${aloRun.recordsPerSecond}/s, exactly-once ${eosRun.recordsPerSecond}/s`);
+    if (round === 0) continue;
+    raw.push(rawRun);
+    pipe.push(pipeRun);
+    alo.push(aloRun);
+    eos.push(eosRun);
+    ratios.exactlyOnceVsAtLeastOnce.push(eosRun.recordsPerSecond / aloRun.recordsPerSecond);
+    ratios.atLeastOnceVsRawConsumer.push(aloRun.recordsPerSecond / rawRun);
+    ratios.exactlyOnceVsRawConsumer.push(eosRun.recordsPerSecond / rawRun);
+    ratios.atLeastOnceVsRawPipe.push(aloRun.recordsPerSecond / pipeRun);
+  }
+  const summary = (runs: readonly EngineRun[]) => ({
+    recordsPerSecond: median(runs.map((run) => run.recordsPerSecond)),
+    samples: runs.map((run) => run.recordsPerSecond),
+    ms: runs.map((run) => run.ms),
+    windowsClosed: runs.map((run) => run.windowsClosed),
+    lateRecords: runs.map((run) => run.lateRecords),
+    outputRecords: runs.map((run) => run.outputRecords),
+  });
+  const round3 = (value: number) => Number(value.toFixed(3));
+  const document = {
+    benchmark: 'kafka-eos',
+    records: total,
+    partitions,
+    repetitions: reps,
+    machine: { node: process.version, cpus: cpus().length },
+    broker: broker ? 'started for the run (scripts/src/kafka.ts)' : `KAFKA_BROKERS=${fromEnv.join(',')}`,
+    job: "from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval 200ms, in-memory state",
+    rawConsumer: { recordsPerSecond: median(raw), samples: raw },
+    rawPipe: { recordsPerSecond: median(pipe), samples: pipe, what: 'kafkajs read + write of the same batches to another topic (acks all), no parsing' },
+    atLeastOnce: summary(alo),
+    exactlyOnce: summary(eos),
+    ratios: {
+      exactlyOnceVsAtLeastOnce: round3(median(ratios.exactlyOnceVsAtLeastOnce)),
+      atLeastOnceVsRawConsumer: round3(median(ratios.atLeastOnceVsRawConsumer)),
+      exactlyOnceVsRawConsumer: round3(median(ratios.exactlyOnceVsRawConsumer)),
+      atLeastOnceVsRawPipe: round3(median(ratios.atLeastOnceVsRawPipe)),
+    },
+    target: 'atLeastOnceVsRawConsumer >= 0.7',
+    checks: [
+      { what: 'every run closed windows', ok: [...alo, ...eos].every((run) => run.windowsClosed > 0) },
+      { what: 'exactly-once: read_committed output = windows closed (each once)', ok: eos.every((run) => run.outputRecords === run.windowsClosed) },
+      { what: 'at-least-once: output = windows closed (no failure, no repeat)', ok: alo.every((run) => run.outputRecords === run.windowsClosed) },
+    ],
+  };
+  const text = JSON.stringify(document, null, 2);
+  process.stdout.write(`${text}\n`);
+  await mkdir(new URL('../results/', import.meta.url), { recursive: true });
+  await writeFile(new URL('../results/kafka-eos.json', import.meta.url), text);
+  if (!document.checks.every((check) => check.ok)) process.exitCode = 1;
+} finally {
+  await broker?.stop(10_000);
+}

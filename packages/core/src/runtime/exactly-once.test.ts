@@ -1,0 +1,171 @@
+/**
+ * The exactly-once commit protocol against a transport with (in-memory) transactions: outputs,
+ * changelog records and input offsets become visible together at the task's commit, and a fenced
+ * task's transaction leaves nothing behind and stops the app. The Kafka transport runs the same
+ * protocol on a real broker (test/kafka/exactly-once.test.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import { createApp, EddyError, memoryTransport, silentLogger, type App, type IncomingRecord, type MemoryTransport, type OutgoingRecord } from '../index.js';
+import type { ConsumerListener, TopicPartitionOffset, TopicSpec, TransactionalProducer, Transport, TransportConsumer, TransportProducer } from '../transport/types.js';
+
+/** The embedded broker with transactions: a transaction's records and offsets are applied at commit. */
+class TransactionalMemory implements Transport {
+  readonly kind = 'memory-transactions';
+  readonly exactlyOnce = true;
+  readonly keepsValues = true;
+  readonly defaultPartitions = 1;
+  readonly log: MemoryTransport = memoryTransport();
+  readonly epochs = new Map<string, number>();
+  /** Offsets committed through the consumer (not through a transaction). */
+  directCommits = 0;
+  transactionsCommitted = 0;
+  #consumer: TransportConsumer | undefined;
+
+  connect = () => this.log.connect();
+  ensureTopics = (specs: readonly TopicSpec[]) => this.log.ensureTopics(specs);
+  partitionCount = (topic: string) => this.log.partitionCount(topic);
+  endOffset = (partition: { topic: string; partition: number }) => this.log.endOffset(partition);
+  readPartition = (partition: { topic: string; partition: number }, from: number) => this.log.readPartition(partition, from);
+  close = () => this.log.close();
+
+  async subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer> {
+    const consumer = await this.log.subscribe(groupId, topics, listener);
+    this.#consumer = consumer;
+    const commit = consumer.commit.bind(consumer);
+    consumer.commit = async (offsets) => {
+      this.directCommits++;
+      await commit(offsets);
+    };
+    return consumer;
+  }
+
+  async createProducer(options: { transactionalId?: string } = {}): Promise<TransportProducer> {
+    const { transactionalId } = options;
+    if (transactionalId === undefined) return this.log.createProducer();
+    const epoch = (this.epochs.get(transactionalId) ?? 0) + 1;
+    this.epochs.set(transactionalId, epoch);
+    let open = false;
+    let records: OutgoingRecord[] = [];
+    let offsets: TopicPartitionOffset[] = [];
+    const live = () => {
+      if (this.epochs.get(transactionalId) !== epoch) throw new EddyError('TRANSPORT_FAILED', `transactional id ${transactionalId} was fenced`, { retriable: false });
+    };
+    const producer: TransactionalProducer = {
+      begin: async () => {
+        live();
+        open = true;
+        records = [];
+        offsets = [];
+      },
+      send: async (batch) => {
+        live();
+        if (!open) throw new Error('send outside a transaction');
+        records.push(...batch);
+        return [];
+      },
+      sendOffsets: async (_groupId, batch) => {
+        live();
+        offsets.push(...batch);
+      },
+      commit: async () => {
+        live();
+        open = false;
+        this.log.append(records);
+        // The consumer's own commit, not the counting wrapper: these offsets come with the transaction.
+        if (offsets.length > 0) await Object.getPrototypeOf(this.#consumer!).commit.call(this.#consumer, offsets);
+        this.transactionsCommitted++;
+      },
+      abort: async () => {
+        open = false;
+      },
+      close: async () => {},
+    };
+    return producer;
+  }
+}
+
+const sensors = ['a', 'b', 'c', 'd', 'e'];
+
+function windowedApp(transport: Transport, id: string): App {
+  const app = createApp({ id, transport, guarantee: 'exactly-once', commitInterval: '20ms', idleTimeout: false, logger: silentLogger });
+  app
+    .from<{ sensor: string; ts: number }>('in', { timestamp: (reading) => reading.ts })
+    .keyBy((reading) => reading.sensor)
+    .tumbling('1s')
+    .count()
+    .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
+    .to('out');
+  return app;
+}
+
+function readOut(log: MemoryTransport): Array<{ sensor: string; start: number; count: number }> {
+  return log.readSlice('out', 0, 0, 1_000_000).map((record: IncomingRecord) => (record.decoded ? record.decoded.value : JSON.parse(new TextDecoder().decode(record.value!))) as { sensor: string; start: number; count: number });
+}
+
+async function waitFor(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+const readingRecord = (sensor: string, ts: number): OutgoingRecord => ({ topic: 'in', partition: 0, key: new TextEncoder().encode(sensor), value: encode({ sensor, ts }), timestamp: ts });
+
+describe('exactly-once commit protocol', () => {
+  it('commits outputs and input offsets in the task transaction, not through the consumer', async () => {
+    const transport = new TransactionalMemory();
+    transport.log.createTopic({ name: 'in', partitions: 1 });
+    const app = windowedApp(transport, 'eos');
+    await app.start();
+    const records = [];
+    for (let second = 0; second < 5; second++) for (const sensor of sensors) for (let i = 0; i < 3; i++) records.push(readingRecord(sensor, second * 1000 + i));
+    records.push(...sensors.map((sensor) => readingRecord(sensor, 60_000)));
+    transport.log.append(records);
+    await waitFor(() => readOut(transport.log).length >= 25, 'every window');
+    await app.stop();
+    const out = readOut(transport.log);
+    expect(out).toHaveLength(25);
+    for (const result of out) expect(result.count).toBe(3);
+    expect(transport.directCommits).toBe(0);
+    expect(transport.transactionsCommitted).toBeGreaterThan(0);
+    expect(transport.epochs.get('eos-0_0')).toBe(1);
+    // The offsets came with the transactions: a restart reads nothing again.
+    const restarted = windowedApp(transport, 'eos');
+    await restarted.start();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await restarted.stop();
+    expect(readOut(transport.log)).toHaveLength(25);
+  });
+
+  it('a fenced task stops the app and its open transaction leaves nothing behind', async () => {
+    const transport = new TransactionalMemory();
+    transport.log.createTopic({ name: 'in', partitions: 1 });
+    const app = windowedApp(transport, 'fenced');
+    await app.start();
+    transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
+    await waitFor(() => readOut(transport.log).length === 1, 'the first window');
+    // A newer owner of task 0_0 takes the transactional id over: this instance is a zombie now.
+    await transport.createProducer({ transactionalId: 'fenced-0_0' });
+    transport.log.append([readingRecord('a', 3500)]);
+    await waitFor(() => app.failure !== undefined, 'the app to stop');
+    await app.stop();
+    expect(app.failure).toBeInstanceOf(EddyError);
+    expect(app.failure!.code).toBe('TRANSPORT_FAILED');
+    expect(app.failure!.message).toMatch(/fenced/);
+    // The window [1000, 2000) closed inside the fenced transaction: not written.
+    expect(readOut(transport.log)).toEqual([{ sensor: 'a', start: 0, count: 1 }]);
+  });
+
+  it('on the embedded broker, exactly-once commits like at-least-once (its log cannot be torn)', async () => {
+    const transport = memoryTransport();
+    transport.createTopic({ name: 'in', partitions: 2 });
+    const app = windowedApp(transport, 'memory-eos');
+    await app.start();
+    transport.append([readingRecord('a', 0), readingRecord('a', 1500)]);
+    await waitFor(() => readOut(transport).length === 1, 'the window');
+    await app.stop();
+    expect(readOut(transport)).toEqual([{ sensor: 'a', start: 0, count: 1 }]);
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * Exactly-once on a real broker: each task commits its outputs, changelog records and input
+ * offsets in one Kafka transaction of its own transactional producer (`<app id>-<task id>`), and
+ * a newer producer of the same id fences the older one.
+ */
+import { createApp, EddyError, type App, type TransactionalProducer } from '@eddy/core';
+import { kafkaTransport } from '@eddy/kafka';
+import kafkajs from 'kafkajs';
+import type { Kafka } from 'kafkajs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeKafka, uniqueName } from './broker.ts';
+import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered } from './helpers.ts';
+
+interface Reading {
+  sensor: string;
+  ts: number;
+}
+
+interface WindowCount {
+  sensor: string;
+  start: number;
+  count: number;
+}
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const decode = (records: readonly Gathered[]): WindowCount[] => records.map((record) => JSON.parse(record.value!) as WindowCount);
+
+async function produce(kafka: Kafka, topic: string, input: readonly Reading[]): Promise<void> {
+  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+  await producer.connect();
+  try {
+    await producer.send({ topic, messages: input.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading), timestamp: String(reading.ts) })) });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+describeKafka('exactly-once on Kafka', (brokers) => {
+  const kafka = testKafka(brokers);
+  const admin = kafka.admin();
+
+  beforeAll(() => admin.connect());
+  afterAll(() => admin.disconnect());
+
+  it('counts hopping windows through a repartition topic; read_committed sees each window once, with the right count', async () => {
+    const id = uniqueName('eddy-eos');
+    const input = `${id}-in`;
+    const output = `${id}-out`;
+    await createTopics(brokers, [
+      { name: input, partitions: 3 },
+      { name: output, partitions: 3 },
+    ]);
+    const base = Math.floor((Date.now() - 120_000) / 1000) * 1000;
+    const sensors = Array.from({ length: 8 }, (_, index) => `sensor-${index}`);
+    const readings: Reading[] = [];
+    for (let step = 0; step < 200; step++) for (const sensor of sensors) readings.push({ sensor, ts: base + step * 100 + sensors.indexOf(sensor) });
+    const expected = new Map<string, number>();
+    for (const { sensor, ts } of readings) {
+      const slice = Math.floor(ts / 1000) * 1000;
+      for (const start of [slice - 1000, slice]) expected.set(`${sensor}@${start}`, (expected.get(`${sensor}@${start}`) ?? 0) + 1);
+    }
+    // A late-enough reading per sensor closes every window above; its own windows stay open.
+    const closers = sensors.map((sensor) => ({ sensor, ts: base + 1_000_000 }));
+    await produce(kafka, input, [...readings, ...closers]);
+
+    const logger = recordingLogger();
+    const app = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', idleTimeout: false, commitInterval: '200ms', logger });
+    app
+      .from<Reading>(input, { timestamp: (reading) => reading.ts })
+      .keyBy((reading) => reading.sensor)
+      .hopping('2s', '1s')
+      .count()
+      .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
+      .to(output);
+    const committed = await gatherTopic(kafka, output, { readUncommitted: false });
+    try {
+      await app.start();
+      await waitFor('every window', () => committed.records.length >= expected.size, { timeoutMs: 45_000, intervalMs: 100 });
+      await app.stop();
+      // Anything that should not come (a repeat) would come by now.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const results = decode(committed.records);
+      expect(results.map((result) => `${result.sensor}@${result.start}`).sort(), 'each window exactly once').toEqual([...expected.keys()].sort());
+      for (const result of results) expect(result.count, `${result.sensor}@${result.start}`).toBe(expected.get(`${result.sensor}@${result.start}`));
+      expect(app.failure).toBeUndefined();
+      // The input offsets came with the transactions (the app never commits through its consumer).
+      const [offsets] = await admin.fetchOffsets({ groupId: id, topics: [input] });
+      const ends = await admin.fetchTopicOffsets(input);
+      for (const { partition, high } of ends) expect(offsets!.partitions.find((entry) => entry.partition === partition)?.offset).toBe(high);
+    } finally {
+      await app.stop();
+      await committed.stop();
+    }
+  }, 60_000);
+
+  it('read_committed consumers skip every aborted transaction, also several interleaved ones (kafkajs alone does not)', async () => {
+    const name = uniqueName('eddy-aborts');
+    const topic = `${name}-out`;
+    await createTopics(brokers, [{ name: topic, partitions: 1 }]);
+    const transport = kafkaTransport({ brokers, logger: recordingLogger() });
+    const committed = await gatherTopic(kafka, topic, { readUncommitted: false });
+    try {
+      // Producer ids grow with creation; the later producers write first, so the broker's list of
+      // aborted transactions (by producer id) is not in offset order.
+      const producers: TransactionalProducer[] = [];
+      for (let index = 0; index < 3; index++) producers.push((await transport.createProducer({ transactionalId: `${name}-${index}` })) as TransactionalProducer);
+      for (const producer of producers) await producer.begin();
+      for (const [index, producer] of [...producers.entries()].reverse()) {
+        await producer.send([{ topic, partition: 0, key: null, value: bytes(`aborted-${index}`), timestamp: Date.now() }]);
+      }
+      for (const producer of producers) await producer.abort();
+      await producers[0]!.begin();
+      await producers[0]!.send([{ topic, partition: 0, key: null, value: bytes('committed'), timestamp: Date.now() }]);
+      await producers[0]!.commit();
+      await Promise.all(producers.map((producer) => producer.close()));
+      await waitFor('the committed record', () => committed.records.some((record) => record.value === 'committed'));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(committed.records.map((record) => record.value)).toEqual(['committed']);
+    } finally {
+      await committed.stop();
+      await transport.close();
+    }
+  });
+
+  it('a newer producer of a transactional id fences the older one: its commit fails, not retriable', async () => {
+    const transactionalId = uniqueName('eddy-fence');
+    const topic = `${transactionalId}-out`;
+    const group = `${transactionalId}-group`;
+    await createTopics(brokers, [{ name: topic, partitions: 1 }]);
+    const transport = kafkaTransport({ brokers, logger: recordingLogger() });
+    const committed = await gatherTopic(kafka, topic, { readUncommitted: false });
+    try {
+      const older = (await transport.createProducer({ transactionalId })) as TransactionalProducer;
+      await older.begin();
+      await older.send([{ topic, partition: 0, key: null, value: bytes('older'), timestamp: Date.now() }]);
+      await older.sendOffsets(group, [{ topic, partition: 0, offset: 1 }]);
+
+      const newer = (await transport.createProducer({ transactionalId })) as TransactionalProducer;
+      const failure = await older.commit().catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(EddyError);
+      expect(failure).toMatchObject({ code: 'TRANSPORT_FAILED', retriable: false });
+      expect((failure as Error).message).toMatch(/fenced/);
+      // Broken for good: kafkajs cannot begin again after a failed commit.
+      await expect(older.begin()).rejects.toMatchObject({ code: 'TRANSPORT_FAILED' });
+      await older.close();
+
+      await newer.begin();
+      await newer.send([{ topic, partition: 0, key: null, value: bytes('newer'), timestamp: Date.now() }]);
+      await newer.sendOffsets(group, [{ topic, partition: 0, offset: 2 }]);
+      await newer.commit();
+      await newer.close();
+
+      await waitFor('the newer record', () => committed.records.length > 0);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(committed.records.map((record) => record.value)).toEqual(['newer']);
+      const [offsets] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      expect(offsets!.partitions[0]!.offset).toBe('2');
+    } finally {
+      await committed.stop();
+      await transport.close();
+    }
+  });
+
+  it('a zombie instance (its task producer fenced by a newer one) stops, and its open transaction never shows', async () => {
+    const id = uniqueName('eddy-zombie');
+    const input = `${id}-in`;
+    const output = `${id}-out`;
+    await createTopics(brokers, [
+      { name: input, partitions: 1 },
+      { name: output, partitions: 1 },
+    ]);
+    const logger = recordingLogger();
+    const app: App = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', commitInterval: '200ms', logger });
+    app
+      .from<Reading>(input)
+      .map((reading) => ({ ...reading, seen: true }))
+      .to(output);
+    const committed = await gatherTopic(kafka, output, { readUncommitted: false });
+    const takeover = kafkaTransport({ brokers, logger: recordingLogger() });
+    try {
+      await app.start();
+      await produce(kafka, input, [{ sensor: 'a', ts: 1 }]);
+      await waitFor('the first record', () => committed.records.length === 1, { timeoutMs: 20_000 });
+      // The next owner of task 0_0 (a new instance after a rebalance this one missed).
+      const newer = await takeover.createProducer({ transactionalId: `${id}-0_0` });
+      await produce(kafka, input, [{ sensor: 'a', ts: 2 }]);
+      await waitFor('the zombie to stop', () => app.failure !== undefined, { timeoutMs: 20_000 });
+      await app.stop();
+      expect(app.failure).toMatchObject({ code: 'TRANSPORT_FAILED', retriable: false });
+      expect(app.failure!.message).toMatch(/fenced/);
+      await newer.close();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(committed.records.map((record) => (JSON.parse(record.value!) as Reading).ts)).toEqual([1]);
+      // The second record's offset was not committed: the next owner reads it again.
+      const [offsets] = await admin.fetchOffsets({ groupId: id, topics: [input] });
+      expect(offsets!.partitions[0]!.offset).toBe('1');
+    } finally {
+      await app.stop();
+      await takeover.close();
+      await committed.stop();
+    }
+  });
+});
