@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createApp, memoryTransport, partitionForKey, silentLogger, string } from './index.js';
+import { createApp, memoryState, memoryTransport, partitionForKey, silentLogger, string } from './index.js';
 import { TestDriver } from './testing/index.js';
 
 interface Reading {
@@ -276,5 +276,81 @@ describe('transport failures', () => {
     const values = inner.records('out').map((record) => Number(new TextDecoder().decode(record.value!)));
     expect(values.length).toBeGreaterThanOrEqual(1);
     expect(new Set(values)).toEqual(new Set([2]));
+  });
+});
+
+describe('repartition replays', () => {
+  it('drops repartition records an upstream replay writes again, so state never counts a record twice', async () => {
+    const transport = memoryTransport();
+    const app = createApp({ id: 'replay', transport, idleTimeout: false, commitInterval: '1h', logger: silentLogger });
+    app.from<{ k: string }>('in').keyBy((v) => v.k).count({ name: 'counts' });
+    await app.start();
+    for (const k of ['a', 'a', 'b']) await app.send('in', { k });
+    await transport.idle();
+    const written = transport.records('replay-counts-repartition');
+    expect(written).toHaveLength(3);
+    // What an upstream task that crashed before its commit writes again when it replays its input.
+    transport.append(written.map(({ topic, partition, key, value, timestamp, headers, decoded }) => ({ topic, partition, key, value, timestamp, headers, decoded })));
+    await transport.idle();
+    expect(await app.store('counts').get('a')).toBe(2);
+    expect(await app.store('counts').get('b')).toBe(1);
+    expect(app.metrics().duplicatesDropped).toBe(3);
+    // New input still counts.
+    await app.send('in', { k: 'b' });
+    await transport.idle();
+    expect(await app.store('counts').get('b')).toBe(2);
+    await app.stop();
+  });
+});
+
+describe('a commit that fails half-way', () => {
+  it('writes the state it took to the local store with the next commit, so a restart on the same state loses nothing', async () => {
+    const inner = memoryTransport();
+    let failures = 1;
+    const createProducer = async () => {
+      const producer = await inner.createProducer();
+      return {
+        send: async (records: Parameters<typeof producer.send>[0]) => {
+          if (records.some((record) => record.topic.endsWith('-changelog')) && failures > 0) {
+            failures--;
+            throw new Error('broker unavailable');
+          }
+          return producer.send(records);
+        },
+        close: () => producer.close(),
+      };
+    };
+    const flaky = new Proxy(inner, {
+      get(target, property) {
+        if (property === 'createProducer') return createProducer;
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const state = memoryState();
+    const build = () => {
+      const app = createApp({ id: 'half', transport: flaky, state, idleTimeout: false, commitInterval: 20, logger: silentLogger });
+      app.from<{ s: string; v: number; ts: number }>('in', { timestamp: (r) => r.ts }).keyBy((r) => r.s).tumbling(1000).sum((r) => r.v).onClose((w) => `${w.key}@${w.start}=${w.value}`).to('out');
+      return app;
+    };
+    const first = build();
+    await first.start();
+    await first.send('in', { s: 's2', v: 10, ts: 100 });
+    await inner.idle();
+    // The first commit fails on its changelog send; a later one succeeds.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(failures).toBe(0);
+    // A later commit writes newer state with a checkpoint past the entries the failed one took.
+    await first.send('in', { s: 's1', v: 1, ts: 200 });
+    await inner.idle();
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await first.stop();
+
+    const second = build();
+    await second.start();
+    await second.send('in', { s: 's2', v: 0, ts: 5000 });
+    await inner.idle();
+    await second.stop();
+    expect(inner.records('out').map((record) => JSON.parse(new TextDecoder().decode(record.value!)) as string).sort()).toEqual(['s1@0=1', 's2@0=10']);
   });
 });

@@ -351,6 +351,7 @@ export class App {
       windowsClosed: this.#metrics.windowsClosed,
       lateRecords: this.#metrics.lateRecords,
       deadLetters: this.#metrics.deadLetters,
+      duplicatesDropped: this.#metrics.duplicatesDropped,
       handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
       stateCacheBytes: this.#cache.usedBytes,
       restoredRecords: this.#restoredRecords,

@@ -6,6 +6,8 @@ export interface MetricsSnapshot {
   windowsClosed: number;
   lateRecords: number;
   deadLetters: number;
+  /** Repartition records dropped as replays of records already applied (after a crash). */
+  duplicatesDropped: number;
   handlerQueueDepth: number;
   stateCacheBytes: number;
   restoredRecords: number;
@@ -26,4 +28,5 @@ export class Metrics {
   windowsClosed = 0;
   lateRecords = 0;
   deadLetters = 0;
+  duplicatesDropped = 0;
 }

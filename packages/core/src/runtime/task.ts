@@ -13,6 +13,7 @@ import { sinkRecords } from './operators/sink.js';
 import { filterRecords, flatMapRecords, keyRecords, mapRecords, peekRecords } from './operators/stateless.js';
 import { tableAggregate } from './operators/table-aggregate.js';
 import { windowAggregate } from './operators/window-aggregate.js';
+import { decodeOrigin, ORIGIN_HEADER } from './origin.js';
 import type { Origin, RecordSignal, Signal } from './signals.js';
 
 /** What a task needs from the app that runs it. */
@@ -44,7 +45,9 @@ const decoder = new TextDecoder();
  */
 const STREAM_TIME_KEY = Uint8Array.of(0xff);
 const INPUT_OFFSETS_KEY = Uint8Array.of(0xfe);
-const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfe;
+/** Per upstream input partition, the last repartition record (origin offset, index) applied. */
+const APPLIED_ORIGINS_KEY = Uint8Array.of(0xfd);
+const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfd;
 
 /** What a restore found. */
 export interface RestoreResult {
@@ -78,6 +81,9 @@ export class Task implements TaskContext {
   readonly #inputs = new Map<string, Subject<Signal>>();
   readonly #streams = new Map<Node, Observable<Signal>>();
   readonly #positions = new Map<string, TopicPartitionOffset>();
+  readonly #appliedOrigins = new Map<string, [offset: number, index: number]>();
+  /** Per store, commit entries sent to the changelog but not yet written to the local store. */
+  readonly #unwritten = new Map<string, StoreEntry[]>();
   #positionsChanged = false;
   #outbox: OutgoingRecord[] = [];
   readonly #sends = new Set<Promise<unknown>>();
@@ -261,6 +267,10 @@ export class Task implements TaskContext {
     for (const incoming of records) {
       if (this.#halted) break;
       const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
+      if (source.internal && this.#alreadyApplied(incoming)) {
+        processed = incoming;
+        continue;
+      }
       const signal = this.#decode(source, incoming, origin, processingTime);
       if (signal) {
         input.next(signal);
@@ -276,6 +286,25 @@ export class Task implements TaskContext {
     }
     this.#lastInput = { clock: this.clock.now(), streamTime: this.#streamTime };
     this.flush();
+  }
+
+  /**
+   * Whether a repartition record repeats one whose effect the state already holds: an upstream
+   * task that crashed before its commit replays its input and writes those records again.
+   * Records of one upstream partition arrive in origin order, so one high-water mark per upstream
+   * partition tells.
+   */
+  #alreadyApplied(incoming: IncomingRecord): boolean {
+    const origin = decodeOrigin(incoming.headers[ORIGIN_HEADER]);
+    if (!origin) return false;
+    const [source, offset, index] = origin;
+    const applied = this.#appliedOrigins.get(source);
+    if (applied && (offset < applied[0] || (offset === applied[0] && index <= applied[1]))) {
+      this.metrics.duplicatesDropped++;
+      return true;
+    }
+    this.#appliedOrigins.set(source, [offset, index]);
+    return false;
   }
 
   #decode(source: Extract<Node, { kind: 'source' }>, incoming: IncomingRecord, origin: Origin, processingTime: boolean): RecordSignal | undefined {
@@ -470,20 +499,36 @@ export class Task implements TaskContext {
   }
 
   async #commit(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>): Promise<void> {
-    await this.drain();
-    const writes: Array<{ store: PartitionStore; entries: StoreEntry[]; topic: string }> = [];
     const positionsChanged = this.#positionsChanged;
     this.#positionsChanged = false;
+    try {
+      await this.#commitSteps(commitOffsets, positionsChanged);
+    } catch (error) {
+      // The next commit writes the metadata again, with whatever this one left unwritten.
+      this.#positionsChanged = true;
+      throw error;
+    }
+  }
+
+  async #commitSteps(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>, positionsChanged: boolean): Promise<void> {
+    await this.drain();
+    const writes: Array<{ store: PartitionStore; storeName: string; entries: StoreEntry[]; topic: string }> = [];
     for (const operator of this.operators) {
       const entries = operator.takeChanges();
-      if (entries.length === 0 && !positionsChanged) continue;
+      // Entries a failed commit took from the operator but never wrote locally: their changelog
+      // records are back in the outbox; the local store must get them too, first.
+      const unwritten = this.#unwritten.get(operator.storeName) ?? [];
+      if (entries.length === 0 && !positionsChanged && unwritten.length === 0) continue;
       entries.push(
         { key: STREAM_TIME_KEY, value: encoder.encode(JSON.stringify(this.#streamTime)) },
         { key: INPUT_OFFSETS_KEY, value: encoder.encode(JSON.stringify([...this.#positions.values()])) },
+        { key: APPLIED_ORIGINS_KEY, value: encoder.encode(JSON.stringify([...this.#appliedOrigins])) },
       );
       const topic = changelogTopic(this.appId, operator.storeName);
       for (const entry of entries) this.produce({ topic, partition: this.partition, key: entry.key, value: entry.value, timestamp: this.clock.now() });
-      writes.push({ store: this.stores.get(operator.storeName)!, entries, topic });
+      const all = [...unwritten, ...entries];
+      this.#unwritten.set(operator.storeName, all);
+      writes.push({ store: this.stores.get(operator.storeName)!, storeName: operator.storeName, entries: all, topic });
     }
     this.flush();
     const sends = [...this.#sends];
@@ -493,9 +538,10 @@ export class Task implements TaskContext {
       for (const { topic, partition, offset } of offsets) if (partition === this.partition) lastOffsets.set(topic, Math.max(lastOffsets.get(topic) ?? -1, offset));
     }
     if (this.#transactional) await this.#commitTransaction(this.#transactional, positionsChanged);
-    for (const { store, entries, topic } of writes) {
+    for (const { store, storeName, entries, topic } of writes) {
       const last = lastOffsets.get(topic);
       await store.write(entries, last === undefined ? undefined : last + 1);
+      this.#unwritten.delete(storeName);
     }
     // State is clean now; this is when keys may leave memory.
     for (const operator of this.operators) operator.evict();
@@ -582,6 +628,11 @@ export class Task implements TaskContext {
       await write();
       const storedTime = await store.get(STREAM_TIME_KEY);
       if (storedTime) streamTime = Math.max(streamTime, Number(decoder.decode(storedTime)));
+      const storedOrigins = await store.get(APPLIED_ORIGINS_KEY);
+      for (const [source, applied] of storedOrigins ? (JSON.parse(decoder.decode(storedOrigins)) as Array<[string, [number, number]]>) : []) {
+        const known = this.#appliedOrigins.get(source);
+        if (!known || known[0] < applied[0] || (known[0] === applied[0] && known[1] < applied[1])) this.#appliedOrigins.set(source, applied);
+      }
       const storedPositions = await store.get(INPUT_OFFSETS_KEY);
       for (const position of storedPositions ? (JSON.parse(decoder.decode(storedPositions)) as TopicPartitionOffset[]) : []) {
         if ((positions.get(position.topic)?.offset ?? -1) < position.offset) positions.set(position.topic, position);

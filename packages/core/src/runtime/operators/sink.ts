@@ -3,7 +3,9 @@ import { partitionForKey } from '../../murmur2.js';
 import type { Serde } from '../../serde.js';
 import type { TaskContext } from '../context.js';
 import { recordOperator } from '../operator.js';
-import type { Signal } from '../signals.js';
+import { encodeOrigin, ORIGIN_HEADER } from '../origin.js';
+import type { Origin, Signal } from '../signals.js';
+import type { Headers } from '../../transport/types.js';
 
 /**
  * `to(topic)` and the writing half of repartition and `through` topics: serializes key and value
@@ -15,10 +17,20 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
   const routes = new Map<unknown, { bytes: Uint8Array; partition: number }>();
   // Repartition records stay in process on the embedded broker: the value travels as the object.
   const keepValues = internal && context.keepsValues;
+  // Repartition records name the input record they come from (and which of its outputs they are),
+  // so that the reading task can drop the copies a replay after a crash writes again.
+  let lastOrigin: Origin | undefined;
+  let outputIndex = 0;
+  const originHeader = (origin: Origin | undefined): Headers | undefined => {
+    if (!internal || !origin) return undefined;
+    outputIndex = origin === lastOrigin ? outputIndex + 1 : 0;
+    lastOrigin = origin;
+    return { [ORIGIN_HEADER]: encodeOrigin(origin, outputIndex) };
+  };
   return recordOperator(
     context,
     `to ${topic}`,
-    (key, value, timestamp, _signal, emit) => {
+    (key, value, timestamp, signal, emit) => {
       let keyBytes: Uint8Array | null = null;
       let partition: number;
       if (key === undefined || key === null) {
@@ -37,11 +49,12 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
         keyBytes = routed.bytes;
         partition = routed.partition;
       }
+      const headers = originHeader(signal.origin);
       if (keepValues) {
-        context.produce({ topic, partition, key: keyBytes, value: null, timestamp, decoded: { key, value } });
+        context.produce({ topic, partition, key: keyBytes, value: null, timestamp, headers, decoded: { key, value } });
       } else {
         const valueBytes = value === undefined || value === null ? null : valueSerde.serialize(value);
-        context.produce({ topic, partition, key: keyBytes, value: valueBytes, timestamp });
+        context.produce({ topic, partition, key: keyBytes, value: valueBytes, timestamp, headers });
       }
       if (!internal) context.metrics.recordsOut++;
       void emit;
