@@ -32,7 +32,9 @@ interface PendingSend {
  * partition's base offset, in the order they were given.
  */
 export class KafkaProducer implements TransportProducer {
-  readonly #producer: Producer;
+  #producer: Producer;
+  /** Makes a fresh kafkajs producer (a new producer id); undefined for transactional producers. */
+  #replacement: (() => Producer) | undefined;
   readonly #onClose: (producer: KafkaProducer) => void;
   #queue: PendingSend[] = [];
   #inFlight: Promise<void> | undefined;
@@ -45,7 +47,7 @@ export class KafkaProducer implements TransportProducer {
 
   /** Connects a producer (and gets its producer id) before any send. */
   static async connect(kafka: Kafka, settings: KafkaSettings, onClose: (producer: KafkaProducer) => void): Promise<KafkaProducer> {
-    const producer = kafka.producer({
+    const create = () => kafka.producer({
       // Broker-side deduplication of retried requests; kafkajs then sends with acks from all replicas.
       idempotent: true,
       createPartitioner: Partitioners.DefaultPartitioner,
@@ -54,12 +56,30 @@ export class KafkaProducer implements TransportProducer {
       // kafkajs refuses an idempotent producer without retries.
       retry: { ...settings.retry, retries: Math.max(1, settings.retry.retries ?? 1) },
     });
+    const producer = create();
     try {
       await producer.connect();
     } catch (error) {
       throw transportError('connecting the producer', error);
     }
-    return new KafkaProducer(producer, onClose);
+    const connected = new KafkaProducer(producer, onClose);
+    connected.#replacement = create;
+    return connected;
+  }
+
+  /**
+   * After a failed request kafkajs may have rolled back sequence numbers of a request the broker
+   * did write: the same producer would then be refused (out of order) or deduplicated into
+   * silence. A fresh producer id starts clean; the failed records are sent again by the runtime,
+   * so the worst case is a duplicate, never a loss.
+   */
+  async #replaceAfterFailure(): Promise<void> {
+    if (!this.#replacement) return;
+    const old = this.#producer;
+    const fresh = this.#replacement();
+    await old.disconnect().catch(() => undefined);
+    await fresh.connect().catch(() => undefined);
+    this.#producer = fresh;
   }
 
   /**
@@ -113,6 +133,7 @@ export class KafkaProducer implements TransportProducer {
       }
     } catch (error) {
       const failure = transportError(`producing to ${topicsOf(pending)}`, error);
+      await this.#replaceAfterFailure();
       for (const send of pending) send.reject(failure);
       return;
     }

@@ -1,0 +1,240 @@
+/**
+ * A broker that dies under a running app: an Eddy app (in this process, durable state) runs a
+ * windowed pipeline on a broker of its own; in the middle of the input the broker is killed with
+ * SIGKILL, stays down a few seconds and comes back on the same ports and data. The app rides
+ * through: processing resumes, and in the end every window has been reported with the correct
+ * value (at least once: a window may be reported twice, never with a wrong value).
+ *
+ * Two cases: an outage the clients' retries outlast (the default retry budget is about a minute:
+ * requests hang, then succeed), and one that outlasts them (a short retry budget: sends fail and
+ * are retried by the runtime, the consumer crashes and is restarted by kafkajs, partitions are
+ * lost and assigned again).
+ *
+ * The shared broker of the run is not touched; each test starts (and restarts) its own.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createApp, partitionForKey, type App } from '@eddy/core';
+import { kafkaTransport, type KafkaRetryOptions } from '@eddy/kafka';
+import { levelState } from '@eddy/state';
+import kafkajs from 'kafkajs';
+import type { Admin, Producer } from 'kafkajs';
+import { expect, it } from 'vitest';
+import { startKafka, type KafkaBroker } from '../../scripts/src/kafka.ts';
+import { describeKafka, uniqueName } from './broker.ts';
+import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type LogEntry } from './helpers.ts';
+
+const { Partitioners } = kafkajs;
+
+const partitions = 3;
+const windowMs = 1_000;
+const stepMs = 50; // event time between two readings of a sensor
+const steps = 200; // 10 s of event time: 10 windows per sensor
+const stepsPerRound = 10;
+const downMs = 4_000;
+
+interface Reading {
+  sensor: string;
+  ts: number;
+  value: number;
+}
+
+interface Result {
+  sensor: string;
+  start: number;
+  sum: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Resolves with `promise`, or with undefined after `ms` (so that clean-up cannot hang). */
+const within = <T,>(promise: Promise<T>, ms: number) => Promise.race([promise, sleep(ms).then(() => undefined)]);
+
+/** Whether the group has committed every record of `topics` (listed upstream first). */
+async function allCommitted(admin: Admin, groupId: string, topics: readonly string[]): Promise<boolean> {
+  for (const topic of topics) {
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    const ends = await admin.fetchTopicOffsets(topic);
+    for (const { partition, high } of ends) {
+      const offset = committed?.partitions.find((entry) => entry.partition === partition)?.offset ?? '-1';
+      if (Number(offset) < Number(high)) return false;
+    }
+  }
+  return true;
+}
+
+/** What the app logged at warn and error, by message, with counts (connection refusals left out). */
+function troubles(entries: readonly LogEntry[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const { level, message } of entries) {
+    if ((level !== 'warn' && level !== 'error') || /ECONNREFUSED|Failed to connect to seed broker/.test(message)) continue;
+    counts[message] = (counts[message] ?? 0) + 1;
+  }
+  return counts;
+}
+
+/**
+ * Runs the scenario: the app starts, half the input arrives, the broker is SIGKILLed as soon as
+ * the app has taken in the next round, stays down `downMs`, and restarts on the same ports and
+ * data; the rest of the input follows, then a far-future reading per sensor.
+ */
+async function outage(name: string, retry: KafkaRetryOptions | undefined): Promise<void> {
+  const scratch = await mkdtemp(join(tmpdir(), 'eddy-broker-restart-'));
+  const dataDir = join(scratch, 'kafka');
+  const stateDir = join(scratch, 'state');
+  const log = (line: string) => console.log(`[broker-restart ${name}] ${line}`);
+  // A SIGKILLed broker's controller keeps its old registration until the broker session times
+  // out (9 s by default) and only then lets the restarted broker in; 3 s keeps the test short.
+  const config = { 'broker.session.timeout.ms': 3_000, 'broker.heartbeat.interval.ms': 500 };
+  let broker: KafkaBroker | undefined;
+  const logger = recordingLogger();
+  let app: App | undefined;
+  let producer: Producer | undefined;
+  let admin: Admin | undefined;
+  let output: Awaited<ReturnType<typeof gatherTopic>> | undefined;
+  const appId = uniqueName(`broker-restart-${name}`);
+  try {
+    broker = await startKafka({ dataDir, log, config });
+    const { port, controllerPort, brokers } = broker;
+    const inTopic = `${appId}-in`;
+    const outTopic = `${appId}-out`;
+
+    const sensors = Array.from({ length: 24 }, (_, index) => `sensor-${index}`);
+    expect(new Set(sensors.map((sensor) => partitionForKey(new TextEncoder().encode(sensor), partitions))).size).toBe(partitions);
+    // Event time starts a minute ago, aligned to the window. Not near 0: the broker keeps an
+    // idempotent producer's state only while its last record's timestamp is younger than
+    // producer.id.expiration.ms (a day), and forgets older producers when it loads a log after a
+    // restart, after which a retried batch is written twice.
+    const base = Math.floor((Date.now() - 60_000) / windowMs) * windowMs;
+    const farFuture = base + steps * stepMs + 5 * windowMs;
+    const expected = new Map<string, number>();
+    const rounds: Array<Array<{ key: string; value: string; timestamp: string }>> = [];
+    for (let step = 0; step < steps; step++) {
+      if (step % stepsPerRound === 0) rounds.push([]);
+      sensors.forEach((sensor, index) => {
+        // Distinct values, so that a reading counted twice or missed shows in the sum.
+        const reading: Reading = { sensor, ts: base + step * stepMs, value: step * 7 + index };
+        const window = `${sensor}@${Math.floor(reading.ts / windowMs) * windowMs}`;
+        expected.set(window, (expected.get(window) ?? 0) + reading.value);
+        rounds.at(-1)!.push({ key: sensor, value: JSON.stringify(reading), timestamp: String(reading.ts) });
+      });
+    }
+
+    await createTopics(brokers, [
+      { name: inTopic, partitions },
+      { name: outTopic, partitions: 1 },
+    ]);
+    app = createApp({
+      id: appId,
+      transport: kafkaTransport({ brokers, logger, ...(retry ? { retry } : {}) }),
+      state: levelState({ dir: stateDir, logger: { warn: () => undefined, info: () => undefined } }),
+      idleTimeout: false,
+      commitInterval: '300ms',
+      logger,
+    });
+    app
+      .from<Reading>(inTopic, { timestamp: (reading) => reading.ts })
+      .keyBy((reading) => reading.sensor)
+      .tumbling(windowMs)
+      .sum((reading) => reading.value)
+      .onClose((window) => ({ sensor: window.key, start: window.start, sum: window.value }))
+      .to(outTopic);
+    await app.start();
+    const running = app;
+
+    // The first half of the input arrives while the app runs.
+    const kafka = testKafka(brokers);
+    producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    const killAtRound = rounds.length / 2;
+    for (let round = 0; round < killAtRound; round++) {
+      await producer.send({ topic: inTopic, messages: rounds[round]! });
+      await sleep(100);
+    }
+    const readBefore = running.metrics().recordsIn;
+    await producer.send({ topic: inTopic, messages: rounds[killAtRound]! });
+    await waitFor('the app to take in the round before the kill', () => running.metrics().recordsIn > readBefore, { timeoutMs: 10_000, intervalMs: 5 });
+    await producer.disconnect();
+    producer = undefined;
+
+    // Kill the broker while the app works on that round: its sends and commits are in flight.
+    const killedAt = Date.now();
+    process.kill(broker.pid, 'SIGKILL');
+    await broker.stop();
+    broker = undefined;
+    await sleep(downMs);
+    broker = await startKafka({ port, controllerPort, dataDir, log, config });
+    log(`broker back ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; app troubles so far ${JSON.stringify(troubles(logger.entries))}`);
+
+    // The rest of the input, through a new producer.
+    producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    for (let round = killAtRound + 1; round < rounds.length; round++) {
+      await producer.send({ topic: inTopic, messages: rounds[round]! });
+      await sleep(100);
+    }
+
+    // Processing resumes: everything (input and the repartition topic) is processed and committed.
+    admin = kafka.admin();
+    await admin.connect();
+    const repartition = (await admin.listTopics()).filter((topic) => topic.startsWith(`${appId}-`) && topic.endsWith('-repartition'));
+    expect(repartition).toHaveLength(1);
+    const committed = admin;
+    try {
+      await waitFor('every record to be processed and committed', () => allCommitted(committed, appId, [inTopic, ...repartition]), { timeoutMs: 45_000, intervalMs: 250 });
+    } catch (error) {
+      const { recordsIn, tasks, lag } = running.metrics();
+      throw new Error(`${(error as Error).message} (app: ${JSON.stringify({ recordsIn, tasks, lag })}; troubles: ${JSON.stringify(troubles(logger.entries))})`);
+    }
+
+    // A far-future reading per sensor closes the last windows.
+    await producer.send({
+      topic: inTopic,
+      messages: sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farFuture, value: 0 }), timestamp: String(farFuture) })),
+    });
+    output = await gatherTopic(kafka, outTopic);
+    const results = () => output!.records.map((record) => JSON.parse(record.value!) as Result);
+    await waitFor(
+      'every window to be reported',
+      () => {
+        const seen = new Set(results().map((result) => `${result.sensor}@${result.start}`));
+        return [...expected.keys()].every((window) => seen.has(window));
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+
+    const all = results();
+    const wrong = all
+      .filter((result) => result.sum !== expected.get(`${result.sensor}@${result.start}`))
+      .map((result) => ({ ...result, start: result.start - base, expected: expected.get(`${result.sensor}@${result.start}`) }));
+    expect(wrong, `windows with a wrong value (start relative to the first window; app troubles: ${JSON.stringify(troubles(logger.entries))})`).toEqual([]);
+    expect(new Set(all.map((result) => `${result.sensor}@${result.start}`)).size).toBe(expected.size);
+    expect(running.metrics().tasks, 'the app runs every task again').toBe(partitions * 2);
+    log(`${all.length} results for ${expected.size} windows; app troubles ${JSON.stringify(troubles(logger.entries))}`);
+  } finally {
+    await output?.stop().catch(() => undefined);
+    await producer?.disconnect().catch(() => undefined);
+    if (broker) {
+      // With the broker up, the app can commit and leave; do not wait for it for long either way.
+      await within(app?.stop().catch(() => undefined) ?? Promise.resolve(), 20_000);
+      const topics = await admin?.listTopics().catch(() => [] as string[]);
+      await admin?.deleteTopics({ topics: (topics ?? []).filter((topic) => topic.startsWith(`${appId}-`)) }).catch(() => undefined);
+    } else {
+      void app?.stop().catch(() => undefined);
+    }
+    await admin?.disconnect().catch(() => undefined);
+    await broker?.stop(5_000);
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+describeKafka('an Eddy app across a broker restart (SIGKILL, same ports and data)', () => {
+  it('rides out an outage shorter than its clients retry: processing resumes, no window lost, no wrong value', async () => {
+    await outage('retried', undefined);
+  }, 120_000);
+
+  it('recovers from an outage longer than its clients retry (sends fail, the consumer crashes and restarts): no window lost, no wrong value', async () => {
+    await outage('gave-up', { retries: 3, initialRetryTime: '100ms', maxRetryTime: '1s' });
+  }, 120_000);
+});
