@@ -5,37 +5,18 @@
  * What a killed instance had in its open transactions (outputs, changelog records, offsets) is
  * aborted when the next instance's task producers fence it, and is done again from the last commit.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
+import { kill, startChild } from './children.ts';
 import { createTopics, gatherTopic, testKafka, waitFor } from './helpers.ts';
 
 const fixture = fileURLToPath(new URL('./fixtures/windowed-app.mjs', import.meta.url));
 const directories: string[] = [];
 afterAll(async () => Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true }))));
-
-function startChild(args: string[]): { child: ChildProcess; started: Promise<void> } {
-  const child = spawn(process.execPath, [fixture, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const started = new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('started') && resolve());
-    child.on('exit', (code, signal) => reject(new Error(`child exited (${code ?? signal}) before starting: ${stderr}`)));
-  });
-  return { child, started };
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
 
 describeKafka('crash recovery (SIGKILL) on Kafka under exactly-once', (brokers) => {
   it('gives every window exactly once, with the correct value, across repeated kills (read_committed)', async () => {
@@ -79,7 +60,7 @@ describeKafka('crash recovery (SIGKILL) on Kafka under exactly-once', (brokers) 
       const size = Math.ceil(messages.length / slices);
       const chunk = 50;
       for (let slice = 0; slice < slices; slice++) {
-        const { child, started } = startChild(args);
+        const { child, started } = startChild(fixture, args);
         await started;
         const feeding = (async () => {
           for (let from = slice * size; from < Math.min((slice + 1) * size, messages.length); from += chunk) {

@@ -3,37 +3,18 @@
  * state is killed with SIGKILL at random moments and restarted; afterwards every window's result
  * is present with the correct value (duplicates allowed under at-least-once, never a wrong one).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
+import { kill, startChild } from './children.ts';
 import { createTopics, gatherTopic, testKafka, waitFor } from './helpers.ts';
 
 const fixture = fileURLToPath(new URL('./fixtures/windowed-app.mjs', import.meta.url));
 const directories: string[] = [];
 afterAll(async () => Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true }))));
-
-function startChild(args: string[]): { child: ChildProcess; started: Promise<void> } {
-  const child = spawn(process.execPath, [fixture, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const started = new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('started') && resolve());
-    child.on('exit', (code, signal) => reject(new Error(`child exited (${code ?? signal}) before starting: ${stderr}`)));
-  });
-  return { child, started };
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
 
 describeKafka('crash recovery (SIGKILL) on Kafka', (brokers) => {
   it('loses no window and gives no wrong value across repeated kills', async () => {
@@ -72,7 +53,7 @@ describeKafka('crash recovery (SIGKILL) on Kafka', (brokers) => {
       const slices = 4;
       const size = Math.ceil(messages.length / slices);
       for (let slice = 0; slice < slices; slice++) {
-        const { child, started } = startChild(args);
+        const { child, started } = startChild(fixture, args);
         await started;
         await producer.send({ topic: inTopic, messages: messages.slice(slice * size, (slice + 1) * size) });
         if (slice < slices - 1) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createApp, memoryState, memoryTransport, partitionForKey, silentLogger, string } from './index.js';
+import { createApp, memoryState, memoryTransport, partitionForKey, silentLogger, string, type MemoryTransport, type OutgoingRecord } from './index.js';
 import { TestDriver } from './testing/index.js';
 
 interface Reading {
@@ -236,30 +236,32 @@ describe('TestDriver.read', () => {
   });
 });
 
+/** The embedded broker, except that sends for which `fails` says so are refused. */
+function failingSends(inner: MemoryTransport, fails: (records: readonly OutgoingRecord[]) => boolean): MemoryTransport {
+  const createProducer = async () => {
+    const producer = await inner.createProducer();
+    return {
+      send: async (records: readonly OutgoingRecord[]) => {
+        if (fails(records)) throw new Error('broker unavailable');
+        return producer.send(records);
+      },
+      close: () => producer.close(),
+    };
+  };
+  return new Proxy(inner, {
+    get(target, property) {
+      if (property === 'createProducer') return createProducer;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
 describe('transport failures', () => {
   it('sends the records of a failed send again and commits no offset past them meanwhile', async () => {
     const inner = memoryTransport();
     let failures = 2;
-    const createProducer = async () => {
-      const producer = await inner.createProducer();
-      return {
-        send: async (records: Parameters<typeof producer.send>[0]) => {
-          if (records.some((record) => record.topic === 'out') && failures > 0) {
-            failures--;
-            throw new Error('broker unavailable');
-          }
-          return producer.send(records);
-        },
-        close: () => producer.close(),
-      };
-    };
-    const flaky = new Proxy(inner, {
-      get(target, property) {
-        if (property === 'createProducer') return createProducer;
-        const value: unknown = Reflect.get(target, property, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
+    const flaky = failingSends(inner, (records) => records.some((record) => record.topic === 'out') && failures > 0 && failures-- > 0);
     const app = createApp({ id: 'flaky', transport: flaky, logger: silentLogger });
     app.from<number>('in').map((n) => n + 1).to('out');
     await app.start();
@@ -307,26 +309,7 @@ describe('a commit that fails half-way', () => {
   it('writes the state it took to the local store with the next commit, so a restart on the same state loses nothing', async () => {
     const inner = memoryTransport();
     let failures = 1;
-    const createProducer = async () => {
-      const producer = await inner.createProducer();
-      return {
-        send: async (records: Parameters<typeof producer.send>[0]) => {
-          if (records.some((record) => record.topic.endsWith('-changelog')) && failures > 0) {
-            failures--;
-            throw new Error('broker unavailable');
-          }
-          return producer.send(records);
-        },
-        close: () => producer.close(),
-      };
-    };
-    const flaky = new Proxy(inner, {
-      get(target, property) {
-        if (property === 'createProducer') return createProducer;
-        const value: unknown = Reflect.get(target, property, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
+    const flaky = failingSends(inner, (records) => records.some((record) => record.topic.endsWith('-changelog')) && failures > 0 && failures-- > 0);
     const state = memoryState();
     const build = () => {
       const app = createApp({ id: 'half', transport: flaky, state, idleTimeout: false, commitInterval: 20, logger: silentLogger });
