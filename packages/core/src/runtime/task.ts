@@ -295,7 +295,7 @@ export class Task implements TaskContext {
    * partition tells.
    */
   #alreadyApplied(incoming: IncomingRecord): boolean {
-    const origin = decodeOrigin(incoming.headers[ORIGIN_HEADER]);
+    const origin = incoming.decoded?.origin ?? decodeOrigin(incoming.headers[ORIGIN_HEADER]);
     if (!origin) return false;
     const [source, offset, index] = origin;
     const applied = this.#appliedOrigins.get(source);

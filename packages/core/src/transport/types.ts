@@ -22,10 +22,12 @@ export interface OutgoingRecord {
   readonly decoded?: DecodedRecord;
 }
 
-/** A record's key and value as objects. */
+/** A record's key and value as objects (and, for repartition records, where they came from). */
 export interface DecodedRecord {
   readonly key: unknown;
   readonly value: unknown;
+  /** The origin a repartition record carries: source partition, offset, index among its outputs. */
+  readonly origin?: readonly [source: string, offset: number, index: number];
 }
 
 /** A record read from a topic partition. */

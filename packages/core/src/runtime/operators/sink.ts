@@ -3,7 +3,7 @@ import { partitionForKey } from '../../murmur2.js';
 import type { Serde } from '../../serde.js';
 import type { TaskContext } from '../context.js';
 import { recordOperator } from '../operator.js';
-import { encodeOrigin, ORIGIN_HEADER } from '../origin.js';
+import { encodeOrigin, ORIGIN_HEADER, originSource } from '../origin.js';
 import type { Origin, Signal } from '../signals.js';
 import type { Headers } from '../../transport/types.js';
 
@@ -21,11 +21,12 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
   // so that the reading task can drop the copies a replay after a crash writes again.
   let lastOrigin: Origin | undefined;
   let outputIndex = 0;
-  const originHeader = (origin: Origin | undefined): Headers | undefined => {
-    if (!internal || !origin) return undefined;
+  let source = '';
+  const originOf = (origin: Origin): [string, number, number] => {
     outputIndex = origin === lastOrigin ? outputIndex + 1 : 0;
+    if (!lastOrigin || origin.partition !== lastOrigin.partition || origin.topic !== lastOrigin.topic) source = originSource(origin);
     lastOrigin = origin;
-    return { [ORIGIN_HEADER]: encodeOrigin(origin, outputIndex) };
+    return [source, origin.offset, outputIndex];
   };
   return recordOperator(
     context,
@@ -49,11 +50,13 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
         keyBytes = routed.bytes;
         partition = routed.partition;
       }
-      const headers = originHeader(signal.origin);
+      const origin = internal && signal.origin ? originOf(signal.origin) : undefined;
       if (keepValues) {
-        context.produce({ topic, partition, key: keyBytes, value: null, timestamp, headers, decoded: { key, value } });
+        // In process the origin rides along as numbers; no header to build or parse.
+        context.produce({ topic, partition, key: keyBytes, value: null, timestamp, decoded: { key, value, origin } });
       } else {
         const valueBytes = value === undefined || value === null ? null : valueSerde.serialize(value);
+        const headers: Headers | undefined = origin ? { [ORIGIN_HEADER]: encodeOrigin(origin) } : undefined;
         context.produce({ topic, partition, key: keyBytes, value: valueBytes, timestamp, headers });
       }
       if (!internal) context.metrics.recordsOut++;
