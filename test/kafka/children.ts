@@ -24,3 +24,30 @@ export function kill(child: ChildProcess): Promise<void> {
     child.kill('SIGKILL');
   });
 }
+
+/** The crash tests' input: readings with exact per-window sums to check the output against. */
+export interface SensorInput {
+  readonly messages: Array<{ key: string; value: string }>;
+  /** Sum of values per window, `sensor@windowStart` for tumbling 5 s windows. */
+  readonly expected: Map<string, number>;
+}
+
+/**
+ * 12 sensors x 500 readings, 100 ms apart in event time, value = the reading's index (so sums are
+ * exact), then one far-future reading per sensor that closes its last windows.
+ */
+export function sensorInput(): SensorInput {
+  const sensors = Array.from({ length: 12 }, (_, index) => `sensor-${index}`);
+  const expected = new Map<string, number>();
+  const messages: Array<{ key: string; value: string }> = [];
+  for (let step = 0; step < 500; step++) {
+    for (const sensor of sensors) {
+      const ts = step * 100;
+      const window = `${sensor}@${Math.floor(ts / 5000) * 5000}`;
+      expected.set(window, (expected.get(window) ?? 0) + step);
+      messages.push({ key: sensor, value: JSON.stringify({ sensor, ts, value: step }) });
+    }
+  }
+  for (const sensor of sensors) messages.push({ key: sensor, value: JSON.stringify({ sensor, ts: 10_000_000, value: 0 }) });
+  return { messages, expected };
+}

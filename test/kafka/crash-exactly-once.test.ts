@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { kill, startChild } from './children.ts';
+import { kill, sensorInput, startChild } from './children.ts';
 import { createTopics, gatherTopic, testKafka, waitFor } from './helpers.ts';
 
 const fixture = fileURLToPath(new URL('./fixtures/windowed-app.mjs', import.meta.url));
@@ -30,20 +30,7 @@ describeKafka('crash recovery (SIGKILL) on Kafka under exactly-once', (brokers) 
       { name: outTopic, partitions: 1 },
     ]);
 
-    // 12 sensors x 500 readings, 100 ms apart in event time; value = its index, so sums are exact.
-    const sensors = Array.from({ length: 12 }, (_, index) => `sensor-${index}`);
-    const expected = new Map<string, number>();
-    const messages = [];
-    for (let step = 0; step < 500; step++) {
-      for (const sensor of sensors) {
-        const ts = step * 100;
-        const window = `${sensor}@${Math.floor(ts / 5000) * 5000}`;
-        expected.set(window, (expected.get(window) ?? 0) + step);
-        messages.push({ key: sensor, value: JSON.stringify({ sensor, ts, value: step }) });
-      }
-    }
-    // A far-future reading per sensor closes its last windows (its own window stays open).
-    for (const sensor of sensors) messages.push({ key: sensor, value: JSON.stringify({ sensor, ts: 10_000_000, value: 0 }) });
+    const { messages, expected } = sensorInput();
 
     const kafka = testKafka(brokers);
     const producer = kafka.producer();
