@@ -478,7 +478,7 @@ export class App {
       }
     }
     const specs = [];
-    for (const [topic, writer] of topology.repartitionTopics) specs.push({ name: topic, partitions: counts.get(writer)! });
+    for (const [topic, writer] of topology.repartitionTopics) specs.push({ name: topic, partitions: counts.get(writer)!, unlimitedRetention: true });
     for (const sub of topology.subTopologies) {
       for (const store of sub.storeNames) specs.push({ name: changelogTopic(this.id, store), partitions: counts.get(sub)!, compacted: true });
     }
@@ -590,10 +590,11 @@ export class App {
         // Committed repartition records are never read again: let the log drop them.
         for (const offset of offsets) {
           if (!this.#topology!.repartitionTopics.has(offset.topic)) continue;
-          const deleted = this.#transport.deleteRecords?.(offset, offset.offset);
-          // After a transaction committed, a failure here only leaves records for the next commit to drop.
-          if (task.transactional) await deleted?.catch((error: unknown) => this.#log('warn', 'deleting committed repartition records failed', { task: task.taskId, error: describeError(error) }));
-          else await deleted;
+          // Best effort: the offsets are committed already, and a failure only leaves records for the
+          // next commit to drop.
+          await this.#transport
+            .deleteRecords?.(offset, offset.offset)
+            .catch((error: unknown) => this.#log('warn', 'deleting committed repartition records failed', { task: task.taskId, error: describeError(error) }));
         }
       }),
     );

@@ -37,7 +37,12 @@ export async function createMissingTopics(admin: Admin, specs: readonly TopicSpe
         topic: spec.name,
         numPartitions: spec.partitions,
         replicationFactor: replicas,
-        configEntries: spec.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
+        configEntries: [
+          ...(spec.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : []),
+          // Repartition records carry event times, possibly old: time-based retention must not
+          // delete them before they are read; the app deletes them once committed.
+          ...(spec.unlimitedRetention ? [{ name: 'retention.ms', value: '-1' }] : []),
+        ],
       })),
       // kafkajs's own wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which a Kafka 4 broker answers
       // for a moment after creating a topic; the poll below waits through it.

@@ -171,6 +171,23 @@ export class KafkaTransport implements Transport {
   }
 
   /**
+   * Deletes a partition's records before `offset` (Kafka's DeleteRecords); the app calls it for
+   * repartition records once they are committed, which keeps those topics small although their
+   * retention is unlimited.
+   * @example
+   * await transport.deleteRecords({ topic: 'app-counts-repartition', partition: 0 }, 1200);
+   */
+  async deleteRecords({ topic, partition }: TopicPartition, offset: number): Promise<void> {
+    await this.#withAdmin(async (admin) => {
+      try {
+        await admin.deleteTopicRecords({ topic, partitions: [{ partition, offset: String(offset) }] });
+      } catch (error) {
+        throw transportError(`deleting records of ${topic}[${partition}] before ${offset}`, error);
+      }
+    });
+  }
+
+  /**
    * Reads a partition from `fromOffset` up to its end offset at the time of the call, in batches
    * (see `readPartition` in read-partition.ts for how, without manual assignment).
    * @example

@@ -59,6 +59,11 @@ export interface TopicSpec {
   readonly partitions: number;
   /** Log compaction (changelogs). */
   readonly compacted?: boolean;
+  /**
+   * Keep records regardless of their age (repartition topics: their timestamps are event times,
+   * which may be old; the app deletes their records once committed instead).
+   */
+  readonly unlimitedRetention?: boolean;
 }
 
 /** Sends records; `send` resolves once every record is acknowledged. */
