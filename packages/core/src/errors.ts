@@ -9,7 +9,6 @@ export type ErrorCode =
   | 'TRANSPORT_FAILED'
   | 'STATE_FAILED'
   | 'STATE_LOCKED'
-  | 'WORKER_FAILED'
   | 'WORKER_TIMEOUT'
   | 'WORKER_CRASHED'
   | 'WORKER_INIT_FAILED'
@@ -39,9 +38,6 @@ export class ConfigError extends EddyError {
     super('CONFIG_INVALID', message);
   }
 }
-
-/** A record that could not be processed; it goes to the dead-letter topic or stops the app. */
-export class RecordError extends EddyError {}
 
 /** Describes any thrown value in one line, for logs and dead-letter headers. */
 export function describeError(error: unknown): string {

@@ -14,7 +14,7 @@ export { BATCH_HANDLER, isBatchHandler } from './handler.js';
 export type { HandlerOutcome, HandlerResult, LateRecord, WindowBatchHandler, WindowHandler, WindowResult } from './handler.js';
 export { serdes, json, string, bytes } from './serde.js';
 export type { Serde } from './serde.js';
-export { EddyError, ConfigError, RecordError, describeError } from './errors.js';
+export { EddyError, ConfigError, describeError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { systemClock } from './clock.js';
 export type { Clock, TimerHandle } from './clock.js';

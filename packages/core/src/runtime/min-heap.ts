@@ -78,10 +78,4 @@ export class MinHeap<T> {
     }
     return top;
   }
-
-  clear(): void {
-    this.#priorities.length = 0;
-    this.#items.length = 0;
-    this.#orders.length = 0;
-  }
 }
