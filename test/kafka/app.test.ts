@@ -5,11 +5,9 @@
  */
 import { createApp, partitionForKey, type App } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import kafkajs from 'kafkajs';
-import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered } from './helpers.ts';
+import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered, produceReadings } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -61,17 +59,6 @@ function sensorsCovering(partitions: number, count: number): string[] {
   return sensors;
 }
 
-async function produce(kafka: Kafka, topic: string, input: readonly Reading[]): Promise<void> {
-  // Idempotent: a plain kafkajs producer resends a whole request when one partition of it fails
-  // (common right after a topic is created), duplicating the records of the other partitions.
-  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
-  await producer.connect();
-  try {
-    await producer.send({ topic, messages: input.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading), timestamp: String(reading.ts) })) });
-  } finally {
-    await producer.disconnect();
-  }
-}
 
 describeKafka('an Eddy app on Kafka', (brokers) => {
   const kafka = testKafka(brokers);
@@ -101,7 +88,7 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
     try {
       // Windows 0..2: 0 and 1 close (stream time reaches window 2), 2 stays open.
       const before = readings(sensors, base, [0, 1, 2], perWindow);
-      await produce(kafka, input, before);
+      await produceReadings(kafka, input, before);
       const first = (running = build());
       await first.start();
       // The app created its output topic with the transport's defaultPartitions.
@@ -119,7 +106,7 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
 
       // More of window 2, then 3..5: window 2 closes with the records of both runs; 5 stays open.
       const after = readings(sensors, base, [2, 3, 4, 5], (sensor, window) => (window === 2 ? 1 : perWindow(sensor, window)));
-      await produce(kafka, input, after);
+      await produceReadings(kafka, input, after);
       const second = (running = build());
       await second.start();
       await waitFor('windows 2..4 of every sensor', () => decode(outputs).length >= sensors.length * 5);
@@ -170,7 +157,7 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
     const second = build();
     try {
       const round1 = readings(sensors, base, [0, 1, 2], perWindow);
-      await produce(kafka, input, round1);
+      await produceReadings(kafka, input, round1);
       await first.start();
       expect(first.metrics().tasks).toBe(8);
       await waitFor('window 0 of every sensor', () => decode(gathered.records).filter((result) => result.start === base).length >= sensors.length);
@@ -178,12 +165,12 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
       // The second instance joins while input keeps coming.
       const round2 = readings(sensors, base, [2, 3, 4, 5], (sensor, window) => (window === 2 ? 2 : perWindow(sensor, window)));
       const joining = second.start();
-      await produce(kafka, input, round2.slice(0, round2.length / 2));
+      await produceReadings(kafka, input, round2.slice(0, round2.length / 2));
       await joining;
-      await produce(kafka, input, round2.slice(round2.length / 2));
+      await produceReadings(kafka, input, round2.slice(round2.length / 2));
       // Window 6 closes window 5 everywhere and stays open itself.
       const round3 = readings(sensors, base, [6], () => 1);
-      await produce(kafka, input, round3);
+      await produceReadings(kafka, input, round3);
 
       expect(first.metrics().tasks + second.metrics().tasks, 'every task runs on exactly one instance').toBe(8);
       expect(second.metrics().tasks, 'partitions moved to the second instance').toBeGreaterThan(0);
@@ -209,7 +196,7 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
       await second.stop();
       await waitFor('the first instance to run every task again', () => first.metrics().tasks === 8);
       const round4 = readings(sensors, base, [6, 7], () => 1);
-      await produce(kafka, input, round4);
+      await produceReadings(kafka, input, round4);
       const all = expectedCounts([...round1, ...round2, ...round3, ...round4], base);
       const window6 = [...all.keys()].filter((key) => key.endsWith(`@${base + 6 * windowMs}`));
       await waitFor('window 6 of every sensor', () => {

@@ -5,11 +5,9 @@
  */
 import { createApp, EddyError, type App, type TransactionalProducer } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import kafkajs from 'kafkajs';
-import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered } from './helpers.ts';
+import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered, produceReadings } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -25,15 +23,6 @@ interface WindowCount {
 const bytes = (text: string) => new TextEncoder().encode(text);
 const decode = (records: readonly Gathered[]): WindowCount[] => records.map((record) => JSON.parse(record.value!) as WindowCount);
 
-async function produce(kafka: Kafka, topic: string, input: readonly Reading[]): Promise<void> {
-  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
-  await producer.connect();
-  try {
-    await producer.send({ topic, messages: input.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading), timestamp: String(reading.ts) })) });
-  } finally {
-    await producer.disconnect();
-  }
-}
 
 describeKafka('exactly-once on Kafka', (brokers) => {
   const kafka = testKafka(brokers);
@@ -61,7 +50,7 @@ describeKafka('exactly-once on Kafka', (brokers) => {
     }
     // A late-enough reading per sensor closes every window above; its own windows stay open.
     const closers = sensors.map((sensor) => ({ sensor, ts: base + 1_000_000 }));
-    await produce(kafka, input, [...readings, ...closers]);
+    await produceReadings(kafka, input, [...readings, ...closers]);
 
     const logger = recordingLogger();
     const app = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', idleTimeout: false, commitInterval: '200ms', logger });
@@ -179,11 +168,11 @@ describeKafka('exactly-once on Kafka', (brokers) => {
     const takeover = kafkaTransport({ brokers, logger: recordingLogger() });
     try {
       await app.start();
-      await produce(kafka, input, [{ sensor: 'a', ts: 1 }]);
+      await produceReadings(kafka, input, [{ sensor: 'a', ts: 1 }]);
       await waitFor('the first record', () => committed.records.length === 1, { timeoutMs: 20_000 });
       // The next owner of task 0_0 (a new instance after a rebalance this one missed).
       const newer = await takeover.createProducer({ transactionalId: `${id}-0_0` });
-      await produce(kafka, input, [{ sensor: 'a', ts: 2 }]);
+      await produceReadings(kafka, input, [{ sensor: 'a', ts: 2 }]);
       await waitFor('the zombie to stop', () => app.failure !== undefined, { timeoutMs: 20_000 });
       await app.stop();
       expect(app.failure).toMatchObject({ code: 'TRANSPORT_FAILED', retriable: false });

@@ -87,3 +87,18 @@ export async function createTopics(brokers: string[], specs: TopicSpec[]): Promi
 export function testKafka(brokers: string[]): Kafka {
   return new kafkajs.Kafka({ clientId: 'eddy-kafka-test', brokers, logLevel: logLevel.NOTHING });
 }
+
+/**
+ * Produces readings keyed by sensor with their event time as the record timestamp. Idempotent: a
+ * plain kafkajs producer resends a whole request when one partition of it fails (common right
+ * after a topic is created), duplicating the records of the other partitions.
+ */
+export async function produceReadings(kafka: Kafka, topic: string, input: ReadonlyArray<{ sensor: string; ts: number }>): Promise<void> {
+  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+  await producer.connect();
+  try {
+    await producer.send({ topic, messages: input.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading), timestamp: String(reading.ts) })) });
+  } finally {
+    await producer.disconnect();
+  }
+}
