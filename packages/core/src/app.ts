@@ -373,6 +373,7 @@ export class App {
     metric('windows_closed_total', 'counter', snapshot.windowsClosed, 'Windows closed.');
     metric('late_records_total', 'counter', snapshot.lateRecords, 'Records that missed a closed window.');
     metric('dead_letters_total', 'counter', snapshot.deadLetters, 'Records sent to the dead-letter topic.');
+    metric('duplicates_dropped_total', 'counter', snapshot.duplicatesDropped, 'Replayed repartition records dropped as already applied.');
     metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
     metric('lag', 'gauge', snapshot.lag, 'Records waiting in assigned input partitions.');
     metric('event_loop_delay_p99_ms', 'gauge', snapshot.eventLoopDelayP99Ms, 'Event-loop delay, 99th percentile.');
