@@ -1,3 +1,5 @@
+// First: kafkajs's producer must load after these fixes (see producer-fixes.ts).
+import './producer-fixes.js';
 import {
   ConfigError,
   EddyError,

@@ -1,0 +1,86 @@
+import { Buffer } from 'node:buffer';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { encodeRecord, groupMessagesPerPartition, produceRequest, producerFixesInstalled, replacedModules, type RecordFields } from './producer-fixes.js';
+
+const require = createRequire(import.meta.url);
+
+/** A kafkajs module as kafkajs wrote it, compiled from its source (the module cache now holds the fix). */
+function original<T>(path: string): T {
+  const module = { exports: undefined as unknown };
+  new Function('module', 'require', readFileSync(path, 'utf8'))(module, createRequire(path));
+  return module.exports as T;
+}
+
+function random(seed: number): () => number {
+  return () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+}
+
+describe('kafkajs producer fixes', () => {
+  it('are what kafkajs producers in this process use', () => {
+    expect(producerFixesInstalled).toBe(true);
+    expect(replacedModules.map((path) => require.cache[path]?.exports)).toEqual([groupMessagesPerPartition, encodeRecord, produceRequest]);
+  });
+
+  it('group messages by partition like kafkajs, each partition in the order given', () => {
+    const next = random(7);
+    const partitionMetadata = [{ partitionId: 0 }, { partitionId: 1 }, { partitionId: 2 }, { partitionId: 3 }];
+    const partitioner = ({ message }: { message: { partition: number } }) => message.partition;
+    const messages = Array.from({ length: 500 }, (_, index) => ({ partition: Math.floor(next() * 4), value: `m${index}` }));
+    const args = { topic: 't', partitionMetadata, messages, partitioner };
+    expect(groupMessagesPerPartition(args)).toEqual(original<typeof groupMessagesPerPartition>(replacedModules[0]!)(args));
+    expect(groupMessagesPerPartition({ ...args, partitionMetadata: [] })).toEqual({});
+  });
+
+  it('encode records byte for byte like kafkajs', () => {
+    const kafkajsRecord = original<(fields: RecordFields) => { buffer: Buffer }>(replacedModules[1]!);
+    const next = random(11);
+    const bytes = (max: number) => Buffer.from(Array.from({ length: Math.floor(next() * max) }, () => Math.floor(next() * 256)));
+    const text = (max: number) => Array.from({ length: Math.floor(next() * max) }, () => String.fromCodePoint(32 + Math.floor(next() * 2000))).join('');
+    const cases: RecordFields[] = [
+      {},
+      { key: null, value: null },
+      { key: Buffer.alloc(0), value: Buffer.alloc(300), offsetDelta: 127, timestampDelta: -1 },
+      { offsetDelta: 128, timestampDelta: 2 ** 40, key: 'text key', value: 'ünïcode value', headers: { a: 'b', repeated: ['x', Buffer.from('y')] } },
+    ];
+    for (let index = 0; index < 300; index++) {
+      const headers: Record<string, string | Buffer> = {};
+      for (let count = Math.floor(next() * 3); count > 0; count--) headers[text(10)] = next() < 0.5 ? text(40) : bytes(40);
+      cases.push({
+        offsetDelta: Math.floor(next() * 100_000),
+        timestampDelta: Math.floor((next() - 0.3) * 2 ** (next() * 50)),
+        key: next() < 0.2 ? null : bytes(50),
+        value: next() < 0.1 ? null : next() < 0.5 ? text(400) : bytes(20_000),
+        headers,
+      });
+    }
+    for (const fields of cases) expect(encodeRecord(fields).buffer.equals(kafkajsRecord(fields).buffer), JSON.stringify(fields).slice(0, 200)).toBe(true);
+  });
+
+  it('write Produce requests byte for byte like kafkajs', async () => {
+    type Request = (fields: Parameters<typeof produceRequest>[0]) => { apiKey: number; apiVersion: number; encode(): Promise<{ buffer: Buffer }> };
+    const kafkajsRequest = original<Request>(replacedModules[2]!);
+    const Long = require('kafkajs/src/utils/long.js') as { fromNumber(value: number): unknown };
+    const next = random(5);
+    const message = (index: number) => ({
+      key: next() < 0.1 ? null : Buffer.from(`sensor-${Math.floor(next() * 100)}`),
+      value: Buffer.from(JSON.stringify({ index, value: next() })),
+      timestamp: String(1_700_000_000_000 + Math.floor(next() * 100_000)),
+      ...(next() < 0.5 ? { headers: { 'eddy.origin': `${index}:0:in:3` } } : {}),
+    });
+    const topicData = [
+      { topic: 'a', partitions: [{ partition: 0, firstSequence: 0, messages: Array.from({ length: 300 }, (_, index) => message(index)) }, { partition: 3, firstSequence: 17, messages: [message(1)] }] },
+      { topic: 'b-ü', partitions: [{ partition: 1, firstSequence: 2, messages: Array.from({ length: 40 }, (_, index) => message(index)) }] },
+    ];
+    for (const fields of [
+      { acks: -1, timeout: 30_000, topicData },
+      { acks: 1, timeout: 5_000, transactionalId: 'app-0_1', producerId: Long.fromNumber(4711), producerEpoch: 3, topicData },
+    ]) {
+      const ours = produceRequest(fields);
+      const theirs = kafkajsRequest(fields);
+      expect([ours.apiKey, ours.apiVersion, ours.expectResponse()]).toEqual([theirs.apiKey, theirs.apiVersion, fields.acks !== 0]);
+      expect((await ours.encode()).buffer.equals((await theirs.encode()).buffer)).toBe(true);
+    }
+  });
+});

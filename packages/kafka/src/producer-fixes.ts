@@ -1,0 +1,254 @@
+import { Buffer } from 'node:buffer';
+import { createRequire } from 'node:module';
+
+/**
+ * Two fixes for kafkajs 2.2.4's producer, installed when this module is evaluated, which must be
+ * before kafkajs's producer code loads (`@eddy/kafka` imports this module first). Both replace a
+ * kafkajs module in Node's module cache, so the kafkajs code that requires it gets the fix; the
+ * bytes on the wire and the shapes returned are kafkajs's own, only the cost changes.
+ *
+ * - {@link groupMessagesPerPartition}: kafkajs groups a request's messages by partition by
+ *   copying the partition's list for every message (`[...current, message]`), quadratic in the
+ *   messages per partition. The fix appends in place.
+ * - {@link encodeRecord}: kafkajs encodes each record into a fresh zero-filled 512-byte buffer,
+ *   every varint through a temporary array and buffer, and 64-bit varints through Long objects.
+ *   The fix writes each record once, into a buffer of its exact size.
+ * - {@link produceRequest} (Produce v3, which v4 to v7 reuse): kafkajs copies every message with
+ *   an object spread (about 1.5 µs each, more than encoding it) and sorts the timestamps to find
+ *   the first and the largest. The fix passes the fields on and takes the minimum and maximum.
+ *
+ * If kafkajs's producer loaded first (an application imported kafkajs before `@eddy/kafka`), the
+ * fixes cannot apply; {@link producerFixesInstalled} then says false and only speed suffers.
+ */
+
+interface GroupArguments<M> {
+  readonly topic: string;
+  readonly partitionMetadata: readonly unknown[];
+  readonly messages: readonly M[];
+  readonly partitioner: (args: { topic: string; partitionMetadata: readonly unknown[]; message: M }) => number;
+}
+
+/** Messages grouped by the partition the partitioner picks, each group in the order given. */
+export function groupMessagesPerPartition<M>({ topic, partitionMetadata, messages, partitioner }: GroupArguments<M>): Record<number, M[]> {
+  const groups: Record<number, M[]> = {};
+  if (partitionMetadata.length === 0) return groups;
+  for (const message of messages) {
+    const partition = partitioner({ topic, partitionMetadata, message });
+    (groups[partition] ??= []).push(message);
+  }
+  return groups;
+}
+
+type Bytes = Buffer | string | null | undefined;
+
+/** What kafkajs's produce request hands its record encoder. */
+export interface RecordFields {
+  readonly offsetDelta?: number;
+  readonly timestampDelta?: number | { toString(): string };
+  readonly key?: Bytes;
+  readonly value?: Bytes;
+  readonly headers?: Readonly<Record<string, Bytes | readonly Bytes[]>>;
+}
+
+/** An encoded record, in the shape kafkajs's encoders take (`buf` and `buffer`). */
+export class EncodedRecord {
+  constructor(readonly buf: Buffer) {}
+  get buffer(): Buffer {
+    return this.buf;
+  }
+  size(): number {
+    return this.buf.length;
+  }
+}
+
+/** ZigZag encoding of a signed integer up to 2^53 (Kafka's varint and varlong). */
+const zigZag = (value: number): number => (value >= 0 ? value * 2 : -value * 2 - 1);
+
+function sizeOfUnsignedVarint(value: number): number {
+  let size = 1;
+  while (value >= 128) {
+    value = Math.floor(value / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeUnsignedVarint(buffer: Buffer, offset: number, value: number): number {
+  while (value >= 128) {
+    buffer[offset++] = (value % 128) | 128;
+    value = Math.floor(value / 128);
+  }
+  buffer[offset++] = value;
+  return offset;
+}
+
+/** A field's bytes as kafkajs writes them: a Buffer as is, anything else as its UTF-8 string; null stays null. */
+const toBytes = (value: Bytes): Buffer | null => (value === null || value === undefined ? null : Buffer.isBuffer(value) ? value : Buffer.from(String(value), 'utf8'));
+
+const sizeOfBytes = (bytes: Buffer | null): number => (bytes === null ? 1 : sizeOfUnsignedVarint(bytes.length * 2) + bytes.length);
+
+function writeBytes(buffer: Buffer, offset: number, bytes: Buffer | null): number {
+  if (bytes === null) return writeUnsignedVarint(buffer, offset, 1); // zigzag(-1)
+  offset = writeUnsignedVarint(buffer, offset, bytes.length * 2);
+  bytes.copy(buffer, offset);
+  return offset + bytes.length;
+}
+
+/**
+ * A record of a record batch (Kafka's message format v2), byte for byte what kafkajs's
+ * `recordBatch/record/v0` writes: length, attributes, timestamp delta, offset delta, key, value,
+ * headers (a header whose value is an array repeats its name once per value).
+ */
+export function encodeRecord({ offsetDelta = 0, timestampDelta = 0, key, value, headers = {} }: RecordFields): EncodedRecord {
+  const delta = zigZag(typeof timestampDelta === 'number' ? timestampDelta : Number(timestampDelta.toString()));
+  const offset = zigZag(offsetDelta);
+  const keyBytes = toBytes(key);
+  const valueBytes = toBytes(value);
+  const headerBytes: Array<Buffer | null> = [];
+  for (const name of Object.keys(headers)) {
+    const entry = headers[name];
+    for (const headerValue of Array.isArray(entry) ? (entry as readonly Bytes[]) : [entry as Bytes]) headerBytes.push(Buffer.from(name, 'utf8'), toBytes(headerValue));
+  }
+  let body = 1 + sizeOfUnsignedVarint(delta) + sizeOfUnsignedVarint(offset) + sizeOfBytes(keyBytes) + sizeOfBytes(valueBytes) + sizeOfUnsignedVarint(headerBytes.length);
+  for (const bytes of headerBytes) body += sizeOfBytes(bytes);
+  const buffer = Buffer.allocUnsafe(sizeOfUnsignedVarint(body * 2) + body);
+  let at = writeUnsignedVarint(buffer, 0, body * 2);
+  buffer[at++] = 0; // attributes: none used
+  at = writeUnsignedVarint(buffer, at, delta);
+  at = writeUnsignedVarint(buffer, at, offset);
+  at = writeBytes(buffer, at, keyBytes);
+  at = writeBytes(buffer, at, valueBytes);
+  at = writeUnsignedVarint(buffer, at, headerBytes.length); // zigzag(count) = 2 × count
+  for (const bytes of headerBytes) at = writeBytes(buffer, at, bytes);
+  return new EncodedRecord(buffer);
+}
+
+const require = createRequire(import.meta.url);
+const kafkajsModule = <T>(path: string): T => require(`kafkajs/src/${path}`) as T;
+
+/** The parts of kafkajs's encoder a produce request is written with. */
+interface KafkajsEncoder {
+  writeString(value: string | null): KafkajsEncoder;
+  writeInt16(value: number): KafkajsEncoder;
+  writeInt32(value: number): KafkajsEncoder;
+  writeArray(values: readonly unknown[]): KafkajsEncoder;
+  writeEncoder(value: unknown): KafkajsEncoder;
+}
+type EncoderClass = new () => KafkajsEncoder;
+type RecordBatchEncoder = (fields: Record<string, unknown>) => Promise<{ size(): number }>;
+
+/** A message as kafkajs's sendMessages hands it to the produce request. */
+interface ProduceMessage {
+  readonly key?: Bytes;
+  readonly value?: Bytes;
+  readonly headers?: RecordFields['headers'];
+  readonly timestamp?: string | number | null;
+}
+
+interface ProduceRequestFields {
+  readonly acks: number;
+  readonly timeout: number;
+  readonly transactionalId?: string | null;
+  readonly producerId?: unknown;
+  readonly producerEpoch?: number;
+  readonly compression?: number;
+  readonly topicData: ReadonlyArray<{
+    readonly topic: string;
+    readonly partitions: ReadonlyArray<{ readonly partition: number; readonly firstSequence?: number; readonly messages: readonly ProduceMessage[] }>;
+  }>;
+}
+
+/**
+ * Kafka's Produce request, version 3 (kafkajs's v4 to v7 wrap it): the same request kafkajs
+ * builds — one record batch per partition, timestamps as deltas from the smallest, records
+ * without a timestamp stamped with the time of encoding.
+ */
+export function produceRequest({ acks, timeout, transactionalId = null, producerId, producerEpoch = 0, compression, topicData }: ProduceRequestFields) {
+  const { Encoder, RecordBatch, Long, Produce, Types } = (produceParts ??= {
+    Encoder: kafkajsModule<EncoderClass>('protocol/encoder.js'),
+    RecordBatch: kafkajsModule<{ RecordBatch: RecordBatchEncoder }>('protocol/recordBatch/v0/index.js').RecordBatch,
+    Long: kafkajsModule<{ fromInt(value: number): unknown }>('utils/long.js'),
+    Produce: kafkajsModule<{ Produce: number }>('protocol/requests/apiKeys.js').Produce,
+    Types: kafkajsModule<{ Types: { None: number } }>('protocol/message/compression/index.js').Types,
+  });
+  const encodePartition = async ({ partition, firstSequence, messages }: ProduceRequestFields['topicData'][number]['partitions'][number]) => {
+    const now = Date.now(); // eslint-disable-line no-restricted-properties -- kafkajs's stamp for records without a timestamp
+    let first: string | number | undefined;
+    let firstValue = Infinity;
+    let max: string | number | undefined;
+    let maxValue = -Infinity;
+    for (const { timestamp } of messages) {
+      if (timestamp === null || timestamp === undefined) continue;
+      const value = Number(timestamp);
+      if (value < firstValue) [first, firstValue] = [timestamp, value];
+      if (value > maxValue) [max, maxValue] = [timestamp, value];
+    }
+    if (first === undefined) [first, firstValue, max] = [now, now, now];
+    const records = new Array<EncodedRecord>(messages.length);
+    for (let index = 0; index < messages.length; index++) {
+      const { key, value, headers, timestamp } = messages[index]!;
+      records[index] = encodeRecord({ key, value, headers, offsetDelta: index, timestampDelta: (timestamp ? Number(timestamp) : now) - firstValue });
+    }
+    const batch = await RecordBatch({
+      compression: compression ?? Types.None,
+      records,
+      firstTimestamp: first,
+      maxTimestamp: max,
+      producerId: producerId ?? Long.fromInt(-1),
+      producerEpoch,
+      firstSequence,
+      transactional: !!transactionalId,
+      lastOffsetDelta: records.length - 1,
+    });
+    return new Encoder().writeInt32(partition).writeInt32(batch.size()).writeEncoder(batch);
+  };
+  return {
+    apiKey: Produce,
+    apiVersion: 3,
+    apiName: 'Produce',
+    expectResponse: () => acks !== 0,
+    encode: async () => {
+      const topics: KafkajsEncoder[] = [];
+      for (const { topic, partitions } of topicData) {
+        const encoded: KafkajsEncoder[] = [];
+        for (const data of partitions) encoded.push(await encodePartition(data));
+        topics.push(new Encoder().writeString(topic).writeArray(encoded));
+      }
+      return new Encoder().writeString(transactionalId).writeInt16(acks).writeInt32(timeout).writeArray(topics);
+    },
+  };
+}
+
+let produceParts: { Encoder: EncoderClass; RecordBatch: RecordBatchEncoder; Long: { fromInt(value: number): unknown }; Produce: number; Types: { None: number } } | undefined;
+
+/** The kafkajs modules replaced, and the modules that take them when they load. */
+const replacements = [
+  { module: 'producer/groupMessagesPerPartition.js', loadedBy: ['producer/sendMessages.js'], exports: groupMessagesPerPartition },
+  { module: 'protocol/recordBatch/record/v0/index.js', loadedBy: ['protocol/requests/produce/v3/request.js'], exports: encodeRecord },
+  {
+    module: 'protocol/requests/produce/v3/request.js',
+    loadedBy: ['protocol/requests/produce/v3/request.js', ...[4, 5, 6, 7].map((version) => `protocol/requests/produce/v${version}/request.js`)],
+    exports: produceRequest,
+  },
+] as const;
+
+function install(): boolean {
+  let installed = true;
+  for (const { module, loadedBy, exports } of replacements) {
+    const path = require.resolve(`kafkajs/src/${module}`);
+    if (require.cache[path]?.exports === exports) continue;
+    if (loadedBy.some((user) => require.cache[require.resolve(`kafkajs/src/${user}`)])) {
+      installed = false; // too late: a user holds the original
+      continue;
+    }
+    require(path);
+    require.cache[path]!.exports = exports;
+  }
+  return installed;
+}
+
+/** Whether kafkajs's producers in this process use both fixes. */
+export const producerFixesInstalled: boolean = install();
+
+/** The kafkajs module paths replaced (for tests). */
+export const replacedModules: readonly string[] = replacements.map(({ module }) => require.resolve(`kafkajs/src/${module}`));
