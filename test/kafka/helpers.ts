@@ -22,7 +22,7 @@ export function recordingLogger(): Logger & { entries: LogEntry[]; errors(): Log
   const write = (level: LogEntry['level']) => (fields: Record<string, unknown>, message: string) => {
     entries.push({ level, message, fields });
     const show = process.env.EDDY_TEST_LOG;
-    if ((show === '1' && (level === 'warn' || level === 'error')) || (show === 'info' && level !== 'debug')) console.log(new Date().toISOString(), level, message, JSON.stringify(fields));
+    if ((show === '1' && (level === 'warn' || level === 'error')) || (show === 'info' && level !== 'debug') || show === 'debug') console.log(new Date().toISOString(), level, message, JSON.stringify(fields));
   };
   return {
     entries,

@@ -110,6 +110,8 @@ export class App {
   #timer: TimerHandle | undefined;
   #nextCommitAt = 0;
   readonly #background = new Set<Promise<unknown>>();
+  /** Tasks being revoked: a failed commit closes them, it does not rebuild them. */
+  readonly #revoking = new Set<Task>();
   #failure: EddyError | undefined;
   #stopping: Promise<void> | undefined;
   #restoredRecords = 0;
@@ -519,37 +521,56 @@ export class App {
       const key = this.#taskKey(topic, partition);
       if (this.#tasks.has(key)) continue;
       const sub = topology.subTopologies.find((candidate) => candidate.sources.some((source) => source.topic === topic))!;
-      // Exactly-once: the task's producer exists (and has fenced its previous owner's) before its state is read.
-      const task = new Task(this.#host(), sub, partition, await this.#transactionalProducer(sub, partition));
-      for (const storeName of sub.storeNames) {
-        task.stores.set(storeName, await this.#state.open({ appId: this.id, storeName, partition, changelogTopic: changelogTopic(this.id, storeName) }));
-      }
-      const started = this.#clock.now();
-      let reported = 0;
-      const restored = await task.restore(
-        (changelog, changelogPartition, from) => this.#transport.readPartition({ topic: changelog, partition: changelogPartition }, from),
-        (changelog, changelogPartition) => this.#transport.endOffset({ topic: changelog, partition: changelogPartition }),
-        (records, remaining) => {
-          this.#restoredRecords += records - reported;
-          reported = records;
-          this.#restoreRemaining = remaining;
-          const seconds = Math.max(0.001, (this.#clock.now() - started) / 1000);
-          this.#log('debug', 'restoring state', { task: task.taskId, records, recordsPerSecond: Math.round(records / seconds), remaining });
-        },
-      ).catch(async (error: unknown) => {
-        await task.close();
-        throw error;
-      });
-      this.#restoreRemaining = 0;
-      if (restored.records > 0) {
-        const ms = this.#clock.now() - started;
-        this.#log('info', 'state restored', { task: task.taskId, records: restored.records, ms, recordsPerSecond: Math.round(restored.records / Math.max(0.001, ms / 1000)) });
-      }
-      positions.push(...restored.positions);
+      const { task, positions: restored } = await this.#openTask(sub, partition);
+      positions.push(...restored);
       this.#tasks.set(key, task);
     }
     this.#arm();
     return positions;
+  }
+
+  /**
+   * A task with its state restored, and the input positions that state covers. Exactly-once: the
+   * task's producer exists (and has fenced its previous owner's) before its state is read.
+   */
+  async #openTask(sub: SubTopology, partition: number): Promise<{ task: Task; positions: readonly TopicPartitionOffset[] }> {
+    const task = new Task(this.#host(), sub, partition, await this.#transactionalProducer(sub, partition));
+    try {
+      for (const storeName of sub.storeNames) {
+        task.stores.set(storeName, await this.#state.open({ appId: this.id, storeName, partition, changelogTopic: changelogTopic(this.id, storeName) }));
+      }
+    } catch (error) {
+      await this.#closeTask(task);
+      throw error;
+    }
+    const started = this.#clock.now();
+    let reported = 0;
+    const restored = await task.restore(
+      (changelog, changelogPartition, from) => this.#transport.readPartition({ topic: changelog, partition: changelogPartition }, from),
+      (changelog, changelogPartition) => this.#transport.endOffset({ topic: changelog, partition: changelogPartition }),
+      (records, remaining) => {
+        this.#restoredRecords += records - reported;
+        reported = records;
+        this.#restoreRemaining = remaining;
+        const seconds = Math.max(0.001, (this.#clock.now() - started) / 1000);
+        this.#log('debug', 'restoring state', { task: task.taskId, records, recordsPerSecond: Math.round(records / seconds), remaining });
+      },
+    ).catch(async (error: unknown) => {
+      await this.#closeTask(task);
+      throw error;
+    });
+    this.#restoreRemaining = 0;
+    if (restored.records > 0) {
+      const ms = this.#clock.now() - started;
+      this.#log('info', 'state restored', { task: task.taskId, records: restored.records, ms, recordsPerSecond: Math.round(restored.records / Math.max(0.001, ms / 1000)) });
+    }
+    return { task, positions: restored.positions };
+  }
+
+  /** Closes a task that is no longer registered, and its stores. */
+  async #closeTask(task: Task): Promise<void> {
+    await task.close();
+    for (const store of task.stores.values()) await store.close().catch(() => undefined);
   }
 
   async #revoke(partitions: readonly TopicPartition[]): Promise<void> {
@@ -557,15 +578,16 @@ export class App {
     for (const key of keys) {
       const task = this.#tasks.get(key);
       if (!task) continue;
+      this.#revoking.add(task);
       try {
         if (!this.#failure) await this.#commitTask(task);
       } catch (error) {
         // The partition's next owner resumes from the last commit: records repeat, none is lost.
         this.#log('warn', 'commit on revoke failed', { task: task.taskId, error: String(error) });
       } finally {
-        await task.close();
         this.#tasks.delete(key);
-        for (const store of task.stores.values()) await store.close().catch(() => undefined);
+        this.#revoking.delete(task);
+        await this.#closeTask(task);
       }
     }
   }
@@ -601,15 +623,61 @@ export class App {
     );
     if (!task.transactional) return commit;
     return commit.catch((error: unknown) => {
-      // The transaction is aborted (or was, by a newer owner of the task: this instance is a
-      // zombie), and the task's state since the last commit with it. The app stops; a restart
-      // resumes every task from its last committed transaction.
-      if (this.#status === 'running') {
-        const failure = error instanceof EddyError ? error : new EddyError('TRANSPORT_FAILED', `task ${task.taskId}: the transaction failed: ${describeError(error)}`, { cause: error });
-        this.#stopOn(failure, `stopping: the transaction of task ${task.taskId} failed (exactly-once)`);
-      }
+      // The transaction is aborted (or was, by a newer owner of the task: this instance is then a
+      // zombie), and with it the task's work since its last commit. A running task starts again
+      // from there; one being revoked is closed by its revocation.
+      if (this.#status === 'running' && !this.#revoking.has(task)) this.#inBackground(this.#rebuild(task, error));
       throw error;
     });
+  }
+
+  /**
+   * Exactly-once, after a failed transaction: the task is dropped with what it did since its last
+   * commit (its stores hold only committed state), and once the group confirms that this instance
+   * still owns its partitions, opened again — a new transactional producer, state restored from
+   * the changelog, input read again from the committed offsets. Until then its records are not
+   * processed. If the partitions went to another instance (this one was a zombie, fenced by the
+   * new owner), the rebalance revokes them here and nothing is rebuilt.
+   */
+  async #rebuild(task: Task, error: unknown): Promise<void> {
+    const key = task.taskId;
+    if (this.#tasks.get(key) !== task) return;
+    this.#tasks.delete(key);
+    this.#log('warn', 'the transaction of a task failed; the task starts again from its last committed transaction', { task: key, error: describeError(error) });
+    await this.#closeTask(task);
+    const partitions = task.subTopology.sources.map((source) => ({ topic: source.topic, partition: task.partition }));
+    for (let attempt = 0; this.#status === 'running'; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => this.#clock.setTimeout(() => resolve(undefined), Math.min(2_000, 100 * 2 ** attempt)));
+      const consumer = this.#consumer;
+      if (!consumer || this.#status !== 'running' || this.#tasks.has(key)) return;
+      const ownership = (await consumer.confirmOwnership?.(partitions)) ?? 'owned';
+      if (ownership === 'revoked') {
+        this.#log('info', 'a failed task was revoked before it was rebuilt', { task: key });
+        return;
+      }
+      if (ownership === 'unsure') continue;
+      let opened: { task: Task; positions: readonly TopicPartitionOffset[] } | undefined;
+      try {
+        opened = await this.#openTask(task.subTopology, task.partition);
+        for (const { topic, partition } of partitions) {
+          const restored = opened.positions.find((position) => position.topic === topic && position.partition === partition)?.offset ?? 0;
+          const committed = (await consumer.committed({ topic, partition })) ?? 0;
+          consumer.seek({ topic, partition, offset: Math.max(restored, committed) });
+        }
+      } catch (failure) {
+        if (opened) await this.#closeTask(opened.task);
+        this.#log('warn', 'rebuilding a task failed; trying again', { task: key, attempt: attempt + 1, error: describeError(failure) });
+        continue;
+      }
+      if (this.#status !== 'running' || this.#tasks.has(key) || (await consumer.confirmOwnership?.(partitions)) === 'revoked') {
+        await this.#closeTask(opened.task);
+        return;
+      }
+      this.#tasks.set(key, opened.task);
+      this.#log('info', 'task rebuilt from its last committed transaction', { task: key, attempts: attempt + 1 });
+      this.#arm();
+      return;
+    }
   }
 
   #recordFailed(error: EddyError): boolean {
@@ -642,7 +710,7 @@ export class App {
   #onTimer(): void {
     if (this.#status !== 'running') return;
     const now = this.#clock.now();
-    const work = (async () => {
+    this.#inBackground(async () => {
       for (const task of this.#tasks.values()) {
         await task.exclusive(async () => {
           await task.preparePunctuate(now);
@@ -651,14 +719,22 @@ export class App {
       }
       if (now >= this.#nextCommitAt) {
         this.#nextCommitAt = now + this.#commitIntervalMs;
-        for (const task of this.#tasks.values()) await this.#commitTask(task);
+        for (const task of this.#tasks.values()) {
+          // One task's failed commit (retried with the next one, or rebuilt) does not hold the others back.
+          await this.#commitTask(task).catch((error: unknown) => this.#log('warn', 'commit failed', { task: task.taskId, error: describeError(error) }));
+        }
       }
-    })()
-      .catch((error: unknown) => this.#log('error', 'timer work failed', { error: String(error) }))
+    }, 'timer work failed');
+  }
+
+  /** Runs work that nobody awaits (stop and settle wait for it); a failure is logged. */
+  #inBackground(work: Promise<void> | (() => Promise<void>), failure = 'background work failed'): void {
+    const tracked = (typeof work === 'function' ? work() : work)
+      .catch((error: unknown) => this.#log('error', failure, { error: String(error) }))
       .finally(() => {
-        this.#background.delete(work);
+        this.#background.delete(tracked);
         this.#arm();
       });
-    this.#background.add(work);
+    this.#background.add(tracked);
   }
 }

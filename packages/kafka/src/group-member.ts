@@ -1,4 +1,5 @@
 import { EddyError, type ConsumerListener, type TopicPartition, type TopicPartitionOffset, type TransportConsumer } from '@eddy/core';
+import kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, IMemberAssignment, Kafka } from 'kafkajs';
 import { copartitionedAssigner, holdJoins } from './assigner.js';
 import { isMembershipError, transportError } from './errors.js';
@@ -54,6 +55,8 @@ export class KafkaGroupMember implements TransportConsumer {
   readonly #deliveries = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
   readonly #joined: Deferred;
+  /** This member's id in the group, from its last join. */
+  #memberId: string | undefined;
 
   constructor(host: GroupMemberHost, groupId: string, topics: readonly string[], listener: ConsumerListener) {
     this.#host = host;
@@ -80,7 +83,10 @@ export class KafkaGroupMember implements TransportConsumer {
   /** Joins the group; resolves once the first assignment has been taken by the listener. */
   async start(): Promise<void> {
     const { GROUP_JOIN, CRASH, REBALANCING } = this.#consumer.events;
-    this.#consumer.on(GROUP_JOIN, ({ payload }) => this.#onJoin(payload.memberAssignment));
+    this.#consumer.on(GROUP_JOIN, ({ payload }) => {
+      this.#memberId = payload.memberId;
+      this.#onJoin(payload.memberAssignment);
+    });
     this.#consumer.on(CRASH, ({ payload }) => this.#onCrash(payload.error, payload.restart));
     this.#consumer.on(REBALANCING, () => this.#log('debug', 'the group is rebalancing'));
     try {
@@ -141,6 +147,25 @@ export class KafkaGroupMember implements TransportConsumer {
       this.#consumer.seek({ topic, partition, offset: String(offset) });
     } catch (error) {
       throw transportError(`seeking ${topic}[${partition}] to ${offset}`, error);
+    }
+  }
+
+  async confirmOwnership(partitions: readonly TopicPartition[]): Promise<'owned' | 'revoked' | 'unsure'> {
+    if (this.#closing || partitions.some(({ topic, partition }) => !this.#assigned.has(partitionKey(topic, partition)))) return 'revoked';
+    const memberId = this.#memberId;
+    if (memberId === undefined) return 'unsure';
+    try {
+      const { groups } = await this.#host.withAdmin((admin) => admin.describeGroups([this.#groupId]));
+      const group = groups.find((candidate) => candidate.groupId === this.#groupId);
+      const member = group?.state === 'Stable' ? group.members.find((candidate) => candidate.memberId === memberId) : undefined;
+      if (!member) return 'unsure';
+      const assignment = kafkajs.AssignerProtocol.MemberAssignment.decode(member.memberAssignment)?.assignment ?? {};
+      const owned = partitions.every(({ topic, partition }) => assignment[topic]?.includes(partition));
+      // The coordinator's view is newer than ours: this member learns of it with its next rebalance.
+      return owned ? 'owned' : 'unsure';
+    } catch (error) {
+      this.#log('debug', 'describing the group failed', { error: String(error) });
+      return 'unsure';
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * The exactly-once commit protocol against a transport with (in-memory) transactions: outputs,
- * changelog records and input offsets become visible together at the task's commit, and a fenced
- * task's transaction leaves nothing behind and stops the app. The Kafka transport runs the same
+ * changelog records and input offsets become visible together at the task's commit; a failed
+ * transaction leaves nothing behind, and its task starts again from its last commit if the group
+ * says this instance still owns it, and is left to the rebalance if not. The Kafka transport runs the same
  * protocol on a real broker (test/kafka/exactly-once.test.ts).
  */
 import { describe, expect, it } from 'vitest';
@@ -18,6 +19,9 @@ class TransactionalMemory implements Transport {
   readonly epochs = new Map<string, number>();
   /** Offsets committed through the consumer (not through a transaction). */
   directCommits = 0;
+  /** What the group says when the app asks whether it still owns its partitions. */
+  ownership: 'owned' | 'revoked' | 'unsure' = 'owned';
+  ownershipChecks = 0;
   transactionsCommitted = 0;
   #consumer: TransportConsumer | undefined;
 
@@ -35,6 +39,10 @@ class TransactionalMemory implements Transport {
     consumer.commit = async (offsets) => {
       this.directCommits++;
       await commit(offsets);
+    };
+    consumer.confirmOwnership = async () => {
+      this.ownershipChecks++;
+      return this.ownership;
     };
     return consumer;
   }
@@ -139,21 +147,50 @@ describe('exactly-once commit protocol', () => {
     expect(readOut(transport.log)).toHaveLength(25);
   });
 
-  it('a fenced task stops the app and its open transaction leaves nothing behind', async () => {
+  it('a task whose transaction fails starts again from its last commit while the group says it owns it: each window once', async () => {
     const transport = new TransactionalMemory();
     transport.log.createTopic({ name: 'in', partitions: 1 });
     const app = windowedApp(transport, 'fenced');
     await app.start();
     transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
     await waitFor(() => readOut(transport.log).length === 1, 'the first window');
-    // A newer owner of task 0_0 takes the transactional id over: this instance is a zombie now.
+    // Another producer takes the transactional id of task 0_0 over: the task's next commit fails.
+    // The group is unsure at first (a rebalance under way), then confirms this instance.
+    transport.ownership = 'unsure';
     await transport.createProducer({ transactionalId: 'fenced-0_0' });
-    transport.log.append([readingRecord('a', 3500)]);
-    await waitFor(() => app.failure !== undefined, 'the app to stop');
+    transport.log.append([readingRecord('a', 2500), readingRecord('b', 2600)]);
+    await waitFor(() => transport.ownershipChecks >= 2, 'the app to ask the group twice');
+    expect(readOut(transport.log)).toEqual([{ sensor: 'a', start: 0, count: 1 }]);
+    transport.ownership = 'owned';
+    await waitFor(() => transport.epochs.get('fenced-0_0') === 3, 'the task to be rebuilt with a new producer');
+    transport.log.append([readingRecord('a', 9000), readingRecord('b', 9000)]);
+    await waitFor(() => readOut(transport.log).length === 4, 'every window');
     await app.stop();
-    expect(app.failure).toBeInstanceOf(EddyError);
-    expect(app.failure!.code).toBe('TRANSPORT_FAILED');
-    expect(app.failure!.message).toMatch(/fenced/);
+    expect(app.failure).toBeUndefined();
+    // The windows the failed transaction had closed come once, from the rebuilt task.
+    expect(readOut(transport.log)).toEqual([
+      { sensor: 'a', start: 0, count: 1 },
+      { sensor: 'a', start: 1000, count: 1 },
+      { sensor: 'a', start: 2000, count: 1 },
+      { sensor: 'b', start: 2000, count: 1 },
+    ]);
+  });
+
+  it('a zombie (the group revoked its partitions) drops the failed task and rebuilds nothing; its transaction leaves nothing behind', async () => {
+    const transport = new TransactionalMemory();
+    transport.log.createTopic({ name: 'in', partitions: 1 });
+    const app = windowedApp(transport, 'zombie');
+    await app.start();
+    transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
+    await waitFor(() => readOut(transport.log).length === 1, 'the first window');
+    transport.ownership = 'revoked';
+    await transport.createProducer({ transactionalId: 'zombie-0_0' });
+    transport.log.append([readingRecord('a', 3500)]);
+    // Task 0_0 (source → repartition) is dropped; task 1_0 (the windows) was not fenced and stays.
+    await waitFor(() => app.metrics().tasks === 1, 'the fenced task to be dropped');
+    await app.stop();
+    expect(app.failure).toBeUndefined();
+    expect(transport.epochs.get('zombie-0_0')).toBe(2);
     // The window [1000, 2000) closed inside the fenced transaction: not written.
     expect(readOut(transport.log)).toEqual([{ sensor: 'a', start: 0, count: 1 }]);
   });

@@ -120,6 +120,14 @@ export interface TransportConsumer {
   lag?(partition: TopicPartition): number | undefined;
   /** Moves the read position of an assigned partition (used to skip what restored state covers). */
   seek(position: TopicPartitionOffset): void;
+  /**
+   * Whether this member still owns partitions, as far as the group can tell now: `owned` (the
+   * group's coordinator lists this member with them, the group stable), `revoked` (this member
+   * has given them up), or `unsure` (a rebalance is under way, the coordinator cannot be
+   * reached, or it no longer lists this member, which learns that with its next heartbeat). A
+   * transport without groups leaves this out: its assignments are always its own.
+   */
+  confirmOwnership?(partitions: readonly TopicPartition[]): Promise<'owned' | 'revoked' | 'unsure'>;
   close(): Promise<void>;
 }
 
