@@ -128,6 +128,7 @@ const kafkajsModule = <T>(path: string): T => require(`kafkajs/src/${path}`) as 
 
 /** The parts of kafkajs's encoder a produce request is written with. */
 interface KafkajsEncoder {
+  readonly buffer: Buffer;
   writeString(value: string | null): KafkajsEncoder;
   writeInt16(value: number): KafkajsEncoder;
   writeInt32(value: number): KafkajsEncoder;
