@@ -15,6 +15,11 @@
  *   window is read as is.
  * Each closed, non-empty window becomes a JSON-encoded `{ sensor, start, count }` with the UTF-8
  * sensor as key.
+ *
+ * Both run over `createHandWindows`, the same loop taking one record at a time, so that a
+ * hand-written Kafka job (kafka-hand-job.ts) can keep one per partition, push each fetched record
+ * and send the result records of the windows closed so far; it reads a topic already partitioned
+ * by key and so skips the re-encoding (`reencode: false`).
  */
 import { Buffer } from 'node:buffer';
 import type { OutgoingRecord } from '@eddy/core';
@@ -71,13 +76,41 @@ interface KeyState<P> {
   minPart: number;
 }
 
-/** The loop shared by both strategies: decode, re-encode, assign, advance stream time, close. */
-function runLoop<P>(
-  input: readonly OutgoingRecord[],
-  shape: WindowShape,
-  partsPerRecord: 'slice' | 'windows',
-  aggregation: HandAggregation<P>,
-): RunOutput & { forwardedBytes: number; outputBytes: number } {
+/** One result record of a hand loop: the UTF-8 sensor as key, the JSON-encoded `WindowSummary` as value. */
+export interface HandRecord {
+  readonly key: Buffer;
+  readonly value: Buffer;
+}
+
+/** What a hand loop has done so far: its windows, and the bytes it re-encoded and produced. */
+export type HandSummary = RunOutput & { forwardedBytes: number; outputBytes: number };
+
+export interface HandWindowOptions {
+  /** `sliced` (one slice update per record, the default) or `naive` (every overlapping window). */
+  readonly strategy?: 'sliced' | 'naive';
+  /**
+   * Re-encode every value (JSON.stringify + Buffer.from), the cost of forwarding it to a
+   * repartition topic (default true). A job on a topic already partitioned by key has no such hop.
+   */
+  readonly reencode?: boolean;
+  /**
+   * Keep the result records for `take()` (default false): a job that sends them needs them; the
+   * in-memory loops only pay for encoding them, as they always have.
+   */
+  readonly keepResults?: boolean;
+}
+
+/** The windows of one stream (one partition): records go in one at a time, closed windows come out. */
+export interface HandWindows {
+  /** One record: decode, maybe re-encode, assign, advance stream time, close the windows now due. */
+  push(key: Uint8Array, value: Uint8Array, timestamp: number): void;
+  /** The result records of the windows closed since the last call, in close order (with `keepResults`). */
+  take(): HandRecord[];
+  summary(): HandSummary;
+}
+
+/** The incremental loop shared by both strategies: decode, re-encode, assign, advance stream time, close. */
+function createLoop<P>(shape: WindowShape, partsPerRecord: 'slice' | 'windows', aggregation: HandAggregation<P>, reencode: boolean, keepResults: boolean): HandWindows {
   const { sizeMs, slideMs, graceMs } = shape;
   const sliceMs = gcd(sizeMs, slideMs);
   // The fastest plain primitives for short strings: TextDecoder to decode, Buffer.from to encode.
@@ -85,6 +118,7 @@ function runLoop<P>(
   const encode = (text: string) => Buffer.from(text, 'utf8');
   const keys = new Map<string, KeyState<P>>();
   const output = emptyOutput();
+  let results: HandRecord[] = [];
   let forwardedBytes = 0;
   let outputBytes = 0;
   let streamTime = -Infinity;
@@ -97,6 +131,7 @@ function runLoop<P>(
     const value = encode(JSON.stringify(summary));
     outputBytes += key.length + value.length;
     addSummary(output, summary);
+    if (keepResults) results.push({ key, value });
   };
 
   const closeDue = (time: number) => {
@@ -131,13 +166,11 @@ function runLoop<P>(
     nextCloseAt = openFrom(shape, time) + sizeMs + graceMs;
   };
 
-  for (let index = 0; index < input.length; index++) {
-    const record = input[index]!;
+  const push = (keyBytes: Uint8Array, valueBytes: Uint8Array, timestamp: number) => {
     // Decode as a source would: key as UTF-8, value as JSON; forward the value re-encoded.
-    decoder.decode(record.key!);
-    const reading = JSON.parse(decoder.decode(record.value!)) as Reading;
-    forwardedBytes += encode(JSON.stringify(reading)).length;
-    const timestamp = record.timestamp;
+    decoder.decode(keyBytes);
+    const reading = JSON.parse(decoder.decode(valueBytes)) as Reading;
+    if (reencode) forwardedBytes += encode(JSON.stringify(reading)).length;
     const key = reading.sensor;
     const seq = sequence++;
 
@@ -174,16 +207,41 @@ function runLoop<P>(
       streamTime = timestamp;
       if (streamTime >= nextCloseAt) closeDue(streamTime);
     }
+  };
+
+  const take = () => {
+    const taken = results;
+    results = [];
+    return taken;
+  };
+
+  return { push, take, summary: () => ({ ...output, forwardedBytes, outputBytes }) };
+}
+
+/**
+ * The hand windows of one stream, e.g. one partition of a topic partitioned by key: stream time
+ * is the largest timestamp pushed so far, as in Eddy's task for that partition.
+ */
+export function createHandWindows(shape: WindowShape, kind: AggregationKind, options: HandWindowOptions = {}): HandWindows {
+  const partsPerRecord = options.strategy === 'naive' ? 'windows' : 'slice';
+  return createLoop(shape, partsPerRecord, aggregationFor(kind), options.reencode ?? true, options.keepResults ?? false);
+}
+
+/** Runs a whole in-memory input through fresh hand windows (forwarding cost included). */
+function runLoop(input: readonly OutgoingRecord[], windows: HandWindows): HandSummary {
+  for (let index = 0; index < input.length; index++) {
+    const record = input[index]!;
+    windows.push(record.key!, record.value!, record.timestamp);
   }
-  return { ...output, forwardedBytes, outputBytes };
+  return windows.summary();
 }
 
 /** The sliced hand loop: one slice update per record, windows combined from slices at close. */
-export function runSliced(input: readonly OutgoingRecord[], shape: WindowShape, kind: AggregationKind) {
-  return runLoop(input, shape, 'slice', aggregationFor(kind));
+export function runSliced(input: readonly OutgoingRecord[], shape: WindowShape, kind: AggregationKind): HandSummary {
+  return runLoop(input, createHandWindows(shape, kind, { strategy: 'sliced' }));
 }
 
 /** The naive hand loop: every record goes into each of the size/slide windows that overlap it. */
-export function runNaive(input: readonly OutgoingRecord[], shape: WindowShape, kind: AggregationKind) {
-  return runLoop(input, shape, 'windows', aggregationFor(kind));
+export function runNaive(input: readonly OutgoingRecord[], shape: WindowShape, kind: AggregationKind): HandSummary {
+  return runLoop(input, createHandWindows(shape, kind, { strategy: 'naive' }));
 }

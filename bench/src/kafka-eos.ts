@@ -5,8 +5,10 @@
  *
  * The same job on a real broker — source topic → keyBy → hopping(10s, 1s).count() → onClose →
  * output topic — under `at-least-once` and under `exactly-once` (one Kafka transaction per task
- * per commit), and, in the same rounds, a raw kafkajs consumer that only counts the records of
- * the same pre-produced source topic: the ceiling of what a kafkajs-based engine can read.
+ * per commit), and, in the same rounds, on the same pre-produced source topic: the same job
+ * written by hand with kafkajs (the fair baseline: what Eddy costs over doing it yourself), and a
+ * raw kafkajs consumer that only counts the records (the ceiling of what a kafkajs-based engine
+ * can read).
  *
  * - Input: the bench workload (1,000 sensors, 5 readings per sensor per event-time second, 10%
  *   out of order), re-timed to recent timestamps, partitioned by murmur2 over `--partitions`
@@ -16,14 +18,29 @@
  *   clock runs from `start()` resolving (tasks assigned and restored; under exactly-once every
  *   task's transactional producer registered) until the last window closed, polled every 10 ms
  *   once all input is read. The output is then counted with a read_committed consumer.
+ * - Hand job (kafka-hand-job.ts): a new group reading the source from the beginning with
+ *   `eachBatch` and no auto-commit, and one idempotent producer. The source is already
+ *   partitioned by the sensor key, so there is no repartition hop: each partition keeps the hand
+ *   windows of baseline.ts (sliced, the same decoding per record as the in-memory baselines —
+ *   UTF-8 key, JSON value — but no re-encoding), with that partition's largest timestamp as
+ *   stream time. Per batch it pushes every record, sends the results of the windows closed so far
+ *   to the output topic's partition of the same number (one `sendBatch`, acks from all
+ *   replicas), then marks the batch's offsets for commit; offsets are committed at most every
+ *   200 ms (the engine's commitInterval), always after their results were sent. The clock runs
+ *   from its group join until the last result was sent, found like the engine's end (all input
+ *   read and the number of windows sent unchanged for 3 s, timed at the last change; the engine's
+ *   count moves when a window closes, before its result is sent, so this end is a little later).
+ *   It must close as many (non-empty) windows and count as many late records as the at-least-once
+ *   run, round by round; its output is then counted like the engine's.
  * - Raw consumer: a new group reading the source topic from the beginning, counting records in
  *   `eachBatch`; the clock runs from its group join until the last record.
  * - Raw pipe (for scale, not a target): the same read, and every batch written as it is to another
  *   topic (same partition, acks from all replicas) before the next batch: one hop of what the
  *   engine does twice (source → repartition topic → windows), without parsing anything.
  *
- * Each round runs raw, at-least-once and exactly-once one after another; ratios are taken within
- * a round; medians are reported. The first round is a warm-up.
+ * Each round runs raw, raw pipe, hand job, at-least-once and exactly-once one after another;
+ * ratios (records/s of the first ÷ records/s of the second) are taken within a round; medians
+ * over rounds are reported. The first round is a warm-up.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -34,11 +51,13 @@ import { kafkaTransport } from '@eddy/kafka';
 import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
+import { runHandJob } from './kafka-hand-job.js';
 import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
 
 const { values: args } = parseArgs({
   options: {
-    records: { type: 'string', default: '100000' },
+    // 100k took the raw consumer about 0.25 s: too short to time.
+    records: { type: 'string', default: '300000' },
     reps: { type: 'string', default: '3' },
     partitions: { type: 'string', default: '4' },
   },
@@ -51,7 +70,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (message: string) => process.stderr.write(`[kafka-eos] ${message}\n`);
 const runId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
-interface EngineRun {
+/** One timed run of the windowed job, by the engine or by hand. */
+interface JobRun {
   readonly recordsPerSecond: number;
   readonly ms: number;
   readonly windowsClosed: number;
@@ -59,13 +79,26 @@ interface EngineRun {
   readonly outputRecords: number;
 }
 
+/** Creates a topic with `partitions` partitions and gives its leaders a moment to settle. */
+async function createTopic(kafka: Kafka, topic: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+  await sleep(500);
+}
+
 /** Produces the input once: the workload re-timed to recent timestamps, then a closer per sensor. */
 async function produceInput(kafka: Kafka, topic: string): Promise<number> {
-  const { input } = buildWorkload({ records, ...defaultWorkload });
+  const { input, eventTimeSpanMs } = buildWorkload({ records, ...defaultWorkload });
   const regular = input.slice(0, -1);
   const base = Math.floor((Date.now() - 2 * 3_600_000) / 10_000) * 10_000;
   const shift = base - START_TS;
-  const lastTs = Math.max(...regular.map((record) => record.timestamp)) + shift;
+  // The largest regular timestamp, re-timed (a spread of every timestamp overflows the stack at 300k).
+  const lastTs = START_TS + eventTimeSpanMs + shift;
   const messages = regular.map((record) => ({ key: record.key!, value: record.value!, timestamp: record.timestamp + shift }));
   const encoder = new TextEncoder();
   for (let sensor = 0; sensor < defaultWorkload.keys; sensor++) {
@@ -124,11 +157,7 @@ async function rawConsumerRun(kafka: Kafka, topic: string, total: number, round:
 
 async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: number): Promise<number> {
   const target = `kafka-eos-pipe-${runId}-${round}`;
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({ topics: [{ topic: target, numPartitions: partitions }], waitForLeaders: true });
-  await admin.disconnect();
-  await sleep(500);
+  await createTopic(kafka, target);
   const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
   await producer.connect();
   const consumer = kafka.consumer({ groupId: `kafka-eos-pipe-${runId}-${round}`, maxWaitTimeInMs: 100 });
@@ -158,6 +187,15 @@ async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: num
   return Math.round((total * 1000) / (finished - started));
 }
 
+/** The hand-written kafkajs job (kafka-hand-job.ts) on a new group and a new output topic. */
+async function handJobRun(kafka: Kafka, topic: string, total: number, round: number): Promise<JobRun> {
+  const id = `kafka-eos-hand-${runId}-${round}`;
+  const output = `${id}-out`;
+  await createTopic(kafka, output);
+  const run = await runHandJob({ kafka, source: topic, output, groupId: id, total, commitIntervalMs: 200, settleMs: 3_000 });
+  return { ...run, outputRecords: await countCommitted(kafka, output) };
+}
+
 async function countCommitted(kafka: Kafka, topic: string): Promise<number> {
   const admin = kafka.admin();
   await admin.connect();
@@ -184,7 +222,7 @@ async function countCommitted(kafka: Kafka, topic: string): Promise<number> {
   return count;
 }
 
-async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: number, guarantee: 'at-least-once' | 'exactly-once', round: number): Promise<EngineRun> {
+async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: number, guarantee: 'at-least-once' | 'exactly-once', round: number): Promise<JobRun> {
   const id = `kafka-eos-${guarantee === 'exactly-once' ? 'eos' : 'alo'}-${runId}-${round}`;
   const output = `${id}-out`;
   const app: App = createApp({
@@ -240,36 +278,49 @@ try {
   }
   const kafka = new kafkajs.Kafka({ clientId: 'eddy-bench', brokers, logLevel: kafkajs.logLevel.NOTHING });
   const topic = `kafka-eos-in-${runId}`;
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-  await admin.disconnect();
-  await sleep(500);
+  await createTopic(kafka, topic);
   const total = await produceInput(kafka, topic);
   log(`produced ${total} records to ${topic} (${partitions} partitions)`);
 
   const raw: number[] = [];
   const pipe: number[] = [];
-  const alo: EngineRun[] = [];
-  const eos: EngineRun[] = [];
-  const ratios = { exactlyOnceVsAtLeastOnce: [] as number[], atLeastOnceVsRawConsumer: [] as number[], exactlyOnceVsRawConsumer: [] as number[], atLeastOnceVsRawPipe: [] as number[] };
+  const hand: JobRun[] = [];
+  const alo: JobRun[] = [];
+  const eos: JobRun[] = [];
+  const ratios = {
+    exactlyOnceVsAtLeastOnce: [] as number[],
+    atLeastOnceVsHandJob: [] as number[],
+    exactlyOnceVsHandJob: [] as number[],
+    handJobVsRawConsumer: [] as number[],
+    atLeastOnceVsRawConsumer: [] as number[],
+    exactlyOnceVsRawConsumer: [] as number[],
+    atLeastOnceVsRawPipe: [] as number[],
+  };
   for (let round = 0; round <= reps; round++) {
     const rawRun = await rawConsumerRun(kafka, topic, total, round);
     const pipeRun = await rawPipeRun(kafka, topic, total, round);
+    const handRun = await handJobRun(kafka, topic, total, round);
     const aloRun = await engineRun(brokers, kafka, topic, total, 'at-least-once', round);
     const eosRun = await engineRun(brokers, kafka, topic, total, 'exactly-once', round);
-    log(`round ${round}${round === 0 ? ' (warm-up)' : ''}: raw ${rawRun}/s, raw pipe ${pipeRun}/s, at-least-once ${aloRun.recordsPerSecond}/s, exactly-once ${eosRun.recordsPerSecond}/s`);
+    log(
+      `round ${round}${round === 0 ? ' (warm-up)' : ''}: raw ${rawRun}/s, raw pipe ${pipeRun}/s, hand job ${handRun.recordsPerSecond}/s, ` +
+        `at-least-once ${aloRun.recordsPerSecond}/s, exactly-once ${eosRun.recordsPerSecond}/s; windows closed: hand job ${handRun.windowsClosed}, at-least-once ${aloRun.windowsClosed}`,
+    );
     if (round === 0) continue;
     raw.push(rawRun);
     pipe.push(pipeRun);
+    hand.push(handRun);
     alo.push(aloRun);
     eos.push(eosRun);
     ratios.exactlyOnceVsAtLeastOnce.push(eosRun.recordsPerSecond / aloRun.recordsPerSecond);
+    ratios.atLeastOnceVsHandJob.push(aloRun.recordsPerSecond / handRun.recordsPerSecond);
+    ratios.exactlyOnceVsHandJob.push(eosRun.recordsPerSecond / handRun.recordsPerSecond);
+    ratios.handJobVsRawConsumer.push(handRun.recordsPerSecond / rawRun);
     ratios.atLeastOnceVsRawConsumer.push(aloRun.recordsPerSecond / rawRun);
     ratios.exactlyOnceVsRawConsumer.push(eosRun.recordsPerSecond / rawRun);
     ratios.atLeastOnceVsRawPipe.push(aloRun.recordsPerSecond / pipeRun);
   }
-  const summary = (runs: readonly EngineRun[]) => ({
+  const summary = (runs: readonly JobRun[]) => ({
     recordsPerSecond: median(runs.map((run) => run.recordsPerSecond)),
     samples: runs.map((run) => run.recordsPerSecond),
     ms: runs.map((run) => run.ms),
@@ -286,19 +337,27 @@ try {
     machine: { node: process.version, cpus: cpus().length },
     broker: broker ? 'started for the run (scripts/src/kafka.ts)' : `KAFKA_BROKERS=${fromEnv.join(',')}`,
     job: "from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval 200ms, in-memory state",
+    handJob: { ...summary(hand), what: 'kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every 200 ms after them' },
     rawConsumer: { recordsPerSecond: median(raw), samples: raw },
     rawPipe: { recordsPerSecond: median(pipe), samples: pipe, what: 'kafkajs read + write of the same batches to another topic (acks all), no parsing' },
     atLeastOnce: summary(alo),
     exactlyOnce: summary(eos),
     ratios: {
       exactlyOnceVsAtLeastOnce: round3(median(ratios.exactlyOnceVsAtLeastOnce)),
+      atLeastOnceVsHandJob: round3(median(ratios.atLeastOnceVsHandJob)),
+      exactlyOnceVsHandJob: round3(median(ratios.exactlyOnceVsHandJob)),
+      handJobVsRawConsumer: round3(median(ratios.handJobVsRawConsumer)),
       atLeastOnceVsRawConsumer: round3(median(ratios.atLeastOnceVsRawConsumer)),
       exactlyOnceVsRawConsumer: round3(median(ratios.exactlyOnceVsRawConsumer)),
       atLeastOnceVsRawPipe: round3(median(ratios.atLeastOnceVsRawPipe)),
     },
     target: 'atLeastOnceVsRawConsumer >= 0.7',
     checks: [
-      { what: 'every run closed windows', ok: [...alo, ...eos].every((run) => run.windowsClosed > 0) },
+      { what: 'every run closed windows', ok: [...hand, ...alo, ...eos].every((run) => run.windowsClosed > 0) },
+      // Both count closed, non-empty windows; same partitioning, so the same stream time per key.
+      { what: 'hand job closed as many windows as at-least-once, round by round', ok: hand.every((run, index) => run.windowsClosed === alo[index]!.windowsClosed) },
+      { what: 'hand job counted as many late records as at-least-once (the same stream time per partition)', ok: hand.every((run, index) => run.lateRecords === alo[index]!.lateRecords) },
+      { what: 'hand job: output = windows closed (no failure, no repeat)', ok: hand.every((run) => run.outputRecords === run.windowsClosed) },
       { what: 'exactly-once: read_committed output = windows closed (each once)', ok: eos.every((run) => run.outputRecords === run.windowsClosed) },
       { what: 'at-least-once: output = windows closed (no failure, no repeat)', ok: alo.every((run) => run.outputRecords === run.windowsClosed) },
     ],
