@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { createRequire } from 'node:module';
+import { kafkajsModule, kafkajsPath, replaceKafkajsModules, type ModuleReplacement } from './kafkajs-modules.js';
 
 /**
  * Two fixes for kafkajs 2.2.4's producer, installed when this module is evaluated, which must be
@@ -123,8 +123,6 @@ export function encodeRecord({ offsetDelta = 0, timestampDelta = 0, key, value, 
   return new EncodedRecord(buffer);
 }
 
-const require = createRequire(import.meta.url);
-const kafkajsModule = <T>(path: string): T => require(`kafkajs/src/${path}`) as T;
 
 /** The parts of kafkajs's encoder a produce request is written with. */
 interface KafkajsEncoder {
@@ -223,7 +221,7 @@ export function produceRequest({ acks, timeout, transactionalId = null, producer
 let produceParts: { Encoder: EncoderClass; RecordBatch: RecordBatchEncoder; Long: { fromInt(value: number): unknown }; Produce: number; Types: { None: number } } | undefined;
 
 /** The kafkajs modules replaced, and the modules that take them when they load. */
-const replacements = [
+const replacements: readonly ModuleReplacement[] = [
   { module: 'producer/groupMessagesPerPartition.js', loadedBy: ['producer/sendMessages.js'], exports: groupMessagesPerPartition },
   { module: 'protocol/recordBatch/record/v0/index.js', loadedBy: ['protocol/requests/produce/v3/request.js'], exports: encodeRecord },
   {
@@ -231,25 +229,10 @@ const replacements = [
     loadedBy: ['protocol/requests/produce/v3/request.js', ...[4, 5, 6, 7].map((version) => `protocol/requests/produce/v${version}/request.js`)],
     exports: produceRequest,
   },
-] as const;
+];
 
-function install(): boolean {
-  let installed = true;
-  for (const { module, loadedBy, exports } of replacements) {
-    const path = require.resolve(`kafkajs/src/${module}`);
-    if (require.cache[path]?.exports === exports) continue;
-    if (loadedBy.some((user) => require.cache[require.resolve(`kafkajs/src/${user}`)])) {
-      installed = false; // too late: a user holds the original
-      continue;
-    }
-    require(path);
-    require.cache[path]!.exports = exports;
-  }
-  return installed;
-}
-
-/** Whether kafkajs's producers in this process use both fixes. */
-export const producerFixesInstalled: boolean = install();
+/** Whether kafkajs's producers in this process use these fixes. */
+export const producerFixesInstalled: boolean = replaceKafkajsModules(replacements);
 
 /** The kafkajs module paths replaced (for tests). */
-export const replacedModules: readonly string[] = replacements.map(({ module }) => require.resolve(`kafkajs/src/${module}`));
+export const replacedModules: readonly string[] = replacements.map(({ module }) => kafkajsPath(module));

@@ -3,7 +3,7 @@ import kafkajs from 'kafkajs';
 import type { Kafka, Message, Producer, RecordMetadata, TopicMessages, Transaction } from 'kafkajs';
 import { isFenced, transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
-import { approximateSize, partitionKey, toKafkaMessage } from './records.js';
+import { approximateSize, toKafkaMessage } from './records.js';
 
 const { Partitioners } = kafkajs;
 
@@ -16,8 +16,8 @@ const maxRequestBytes = 768 * 1024;
 /** One `send` call waiting for its records to be acknowledged. */
 interface PendingSend {
   readonly records: readonly OutgoingRecord[];
-  /** The offset of the last record of this call in each partition, filled in as requests succeed. */
-  readonly lastOffsets: Map<string, TopicPartitionOffset>;
+  /** The offset of the last record of this call in each partition (topic → partition → offset), filled in as requests succeed. */
+  readonly lastOffsets: Map<string, Map<number, number>>;
   readonly resolve: (offsets: readonly TopicPartitionOffset[]) => void;
   readonly reject: (error: EddyError) => void;
 }
@@ -137,7 +137,11 @@ export class KafkaProducer implements TransportProducer {
       for (const send of pending) send.reject(failure);
       return;
     }
-    for (const send of pending) send.resolve([...send.lastOffsets.values()]);
+    for (const send of pending) {
+      const offsets: TopicPartitionOffset[] = [];
+      for (const [topic, partitions] of send.lastOffsets) for (const [partition, offset] of partitions) offsets.push({ topic, partition, offset });
+      send.resolve(offsets);
+    }
   }
 }
 
@@ -336,16 +340,34 @@ function splitRequests(pending: readonly PendingSend[]): ProduceRequest[] {
 
 /** Gives each record its offset: its partition's base offset plus its position among that partition's records. */
 function assignOffsets(entries: ProduceRequest['entries'], metadata: readonly RecordMetadata[]): void {
-  const next = new Map<string, number>();
+  const next = new Map<string, Map<number, number>>();
   for (const { topicName, partition, baseOffset } of metadata) {
-    if (baseOffset !== undefined) next.set(partitionKey(topicName, partition), Number(baseOffset));
+    if (baseOffset === undefined) continue;
+    let partitions = next.get(topicName);
+    if (!partitions) next.set(topicName, (partitions = new Map()));
+    partitions.set(partition, Number(baseOffset));
   }
-  for (const { record, owner } of entries) {
-    const key = partitionKey(record.topic, record.partition);
-    const offset = next.get(key);
+  // Per record, no strings or objects: consecutive records mostly share their topic and caller.
+  let topic: string | undefined;
+  let owner: PendingSend | undefined;
+  let offsets: Map<number, number> | undefined;
+  let last: Map<number, number> | undefined;
+  for (const entry of entries) {
+    const { record } = entry;
+    if (record.topic !== topic) {
+      topic = record.topic;
+      offsets = next.get(topic);
+      owner = undefined;
+    }
+    if (entry.owner !== owner) {
+      owner = entry.owner;
+      last = owner.lastOffsets.get(topic);
+      if (!last) owner.lastOffsets.set(topic, (last = new Map()));
+    }
+    const offset = offsets?.get(record.partition);
     if (offset === undefined) throw new EddyError('TRANSPORT_FAILED', `the broker acknowledged no offset for ${record.topic}[${record.partition}]`);
-    next.set(key, offset + 1);
-    owner.lastOffsets.set(key, { topic: record.topic, partition: record.partition, offset });
+    offsets!.set(record.partition, offset + 1);
+    last!.set(record.partition, offset);
   }
 }
 

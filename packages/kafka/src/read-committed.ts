@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { kafkajsModule } from './kafkajs-modules.js';
 
 /**
  * A fix for read_committed consumers of kafkajs 2.2.4, installed once for the process when
@@ -70,9 +70,8 @@ const patched = Symbol.for('eddy.kafkajs.readCommitted');
 
 /** Wraps kafkajs's fetch response decoders (once per kafkajs installation) with {@link dropAbortedRecords}. */
 export function installReadCommittedFix(): void {
-  const require = createRequire(import.meta.url);
   for (const version of fetchVersions) {
-    const module = require(`kafkajs/src/protocol/requests/fetch/v${version}/response.js`) as FetchResponseModule & { [patched]?: true };
+    const module = kafkajsModule<FetchResponseModule & { [patched]?: true }>(`protocol/requests/fetch/v${version}/response.js`);
     if (module[patched]) continue;
     const decode = module.decode.bind(module);
     module.decode = async (rawData) => {

@@ -17,13 +17,14 @@ function toBytes(buffer: Buffer | null): Uint8Array | null {
 
 /** An Eddy record as a kafkajs message for its (explicit) partition; timestamps travel as strings of ms. */
 export function toKafkaMessage(record: OutgoingRecord): Message {
-  return {
-    partition: record.partition,
-    key: toBuffer(record.key),
-    value: toBuffer(record.value),
-    timestamp: String(record.timestamp),
-    ...(record.headers && Object.keys(record.headers).length > 0 ? { headers: { ...record.headers } } : {}),
-  };
+  const message: Message = { partition: record.partition, key: toBuffer(record.key), value: toBuffer(record.value), timestamp: String(record.timestamp) };
+  if (hasEntries(record.headers)) message.headers = { ...record.headers };
+  return message;
+}
+
+function hasEntries(headers: Headers | undefined): headers is Headers {
+  if (headers) for (const name in headers) if (Object.hasOwn(headers, name)) return true;
+  return false;
 }
 
 /**
@@ -57,7 +58,7 @@ export function toIncomingRecord(topic: string, partition: number, message: Kafk
 /** Roughly the bytes a record takes in a produce request, to keep requests under the broker's limits. */
 export function approximateSize(record: OutgoingRecord): number {
   let size = 70 + (record.key?.byteLength ?? 0) + (record.value?.byteLength ?? 0);
-  if (record.headers) for (const [name, value] of Object.entries(record.headers)) size += 8 + Buffer.byteLength(name) + Buffer.byteLength(value);
+  if (hasEntries(record.headers)) for (const [name, value] of Object.entries(record.headers)) size += 8 + Buffer.byteLength(name) + Buffer.byteLength(value);
   return size;
 }
 

@@ -1,5 +1,6 @@
-// First: kafkajs's producer must load after these fixes (see producer-fixes.ts).
+// First: kafkajs's producer and fetch code must load after these fixes (see producer-fixes.ts, fetch-fixes.ts).
 import './producer-fixes.js';
+import './fetch-fixes.js';
 import {
   ConfigError,
   EddyError,

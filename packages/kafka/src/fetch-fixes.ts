@@ -1,0 +1,222 @@
+import type { Buffer } from 'node:buffer';
+import { kafkajsModule, kafkajsPath, replaceKafkajsModules } from './kafkajs-modules.js';
+
+/**
+ * A fix for kafkajs 2.2.4's consumer, installed when this module is evaluated (before kafkajs's
+ * fetch code loads; `@eddy/kafka` imports it first): {@link decodeRecordBatch} replaces kafkajs's
+ * record batch decoder. kafkajs decodes each record through a decoder object of its own, reads
+ * each varint into a Long, adds offsets and timestamps as Longs and turns them into strings, and
+ * builds each record's headers by copying an object per header. The fix reads the records in one
+ * pass over the batch with plain numbers (offsets and timestamps stay exact below 2^53; past it,
+ * or for a batch it does not expect, it falls back to kafkajs's decoder) and returns exactly what
+ * kafkajs's decoder returns.
+ */
+
+interface Long {
+  toString(): string;
+}
+
+/** kafkajs's decoder, as far as a record batch needs it. */
+interface KafkajsDecoder {
+  readonly buffer: Buffer;
+  offset: number;
+  readInt8(): number;
+  readInt16(): number;
+  readInt32(): number;
+  readInt64(): Long;
+  slice(size: number): KafkajsDecoder;
+  forward(size: number): void;
+  readAll(): Buffer;
+}
+
+type DecoderClass = new (buffer: Buffer) => KafkajsDecoder;
+type RecordDecoder = (decoder: KafkajsDecoder, context: BatchContext) => FetchedRecord;
+
+interface BatchContext {
+  readonly firstOffset: string;
+  readonly firstTimestamp: string;
+  readonly partitionLeaderEpoch: number;
+  readonly inTransaction: boolean;
+  readonly isControlBatch: boolean;
+  readonly lastOffsetDelta: number;
+  readonly producerId: string;
+  readonly producerEpoch: number;
+  readonly firstSequence: number;
+  readonly maxTimestamp: string;
+  readonly timestampType: number;
+  readonly magicByte?: number;
+}
+
+/** A record as kafkajs's fetch hands it on. */
+export interface FetchedRecord {
+  readonly magicByte: number | undefined;
+  readonly attributes: number;
+  readonly timestamp: string;
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers: Record<string, Buffer | null | Array<Buffer | null>>;
+  readonly isControlRecord: boolean;
+  readonly batchContext: BatchContext;
+}
+
+const TIMESTAMP_TYPE_FLAG = 0x8;
+const TRANSACTIONAL_FLAG = 0x10;
+const CONTROL_FLAG = 0x20;
+
+let parts:
+  | {
+      Decoder: DecoderClass;
+      PartialMessageError: new (message: string) => Error;
+      lookupCodecByAttributes(attributes: number): { decompress(buffer: Buffer): Promise<Buffer> } | null;
+      decodeRecord: RecordDecoder;
+      LOG_APPEND_TIME: number;
+      CREATE_TIME: number;
+    }
+  | undefined;
+
+function kafkajsParts() {
+  return (parts ??= {
+    Decoder: kafkajsModule<DecoderClass>('protocol/decoder.js'),
+    PartialMessageError: kafkajsModule<{ KafkaJSPartialMessageError: new (message: string) => Error }>('errors.js').KafkaJSPartialMessageError,
+    lookupCodecByAttributes: kafkajsModule<{ lookupCodecByAttributes: NonNullable<typeof parts>['lookupCodecByAttributes'] }>('protocol/message/compression/index.js').lookupCodecByAttributes,
+    decodeRecord: kafkajsModule<RecordDecoder>('protocol/recordBatch/record/v0/decoder.js'),
+    ...kafkajsModule<{ LOG_APPEND_TIME: number; CREATE_TIME: number }>('protocol/timestampTypes.js'),
+  });
+}
+
+/** Reads the records of a batch: a cursor over the bytes, with Kafka's (zigzag) varints. */
+class RecordReader {
+  at: number;
+  constructor(
+    readonly buffer: Buffer,
+    start: number,
+  ) {
+    this.at = start;
+  }
+
+  varint(): number {
+    let value = 0;
+    let scale = 1;
+    for (;;) {
+      const byte = this.buffer[this.at++];
+      if (byte === undefined) throw new RangeError('record batch: a varint runs past the end');
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) break;
+      scale *= 128;
+    }
+    return value % 2 === 0 ? value / 2 : -(value + 1) / 2;
+  }
+
+  bytes(): Buffer | null {
+    const length = this.varint();
+    if (length < 0) return null;
+    const bytes = this.buffer.subarray(this.at, this.at + length);
+    this.at += length;
+    return bytes;
+  }
+
+  /** One record, as kafkajs's record decoder gives it. */
+  record(context: BatchContext, firstOffset: number, firstTimestamp: number, appendTime: boolean): FetchedRecord {
+    const attributes = this.buffer.readInt8(this.at++);
+    const timestampDelta = this.varint();
+    const offsetDelta = this.varint();
+    const key = this.bytes();
+    const value = this.bytes();
+    const headers: FetchedRecord['headers'] = {};
+    for (let count = this.varint(); count > 0; count--) {
+      const nameBytes = this.bytes();
+      const name = nameBytes === null ? 'null' : nameBytes.toString('utf8');
+      const headerValue = this.bytes();
+      const previous = headers[name];
+      headers[name] = previous === undefined ? headerValue : Array.isArray(previous) ? [...previous, headerValue] : [previous, headerValue];
+    }
+    return {
+      magicByte: context.magicByte,
+      attributes,
+      timestamp: appendTime ? context.maxTimestamp : String(firstTimestamp + timestampDelta),
+      offset: String(firstOffset + offsetDelta),
+      key,
+      value,
+      headers,
+      isControlRecord: context.isControlBatch,
+      batchContext: context,
+    };
+  }
+}
+
+const exact = (text: string): number | undefined => {
+  const value = Number(text);
+  return Number.isSafeInteger(value) && Math.abs(value) < 2 ** 52 ? value : undefined;
+};
+
+/** The records of an uncompressed or decompressed batch body: a count, then length-prefixed records. */
+function decodeRecords(reader: RecordReader, count: number, context: BatchContext): FetchedRecord[] {
+  const { decodeRecord, Decoder, LOG_APPEND_TIME } = kafkajsParts();
+  const firstOffset = exact(context.firstOffset);
+  const firstTimestamp = exact(context.firstTimestamp);
+  const appendTime = context.timestampType === LOG_APPEND_TIME && Boolean(context.maxTimestamp);
+  const records = new Array<FetchedRecord>(count);
+  for (let index = 0; index < count; index++) {
+    const length = reader.varint();
+    const end = reader.at + length;
+    if (firstOffset === undefined || (firstTimestamp === undefined && !appendTime)) {
+      // Beyond what numbers hold exactly: kafkajs's own decoder, on this record's bytes.
+      records[index] = decodeRecord(new Decoder(reader.buffer.subarray(reader.at, end)), context);
+    } else {
+      records[index] = reader.record(context, firstOffset, firstTimestamp ?? 0, appendTime);
+    }
+    reader.at = end;
+  }
+  return records;
+}
+
+/** A record batch (message format v2) from a fetch response, as kafkajs's `recordBatch/v0/decoder` decodes it. */
+export async function decodeRecordBatch(fetchDecoder: KafkajsDecoder): Promise<BatchContext & { records: FetchedRecord[] }> {
+  const { PartialMessageError, lookupCodecByAttributes, LOG_APPEND_TIME, CREATE_TIME } = kafkajsParts();
+  const firstOffset = fetchDecoder.readInt64().toString();
+  const length = fetchDecoder.readInt32();
+  const decoder = fetchDecoder.slice(length);
+  fetchDecoder.forward(length);
+  if (decoder.buffer.length < length) {
+    throw new PartialMessageError(`Tried to decode a partial record batch: remainingBytes(${decoder.buffer.length}) < recordBatchLength(${length})`);
+  }
+  const partitionLeaderEpoch = decoder.readInt32();
+  const magicByte = decoder.readInt8();
+  decoder.readInt32(); // CRC, not checked (nor by kafkajs)
+  const attributes = decoder.readInt16();
+  const context: BatchContext = {
+    firstOffset,
+    lastOffsetDelta: decoder.readInt32(),
+    firstTimestamp: decoder.readInt64().toString(),
+    maxTimestamp: decoder.readInt64().toString(),
+    producerId: decoder.readInt64().toString(),
+    producerEpoch: decoder.readInt16(),
+    firstSequence: decoder.readInt32(),
+    partitionLeaderEpoch,
+    inTransaction: (attributes & TRANSACTIONAL_FLAG) > 0,
+    isControlBatch: (attributes & CONTROL_FLAG) > 0,
+    timestampType: (attributes & TIMESTAMP_TYPE_FLAG) > 0 ? LOG_APPEND_TIME : CREATE_TIME,
+  };
+  const recordContext: BatchContext = { ...context, magicByte };
+  const count = decoder.readInt32();
+  const codec = lookupCodecByAttributes(attributes);
+  let records: FetchedRecord[] = [];
+  if (count > 0) {
+    if (!codec) {
+      records = decodeRecords(new RecordReader(decoder.buffer, decoder.offset), count, recordContext);
+    } else {
+      const body = await codec.decompress(decoder.readAll());
+      records = decodeRecords(new RecordReader(body, 0), count, recordContext);
+    }
+  }
+  return { ...context, records };
+}
+
+/** Whether kafkajs's fetches in this process decode record batches with {@link decodeRecordBatch}. */
+export const fetchFixInstalled: boolean = replaceKafkajsModules([
+  { module: 'protocol/recordBatch/v0/decoder.js', loadedBy: ['protocol/requests/fetch/v4/decodeMessages.js'], exports: decodeRecordBatch },
+]);
+
+/** The kafkajs module replaced (for tests). */
+export const replacedFetchModule: string = kafkajsPath('protocol/recordBatch/v0/decoder.js');
