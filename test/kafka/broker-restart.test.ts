@@ -24,7 +24,7 @@ import type { Admin, Producer } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { startKafka, type KafkaBroker } from '../../scripts/src/kafka.ts';
 import { describeKafka, uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type LogEntry } from './helpers.ts';
+import { allCommitted, createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type LogEntry } from './helpers.ts';
 
 const { Partitioners } = kafkajs;
 
@@ -51,19 +51,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Resolves with `promise`, or with undefined after `ms` (so that clean-up cannot hang). */
 const within = <T,>(promise: Promise<T>, ms: number) => Promise.race([promise, sleep(ms).then(() => undefined)]);
-
-/** Whether the group has committed every record of `topics` (listed upstream first). */
-async function allCommitted(admin: Admin, groupId: string, topics: readonly string[]): Promise<boolean> {
-  for (const topic of topics) {
-    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    const ends = await admin.fetchTopicOffsets(topic);
-    for (const { partition, high } of ends) {
-      const offset = committed?.partitions.find((entry) => entry.partition === partition)?.offset ?? '-1';
-      if (Number(offset) < Number(high)) return false;
-    }
-  }
-  return true;
-}
 
 /** What the app logged at warn and error, by message, with counts (connection refusals left out). */
 function troubles(entries: readonly LogEntry[]): Record<string, number> {

@@ -5,7 +5,7 @@
 import type { Logger, TopicSpec } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import kafkajs from 'kafkajs';
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Admin, Consumer, Kafka } from 'kafkajs';
 import { uniqueName } from './broker.ts';
 
 const { logLevel } = kafkajs;
@@ -101,4 +101,21 @@ export async function produceReadings(kafka: Kafka, topic: string, input: Readon
   } finally {
     await producer.disconnect();
   }
+}
+
+/**
+ * Whether the group has committed every record of `topics` (list upstream first: once the input
+ * is committed, what it sent on has reached the internal topics). A partition nothing was ever
+ * written to needs no commit (records handed off locally skip their repartition topic).
+ */
+export async function allCommitted(admin: Admin, groupId: string, topics: readonly string[]): Promise<boolean> {
+  for (const topic of topics) {
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    const ends = await admin.fetchTopicOffsets(topic);
+    for (const { partition, high } of ends) {
+      const offset = committed?.partitions.find((entry) => entry.partition === partition)?.offset ?? '-1';
+      if (Number(high) > 0 && Number(offset) < Number(high)) return false;
+    }
+  }
+  return true;
 }

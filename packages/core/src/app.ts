@@ -112,6 +112,14 @@ export class App {
   readonly #background = new Set<Promise<unknown>>();
   /** Tasks being revoked: a failed commit closes them, it does not rebuild them. */
   readonly #revoking = new Set<Task>();
+  /**
+   * Local hand-off: per upstream task that may hand records off, the end offset of each of its
+   * internal topics' partitions when it opened (records of earlier owners the reading task must
+   * have read before records bypass the topic).
+   */
+  readonly #handOffFloors = new Map<Task, Map<string, number>>();
+  /** Per upstream task, the tasks it handed records to since its last commit, with their commit count then. */
+  readonly #handedTo = new Map<Task, Map<Task, number>>();
   #failure: EddyError | undefined;
   #stopping: Promise<void> | undefined;
   #restoredRecords = 0;
@@ -220,8 +228,11 @@ export class App {
           const task = this.#tasks.get(this.#taskKey(first.topic, first.partition));
           if (!task) return;
           await task.exclusive(async () => {
+            this.#updateHandOffs(task);
             await task.prepare(records);
             task.process(records);
+            // Within the batch: the task's commit must find what it handed off applied.
+            await this.#deliverHandOffs(task);
           });
           // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
           // pauses its source until the work in flight is done.
@@ -354,6 +365,7 @@ export class App {
       lateRecords: this.#metrics.lateRecords,
       deadLetters: this.#metrics.deadLetters,
       duplicatesDropped: this.#metrics.duplicatesDropped,
+      recordsHandedOff: this.#metrics.recordsHandedOff,
       handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
       stateCacheBytes: this.#cache.usedBytes,
       restoredRecords: this.#restoredRecords,
@@ -376,6 +388,7 @@ export class App {
     metric('late_records_total', 'counter', snapshot.lateRecords, 'Records that missed a closed window.');
     metric('dead_letters_total', 'counter', snapshot.deadLetters, 'Records sent to the dead-letter topic.');
     metric('duplicates_dropped_total', 'counter', snapshot.duplicatesDropped, 'Replayed repartition records dropped as already applied.');
+    metric('records_handed_off_total', 'counter', snapshot.recordsHandedOff, 'Records handed to a local task instead of through their repartition topic.');
     metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
     metric('lag', 'gauge', snapshot.lag, 'Records waiting in assigned input partitions.');
     metric('event_loop_delay_p99_ms', 'gauge', snapshot.eventLoopDelayP99Ms, 'Event-loop delay, 99th percentile.');
@@ -564,11 +577,94 @@ export class App {
       const ms = this.#clock.now() - started;
       this.#log('info', 'state restored', { task: task.taskId, records: restored.records, ms, recordsPerSecond: Math.round(restored.records / Math.max(0.001, ms / 1000)) });
     }
+    if (this.#handsOff(sub)) {
+      const floors = new Map<string, number>();
+      for (const sink of sub.sinks) if (sink.internal) floors.set(sink.topic, await this.#transport.endOffset({ topic: sink.topic, partition }));
+      this.#handOffFloors.set(task, floors);
+    }
     return { task, positions: restored.positions };
+  }
+
+  /**
+   * Local hand-off (at-least-once, on a transport that serializes internal topics): a sub-topology
+   * of stateless steps that ends in repartition topics hands each record bound for its own
+   * partition straight to the local task that reads that partition, which skips a produce, a
+   * fetch and a decode per record. The copartitioned assignment puts both tasks in one instance.
+   * Under exactly-once the two tasks commit in separate transactions, so records go through the
+   * topic; the embedded broker hands values over in process anyway.
+   */
+  #handsOff(sub: SubTopology): boolean {
+    if (this.#options.guarantee !== 'at-least-once' || this.#transport.keepsValues) return false;
+    const stateless = sub.nodes.every((node) => ['source', 'map', 'filter', 'flatMap', 'peek', 'keyBy', 'merge', 'sink'].includes(node.kind));
+    return stateless && sub.sinks.some((sink) => sink.internal);
+  }
+
+  /**
+   * Before a batch: for each internal topic, whether its records for this partition go to the
+   * local task that reads it. A task starts by writing to the topic; it hands off once that task
+   * has read everything written to the partition before (by earlier owners, and its own sends,
+   * none in flight), so that records of one origin reach it in order (its replay marks require
+   * that). It writes to the topic again when that task is gone or being revoked.
+   */
+  #updateHandOffs(task: Task): void {
+    const floors = this.#handOffFloors.get(task);
+    if (!floors) return;
+    for (const [topic, floor] of floors) {
+      const target = this.#tasks.get(this.#taskKey(topic, task.partition));
+      const usable = target !== undefined && !this.#revoking.has(target);
+      const current = task.handOffTarget(topic);
+      if (current) {
+        if (current !== target || !usable) task.setHandOffTarget(topic, undefined);
+        continue;
+      }
+      if (!usable || task.sending) continue;
+      const written = task.lastWritten(topic);
+      const needed = Math.max(floor, written === undefined ? 0 : written + 1);
+      const position = target.position(topic);
+      if (needed === 0 || (position !== undefined && position >= needed)) {
+        task.setHandOffTarget(topic, target);
+        this.#log('debug', 'records bound for a local task are handed to it directly', { task: task.taskId, to: target.taskId, topic });
+      }
+    }
+  }
+
+  /** Applies the records a batch handed off, each target under its own lock. */
+  async #deliverHandOffs(task: Task): Promise<void> {
+    for (const { target, topic, records } of task.takeHandOffs()) {
+      await target.exclusive(async () => {
+        await target.prepareHandOff(records);
+        target.processHandOff(topic, records);
+        let handed = this.#handedTo.get(task);
+        if (!handed) this.#handedTo.set(task, (handed = new Map()));
+        if (!handed.has(target)) handed.set(target, target.commits);
+      });
+    }
+  }
+
+  /**
+   * Before a task commits its input offsets: every task it handed records to has committed them
+   * (their state and replay marks are in its changelog). If one cannot (it failed, or closed
+   * without), this commit fails too, and a task that stays is rebuilt from its last commit so
+   * that those records are read and handed off again.
+   */
+  async #commitHandOffs(task: Task): Promise<void> {
+    const handed = this.#handedTo.get(task);
+    if (!handed) return;
+    for (const [target, before] of handed) {
+      if (target.commits <= before && this.#tasks.get(target.taskId) === target) await this.#commitTask(target);
+      if (target.commits <= before) {
+        const error = new EddyError('TRANSPORT_FAILED', `task ${task.taskId}: task ${target.taskId} closed before it committed the records handed to it`);
+        if (this.#status === 'running' && !this.#revoking.has(task)) this.#inBackground(this.#rebuild(task, error));
+        throw error;
+      }
+    }
+    handed.clear();
   }
 
   /** Closes a task that is no longer registered, and its stores. */
   async #closeTask(task: Task): Promise<void> {
+    this.#handOffFloors.delete(task);
+    this.#handedTo.delete(task);
     await task.close();
     for (const store of task.stores.values()) await store.close().catch(() => undefined);
   }
@@ -606,8 +702,9 @@ export class App {
   }
 
   #commitTask(task: Task): Promise<void> {
-    const commit = task.exclusive(() =>
-      task.commit(async (offsets) => {
+    const commit = task.exclusive(async () => {
+      await this.#commitHandOffs(task);
+      await task.commit(async (offsets) => {
         // A transactional task committed its offsets with its transaction.
         if (!task.transactional) await this.#consumer!.commit(offsets);
         // Committed repartition records are never read again: let the log drop them.
@@ -619,8 +716,8 @@ export class App {
             .deleteRecords?.(offset, offset.offset)
             .catch((error: unknown) => this.#log('warn', 'deleting committed repartition records failed', { task: task.taskId, error: describeError(error) }));
         }
-      }),
-    );
+      });
+    });
     if (!task.transactional) return commit;
     return commit.catch((error: unknown) => {
       // The transaction is aborted (or was, by a newer owner of the task: this instance is then a

@@ -8,6 +8,8 @@ export interface MetricsSnapshot {
   deadLetters: number;
   /** Repartition records dropped as replays of records already applied (after a crash). */
   duplicatesDropped: number;
+  /** Records handed to a local task directly instead of through their repartition topic (at-least-once on Kafka). */
+  recordsHandedOff: number;
   handlerQueueDepth: number;
   stateCacheBytes: number;
   restoredRecords: number;
@@ -29,4 +31,5 @@ export class Metrics {
   lateRecords = 0;
   deadLetters = 0;
   duplicatesDropped = 0;
+  recordsHandedOff = 0;
 }

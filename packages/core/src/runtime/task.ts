@@ -13,7 +13,7 @@ import { sinkRecords } from './operators/sink.js';
 import { filterRecords, flatMapRecords, keyRecords, mapRecords, peekRecords } from './operators/stateless.js';
 import { tableAggregate } from './operators/table-aggregate.js';
 import { windowAggregate } from './operators/window-aggregate.js';
-import { decodeOrigin, ORIGIN_HEADER } from './origin.js';
+import { decodeOrigin, ORIGIN_HEADER, type RecordOrigin } from './origin.js';
 import type { Origin, RecordSignal, Signal } from './signals.js';
 
 /** What a task needs from the app that runs it. */
@@ -48,6 +48,16 @@ const INPUT_OFFSETS_KEY = Uint8Array.of(0xfe);
 /** Per upstream input partition, the last repartition record (origin offset, index) applied. */
 const APPLIED_ORIGINS_KEY = Uint8Array.of(0xfd);
 const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfd;
+
+/** A record one task hands to another in process (see {@link Task.handOff}). */
+export interface HandedOff {
+  readonly key: unknown;
+  readonly value: unknown;
+  readonly timestamp: number;
+  /** The upstream record: for replay detection (with its index among that record's outputs) and dead letters. */
+  readonly origin: RecordOrigin;
+  readonly upstream: Origin;
+}
 
 /** What a restore found. */
 export interface RestoreResult {
@@ -96,6 +106,15 @@ export class Task implements TaskContext {
   #transaction: Promise<void> | undefined;
   /** A send or commit of the transaction failed: the transaction, and the task's state since the last commit, are lost. */
   #transactionFailure: { error: unknown } | undefined;
+  /** Local hand-off: per internal topic, the task of this partition that takes its records directly. */
+  readonly #handOffTargets = new Map<string, Task>();
+  /** Records handed off during the current batch, per target task. */
+  #handedOff = new Map<Task, { topic: string; records: HandedOff[] }>();
+  /** Per topic, the offset of the last record this task wrote to its partition of it. */
+  readonly #lastWritten = new Map<string, number>();
+  #processing = false;
+  /** Successful commits so far (a task that handed records here waits for one after its hand-off). */
+  commits = 0;
 
   constructor(
     private readonly host: TaskHost,
@@ -264,26 +283,115 @@ export class Task implements TaskContext {
     let processed: IncomingRecord | undefined;
     // Records read back from repartition topics are not new input.
     if (!source.internal) this.metrics.recordsIn += records.length;
-    for (const incoming of records) {
-      if (this.#halted) break;
-      const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
-      if (source.internal && this.#alreadyApplied(incoming)) {
+    // Records written while a batch is processed may be handed off to a local task (see handOff).
+    this.#processing = true;
+    try {
+      for (const incoming of records) {
+        if (this.#halted) break;
+        const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
+        if (source.internal && this.#alreadyApplied(incoming)) {
+          processed = incoming;
+          continue;
+        }
+        const signal = this.#decode(source, incoming, origin, processingTime);
+        if (signal) {
+          input.next(signal);
+          this.#advance(processingTime ? this.clock.now() : signal.timestamp);
+        }
+        // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
+        if (this.#halted) break;
         processed = incoming;
-        continue;
       }
-      const signal = this.#decode(source, incoming, origin, processingTime);
-      if (signal) {
-        input.next(signal);
-        this.#advance(processingTime ? this.clock.now() : signal.timestamp);
-      }
-      // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
-      if (this.#halted) break;
-      processed = incoming;
+    } finally {
+      this.#processing = false;
     }
     if (processed) {
       this.#positions.set(processed.topic, { topic: processed.topic, partition: processed.partition, offset: processed.offset + 1 });
       this.#positionsChanged = true;
     }
+    this.#lastInput = { clock: this.clock.now(), streamTime: this.#streamTime };
+    this.flush();
+  }
+
+  // --- local hand-off ------------------------------------------------------------------------
+
+  /**
+   * Local hand-off, for an internal topic whose reading task of this partition runs in this
+   * process (see the app's `#handOffs`): a record this task writes to that partition while it
+   * processes a batch goes to that task directly, with its origin, instead of through the topic.
+   * Returns false when the record must go through the topic.
+   */
+  handOff(topic: string, partition: number, key: unknown, value: unknown, timestamp: number, origin: RecordOrigin, upstream: Origin): boolean {
+    if (!this.#processing || partition !== this.partition) return false;
+    const target = this.#handOffTargets.get(topic);
+    if (!target) return false;
+    let batch = this.#handedOff.get(target);
+    if (!batch) this.#handedOff.set(target, (batch = { topic, records: [] }));
+    batch.records.push({ key, value, timestamp, origin, upstream });
+    this.metrics.recordsHandedOff++;
+    return true;
+  }
+
+  /** The records handed off during the last batch, per target; clears them. */
+  takeHandOffs(): Array<{ target: Task; topic: string; records: readonly HandedOff[] }> {
+    if (this.#handedOff.size === 0) return [];
+    const batches = [...this.#handedOff].map(([target, { topic, records }]) => ({ target, topic, records }));
+    this.#handedOff = new Map();
+    return batches;
+  }
+
+  handOffTarget(topic: string): Task | undefined {
+    return this.#handOffTargets.get(topic);
+  }
+
+  setHandOffTarget(topic: string, target: Task | undefined): void {
+    if (target) this.#handOffTargets.set(topic, target);
+    else this.#handOffTargets.delete(topic);
+  }
+
+  /** The offset of the last record this task wrote (acknowledged) to its partition of `topic`. */
+  lastWritten(topic: string): number | undefined {
+    return this.#lastWritten.get(topic);
+  }
+
+  /** Whether sends are in flight or queued (records on their way to a topic). */
+  get sending(): boolean {
+    return this.#sends.size > 0 || this.#outbox.length > 0;
+  }
+
+  /** The next offset of `topic` (this partition) that this task would process. */
+  position(topic: string): number | undefined {
+    return this.#positions.get(topic)?.offset;
+  }
+
+  /** Reads back the evicted state that handed-off records need (see {@link prepare}). */
+  async prepareHandOff(records: readonly HandedOff[]): Promise<void> {
+    if (!this.operators.some((operator) => operator.hasEvicted())) return;
+    let streamTime = this.host.time === 'processing' ? this.clock.now() : Math.max(this.#streamTime, this.#idleStreamTime(this.clock.now()));
+    for (const record of records) if (this.host.time === 'event' && record.timestamp > streamTime) streamTime = record.timestamp;
+    for (const operator of this.operators) await operator.load(records.map((record) => record.key), streamTime);
+  }
+
+  /**
+   * Processes records another task handed off for `topic`: like records read from it (replays
+   * dropped by their origin, stream time advanced), but decoded already and with no offset of
+   * their own — the upstream task commits its input only after this task has committed them.
+   */
+  processHandOff(topic: string, records: readonly HandedOff[]): void {
+    if (this.#halted) return;
+    const input = this.#inputs.get(topic);
+    if (!input) return;
+    const processingTime = this.host.time === 'processing';
+    if (!processingTime) this.#advance(this.#idleStreamTime(this.clock.now()));
+    for (const record of records) {
+      if (this.#halted) break;
+      if (this.#isReplay(record.origin)) continue;
+      const timestamp = processingTime ? this.clock.now() : record.timestamp;
+      input.next({ type: 'record', key: record.key, value: record.value, timestamp, origin: record.upstream });
+      this.#advance(timestamp);
+    }
+    // The replay marks changed: the next commit writes them.
+    this.#positionsChanged = true;
     this.#lastInput = { clock: this.clock.now(), streamTime: this.#streamTime };
     this.flush();
   }
@@ -296,8 +404,11 @@ export class Task implements TaskContext {
    */
   #alreadyApplied(incoming: IncomingRecord): boolean {
     const origin = incoming.decoded?.origin ?? decodeOrigin(incoming.headers[ORIGIN_HEADER]);
-    if (!origin) return false;
-    const [source, offset, index] = origin;
+    return origin !== undefined && this.#isReplay(origin);
+  }
+
+  /** Whether a record of this origin was applied already; if not, marks it applied. */
+  #isReplay([source, offset, index]: RecordOrigin): boolean {
     const applied = this.#appliedOrigins.get(source);
     if (applied && (offset < applied[0] || (offset === applied[0] && index <= applied[1]))) {
       this.metrics.duplicatesDropped++;
@@ -401,7 +512,10 @@ export class Task implements TaskContext {
     if (this.#transactional) return this.#flushTransaction(this.#transactional);
     const records = this.#outbox;
     this.#outbox = [];
-    const send = this.host.producer.send(records).catch((error: unknown) => {
+    const send = this.host.producer.send(records).then((offsets) => {
+      for (const { topic, partition, offset } of offsets) if (partition === this.partition) this.#lastWritten.set(topic, Math.max(offset, this.#lastWritten.get(topic) ?? -1));
+      return offsets;
+    }, (error: unknown) => {
       // Nothing is lost: the records go out again with the next flush, and the commit waiting for
       // this send fails, so no offset moves past them until they are acknowledged.
       this.#outbox = [...records, ...this.#outbox];
@@ -489,11 +603,11 @@ export class Task implements TaskContext {
    * leaves the task unusable: it must be closed and rebuilt from the last commit.
    */
   async commit(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>): Promise<void> {
-    if (!this.#transactional) return this.#commit(commitOffsets);
     try {
       await this.#commit(commitOffsets);
+      this.commits++;
     } catch (error) {
-      this.#transactionFailure ??= { error };
+      if (this.#transactional) this.#transactionFailure ??= { error };
       throw error;
     }
   }
