@@ -590,11 +590,12 @@ export class App {
    * of stateless steps that ends in repartition topics hands each record bound for its own
    * partition straight to the local task that reads that partition, which skips a produce, a
    * fetch and a decode per record. The copartitioned assignment puts both tasks in one instance.
-   * Under exactly-once the two tasks commit in separate transactions, so records go through the
-   * topic; the embedded broker hands values over in process anyway.
+   * The reading task commits first (under exactly-once, its own transaction with its replay
+   * marks), then the handing one; a replay in between is dropped by those marks. The embedded
+   * broker hands values over in process anyway.
    */
   #handsOff(sub: SubTopology): boolean {
-    if (this.#options.guarantee !== 'at-least-once' || this.#transport.keepsValues) return false;
+    if (this.#transport.keepsValues) return false;
     const stateless = sub.nodes.every((node) => ['source', 'map', 'filter', 'flatMap', 'peek', 'keyBy', 'merge', 'sink'].includes(node.kind));
     return stateless && sub.sinks.some((sink) => sink.internal);
   }
@@ -741,6 +742,13 @@ export class App {
     if (this.#tasks.get(key) !== task) return;
     this.#tasks.delete(key);
     this.#log('warn', 'the transaction of a task failed; the task starts again from its last committed transaction', { task: key, error: describeError(error) });
+    // Tasks that handed records to this one since their last commit lose them with its state:
+    // they stop now and start again from their last commit too, handing those records again.
+    for (const [upstream, handed] of this.#handedTo) {
+      if (!handed.has(task) || this.#tasks.get(upstream.taskId) !== upstream) continue;
+      upstream.halt();
+      this.#inBackground(this.#rebuild(upstream, new EddyError('TRANSPORT_FAILED', `task ${key} started again: what task ${upstream.taskId} handed it since its last commit is lost`)));
+    }
     await this.#closeTask(task);
     const partitions = task.subTopology.sources.map((source) => ({ topic: source.topic, partition: task.partition }));
     for (let attempt = 0; this.#status === 'running'; attempt++) {
