@@ -36,8 +36,9 @@ export interface AppOptions {
   commitInterval?: Duration;
   /**
    * Default `at-least-once`; `exactly-once` needs a transport with transactions: each task commits
-   * its outputs, state changes and input offsets in one transaction, and a failed transaction (a
-   * zombie instance fenced by a newer one, a broker failure past retries) stops the app.
+   * its outputs, state changes and input offsets in one transaction; after a failed transaction (a
+   * broker failure past retries, a coordinator that aborted it) the task starts again from its
+   * last commit, unless the group gave its partitions to another instance (this one a zombie).
    */
   guarantee?: 'at-least-once' | 'exactly-once';
   /** What a bad record does: `dead-letter` (default, to `<id>-dlq`) or `stop`. */
@@ -408,7 +409,7 @@ export class App {
     };
   }
 
-  /** @internal Why the app stopped on its own, if it did (`onError: 'stop'`, a failed transaction). */
+  /** @internal Why the app stopped on its own, if it did (`onError: 'stop'`). */
   get failure(): EddyError | undefined {
     return this.#failure;
   }
@@ -586,7 +587,7 @@ export class App {
   }
 
   /**
-   * Local hand-off (at-least-once, on a transport that serializes internal topics): a sub-topology
+   * Local hand-off (on a transport that serializes internal topics, like Kafka): a sub-topology
    * of stateless steps that ends in repartition topics hands each record bound for its own
    * partition straight to the local task that reads that partition, which skips a produce, a
    * fetch and a decode per record. The copartitioned assignment puts both tasks in one instance.

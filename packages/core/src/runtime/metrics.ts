@@ -8,7 +8,7 @@ export interface MetricsSnapshot {
   deadLetters: number;
   /** Repartition records dropped as replays of records already applied (after a crash). */
   duplicatesDropped: number;
-  /** Records handed to a local task directly instead of through their repartition topic (at-least-once on Kafka). */
+  /** Records handed to a local task directly instead of through their repartition topic (on Kafka). */
   recordsHandedOff: number;
   handlerQueueDepth: number;
   stateCacheBytes: number;

@@ -51,7 +51,7 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
         partition = routed.partition;
       }
       const origin = internal && signal.origin ? originOf(signal.origin) : undefined;
-      // A local task of this partition may take the record directly (at-least-once on Kafka).
+      // A local task of this partition may take the record directly (on Kafka; see Task.handOff).
       if (origin && !keepValues && context.handOff?.(topic, partition, key, value, timestamp, origin, signal.origin!)) return;
       if (keepValues) {
         // In process the origin rides along as numbers; no header to build or parse.
