@@ -32,8 +32,10 @@
  *   count moves when a window closes, before its result is sent, so this end is a little later).
  *   It must close as many (non-empty) windows and count as many late records as the at-least-once
  *   run, round by round; its output is then counted like the engine's.
- * - Raw consumer: a new group reading the source topic from the beginning, counting records in
- *   `eachBatch`; the clock runs from its group join until the last record.
+ * - Raw consumer (raw-consumer.ts): a new group reading the source topic from the beginning,
+ *   counting records in `eachBatch`; the clock runs from its group join until the last record.
+ *   Twice: in this process, where kafkajs runs with the fixes `@eddy/kafka` installs (the same
+ *   client the engine and the hand job use), and in a child process on stock kafkajs.
  * - Raw pipe (for scale, not a target): the same read, and every batch written as it is to another
  *   topic (same partition, acks from all replicas) before the next batch: one hop of what the
  *   engine does twice (source → repartition topic → windows), without parsing anything.
@@ -42,22 +44,25 @@
  * ratios (records/s of the first ÷ records/s of the second) are taken within a round; medians
  * over rounds are reported. The first round is a warm-up.
  */
+import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
 import { createApp, partitionForKey, silentLogger, type App } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { runHandJob } from './kafka-hand-job.js';
+import { rawConsumerRun } from './raw-consumer.js';
 import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
 
 const { values: args } = parseArgs({
   options: {
     // 100k took the raw consumer about 0.25 s: too short to time.
-    records: { type: 'string', default: '300000' },
+    records: { type: 'string', default: '1000000' },
     reps: { type: 'string', default: '3' },
     partitions: { type: 'string', default: '4' },
   },
@@ -65,6 +70,7 @@ const { values: args } = parseArgs({
 const records = Number(args.records);
 const reps = Number(args.reps);
 const partitions = Number(args.partitions);
+const run = promisify(execFile);
 const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (message: string) => process.stderr.write(`[kafka-eos] ${message}\n`);
@@ -130,29 +136,11 @@ async function produceInput(kafka: Kafka, topic: string): Promise<number> {
   return messages.length;
 }
 
-async function rawConsumerRun(kafka: Kafka, topic: string, total: number, round: number): Promise<number> {
-  const consumer = kafka.consumer({ groupId: `kafka-eos-raw-${runId}-${round}`, maxWaitTimeInMs: 100 });
-  let count = 0;
-  let started = 0;
-  let finished = 0;
-  const done = new Promise<void>((resolve) => {
-    consumer.on(consumer.events.GROUP_JOIN, () => (started = performance.now()));
-    void consumer.connect().then(async () => {
-      await consumer.subscribe({ topics: [topic], fromBeginning: true });
-      await consumer.run({
-        eachBatch: async ({ batch }) => {
-          count += batch.messages.length;
-          if (count >= total && finished === 0) {
-            finished = performance.now();
-            resolve();
-          }
-        },
-      });
-    });
-  });
-  await done;
-  await consumer.disconnect();
-  return Math.round((total * 1000) / (finished - started));
+/** The raw consumer on stock kafkajs: in a child process that never loads `@eddy/kafka`. */
+async function stockRawConsumerRun(brokers: readonly string[], topic: string, total: number, round: number): Promise<number> {
+  const script = fileURLToPath(new URL('./raw-consumer.js', import.meta.url));
+  const { stdout } = await run(process.execPath, [script, brokers.join(','), topic, String(total), `kafka-eos-stock-${runId}-${round}`]);
+  return (JSON.parse(stdout) as { recordsPerSecond: number }).recordsPerSecond;
 }
 
 async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: number): Promise<number> {
@@ -283,6 +271,7 @@ try {
   log(`produced ${total} records to ${topic} (${partitions} partitions)`);
 
   const raw: number[] = [];
+  const stock: number[] = [];
   const pipe: number[] = [];
   const hand: JobRun[] = [];
   const alo: JobRun[] = [];
@@ -292,22 +281,26 @@ try {
     atLeastOnceVsHandJob: [] as number[],
     exactlyOnceVsHandJob: [] as number[],
     handJobVsRawConsumer: [] as number[],
+    atLeastOnceVsStockRawConsumer: [] as number[],
+    rawConsumerStockVsFixed: [] as number[],
     atLeastOnceVsRawConsumer: [] as number[],
     exactlyOnceVsRawConsumer: [] as number[],
     atLeastOnceVsRawPipe: [] as number[],
   };
   for (let round = 0; round <= reps; round++) {
-    const rawRun = await rawConsumerRun(kafka, topic, total, round);
+    const rawRun = await rawConsumerRun(kafka, topic, total, `kafka-eos-raw-${runId}-${round}`);
+    const stockRun = await stockRawConsumerRun(brokers, topic, total, round);
     const pipeRun = await rawPipeRun(kafka, topic, total, round);
     const handRun = await handJobRun(kafka, topic, total, round);
     const aloRun = await engineRun(brokers, kafka, topic, total, 'at-least-once', round);
     const eosRun = await engineRun(brokers, kafka, topic, total, 'exactly-once', round);
     log(
-      `round ${round}${round === 0 ? ' (warm-up)' : ''}: raw ${rawRun}/s, raw pipe ${pipeRun}/s, hand job ${handRun.recordsPerSecond}/s, ` +
+      `round ${round}${round === 0 ? ' (warm-up)' : ''}: raw ${rawRun}/s (stock kafkajs ${stockRun}/s), raw pipe ${pipeRun}/s, hand job ${handRun.recordsPerSecond}/s, ` +
         `at-least-once ${aloRun.recordsPerSecond}/s, exactly-once ${eosRun.recordsPerSecond}/s; windows closed: hand job ${handRun.windowsClosed}, at-least-once ${aloRun.windowsClosed}`,
     );
     if (round === 0) continue;
     raw.push(rawRun);
+    stock.push(stockRun);
     pipe.push(pipeRun);
     hand.push(handRun);
     alo.push(aloRun);
@@ -316,6 +309,8 @@ try {
     ratios.atLeastOnceVsHandJob.push(aloRun.recordsPerSecond / handRun.recordsPerSecond);
     ratios.exactlyOnceVsHandJob.push(eosRun.recordsPerSecond / handRun.recordsPerSecond);
     ratios.handJobVsRawConsumer.push(handRun.recordsPerSecond / rawRun);
+    ratios.atLeastOnceVsStockRawConsumer.push(aloRun.recordsPerSecond / stockRun);
+    ratios.rawConsumerStockVsFixed.push(stockRun / rawRun);
     ratios.atLeastOnceVsRawConsumer.push(aloRun.recordsPerSecond / rawRun);
     ratios.exactlyOnceVsRawConsumer.push(eosRun.recordsPerSecond / rawRun);
     ratios.atLeastOnceVsRawPipe.push(aloRun.recordsPerSecond / pipeRun);
@@ -338,7 +333,8 @@ try {
     broker: broker ? 'started for the run (scripts/src/kafka.ts)' : `KAFKA_BROKERS=${fromEnv.join(',')}`,
     job: "from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval 200ms, in-memory state",
     handJob: { ...summary(hand), what: 'kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every 200 ms after them' },
-    rawConsumer: { recordsPerSecond: median(raw), samples: raw },
+    rawConsumer: { recordsPerSecond: median(raw), samples: raw, what: 'counts records only, in this process: kafkajs with the fixes @eddy/kafka installs' },
+    rawConsumerStock: { recordsPerSecond: median(stock), samples: stock, what: 'the same, in a child process on stock kafkajs' },
     rawPipe: { recordsPerSecond: median(pipe), samples: pipe, what: 'kafkajs read + write of the same batches to another topic (acks all), no parsing' },
     atLeastOnce: summary(alo),
     exactlyOnce: summary(eos),
@@ -347,6 +343,8 @@ try {
       atLeastOnceVsHandJob: round3(median(ratios.atLeastOnceVsHandJob)),
       exactlyOnceVsHandJob: round3(median(ratios.exactlyOnceVsHandJob)),
       handJobVsRawConsumer: round3(median(ratios.handJobVsRawConsumer)),
+      atLeastOnceVsStockRawConsumer: round3(median(ratios.atLeastOnceVsStockRawConsumer)),
+      rawConsumerStockVsFixed: round3(median(ratios.rawConsumerStockVsFixed)),
       atLeastOnceVsRawConsumer: round3(median(ratios.atLeastOnceVsRawConsumer)),
       exactlyOnceVsRawConsumer: round3(median(ratios.exactlyOnceVsRawConsumer)),
       atLeastOnceVsRawPipe: round3(median(ratios.atLeastOnceVsRawPipe)),

@@ -175,12 +175,12 @@ describeKafka('exactly-once on Kafka', (brokers) => {
       // the task is opened again from its last commit (its new producer fences the other one).
       const other = await takeover.createProducer({ transactionalId: `${id}-0_0` });
       await produceReadings(kafka, input, [{ sensor: 'a', ts: 2 }]);
-      await waitFor('the task to be rebuilt', () => logger.entries.some((entry) => entry.message === 'task rebuilt from its last committed transaction'), { timeoutMs: 20_000 });
+      await waitFor('the task to be rebuilt', () => logger.entries.some((entry) => entry.message === 'task started again from its last commit'), { timeoutMs: 20_000 });
       await produceReadings(kafka, input, [{ sensor: 'a', ts: 3 }]);
       await waitFor('every record', () => committed.records.length >= 3, { timeoutMs: 20_000 });
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(app.failure).toBeUndefined();
-      expect(logger.entries.find((entry) => entry.message.startsWith('the transaction of a task failed'))?.fields).toMatchObject({ task: '0_0', error: expect.stringMatching(/fenced/) });
+      expect(logger.entries.find((entry) => entry.message.startsWith('a task lost its work since its last commit'))?.fields).toMatchObject({ task: '0_0', error: expect.stringMatching(/fenced/) });
       expect(committed.records.map((record) => (JSON.parse(record.value!) as Reading).ts)).toEqual([1, 2, 3]);
       await app.stop();
       const [offsets] = await admin.fetchOffsets({ groupId: id, topics: [input] });

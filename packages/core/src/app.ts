@@ -731,18 +731,19 @@ export class App {
   }
 
   /**
-   * Exactly-once, after a failed transaction: the task is dropped with what it did since its last
-   * commit (its stores hold only committed state), and once the group confirms that this instance
-   * still owns its partitions, opened again — a new transactional producer, state restored from
-   * the changelog, input read again from the committed offsets. Until then its records are not
-   * processed. If the partitions went to another instance (this one was a zombie, fenced by the
-   * new owner), the rebalance revokes them here and nothing is rebuilt.
+   * After a task lost its work since its last commit — its transaction failed (exactly-once), or a
+   * task it handed records to started again or closed without committing them — the task is
+   * dropped (its stores hold only committed state), and once the group confirms that this
+   * instance still owns its partitions, opened again: a new producer under exactly-once, state
+   * restored from the changelog, input read again from the committed offsets. Until then its
+   * records are not processed. If the partitions went to another instance (this one was a
+   * zombie, fenced by the new owner), the rebalance revokes them here and nothing is rebuilt.
    */
   async #rebuild(task: Task, error: unknown): Promise<void> {
     const key = task.taskId;
     if (this.#tasks.get(key) !== task) return;
     this.#tasks.delete(key);
-    this.#log('warn', 'the transaction of a task failed; the task starts again from its last committed transaction', { task: key, error: describeError(error) });
+    this.#log('warn', 'a task lost its work since its last commit; it starts again from there', { task: key, error: describeError(error) });
     // Tasks that handed records to this one since their last commit lose them with its state:
     // they stop now and start again from their last commit too, handing those records again.
     for (const [upstream, handed] of this.#handedTo) {
@@ -780,7 +781,7 @@ export class App {
         return;
       }
       this.#tasks.set(key, opened.task);
-      this.#log('info', 'task rebuilt from its last committed transaction', { task: key, attempts: attempt + 1 });
+      this.#log('info', 'task started again from its last commit', { task: key, attempts: attempt + 1 });
       this.#arm();
       return;
     }
