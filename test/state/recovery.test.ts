@@ -129,7 +129,7 @@ describe('window expiry', () => {
     directories.push(dir);
     const transport = memoryTransport();
     const state = levelState({ dir });
-    const app = createApp({ id: 'expiry', transport, state, idleTimeout: false, logger: silentLogger });
+    const app = createApp({ id: 'expiry', transport, state, idleTimeout: false, commitInterval: '5ms', logger: silentLogger });
     app.from<Reading>('readings', { timestamp: (r) => r.ts }).keyBy((r) => r.sensor).hopping('10s', '5s').collect().toStream().to('out');
     await app.start();
     const sizes: number[] = [];
@@ -137,6 +137,11 @@ describe('window expiry', () => {
     for (let step = 0; step < 7200; step++) {
       const ts = step * 250;
       for (let sensor = 0; sensor < 4; sensor++) await app.send('readings', { sensor: `s${sensor}`, value: step, ts }, { key: `s${sensor}` });
+      // A commit every 5 s of event time: every slice (10 s long) is written once before it goes.
+      if (step % 20 === 19) {
+        await transport.idle();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       if (step % 1200 === 1199) {
         await transport.idle();
         sizes.push(app.metrics().windowsOpen);
@@ -159,5 +164,27 @@ describe('window expiry', () => {
     // Slices (5 s each) of the last open windows only: a handful per key.
     expect(entries).toBeLessThanOrEqual(4 * 3);
     expect(entries).toBeGreaterThan(0);
+  });
+
+  it('writes nothing for slices born and gone between two commits (a backlog read fast)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'eddy-expiry-'));
+    directories.push(dir);
+    const transport = memoryTransport();
+    const app = createApp({ id: 'backlog', transport, state: levelState({ dir }), idleTimeout: false, commitInterval: '1h', logger: silentLogger });
+    app.from<Reading>('readings', { timestamp: (r) => r.ts }).keyBy((r) => r.sensor).hopping('10s', '5s').count().toStream().to('out');
+    await app.start();
+    // 10 minutes of event time for 4 sensors, all before the first commit (at stop).
+    for (let step = 0; step < 2400; step++) {
+      for (let sensor = 0; sensor < 4; sensor++) await app.send('readings', { sensor: `s${sensor}`, value: step, ts: step * 250 }, { key: `s${sensor}` });
+    }
+    await transport.idle();
+    await app.stop();
+    expect(transport.records('out').length).toBeGreaterThan(4 * 100);
+    const changelog = transport.records('backlog-hopping-10000ms-5000ms-grace-0ms-count-changelog');
+    const slices = changelog.filter((record) => record.key!.length > 1);
+    // Only the slices still open at the commit, no tombstone.
+    expect(slices.filter((record) => record.value === null)).toEqual([]);
+    expect(slices.length).toBeGreaterThan(0);
+    expect(slices.length).toBeLessThanOrEqual(4 * 3);
   });
 });

@@ -32,14 +32,15 @@ export class SessionWindows implements WindowStrategy {
     if (to - from > 1) {
       merged.partial = this.buckets.combine(sessions, from, to);
       merged.end = sessions[to - 1]!.end;
-      for (let index = from + 1; index < to; index++) this.buckets.changes.removed(state, sessions[index]!.start);
+      for (let index = from + 1; index < to; index++) this.buckets.changes.removed(state, sessions[index]!.start, sessions[index]!.stored === true);
       this.buckets.changes.changed(state, merged);
       sessions.splice(from + 1, to - from - 1);
     }
     if (timestamp < merged.start) {
       // The session's storage key is its start: the old one becomes a tombstone.
-      this.buckets.changes.removed(state, merged.start);
+      this.buckets.changes.removed(state, merged.start, merged.stored === true);
       merged.start = timestamp;
+      merged.stored = false;
       this.buckets.changes.changed(state, merged);
     }
     if (timestamp + 1 > merged.end) merged.end = timestamp + 1;

@@ -16,6 +16,8 @@ export interface Bucket {
   bytes?: number;
   /** Changed since the last flush. */
   dirty?: boolean;
+  /** Its storage key holds it (a flush wrote it, or it was read back): removing it needs a tombstone. */
+  stored?: boolean;
 }
 
 /** The state of one key in one window operator. */
@@ -47,11 +49,12 @@ export interface WindowView {
 
 /**
  * Receives bucket changes so that the commit can write them: `changed` for a bucket updated in
- * place (cheap: called per record), `removed` for a bucket whose storage key goes away.
+ * place (cheap: called per record), `removed` for a bucket whose storage key goes away (`stored`:
+ * whether that key was ever written; a bucket born and gone between two flushes leaves nothing).
  */
 export interface ChangeSink {
   changed(state: KeyState, bucket: Bucket): void;
-  removed(state: KeyState, start: number): void;
+  removed(state: KeyState, start: number, stored: boolean): void;
 }
 
 /**
@@ -126,7 +129,10 @@ export class Buckets {
   /** Removes the first `count` buckets. */
   dropFirst(state: KeyState, count: number): void {
     if (count <= 0) return;
-    for (let index = 0; index < count; index++) this.changes.removed(state, state.buckets[index]!.start);
+    for (let index = 0; index < count; index++) {
+      const bucket = state.buckets[index]!;
+      this.changes.removed(state, bucket.start, bucket.stored === true);
+    }
     state.buckets.splice(0, count);
   }
 }

@@ -59,7 +59,9 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
       bucket.dirty = true;
       if (!changed.has(state)) changed.set(state, []);
     },
-    removed(state, start) {
+    removed(state, start, stored) {
+      // Never written (born and gone since the last flush): no tombstone to write.
+      if (!stored) return;
       const removed = changed.get(state);
       if (removed) removed.push(start);
       else changed.set(state, [start]);
@@ -154,6 +156,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
           const value = encodeBucket(bucket);
           bucket.bytes = value.length;
           bucket.dirty = false;
+          bucket.stored = true;
           entries.push({ key: encodeWindowKey(keyBytes, bucket.start), value });
         }
         // A start removed and then used again (a session that moved back) is a put, not a tombstone.
@@ -280,7 +283,8 @@ function encodeBucket(bucket: Bucket): Uint8Array {
 
 function decodeBucket(bytes: Uint8Array): Bucket {
   const [end, partial, own, count, start] = JSON.parse(decoder.decode(bytes)) as [number, unknown, Bucket['own'] | null, number | null, number];
-  const bucket: Bucket = { start, end, partial };
+  // Read from its storage key: removing it needs a tombstone.
+  const bucket: Bucket = { start, end, partial, stored: true };
   if (own !== null) bucket.own = own;
   if (count !== null) bucket.count = count;
   return bucket;
