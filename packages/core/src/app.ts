@@ -630,16 +630,26 @@ export class App {
     }
   }
 
-  /** Applies the records a batch handed off, each target under its own lock. */
+  /**
+   * Applies the records a batch handed off, each target under its own lock. If that fails (state
+   * could not be read back), the handing task has moved past records that reached nobody: it
+   * stops and starts again from its last commit.
+   */
   async #deliverHandOffs(task: Task): Promise<void> {
-    for (const { target, topic, records } of task.takeHandOffs()) {
-      await target.exclusive(async () => {
-        await target.prepareHandOff(records);
-        target.processHandOff(topic, records);
-        let handed = this.#handedTo.get(task);
-        if (!handed) this.#handedTo.set(task, (handed = new Map()));
-        if (!handed.has(target)) handed.set(target, target.commits);
-      });
+    try {
+      for (const { target, topic, records } of task.takeHandOffs()) {
+        await target.exclusive(async () => {
+          await target.prepareHandOff(records);
+          target.processHandOff(topic, records);
+          let handed = this.#handedTo.get(task);
+          if (!handed) this.#handedTo.set(task, (handed = new Map()));
+          if (!handed.has(target)) handed.set(target, target.commits);
+        });
+      }
+    } catch (error) {
+      task.halt();
+      if (this.#status === 'running') this.#inBackground(this.#rebuild(task, error));
+      throw error;
     }
   }
 
