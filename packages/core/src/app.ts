@@ -119,7 +119,7 @@ export class App {
    * have read before records bypass the topic).
    */
   readonly #handOffFloors = new Map<Task, Map<string, number>>();
-  /** Per upstream task, the tasks it handed records to since its last commit, with their commit count then. */
+  /** Per upstream task, the tasks it handed records to since its last commit, with their commit count at the latest hand-off. */
   readonly #handedTo = new Map<Task, Map<Task, number>>();
   #failure: EddyError | undefined;
   #stopping: Promise<void> | undefined;
@@ -641,9 +641,10 @@ export class App {
         await target.exclusive(async () => {
           await target.prepareHandOff(records);
           target.processHandOff(topic, records);
+          // The task's commit waits for a commit of the target after this, the latest hand-off.
           let handed = this.#handedTo.get(task);
           if (!handed) this.#handedTo.set(task, (handed = new Map()));
-          if (!handed.has(target)) handed.set(target, target.commits);
+          handed.set(target, target.commits);
         });
       }
     } catch (error) {
