@@ -56,7 +56,7 @@ import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { runHandJob } from './kafka-hand-job.js';
-import { rawConsumerRun } from './raw-consumer.js';
+import { rawConsumerRun, timedConsumerRun } from './raw-consumer.js';
 import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
 
 const { values: args } = parseArgs({
@@ -148,31 +148,14 @@ async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: num
   await createTopic(kafka, target);
   const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
   await producer.connect();
-  const consumer = kafka.consumer({ groupId: `kafka-eos-pipe-${runId}-${round}`, maxWaitTimeInMs: 100 });
-  let count = 0;
-  let started = 0;
-  let finished = 0;
-  const done = new Promise<void>((resolve) => {
-    consumer.on(consumer.events.GROUP_JOIN, () => (started = performance.now()));
-    void consumer.connect().then(async () => {
-      await consumer.subscribe({ topics: [topic], fromBeginning: true });
-      await consumer.run({
-        eachBatch: async ({ batch }) => {
-          const messages = batch.messages.map((message) => ({ key: message.key, value: message.value, timestamp: message.timestamp, partition: batch.partition }));
-          for (let from = 0; from < messages.length; from += 5_000) await producer.sendBatch({ acks: -1, topicMessages: [{ topic: target, messages: messages.slice(from, from + 5_000) }] });
-          count += batch.messages.length;
-          if (count >= total && finished === 0) {
-            finished = performance.now();
-            resolve();
-          }
-        },
-      });
+  try {
+    return await timedConsumerRun(kafka, topic, total, `kafka-eos-pipe-${runId}-${round}`, async (batch) => {
+      const messages = batch.messages.map((message) => ({ key: message.key, value: message.value, timestamp: message.timestamp, partition: batch.partition }));
+      for (let from = 0; from < messages.length; from += 5_000) await producer.sendBatch({ acks: -1, topicMessages: [{ topic: target, messages: messages.slice(from, from + 5_000) }] });
     });
-  });
-  await done;
-  await consumer.disconnect();
-  await producer.disconnect();
-  return Math.round((total * 1000) / (finished - started));
+  } finally {
+    await producer.disconnect();
+  }
 }
 
 /** The hand-written kafkajs job (kafka-hand-job.ts) on a new group and a new output topic. */

@@ -12,10 +12,19 @@
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import kafkajs from 'kafkajs';
-import type { Kafka } from 'kafkajs';
+import type { Batch, Kafka } from 'kafkajs';
 
 /** Records per second of a consumer that counts `total` records of `topic` in a new group. */
-export async function rawConsumerRun(kafka: Kafka, topic: string, total: number, groupId: string): Promise<number> {
+export function rawConsumerRun(kafka: Kafka, topic: string, total: number, groupId: string): Promise<number> {
+  return timedConsumerRun(kafka, topic, total, groupId);
+}
+
+/**
+ * Records per second of a new group reading `total` records of `topic` from the beginning,
+ * awaiting `onBatch` (if given) on each batch before counting it: from its group join until the
+ * last record.
+ */
+export async function timedConsumerRun(kafka: Kafka, topic: string, total: number, groupId: string, onBatch?: (batch: Batch) => Promise<void>): Promise<number> {
   const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 100 });
   let count = 0;
   let started = 0;
@@ -26,6 +35,7 @@ export async function rawConsumerRun(kafka: Kafka, topic: string, total: number,
       await consumer.subscribe({ topics: [topic], fromBeginning: true });
       await consumer.run({
         eachBatch: async ({ batch }) => {
+          await onBatch?.(batch);
           count += batch.messages.length;
           if (count >= total && finished === 0) {
             finished = performance.now();
