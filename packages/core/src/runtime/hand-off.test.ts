@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { createApp, memoryTransport, partitionForKey, silentLogger, type App, type MemoryTransport, type OutgoingRecord } from '../index.js';
 import type { ConsumerListener, TopicSpec, Transport, TransportConsumer, TransportProducer } from '../transport/types.js';
+import { mulberry32 } from '../testing/index.js';
 import { encodeOrigin, ORIGIN_HEADER } from './origin.js';
 
 /** The embedded broker, but values travel as bytes on internal topics too (as on Kafka). */
@@ -138,6 +139,37 @@ describe('local hand-off', () => {
     expect(throughTopic).toBeGreaterThan(0);
     expect(app.metrics().recordsHandedOff).toBeGreaterThan(0);
     expect(app.metrics().recordsHandedOff + throughTopic).toBe(readings.length + closers.length);
+  });
+
+  it('gives the counts of a brute-force reference on random out-of-order input, keyed like the stream or not', async () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const random = mulberry32(seed);
+      const transport = new SerializingMemory();
+      transport.log.createTopic({ name: 'in', partitions });
+      const app = countingApp(transport);
+      await app.start();
+      const sensors = Array.from({ length: 2 + Math.floor(random() * 10) }, (_, index) => `s${seed}-${index}`);
+      const readings: Reading[] = [];
+      const records: OutgoingRecord[] = [];
+      for (let index = 0; index < 200 + Math.floor(random() * 400); index++) {
+        const sensor = sensors[Math.floor(random() * sensors.length)]!;
+        // Up to 3 s out of order (grace is 10 s), and for some seeds keyed by something else.
+        const item: Reading = { sensor, ts: Math.max(0, index * 20 - Math.floor(random() * 3_000)) };
+        readings.push(item);
+        const keyedOtherwise = seed % 3 === 0 || (seed % 3 === 1 && random() < 0.3);
+        records.push(reading(sensor, item.ts, keyedOtherwise ? `${sensor}#${Math.floor(random() * 5)}` : sensor));
+      }
+      // In a few appends, as a live source would deliver them.
+      for (let from = 0; from < records.length; from += 97) transport.log.append(records.slice(from, from + 97));
+      await waitFor(() => app.metrics().recordsIn === records.length, 'the readings');
+      transport.log.append(sensors.map((sensor) => reading(sensor, 60_000)));
+      const expected = expectedCounts(readings);
+      await waitFor(() => counted(transport.log).size === expected.size, `every window (seed ${seed})`);
+      await app.stop();
+      expect(counted(transport.log), `seed ${seed}`).toEqual(expected);
+      expect(app.metrics().lateRecords, `seed ${seed}`).toBe(0);
+      if (seed % 3 === 2) expect(app.metrics().recordsHandedOff, `seed ${seed}`).toBe(records.length + sensors.length);
+    }
   });
 
   it('after a restart, reads what the previous run left in the repartition topic before it hands off: nothing lost, nothing counted twice', async () => {
