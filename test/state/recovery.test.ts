@@ -133,6 +133,7 @@ describe('window expiry', () => {
     app.from<Reading>('readings', { timestamp: (r) => r.ts }).keyBy((r) => r.sensor).hopping('10s', '5s').collect().toStream().to('out');
     await app.start();
     const sizes: number[] = [];
+    const cacheBytes: number[] = [];
     // 30 minutes of event time for 4 sensors, one reading per 250 ms per sensor.
     for (let step = 0; step < 7200; step++) {
       const ts = step * 250;
@@ -145,12 +146,16 @@ describe('window expiry', () => {
       if (step % 1200 === 1199) {
         await transport.idle();
         sizes.push(app.metrics().windowsOpen);
+        cacheBytes.push(app.metrics().stateCacheBytes);
       }
     }
     await transport.idle();
     await app.stop();
     // Open windows stay at what 4 keys x 10s/5s hopping need, however long the run.
     expect(Math.max(...sizes)).toBeLessThanOrEqual(4 * 3);
+    // The cache accounting follows the keys that come and go, and gives everything back at stop.
+    expect(Math.min(...cacheBytes)).toBeGreaterThan(0);
+    expect(app.metrics().stateCacheBytes).toBe(0);
 
     const changelog = transport.records('expiry-hopping-10000ms-5000ms-grace-0ms-collect-changelog');
     const tombstones = changelog.filter((record) => record.value === null).length;
@@ -164,6 +169,30 @@ describe('window expiry', () => {
     // Slices (5 s each) of the last open windows only: a handful per key.
     expect(entries).toBeLessThanOrEqual(4 * 3);
     expect(entries).toBeGreaterThan(0);
+  });
+
+  it('gives back the cache bytes of a key that goes quiet, once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'eddy-expiry-'));
+    directories.push(dir);
+    const transport = memoryTransport();
+    const app = createApp({ id: 'quiet', transport, state: levelState({ dir }), idleTimeout: false, commitInterval: '5ms', logger: silentLogger });
+    app.from<Reading>('readings', { timestamp: (r) => r.ts }).keyBy((r) => r.sensor).tumbling('1s').count().toStream().to('out');
+    await app.start();
+    const cacheBytes: number[] = [];
+    for (let step = 0; step < 400; step++) {
+      const ts = step * 100;
+      await app.send('readings', { sensor: 'steady', value: step, ts }, { key: 'steady' });
+      // Quiet after 5 s: its last window closes, its state goes, and so do its cache bytes.
+      if (step < 50) await app.send('readings', { sensor: 'quiet', value: step, ts }, { key: 'quiet' });
+      if (step % 10 === 9) {
+        await transport.idle();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        cacheBytes.push(app.metrics().stateCacheBytes);
+      }
+    }
+    await app.stop();
+    expect(Math.min(...cacheBytes)).toBeGreaterThan(0);
+    expect(app.metrics().stateCacheBytes).toBe(0);
   });
 
   it('writes nothing for slices born and gone between two commits (a backlog read fast)', async () => {

@@ -25,6 +25,8 @@ export interface StatefulOperator {
   hasEvicted(): boolean;
   /** After a commit: evicts clean keys used least recently while the cache is over budget. */
   evict(): void;
+  /** The task closes: what the operator holds leaves the app's cache budget. */
+  release(): void;
   /** Windows (or table rows) currently holding state. */
   openWindows(): number;
   /** Entries for queries from the host service (`app.store(name)`). */

@@ -679,6 +679,7 @@ export class Task implements TaskContext {
    */
   async close(): Promise<void> {
     this.halt();
+    for (const operator of this.operators) operator.release();
     const producer = this.#transactional;
     if (!producer) return;
     await Promise.allSettled([...this.#sends]);

@@ -52,6 +52,12 @@ export function tableAggregate(context: TaskContext, storeName: string, aggregat
     storeName,
     nextDeadline: () => undefined,
     openWindows: () => 0,
+    release() {
+      for (const row of rows.values()) {
+        if (!row.evicted) context.cache.usedBytes -= row.bytes;
+        row.bytes = 0;
+      }
+    },
     takeChanges() {
       const entries: StoreEntry[] = [];
       for (const row of changed) {

@@ -75,6 +75,8 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     if (due === undefined && state.buckets.length === 0) {
       state.due = undefined;
       context.cache.usedBytes -= state.bytes;
+      // A later flush still measures it (for its tombstones): nothing more to take back then.
+      state.bytes = 0;
       keys.delete(state.id);
       return;
     }
@@ -138,6 +140,12 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         const state = deadlines.peek()!;
         if (state.due === priority && keys.get(state.id) === state) return priority;
         deadlines.pop();
+      }
+    },
+    release() {
+      for (const state of keys.values()) {
+        context.cache.usedBytes -= state.bytes;
+        state.bytes = 0;
       }
     },
     openWindows() {
