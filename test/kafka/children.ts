@@ -3,6 +3,13 @@
  * kill one with SIGKILL (no chance to commit or clean up).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Producer } from 'kafkajs';
+import { uniqueName } from './broker.ts';
+import { createTopics, gatherTopic, testKafka } from './helpers.ts';
 
 /** Starts `node <fixture> ...args`; `started` resolves on its 'started' line, rejects if it exits first. */
 export function startChild(fixture: string, args: string[]): { child: ChildProcess; started: Promise<void> } {
@@ -50,4 +57,50 @@ export function sensorInput(): SensorInput {
   }
   for (const sensor of sensors) messages.push({ key: sensor, value: JSON.stringify({ sensor, ts: 10_000_000, value: 0 }) });
   return { messages, expected };
+}
+
+/** A crash test's world: topics, input, a producer, the output being gathered, and the fixture's arguments. */
+export interface CrashSetup extends SensorInput {
+  readonly inTopic: string;
+  readonly producer: Producer;
+  readonly output: Awaited<ReturnType<typeof gatherTopic>>;
+  /** Arguments of fixtures/windowed-app.mjs for this app, guarantee and a 6 s session timeout. */
+  readonly args: string[];
+  /** Stops the producer and the output reader, and removes the state directory. */
+  close(): Promise<void>;
+}
+
+/** The windowed fixture the crash tests run as a child process. */
+export const windowedFixture = fileURLToPath(new URL('./fixtures/windowed-app.mjs', import.meta.url));
+
+/**
+ * Sets up a crash test: a 3-partition input and a 1-partition output topic, the sensor input, a
+ * connected producer, a read_committed reader of the output, and the fixture's arguments. The
+ * group drops a killed instance after 6 s instead of 30.
+ */
+export async function crashSetup(brokers: string[], name: string, guarantee: 'at-least-once' | 'exactly-once'): Promise<CrashSetup> {
+  const appId = uniqueName(name);
+  const inTopic = `${appId}-in`;
+  const outTopic = `${appId}-out`;
+  const stateDir = await mkdtemp(join(tmpdir(), `eddy-${name}-`));
+  await createTopics(brokers, [
+    { name: inTopic, partitions: 3 },
+    { name: outTopic, partitions: 1 },
+  ]);
+  const kafka = testKafka(brokers);
+  const producer = kafka.producer();
+  await producer.connect();
+  const output = await gatherTopic(kafka, outTopic);
+  return {
+    ...sensorInput(),
+    inTopic,
+    producer,
+    output,
+    args: [brokers.join(','), appId, inTopic, outTopic, stateDir, guarantee, '6s'],
+    close: async () => {
+      await output.stop();
+      await producer.disconnect();
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
 }

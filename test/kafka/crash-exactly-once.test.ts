@@ -5,39 +5,14 @@
  * What a killed instance had in its open transactions (outputs, changelog records, offsets) is
  * aborted when the next instance's task producers fence it, and is done again from the last commit.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, expect, it } from 'vitest';
-import { describeKafka, uniqueName } from './broker.ts';
-import { kill, sensorInput, startChild } from './children.ts';
-import { createTopics, gatherTopic, testKafka, waitFor } from './helpers.ts';
-
-const fixture = fileURLToPath(new URL('./fixtures/windowed-app.mjs', import.meta.url));
-const directories: string[] = [];
-afterAll(async () => Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true }))));
+import { expect, it } from 'vitest';
+import { describeKafka } from './broker.ts';
+import { crashSetup, kill, startChild, windowedFixture } from './children.ts';
+import { waitFor } from './helpers.ts';
 
 describeKafka('crash recovery (SIGKILL) on Kafka under exactly-once', (brokers) => {
   it('gives every window exactly once, with the correct value, across repeated kills (read_committed)', async () => {
-    const appId = uniqueName('crash-eos');
-    const inTopic = `${appId}-in`;
-    const outTopic = `${appId}-out`;
-    const stateDir = await mkdtemp(join(tmpdir(), 'eddy-crash-eos-'));
-    directories.push(stateDir);
-    await createTopics(brokers, [
-      { name: inTopic, partitions: 3 },
-      { name: outTopic, partitions: 1 },
-    ]);
-
-    const { messages, expected } = sensorInput();
-
-    const kafka = testKafka(brokers);
-    const producer = kafka.producer();
-    await producer.connect();
-    // The group drops a killed instance after 6 s instead of 30.
-    const args = [brokers.join(','), appId, inTopic, outTopic, stateDir, 'exactly-once', '6s'];
-    const output = await gatherTopic(kafka, outTopic, { readUncommitted: false });
+    const { messages, expected, inTopic, producer, output, args, close } = await crashSetup(brokers, 'crash-eos', 'exactly-once');
     const results = () => output.records.map((record) => JSON.parse(record.value!) as { sensor: string; start: number; sum: number });
     try {
       // Input streams in while the app runs and dies: in slices, each fed in small chunks over
@@ -47,7 +22,7 @@ describeKafka('crash recovery (SIGKILL) on Kafka under exactly-once', (brokers) 
       const size = Math.ceil(messages.length / slices);
       const chunk = 50;
       for (let slice = 0; slice < slices; slice++) {
-        const { child, started } = startChild(fixture, args);
+        const { child, started } = startChild(windowedFixture, args);
         await started;
         const feeding = (async () => {
           for (let from = slice * size; from < Math.min((slice + 1) * size, messages.length); from += chunk) {
@@ -75,8 +50,7 @@ describeKafka('crash recovery (SIGKILL) on Kafka under exactly-once', (brokers) 
         expect({ window, sum: result.sum }).toEqual({ window, sum: expected.get(window) });
       }
     } finally {
-      await output.stop();
-      await producer.disconnect();
+      await close();
     }
   }, 120_000);
 });

@@ -3,45 +3,20 @@
  * state is killed with SIGKILL at random moments and restarted; afterwards every window's result
  * is present with the correct value (duplicates allowed under at-least-once, never a wrong one).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, expect, it } from 'vitest';
-import { describeKafka, uniqueName } from './broker.ts';
-import { kill, sensorInput, startChild } from './children.ts';
-import { createTopics, gatherTopic, testKafka, waitFor } from './helpers.ts';
-
-const fixture = fileURLToPath(new URL('./fixtures/windowed-app.mjs', import.meta.url));
-const directories: string[] = [];
-afterAll(async () => Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true }))));
+import { expect, it } from 'vitest';
+import { describeKafka } from './broker.ts';
+import { crashSetup, kill, startChild, windowedFixture } from './children.ts';
+import { waitFor } from './helpers.ts';
 
 describeKafka('crash recovery (SIGKILL) on Kafka', (brokers) => {
   it('loses no window and gives no wrong value across repeated kills', async () => {
-    const appId = uniqueName('crash');
-    const inTopic = `${appId}-in`;
-    const outTopic = `${appId}-out`;
-    const stateDir = await mkdtemp(join(tmpdir(), 'eddy-crash-'));
-    directories.push(stateDir);
-    await createTopics(brokers, [
-      { name: inTopic, partitions: 3 },
-      { name: outTopic, partitions: 1 },
-    ]);
-
-    const { messages, expected } = sensorInput();
-
-    const kafka = testKafka(brokers);
-    const producer = kafka.producer();
-    await producer.connect();
-    // The group drops a killed instance after 6 s instead of 30.
-    const args = [brokers.join(','), appId, inTopic, outTopic, stateDir, 'at-least-once', '6s'];
-    const output = await gatherTopic(kafka, outTopic);
+    const { messages, expected, inTopic, producer, output, args, close } = await crashSetup(brokers, 'crash', 'at-least-once');
     try {
       // Input arrives while the app runs and dies: in slices, a kill after each of the first three.
       const slices = 4;
       const size = Math.ceil(messages.length / slices);
       for (let slice = 0; slice < slices; slice++) {
-        const { child, started } = startChild(fixture, args);
+        const { child, started } = startChild(windowedFixture, args);
         await started;
         await producer.send({ topic: inTopic, messages: messages.slice(slice * size, (slice + 1) * size) });
         if (slice < slices - 1) {
@@ -67,8 +42,7 @@ describeKafka('crash recovery (SIGKILL) on Kafka', (brokers) => {
       }
       expect(new Set(results.map((result) => `${result.sensor}@${result.start}`)).size).toBeGreaterThanOrEqual(expected.size);
     } finally {
-      await output.stop();
-      await producer.disconnect();
+      await close();
     }
   }, 180_000);
 });
