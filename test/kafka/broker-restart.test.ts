@@ -24,7 +24,7 @@ import type { Admin, Producer } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { startKafka, type KafkaBroker } from '../../scripts/src/kafka.ts';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type LogEntry } from './helpers.ts';
+import { allCommitted, createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type LogEntry, sensorRounds } from './helpers.ts';
 
 const { Partitioners } = kafkajs;
 
@@ -90,24 +90,7 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
 
     const sensors = Array.from({ length: 24 }, (_, index) => `sensor-${index}`);
     expect(new Set(sensors.map((sensor) => partitionForKey(new TextEncoder().encode(sensor), partitions))).size).toBe(partitions);
-    // Event time starts a minute ago, aligned to the window. Not near 0: the broker keeps an
-    // idempotent producer's state only while its last record's timestamp is younger than
-    // producer.id.expiration.ms (a day), and forgets older producers when it loads a log after a
-    // restart, after which a retried batch is written twice.
-    const base = Math.floor((Date.now() - 60_000) / windowMs) * windowMs;
-    const farFuture = base + steps * stepMs + 5 * windowMs;
-    const expected = new Map<string, number>();
-    const rounds: Array<Array<{ key: string; value: string; timestamp: string }>> = [];
-    for (let step = 0; step < steps; step++) {
-      if (step % stepsPerRound === 0) rounds.push([]);
-      sensors.forEach((sensor, index) => {
-        // Distinct values, so that a reading counted twice or missed shows in the sum.
-        const reading: Reading = { sensor, ts: base + step * stepMs, value: step * 7 + index };
-        const window = `${sensor}@${Math.floor(reading.ts / windowMs) * windowMs}`;
-        expected.set(window, (expected.get(window) ?? 0) + reading.value);
-        rounds.at(-1)!.push({ key: sensor, value: JSON.stringify(reading), timestamp: String(reading.ts) });
-      });
-    }
+    const { base, farFuture, expected, rounds } = sensorRounds(sensors, { windowMs, stepMs, steps, stepsPerRound });
 
     await createTopics(brokers, [
       { name: inTopic, partitions },

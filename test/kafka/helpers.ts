@@ -119,3 +119,40 @@ export async function allCommitted(admin: Admin, groupId: string, topics: readon
   }
   return true;
 }
+
+/** Readings to produce in rounds, and the sum every tumbling window must report. */
+export interface SensorRounds {
+  /** The first window's start: a minute ago, aligned to the window. */
+  readonly base: number;
+  /** A timestamp past every window: one reading per sensor there closes the last ones. */
+  readonly farFuture: number;
+  /** Sum of values per window, `sensor@windowStart`. */
+  readonly expected: Map<string, number>;
+  /** Keyed messages, `stepsPerRound` steps of every sensor per round. */
+  readonly rounds: Array<Array<{ key: string; value: string; timestamp: string }>>;
+}
+
+/**
+ * Per sensor, one reading `{ sensor, ts, value }` every `stepMs` of event time for `steps` steps,
+ * value = step * 7 + sensor index, so every window sum is distinct and a reading counted twice or
+ * missed shows. Event time starts a minute ago, aligned to the window: not near 0, because the
+ * broker forgets an idempotent producer whose last record is older than producer.id.expiration.ms
+ * (a day) when it loads a log after a restart (a retried batch is then written twice), and not in
+ * the future, past message.timestamp.after.max.ms.
+ */
+export function sensorRounds(sensors: readonly string[], { windowMs, stepMs, steps, stepsPerRound }: { windowMs: number; stepMs: number; steps: number; stepsPerRound: number }): SensorRounds {
+  const base = Math.floor((Date.now() - 60_000) / windowMs) * windowMs;
+  const expected = new Map<string, number>();
+  const rounds: SensorRounds['rounds'] = [];
+  for (let step = 0; step < steps; step++) {
+    if (step % stepsPerRound === 0) rounds.push([]);
+    sensors.forEach((sensor, index) => {
+      const ts = base + step * stepMs;
+      const value = step * 7 + index;
+      const window = `${sensor}@${Math.floor(ts / windowMs) * windowMs}`;
+      expected.set(window, (expected.get(window) ?? 0) + value);
+      rounds.at(-1)!.push({ key: sensor, value: JSON.stringify({ sensor, ts, value }), timestamp: String(ts) });
+    });
+  }
+  return { base, farFuture: base + steps * stepMs + 5 * windowMs, expected, rounds };
+}

@@ -15,7 +15,7 @@ import kafkajs from 'kafkajs';
 import type { Admin } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, createTopics, gatherTopic, testKafka, waitFor } from './helpers.ts';
+import { allCommitted, createTopics, gatherTopic, testKafka, waitFor, sensorRounds } from './helpers.ts';
 
 const { AssignerProtocol, Partitioners } = kafkajs;
 
@@ -114,24 +114,7 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
     const partitionOf = new Map(sensors.map((sensor) => [sensor, partitionForKey(new TextEncoder().encode(sensor), partitions)]));
     expect(new Set(partitionOf.values()).size, 'the sensors cover every partition').toBe(partitions);
 
-    // Per sensor, in event-time order: value = step * 7 + sensor index, so every window sum is
-    // distinct and a record counted twice or missed shows. Event time starts a minute ago, aligned
-    // to the window (record timestamps far in the past meet the broker's retention and producer
-    // expiration; far in the future, its message.timestamp.after.max.ms).
-    const base = Math.floor((Date.now() - 60_000) / windowMs) * windowMs;
-    const farFuture = base + steps * stepMs + 5 * windowMs;
-    const expected = new Map<string, number>();
-    const rounds: Array<Array<{ key: string; value: string; timestamp: string }>> = [];
-    for (let step = 0; step < steps; step++) {
-      if (step % stepsPerRound === 0) rounds.push([]);
-      sensors.forEach((sensor, index) => {
-        const ts = base + step * stepMs;
-        const value = step * 7 + index;
-        const window = `${sensor}@${Math.floor(ts / windowMs) * windowMs}`;
-        expected.set(window, (expected.get(window) ?? 0) + value);
-        rounds.at(-1)!.push({ key: sensor, value: JSON.stringify({ sensor, ts, value }), timestamp: String(ts) });
-      });
-    }
+    const { base, farFuture, expected, rounds } = sensorRounds(sensors, { windowMs, stepMs, steps, stepsPerRound });
 
     const kafka = testKafka(brokers);
     const admin = kafka.admin();
