@@ -248,18 +248,27 @@ export class Task implements TaskContext {
     const source = this.subTopology.sources.find((node) => node.topic === records[0]?.topic);
     if (!source) return;
     const keys: unknown[] = [];
-    let streamTime = this.host.time === 'processing' ? this.clock.now() : Math.max(this.#streamTime, this.#idleStreamTime(this.clock.now()));
+    let latest = -Infinity;
     for (const incoming of records) {
       try {
         if (incoming.decoded) keys.push(incoming.decoded.key);
         else if (incoming.key !== null) keys.push(source.keySerde.deserialize(incoming.key));
-        if (this.host.time === 'event' && !source.timestamp && incoming.timestamp > streamTime) streamTime = incoming.timestamp;
+        if (this.host.time === 'event' && incoming.timestamp > latest) latest = incoming.timestamp;
       } catch {
         // A record that does not decode is dead-lettered by process().
       }
     }
     // An extractor's timestamps are only known after decoding values: be safe and load what may close.
-    if (source.timestamp) streamTime = Infinity;
+    await this.#loadEvicted(keys, source.timestamp ? Infinity : latest);
+  }
+
+  /**
+   * Reads back the evicted state that records with these keys need, and what closes by the stream
+   * time they reach (`latest`: their largest event time, if it counts).
+   */
+  async #loadEvicted(keys: readonly unknown[], latest: number): Promise<void> {
+    const now = this.clock.now();
+    const streamTime = Math.max(latest, this.host.time === 'processing' ? now : Math.max(this.#streamTime, this.#idleStreamTime(now)));
     for (const operator of this.operators) await operator.load(keys, streamTime);
   }
 
@@ -367,9 +376,9 @@ export class Task implements TaskContext {
   /** Reads back the evicted state that handed-off records need (see {@link prepare}). */
   async prepareHandOff(records: readonly HandedOff[]): Promise<void> {
     if (!this.operators.some((operator) => operator.hasEvicted())) return;
-    let streamTime = this.host.time === 'processing' ? this.clock.now() : Math.max(this.#streamTime, this.#idleStreamTime(this.clock.now()));
-    for (const record of records) if (this.host.time === 'event' && record.timestamp > streamTime) streamTime = record.timestamp;
-    for (const operator of this.operators) await operator.load(records.map((record) => record.key), streamTime);
+    let latest = -Infinity;
+    if (this.host.time === 'event') for (const record of records) if (record.timestamp > latest) latest = record.timestamp;
+    await this.#loadEvicted(records.map((record) => record.key), latest);
   }
 
   /**
