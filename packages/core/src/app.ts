@@ -597,8 +597,8 @@ export class App {
    */
   #handsOff(sub: SubTopology): boolean {
     if (this.#transport.keepsValues) return false;
-    const stateless = sub.nodes.every((node) => ['source', 'map', 'filter', 'flatMap', 'peek', 'keyBy', 'merge', 'sink'].includes(node.kind));
-    return stateless && sub.sinks.some((sink) => sink.internal);
+    // No store means no window or table, and so no handler (a handler follows its window).
+    return sub.storeNames.length === 0 && sub.sinks.some((sink) => sink.internal);
   }
 
   /**
