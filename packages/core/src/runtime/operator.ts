@@ -1,4 +1,4 @@
-import { Observable, type OperatorFunction } from 'rxjs';
+import { Observable, type OperatorFunction, type Subscriber } from 'rxjs';
 import type { ErrorCode } from '../errors.js';
 import type { TaskContext } from './context.js';
 import type { Signal } from './signals.js';
@@ -48,4 +48,32 @@ export function recordOperator(
     },
     code,
   );
+}
+
+/**
+ * Where a task's signals enter its operator graph (a source, or the join of a merge): an
+ * observable that passes each signal to its subscribers. RxJS's `Subject.next` allocates per call
+ * (a closure for its error context, an iterator over a copy of its observers); this runs once per
+ * record and per tick, so it loops over a plain array instead. It never errors or completes: a
+ * task's graph lives as long as the task.
+ */
+export class SignalInput extends Observable<Signal> {
+  readonly #subscribers: Array<Subscriber<Signal>>;
+
+  constructor() {
+    const subscribers: Array<Subscriber<Signal>> = [];
+    super((subscriber) => {
+      subscribers.push(subscriber);
+      return () => {
+        const index = subscribers.indexOf(subscriber);
+        if (index >= 0) subscribers.splice(index, 1);
+      };
+    });
+    this.#subscribers = subscribers;
+  }
+
+  next(signal: Signal): void {
+    const subscribers = this.#subscribers;
+    for (let index = 0; index < subscribers.length; index++) subscribers[index]!.next(signal);
+  }
 }

@@ -1,4 +1,4 @@
-import { share, Subject, type Observable } from 'rxjs';
+import { share, type Observable } from 'rxjs';
 import type { Clock } from '../clock.js';
 import type { Node } from '../dsl/graph.js';
 import { changelogTopic, deadLetterTopic, type SubTopology, type Topology } from '../dsl/topology.js';
@@ -13,6 +13,7 @@ import { sinkRecords } from './operators/sink.js';
 import { filterRecords, flatMapRecords, keyRecords, mapRecords, peekRecords } from './operators/stateless.js';
 import { tableAggregate } from './operators/table-aggregate.js';
 import { windowAggregate } from './operators/window-aggregate.js';
+import { SignalInput } from './operator.js';
 import { decodeOrigin, ORIGIN_HEADER, type RecordOrigin } from './origin.js';
 import type { Origin, RecordSignal, Signal } from './signals.js';
 
@@ -49,14 +50,13 @@ const INPUT_OFFSETS_KEY = Uint8Array.of(0xfe);
 const APPLIED_ORIGINS_KEY = Uint8Array.of(0xfd);
 const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfd;
 
-/** A record one task hands to another in process (see {@link Task.handOff}). */
-export interface HandedOff {
-  readonly key: unknown;
-  readonly value: unknown;
-  readonly timestamp: number;
-  /** The upstream record: for replay detection (with its index among that record's outputs) and dead letters. */
-  readonly origin: RecordOrigin;
-  readonly upstream: Origin;
+/**
+ * A record one task hands to another in process (see {@link Task.handOff}): the record signal the
+ * reading task processes (its origin is the upstream record, for dead letters), with what its copy
+ * in the topic would carry to detect replays (that origin and its index among the record's outputs).
+ */
+export interface HandedOff extends RecordSignal {
+  readonly replay: RecordOrigin;
 }
 
 /** What a restore found. */
@@ -88,7 +88,7 @@ export class Task implements TaskContext {
   #streamTime = -Infinity;
   /** Clock time and stream time when the last record arrived (for the idle timeout). */
   #lastInput: { clock: number; streamTime: number };
-  readonly #inputs = new Map<string, Subject<Signal>>();
+  readonly #inputs = new Map<string, SignalInput>();
   readonly #streams = new Map<Node, Observable<Signal>>();
   readonly #positions = new Map<string, TopicPartitionOffset>();
   readonly #appliedOrigins = new Map<string, [offset: number, index: number]>();
@@ -157,7 +157,7 @@ export class Task implements TaskContext {
     const parent = (index = 0) => this.#streamFor(node.parents[index]!);
     switch (node.kind) {
       case 'source': {
-        const subject = new Subject<Signal>();
+        const subject = new SignalInput();
         this.#inputs.set(node.topic, subject);
         return subject;
       }
@@ -172,7 +172,7 @@ export class Task implements TaskContext {
       case 'keyBy':
         return parent().pipe(keyRecords(this, 'keyBy', node.fn));
       case 'merge': {
-        const merged = new Subject<Signal>();
+        const merged = new SignalInput();
         for (let index = 0; index < node.parents.length; index++) parent(index).subscribe((signal) => merged.next(signal));
         return merged;
       }
@@ -336,7 +336,7 @@ export class Task implements TaskContext {
     if (!target) return false;
     let batch = this.#handedOff.get(target);
     if (!batch) this.#handedOff.set(target, (batch = { topic, records: [] }));
-    batch.records.push({ key, value, timestamp, origin, upstream });
+    batch.records.push({ type: 'record', key, value, timestamp, origin: upstream, replay: origin });
     this.metrics.recordsHandedOff++;
     return true;
   }
@@ -394,10 +394,10 @@ export class Task implements TaskContext {
     if (!processingTime) this.#advance(this.#idleStreamTime(this.clock.now()));
     for (const record of records) {
       if (this.#halted) break;
-      if (this.#isReplay(record.origin)) continue;
-      const timestamp = processingTime ? this.clock.now() : record.timestamp;
-      input.next({ type: 'record', key: record.key, value: record.value, timestamp, origin: record.upstream });
-      this.#advance(timestamp);
+      if (this.#isReplay(record.replay)) continue;
+      const signal = processingTime ? { ...record, timestamp: this.clock.now() } : record;
+      input.next(signal);
+      this.#advance(signal.timestamp);
     }
     // The replay marks changed: the next commit writes them.
     this.#positionsChanged = true;
@@ -423,7 +423,13 @@ export class Task implements TaskContext {
       this.metrics.duplicatesDropped++;
       return true;
     }
-    this.#appliedOrigins.set(source, [offset, index]);
+    // In place: this runs per repartitioned record (the marks are copied only when committed).
+    if (applied) {
+      applied[0] = offset;
+      applied[1] = index;
+    } else {
+      this.#appliedOrigins.set(source, [offset, index]);
+    }
     return false;
   }
 
