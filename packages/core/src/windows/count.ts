@@ -61,5 +61,10 @@ export class CountWindows implements WindowStrategy {
     return recent && recent.length > 0 ? [this.#view(recent)] : [];
   }
 
+  countOpen(state: KeyState): number {
+    const recent = state.buckets[0]?.partial as Collected<unknown>[] | undefined;
+    return recent && recent.length > 0 ? 1 : 0;
+  }
+
   restored(): void {}
 }

@@ -64,5 +64,9 @@ export class SessionWindows implements WindowStrategy {
     return state.buckets.map((session) => ({ start: session.start, end: session.end, partial: this.buckets.aggregation.clone(session.partial) }));
   }
 
+  countOpen(state: KeyState): number {
+    return state.buckets.length;
+  }
+
   restored(): void {}
 }

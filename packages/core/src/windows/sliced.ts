@@ -85,6 +85,20 @@ export class SlicedWindows implements WindowStrategy {
     return views;
   }
 
+  countOpen(state: KeyState): number {
+    const buckets = state.buckets;
+    const first = this.#nextWindowStart(state);
+    const last = buckets[buckets.length - 1];
+    if (first === undefined || !last) return 0;
+    let open = 0;
+    let from = 0;
+    for (let start = first; start <= last.start; start += this.slideMs) {
+      while (from < buckets.length && buckets[from]!.start < start) from++;
+      if (from < buckets.length && buckets[from]!.start < start + this.sizeMs) open++;
+    }
+    return open;
+  }
+
   restored(state: KeyState, streamTime: number): void {
     state.nextStart = this.openFrom(streamTime);
   }

@@ -86,6 +86,12 @@ export class SlidingWindows implements WindowStrategy {
     return views;
   }
 
+  countOpen(state: KeyState): number {
+    let open = 0;
+    for (const bucket of state.buckets) if (bucket.own === 'pending') open++;
+    return open;
+  }
+
   restored(state: KeyState): void {
     state.pending = state.buckets.filter((bucket) => bucket.own === 'pending').map((bucket) => bucket.start);
   }

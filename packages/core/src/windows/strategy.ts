@@ -83,6 +83,8 @@ export interface WindowStrategy {
   fire(state: KeyState, closed: (window: WindowView) => void): void;
   /** The open windows of a key with their current partials, in window order. */
   openWindows(state: KeyState): WindowView[];
+  /** How many windows `openWindows` would give, without combining partials (for metrics). */
+  countOpen(state: KeyState): number;
   /** After a restore: re-derives cursors from the stream time. */
   restored(state: KeyState, streamTime: number): void;
 }

@@ -12,7 +12,7 @@ import { Buckets, type Bucket, type KeyState, type WindowStrategy, type WindowVi
 import type { StatefulOperator, TaskContext } from '../context.js';
 import { MinHeap } from '../min-heap.js';
 import { signalOperator } from '../operator.js';
-import type { Origin, Signal, WindowSignal } from '../signals.js';
+import type { Origin, RecordSignal, Signal, WindowSignal } from '../signals.js';
 
 /** What a window step needs to know. */
 export interface WindowStepSpec {
@@ -150,7 +150,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     },
     openWindows() {
       let open = 0;
-      for (const state of keys.values()) if (!state.evicted) open += strategy.openWindows(state).length;
+      for (const state of keys.values()) if (!state.evicted) open += strategy.countOpen(state);
       return open;
     },
     takeChanges() {
@@ -231,7 +231,27 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
   };
   context.register(operator);
 
+  // The strategy's callbacks are made once, not per record: they read the signal being handled.
+  // (A window's output never flows back into its own operator, so handling does not nest.)
+  let emitTo: (signal: Signal) => void = () => undefined;
+  let record: RecordSignal | undefined;
+  let firing: KeyState | undefined;
+  let late = false;
+  const missed = (start: number, end: number) => {
+    late = true;
+    const { key, value, timestamp, origin } = record!;
+    emitTo({ type: 'window', event: 'late', key, start, end, value, timestamp, origin });
+  };
+  const closedByRecord = (view: WindowView) => {
+    context.metrics.windowsClosed++;
+    emitTo(windowSignal('close', record!.key, view, record!.origin));
+  };
+  const closedByTime = (view: WindowView) => {
+    context.metrics.windowsClosed++;
+    emitTo(windowSignal('close', firing!.key, view, undefined));
+  };
   return signalOperator(context, `window ${storeName}`, (signal, emit) => {
+    emitTo = emit;
     if (signal.type === 'tick') {
       const streamTime = signal.streamTime;
       for (;;) {
@@ -241,10 +261,8 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         if (state.due !== priority || keys.get(state.id) !== state) continue;
         if (state.evicted) throw new Error(`window state of key ${JSON.stringify(state.key)} was not loaded before its deadline`);
         state.due = undefined;
-        strategy.fire(state, (view) => {
-          context.metrics.windowsClosed++;
-          emit(windowSignal('close', state.key, view, undefined));
-        });
+        firing = state;
+        strategy.fire(state, closedByTime);
         schedule(state);
       }
       return;
@@ -257,22 +275,9 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     if (!state) state = newState(key, id);
     if (state.evicted) throw new Error(`window state of key ${JSON.stringify(key)} was not loaded before its record`);
     state.lastUsed = ++lastUse;
-    let late = false;
-    const accepted = strategy.add(
-      state,
-      value,
-      timestamp,
-      sequence++,
-      context.streamTime(),
-      (start, end) => {
-        late = true;
-        emit({ type: 'window', event: 'late', key, start, end, value, timestamp, origin });
-      },
-      (view) => {
-        context.metrics.windowsClosed++;
-        emit(windowSignal('close', key, view, origin));
-      },
-    );
+    record = signal;
+    late = false;
+    const accepted = strategy.add(state, value, timestamp, sequence++, context.streamTime(), missed, closedByRecord);
     if (late) context.metrics.lateRecords++;
     if (!accepted) return;
     if (created) keys.set(id, state);
