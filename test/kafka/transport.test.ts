@@ -133,7 +133,8 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
       const bySeq = new Map(seen.records.map((entry) => [Number(entry.headers.seq), entry]));
       expect(bySeq.size).toBe(24);
       const zero = bySeq.get(0)!;
-      expect(zero).toEqual({
+      // Keys and values are the fetched bytes (Buffers, which are Uint8Arrays), compared by content.
+      expect({ ...zero, key: Uint8Array.from(zero.key!), value: Uint8Array.from(zero.value!) }).toEqual({
         topic,
         partition: 0,
         offset: 0,

@@ -10,11 +10,6 @@ export function toBuffer(bytes: Uint8Array | null): Buffer | null {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** A plain Uint8Array over the same memory as a kafkajs Buffer, like the embedded broker hands out. */
-function toBytes(buffer: Buffer | null): Uint8Array | null {
-  return buffer === null ? null : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-}
-
 /** An Eddy record as a kafkajs message for its (explicit) partition; timestamps travel as strings of ms. */
 export function toKafkaMessage(record: OutgoingRecord): Message {
   const message: Message = { partition: record.partition, key: toBuffer(record.key), value: toBuffer(record.value), timestamp: String(record.timestamp) };
@@ -32,14 +27,18 @@ function hasEntries(headers: Headers | undefined): headers is Headers {
  * like Java's `Headers.lastHeader`, the last value wins.
  */
 export function toHeaders(headers: IHeaders | undefined): Headers {
-  if (!headers) return emptyHeaders;
-  const result: Record<string, string> = {};
-  for (const [name, raw] of Object.entries(headers)) {
-    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
-    if (value === undefined) continue;
-    result[name] = typeof value === 'string' ? value : value.toString('utf8');
+  let result: Record<string, string> | undefined;
+  // Most records have no headers: no object (nor entries array) for them.
+  if (headers) {
+    for (const name in headers) {
+      if (!Object.hasOwn(headers, name)) continue;
+      const raw = headers[name];
+      const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+      if (value === undefined) continue;
+      (result ??= {})[name] = typeof value === 'string' ? value : value.toString('utf8');
+    }
   }
-  return result;
+  return result ?? emptyHeaders;
 }
 
 /** A kafkajs message of a fetched batch as an Eddy record. */
@@ -48,8 +47,9 @@ export function toIncomingRecord(topic: string, partition: number, message: Kafk
     topic,
     partition,
     offset: Number(message.offset),
-    key: toBytes(message.key ?? null),
-    value: toBytes(message.value),
+    // A Buffer is a Uint8Array: handed on as it is (one view less per key and value).
+    key: message.key ?? null,
+    value: message.value,
     timestamp: Number(message.timestamp),
     headers: toHeaders(message.headers),
   };
