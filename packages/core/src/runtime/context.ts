@@ -4,7 +4,6 @@ import type { OutgoingRecord } from '../transport/types.js';
 import type { PartitionStore, StoreEntry } from '../state/backend.js';
 import type { CacheBudget } from './cache.js';
 import type { Metrics } from './metrics.js';
-import type { RecordOrigin } from './origin.js';
 import type { Origin, Signal } from './signals.js';
 
 /** A stateful operator, as its task sees it: deadlines, flush and restore. */
@@ -54,7 +53,7 @@ export interface TaskContext {
    * Offers a record for an internal topic to the local task that reads its partition (see
    * `Task.handOff`); true if taken, false if it must be produced.
    */
-  handOff?(topic: string, partition: number, key: unknown, value: unknown, timestamp: number, origin: RecordOrigin, upstream: Origin): boolean;
+  handOff?(topic: string, partition: number, key: unknown, value: unknown, timestamp: number, source: string, offset: number, index: number, upstream: Origin): boolean;
   /** The transport hands objects along in process (internal topics skip serialization). */
   readonly keepsValues: boolean;
   /** The partition count of an output topic (known since start). */

@@ -14,7 +14,7 @@ import { filterRecords, flatMapRecords, keyRecords, mapRecords, peekRecords } fr
 import { tableAggregate } from './operators/table-aggregate.js';
 import { windowAggregate } from './operators/window-aggregate.js';
 import { SignalInput } from './operator.js';
-import { decodeOrigin, ORIGIN_HEADER, type RecordOrigin } from './origin.js';
+import { decodeOrigin, ORIGIN_HEADER } from './origin.js';
 import type { Origin, RecordSignal, Signal } from './signals.js';
 
 /** What a task needs from the app that runs it. */
@@ -56,7 +56,9 @@ const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfd;
  * in the topic would carry to detect replays (that origin and its index among the record's outputs).
  */
 export interface HandedOff extends RecordSignal {
-  readonly replay: RecordOrigin;
+  readonly replaySource: string;
+  readonly replayOffset: number;
+  readonly replayIndex: number;
 }
 
 /** What a restore found. */
@@ -330,13 +332,13 @@ export class Task implements TaskContext {
    * processes a batch goes to that task directly, with its origin, instead of through the topic.
    * Returns false when the record must go through the topic.
    */
-  handOff(topic: string, partition: number, key: unknown, value: unknown, timestamp: number, origin: RecordOrigin, upstream: Origin): boolean {
+  handOff(topic: string, partition: number, key: unknown, value: unknown, timestamp: number, source: string, offset: number, index: number, upstream: Origin): boolean {
     if (!this.#processing || partition !== this.partition) return false;
     const target = this.#handOffTargets.get(topic);
     if (!target) return false;
     let batch = this.#handedOff.get(target);
     if (!batch) this.#handedOff.set(target, (batch = { topic, records: [] }));
-    batch.records.push({ type: 'record', key, value, timestamp, origin: upstream, replay: origin });
+    batch.records.push({ type: 'record', key, value, timestamp, origin: upstream, replaySource: source, replayOffset: offset, replayIndex: index });
     this.metrics.recordsHandedOff++;
     return true;
   }
@@ -394,7 +396,7 @@ export class Task implements TaskContext {
     if (!processingTime) this.#advance(this.#idleStreamTime(this.clock.now()));
     for (const record of records) {
       if (this.#halted) break;
-      if (this.#isReplay(record.replay)) continue;
+      if (this.#isReplay(record.replaySource, record.replayOffset, record.replayIndex)) continue;
       const signal = processingTime ? { ...record, timestamp: this.clock.now() } : record;
       input.next(signal);
       this.#advance(signal.timestamp);
@@ -413,11 +415,11 @@ export class Task implements TaskContext {
    */
   #alreadyApplied(incoming: IncomingRecord): boolean {
     const origin = incoming.decoded?.origin ?? decodeOrigin(incoming.headers[ORIGIN_HEADER]);
-    return origin !== undefined && this.#isReplay(origin);
+    return origin !== undefined && this.#isReplay(origin[0], origin[1], origin[2]);
   }
 
   /** Whether a record of this origin was applied already; if not, marks it applied. */
-  #isReplay([source, offset, index]: RecordOrigin): boolean {
+  #isReplay(source: string, offset: number, index: number): boolean {
     const applied = this.#appliedOrigins.get(source);
     if (applied && (offset < applied[0] || (offset === applied[0] && index <= applied[1]))) {
       this.metrics.duplicatesDropped++;
@@ -465,12 +467,21 @@ export class Task implements TaskContext {
     return { type: 'record', key, value, timestamp, origin };
   }
 
+  #somethingDue(streamTime: number): boolean {
+    for (const operator of this.operators) {
+      const deadline = operator.nextDeadline();
+      if (deadline !== undefined && deadline <= streamTime) return true;
+    }
+    return false;
+  }
+
   /** Moves stream time forward (never back) and lets window operators close what is due. */
   #advance(streamTime: number): void {
     if (streamTime <= this.#streamTime) return;
     this.#streamTime = streamTime;
-    // Only stateful operators act on time; a task without them need not carry ticks.
-    if (this.operators.length === 0) return;
+    // Only stateful operators act on time, and only when something of theirs is due: most records
+    // move stream time without closing anything, and need not carry a tick through the graph.
+    if (!this.#somethingDue(streamTime)) return;
     const tick: Signal = { type: 'tick', streamTime };
     for (const input of this.#inputs.values()) input.next(tick);
   }

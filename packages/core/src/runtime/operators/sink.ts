@@ -3,7 +3,7 @@ import { partitionForKey } from '../../murmur2.js';
 import type { Serde } from '../../serde.js';
 import type { TaskContext } from '../context.js';
 import { recordOperator } from '../operator.js';
-import { encodeOrigin, ORIGIN_HEADER, originSource } from '../origin.js';
+import { encodeOrigin, ORIGIN_HEADER, originSource, type RecordOrigin } from '../origin.js';
 import type { Origin, Signal } from '../signals.js';
 import type { Headers } from '../../transport/types.js';
 
@@ -22,11 +22,11 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
   let lastOrigin: Origin | undefined;
   let outputIndex = 0;
   let source = '';
-  const originOf = (origin: Origin): [string, number, number] => {
+  /** Moves the origin fields (`source`, `outputIndex`) to this output of `origin`. */
+  const follow = (origin: Origin): void => {
     outputIndex = origin === lastOrigin ? outputIndex + 1 : 0;
     if (!lastOrigin || origin.partition !== lastOrigin.partition || origin.topic !== lastOrigin.topic) source = originSource(origin);
     lastOrigin = origin;
-    return [source, origin.offset, outputIndex];
   };
   return recordOperator(
     context,
@@ -50,9 +50,13 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
         keyBytes = routed.bytes;
         partition = routed.partition;
       }
-      const origin = internal && signal.origin ? originOf(signal.origin) : undefined;
-      // A local task of this partition may take the record directly (on Kafka; see Task.handOff).
-      if (origin && !keepValues && context.handOff?.(topic, partition, key, value, timestamp, origin, signal.origin!)) return;
+      let origin: RecordOrigin | undefined;
+      if (internal && signal.origin) {
+        follow(signal.origin);
+        // A local task of this partition may take the record directly (on Kafka; see Task.handOff).
+        if (!keepValues && context.handOff?.(topic, partition, key, value, timestamp, source, signal.origin.offset, outputIndex, signal.origin)) return;
+        origin = [source, signal.origin.offset, outputIndex];
+      }
       if (keepValues) {
         // In process the origin rides along as numbers; no header to build or parse.
         context.produce({ topic, partition, key: keyBytes, value: null, timestamp, decoded: { key, value, origin } });

@@ -157,9 +157,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
       const entries: StoreEntry[] = [];
       for (const [state, removed] of changed) {
         const keyBytes = keyBytesOf(state.key);
-        const present = new Set<number>();
         for (const bucket of state.buckets) {
-          present.add(bucket.start);
           if (!bucket.dirty) continue;
           const value = encodeBucket(bucket);
           bucket.bytes = value.length;
@@ -167,8 +165,11 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
           bucket.stored = true;
           entries.push({ key: encodeWindowKey(keyBytes, bucket.start), value });
         }
-        // A start removed and then used again (a session that moved back) is a put, not a tombstone.
-        for (const start of new Set(removed)) if (!present.has(start)) entries.push({ key: encodeWindowKey(keyBytes, start), value: null });
+        if (removed.length > 0) {
+          // A start removed and then used again (a session that moved back) is a put, not a tombstone.
+          const present = new Set(state.buckets.map((bucket) => bucket.start));
+          for (const start of new Set(removed)) if (!present.has(start)) entries.push({ key: encodeWindowKey(keyBytes, start), value: null });
+        }
         measure(state);
       }
       changed.clear();
