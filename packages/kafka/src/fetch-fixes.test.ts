@@ -2,17 +2,18 @@ import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { decodeRecordBatch, fetchFixInstalled, replacedFetchModule } from './fetch-fixes.js';
+import { decodeRecordBatch, FetchedBatch, fetchFixInstalled, replacedBatchModule, replacedFetchModule, type FetchedPartition } from './fetch-fixes.js';
 import { kafkajsModule } from './kafkajs-modules.js';
 
 const require = createRequire(import.meta.url);
 
-/** kafkajs's own batch decoder, compiled from its source (the module cache now holds the fix). */
-function kafkajsDecoder(): typeof decodeRecordBatch {
+/** A kafkajs module compiled from its source (the module cache now holds the fix). */
+function kafkajsOriginal<T>(path: string): T {
   const module = { exports: undefined as unknown };
-  new Function('module', 'require', readFileSync(replacedFetchModule, 'utf8'))(module, createRequire(replacedFetchModule));
-  return module.exports as typeof decodeRecordBatch;
+  new Function('module', 'require', readFileSync(path, 'utf8'))(module, createRequire(path));
+  return module.exports as T;
 }
+const kafkajsDecoder = () => kafkajsOriginal<typeof decodeRecordBatch>(replacedFetchModule);
 
 type Decoder = Parameters<typeof decodeRecordBatch>[0];
 const Decoder = kafkajsModule<new (buffer: Buffer) => Decoder>('protocol/decoder.js');
@@ -93,5 +94,53 @@ describe('decodeRecordBatch (kafkajs fetch fix)', () => {
   it('refuses a partial batch the way kafkajs does', async () => {
     const bytes = await batch(random(9), { compression: Types.None, firstOffset: '0', firstTimestamp: '1', transactional: false, count: 10 });
     await expect(decodeRecordBatch(new Decoder(bytes.subarray(0, bytes.length - 5)))).rejects.toThrow(/partial record batch/);
+  });
+});
+
+describe('FetchedBatch (kafkajs Batch fix)', () => {
+  const KafkajsBatch = kafkajsOriginal<typeof FetchedBatch>(replacedBatchModule);
+  type Message = { offset: string; isControlRecord: boolean; key: Buffer | null; batchContext: { producerId: string; inTransaction: boolean } };
+
+  it('is what kafkajs consumers in this process use', () => {
+    expect(fetchFixInstalled).toBe(true);
+    expect(require(replacedBatchModule)).toBe(FetchedBatch);
+  });
+
+  /** A fetched partition: offsets from `first`, some transactional (producer 7 or 8), some control records. */
+  function partition(next: () => number, first: number, count: number, withAborts: boolean): FetchedPartition & { messages: Message[] } {
+    const messages: Message[] = [];
+    for (let index = 0; index < count; index++) {
+      const control = next() < 0.1;
+      const producerId = next() < 0.5 ? '7' : '8';
+      // A control record's key: version 0, then 0 for an abort marker, 1 for a commit marker.
+      const key = control ? Buffer.from([0, 0, 0, next() < 0.5 ? 0 : 1]) : Buffer.from(`k${index}`);
+      messages.push({ offset: String(first + index), isControlRecord: control, key, batchContext: { producerId, inTransaction: next() < 0.6 } });
+    }
+    const abortedTransactions = withAborts ? [{ producerId: '7', firstOffset: String(first + Math.floor(count / 3)) }, { producerId: '8', firstOffset: String(first + Math.floor(count / 2)) }] : [];
+    return { partition: 3, highWatermark: String(first + count + 5), abortedTransactions, messages };
+  }
+
+  const view = (batch: InstanceType<typeof FetchedBatch>) => {
+    const methods = batch as unknown as Record<string, () => unknown>;
+    const calls = ['isEmpty', 'isEmptyIncludingFiltered', 'isEmptyDueToFiltering', 'isEmptyControlRecord', 'isEmptyDueToLogCompactedMessages', 'firstOffset', 'lastOffset', 'offsetLag', 'offsetLagLow'];
+    return { rawMessages: batch.rawMessages, messagesWithinOffset: batch.messagesWithinOffset, messages: batch.messages, ...Object.fromEntries(calls.map((name) => [name, methods[name]!.call(batch)])) };
+  };
+
+  it.each([
+    ['from the fetched offset', 100, 100, 60, false],
+    ['starting before the fetched offset (a compressed batch)', 120, 100, 60, false],
+    ['all before the fetched offset', 500, 100, 60, false],
+    ['with aborted transactions', 100, 100, 80, true],
+    ['starting before the fetched offset, with aborted transactions', 130, 100, 80, true],
+    ['empty', 100, 100, 0, false],
+    ['past 2^53 (kafkajs\'s own filter)', 2 ** 53 + 10, 2 ** 53, 30, false],
+  ] as const)('holds what kafkajs\'s Batch holds: %s', (_name, fetched, first, count, withAborts) => {
+    for (let seed = 1; seed <= 5; seed++) {
+      const data = partition(random(seed), first, count, withAborts);
+      const fetchedOffset = fetched > 2 ** 53 ? '9007199254741002' : String(fetched);
+      const [ours, theirs] = [new FetchedBatch('t', fetchedOffset, data), new KafkajsBatch('t', fetchedOffset, data)];
+      expect(view(ours), `seed ${seed}`).toEqual(view(theirs));
+      expect({ topic: (ours as unknown as { topic: string }).topic, partition: (ours as unknown as { partition: number }).partition }).toEqual({ topic: 't', partition: 3 });
+    }
   });
 });

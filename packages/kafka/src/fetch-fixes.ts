@@ -2,14 +2,19 @@ import type { Buffer } from 'node:buffer';
 import { kafkajsModule, kafkajsPath, replaceKafkajsModules } from './kafkajs-modules.js';
 
 /**
- * A fix for kafkajs 2.2.4's consumer, installed when this module is evaluated (before kafkajs's
- * fetch code loads; `@eddy/kafka` imports it first): {@link decodeRecordBatch} replaces kafkajs's
- * record batch decoder. kafkajs decodes each record through a decoder object of its own, reads
- * each varint into a Long, adds offsets and timestamps as Longs and turns them into strings, and
- * builds each record's headers by copying an object per header. The fix reads the records in one
- * pass over the batch with plain numbers (offsets and timestamps stay exact below 2^53; past it,
- * or for a batch it does not expect, it falls back to kafkajs's decoder) and returns exactly what
- * kafkajs's decoder returns.
+ * Two fixes for kafkajs 2.2.4's consumer, installed when this module is evaluated (before kafkajs's
+ * fetch code loads; `@eddy/kafka` imports it first):
+ *
+ * - {@link decodeRecordBatch} replaces kafkajs's record batch decoder. kafkajs decodes each record
+ *   through a decoder object of its own, reads each varint into a Long, adds offsets and
+ *   timestamps as Longs and turns them into strings, and builds each record's headers by copying
+ *   an object per header. The fix reads the records in one pass over the batch with plain numbers
+ *   (offsets and timestamps stay exact below 2^53; past it, or for a batch it does not expect, it
+ *   falls back to kafkajs's decoder) and returns exactly what kafkajs's decoder returns.
+ * - {@link FetchedBatch} replaces kafkajs's `Batch` (the records of one partition in one fetch).
+ *   kafkajs parses every record's offset into a Long to drop those before the fetched offset, and
+ *   copies the list twice more to drop aborted and control records, most often dropping nothing.
+ *   The fix compares plain numbers and copies a list only when something goes.
  */
 
 interface Long {
@@ -213,10 +218,62 @@ export async function decodeRecordBatch(fetchDecoder: KafkajsDecoder): Promise<B
   return { ...context, records };
 }
 
+/** What kafkajs's `Batch` reads of a fetched partition. */
+export interface FetchedPartition {
+  readonly partition: number;
+  readonly highWatermark: string;
+  readonly abortedTransactions?: readonly unknown[] | null;
+  readonly messages: ReadonlyArray<{ readonly offset: string; readonly isControlRecord?: boolean }>;
+}
+
+type BatchClass = new (topic: string, fetchedOffset: string, partitionData: FetchedPartition) => {
+  rawMessages: FetchedPartition['messages'];
+  messagesWithinOffset: FetchedPartition['messages'];
+  messages: FetchedPartition['messages'];
+};
+
+const KafkajsBatch = kafkajsModule<BatchClass>('consumer/batch.js');
+const filterAbortedMessages = kafkajsModule<(args: { messages: FetchedPartition['messages']; abortedTransactions: FetchedPartition['abortedTransactions'] }) => FetchedPartition['messages']>(
+  'consumer/filterAbortedMessages.js',
+);
+const noMessages: FetchedPartition['messages'] = Object.freeze([]);
+
+/**
+ * kafkajs's `Batch` with the same fields and methods, filtered with plain numbers: records before
+ * the fetched offset (a compressed batch can start earlier), then aborted and control records
+ * (kafkajs's own filter, which returns the list itself when there are no aborted transactions).
+ * Offsets past 2^53 go through kafkajs's constructor.
+ */
+export class FetchedBatch extends KafkajsBatch {
+  constructor(topic: string, fetchedOffset: string, partitionData: FetchedPartition) {
+    const from = exact(String(fetchedOffset));
+    const { messages } = partitionData;
+    const last = messages[messages.length - 1];
+    if (from === undefined || (last !== undefined && exact(last.offset) === undefined)) {
+      super(topic, fetchedOffset, partitionData);
+      return;
+    }
+    super(topic, fetchedOffset, { ...partitionData, messages: noMessages });
+    this.rawMessages = messages;
+    let within = messages;
+    for (let index = 0; index < messages.length; index++) {
+      if (Number(messages[index]!.offset) < from) {
+        within = messages.filter((message) => Number(message.offset) >= from);
+        break;
+      }
+    }
+    this.messagesWithinOffset = within;
+    const kept = filterAbortedMessages({ messages: within, abortedTransactions: partitionData.abortedTransactions });
+    this.messages = kept.some((message) => message.isControlRecord) ? kept.filter((message) => !message.isControlRecord) : kept;
+  }
+}
+
 /** Whether kafkajs's fetches in this process decode record batches with {@link decodeRecordBatch}. */
 export const fetchFixInstalled: boolean = replaceKafkajsModules([
   { module: 'protocol/recordBatch/v0/decoder.js', loadedBy: ['protocol/requests/fetch/v4/decodeMessages.js'], exports: decodeRecordBatch },
+  { module: 'consumer/batch.js', loadedBy: ['consumer/consumerGroup.js'], exports: FetchedBatch },
 ]);
 
-/** The kafkajs module replaced (for tests). */
+/** The kafkajs modules replaced (for tests). */
 export const replacedFetchModule: string = kafkajsPath('protocol/recordBatch/v0/decoder.js');
+export const replacedBatchModule: string = kafkajsPath('consumer/batch.js');
