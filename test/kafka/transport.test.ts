@@ -178,6 +178,47 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
     expect(logger.errors()).toEqual([]);
   });
 
+  it('hands a large fetched batch on in slices of at most 1000 records, and a seek between slices drops the rest', async () => {
+    const topic = uniqueName('eddy-t-slices');
+    await transport.ensureTopics([{ name: topic, partitions: 1 }]);
+    const producer = await transport.createProducer();
+    await producer.send(Array.from({ length: 3_500 }, (_, seq) => ({ topic, partition: 0, key: null, value: bytes(String(seq)), timestamp: seq })));
+    await producer.close();
+
+    const seen = recordingListener();
+    const all = await transport.subscribe(uniqueName('eddy-t-group'), [topic], seen.listener);
+    try {
+      await waitFor('3,500 records', () => seen.records.length >= 3_500);
+      expect(seen.records.map((entry) => entry.offset)).toEqual(Array.from({ length: 3_500 }, (_, index) => index));
+      expect(Math.max(...seen.batches.map((batch) => batch.length))).toBe(1_000);
+    } finally {
+      await all.close();
+    }
+
+    let resolveConsumer!: (consumer: TransportConsumer) => void;
+    const consumerKnown = new Promise<TransportConsumer>((resolve) => (resolveConsumer = resolve));
+    const slices: number[][] = [];
+    const listener: ConsumerListener = {
+      onAssign: async () => {},
+      onRevoke: async () => {},
+      onRecords: async (batch) => {
+        slices.push(batch.map((entry) => entry.offset));
+        if (slices.length === 1) (await consumerKnown).seek({ topic, partition: 0, offset: 3_200 });
+      },
+    };
+    const seeking = await transport.subscribe(uniqueName('eddy-t-group'), [topic], listener);
+    resolveConsumer(seeking);
+    try {
+      await waitFor('the records from 3,200', () => slices.flat().includes(3_499));
+      // The first slice, then straight on from the seek: the rest of the fetched batch is not handed on.
+      expect(slices[0]).toEqual(Array.from({ length: 1_000 }, (_, index) => index));
+      expect(slices.slice(1).flat()).toEqual(Array.from({ length: 300 }, (_, index) => 3_200 + index));
+    } finally {
+      await seeking.close();
+    }
+    await admin.deleteTopics({ topics: [topic] });
+  });
+
   it('moves the read position of an assigned partition with seek', async () => {
     const topic = uniqueName('eddy-t-seek');
     await transport.ensureTopics([{ name: topic, partitions: 1 }]);

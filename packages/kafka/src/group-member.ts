@@ -1,10 +1,13 @@
-import { EddyError, type ConsumerListener, type TopicPartition, type TopicPartitionOffset, type TransportConsumer } from '@eddy/core';
+import { EddyError, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TransportConsumer } from '@eddy/core';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, IMemberAssignment, Kafka } from 'kafkajs';
 import { copartitionedAssigner, holdJoins } from './assigner.js';
 import { isMembershipError, transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
 import { partitionKey, toIncomingRecord } from './records.js';
+
+/** Records handed to the runtime at a time, from a fetched batch (see `#onBatch`). */
+const DELIVERY_SLICE = 1000;
 
 /** What a group member needs from its transport. */
 export interface GroupMemberHost {
@@ -330,16 +333,24 @@ export class KafkaGroupMember implements TransportConsumer {
       if (!ready) {
         throw new EddyError('TRANSPORT_FAILED', `group ${this.#groupId}: the runtime could not take ${batch.topic}[${batch.partition}]`, { retriable: true });
       }
-      const records = batch.messages.map((message) => toIncomingRecord(batch.topic, batch.partition, message));
-      const delivery = this.#listener.onRecords(records);
-      this.#deliveries.add(delivery);
-      try {
-        await delivery;
-      } catch (error) {
-        // Retriable, so kafkajs fetches the batch again (at least once) instead of giving up.
-        throw new EddyError('TRANSPORT_FAILED', `group ${this.#groupId}: processing a batch of ${batch.topic}[${batch.partition}] failed`, { cause: error, retriable: true });
-      } finally {
-        this.#deliveries.delete(delivery);
+      // In slices: what a slice decodes and hands on dies young, instead of a whole fetch's worth
+      // (up to maxBytesPerPartition) living through collections while the batch is worked on.
+      const { messages } = batch;
+      for (let from = 0; from < messages.length; from += DELIVERY_SLICE) {
+        // A seek (a rebuilt task) or a stop between slices: the rest is fetched again from there.
+        if (from > 0 && (!isRunning() || isStale())) return;
+        const records: IncomingRecord[] = [];
+        for (let index = from; index < Math.min(from + DELIVERY_SLICE, messages.length); index++) records.push(toIncomingRecord(batch.topic, batch.partition, messages[index]!));
+        const delivery = this.#listener.onRecords(records);
+        this.#deliveries.add(delivery);
+        try {
+          await delivery;
+        } catch (error) {
+          // Retriable, so kafkajs fetches the batch again (at least once) instead of giving up.
+          throw new EddyError('TRANSPORT_FAILED', `group ${this.#groupId}: processing a batch of ${batch.topic}[${batch.partition}] failed`, { cause: error, retriable: true });
+        } finally {
+          this.#deliveries.delete(delivery);
+        }
       }
       // Control records (transaction markers) after the last message are skipped with it.
       resolveOffset(batch.lastOffset());
