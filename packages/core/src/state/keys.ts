@@ -63,11 +63,16 @@ export function encodeWindowKey(keyBytes: Uint8Array, start: number): Uint8Array
   if (keyBytes.length > MAX_KEY_LENGTH) {
     throw new RangeError(`record key too long for a window key: ${keyBytes.length} bytes`);
   }
-  const out = new Uint8Array(LENGTH_BYTES + keyBytes.length + START_BYTES);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, keyBytes.length);
+  const length = keyBytes.length;
+  const out = new Uint8Array(LENGTH_BYTES + length + START_BYTES);
+  out[0] = length >>> 24;
+  out[1] = (length >>> 16) & 0xff;
+  out[2] = (length >>> 8) & 0xff;
+  out[3] = length & 0xff;
   out.set(keyBytes, LENGTH_BYTES);
-  writeOrderedFloat64(view, LENGTH_BYTES + keyBytes.length, start);
+  // Through scratch space: one key costs one array, not a DataView over it too (a commit encodes many).
+  writeOrderedFloat64(scratchView, 0, start);
+  out.set(scratchBytes, LENGTH_BYTES + length);
   return out;
 }
 
@@ -149,6 +154,9 @@ const SIGN_BIT = 0x8000_0000;
  * IEEE 754 bits compare like sign-magnitude integers. Flipping the sign bit of non-negatives and
  * every bit of negatives turns that into plain unsigned order, so byte order equals numeric order.
  */
+const scratchBytes = new Uint8Array(8);
+const scratchView = new DataView(scratchBytes.buffer);
+
 function writeOrderedFloat64(view: DataView, offset: number, value: number): void {
   view.setFloat64(offset, value === 0 ? 0 : value);
   const high = view.getUint32(offset);

@@ -281,8 +281,10 @@ function assertRange(range: KeyRange): void {
 
 function assertBatch(batch: readonly StoreEntry[]): void {
   if (!Array.isArray(batch)) throw new TypeError(`a write batch must be an array, got ${typeof batch}`);
-  for (const [index, entry] of batch.entries()) {
-    assertKey(entry?.key, `batch[${index}].key`);
+  // Labels are built only for an entry that fails: this runs for every entry of every commit.
+  for (let index = 0; index < batch.length; index++) {
+    const entry = batch[index];
+    if (!(entry?.key instanceof Uint8Array)) assertKey(entry?.key, `batch[${index}].key`);
     if (entry.value !== null && !(entry.value instanceof Uint8Array)) {
       throw new TypeError(`batch[${index}].value must be a Uint8Array or null, got ${typeof entry.value}`);
     }

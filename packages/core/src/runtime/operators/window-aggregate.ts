@@ -1,5 +1,6 @@
 import type { OperatorFunction } from 'rxjs';
 import type { Aggregation } from '../../aggregations.js';
+import { encodeUtf8 } from '../../serde.js';
 import type { StoreEntry } from '../../state/backend.js';
 import { decodeWindowKey, encodeWindowKey, keyPrefix } from '../../state/keys.js';
 import { evictLeastRecentlyUsed } from '../cache.js';
@@ -23,7 +24,6 @@ export interface WindowStepSpec {
   readonly emitUpdates: boolean;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 function createStrategy(window: WindowDefinition, buckets: Buckets): WindowStrategy {
@@ -100,7 +100,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
   let lastUse = 0;
   let evictedKeys = 0;
   const newState = (key: unknown, id: unknown): KeyState => ({ key, id, buckets: [], nextStart: -Infinity, due: undefined, bytes: 0, lastUsed: 0, evicted: false });
-  const keyBytesOf = (key: unknown) => encoder.encode(JSON.stringify(key));
+  const keyBytesOf = (key: unknown) => encodeUtf8(JSON.stringify(key));
 
   /** Re-measures a key after a flush or load and moves the difference into the budget. */
   const measure = (state: KeyState) => {
@@ -292,7 +292,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
 }
 
 function encodeBucket(bucket: Bucket): Uint8Array {
-  return encoder.encode(JSON.stringify([bucket.end, bucket.partial, bucket.own ?? null, bucket.count ?? null, bucket.start]));
+  return encodeUtf8(JSON.stringify([bucket.end, bucket.partial, bucket.own ?? null, bucket.count ?? null, bucket.start]));
 }
 
 function decodeBucket(bytes: Uint8Array): Bucket {
