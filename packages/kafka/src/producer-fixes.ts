@@ -32,9 +32,11 @@ interface GroupArguments<M> {
 export function groupMessagesPerPartition<M>({ topic, partitionMetadata, messages, partitioner }: GroupArguments<M>): Record<number, M[]> {
   const groups: Record<number, M[]> = {};
   if (partitionMetadata.length === 0) return groups;
+  // One argument object for all messages (partitioners read it; none keeps it).
+  const args: { topic: string; partitionMetadata: readonly unknown[]; message: M } = { topic, partitionMetadata, message: messages[0]! };
   for (const message of messages) {
-    const partition = partitioner({ topic, partitionMetadata, message });
-    (groups[partition] ??= []).push(message);
+    args.message = message;
+    (groups[partitioner(args)] ??= []).push(message);
   }
   return groups;
 }

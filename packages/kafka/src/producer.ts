@@ -1,11 +1,18 @@
 import { EddyError, type OutgoingRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
-import kafkajs from 'kafkajs';
-import type { Kafka, Message, Producer, RecordMetadata, TopicMessages, Transaction } from 'kafkajs';
+import type { ICustomPartitioner, Kafka, Message, Producer, RecordMetadata, TopicMessages, Transaction } from 'kafkajs';
 import { isFenced, transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
 import { approximateSize, toKafkaMessage } from './records.js';
 
-const { Partitioners } = kafkajs;
+/**
+ * Every record the runtime sends names its partition (murmur2 of the key, chosen in the sink), so
+ * the producer's partitioner only passes it on. kafkajs's own partitioners do the same for such
+ * records, but first filter the partition list per record.
+ */
+const explicitPartition: ICustomPartitioner = () => ({ message }) => {
+  if (typeof message.partition !== 'number') throw new EddyError('TRANSPORT_FAILED', 'a record reached the producer without a partition');
+  return message.partition;
+};
 
 /**
  * Bytes of records per produce request. Kafka's default limit is 1 MiB per record batch (one per
@@ -50,7 +57,7 @@ export class KafkaProducer implements TransportProducer {
     const create = () => kafka.producer({
       // Broker-side deduplication of retried requests; kafkajs then sends with acks from all replicas.
       idempotent: true,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: explicitPartition,
       // Topics come from ensureTopics; a typo must fail, not create a topic with broker defaults.
       allowAutoTopicCreation: false,
       // kafkajs refuses an idempotent producer without retries.
@@ -182,7 +189,7 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
       idempotent: true,
       // One request at a time per broker, as transactions (and idempotence) want.
       maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: explicitPartition,
       allowAutoTopicCreation: false,
       retry: { ...settings.retry, retries: Math.max(1, settings.retry.retries ?? 1) },
     });
