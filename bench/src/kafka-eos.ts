@@ -1,5 +1,5 @@
 /**
- * Kafka benchmark (`node bench/dist/kafka-eos.js [--records N] [--reps N] [--partitions N]`), JSON
+ * Kafka benchmark (`node bench/dist/kafka-eos.js [--records N] [--reps N] [--partitions N] [--commit-interval D]`), JSON
  * on stdout and in bench/results/kafka-eos.json. Uses the broker in `KAFKA_BROKERS`, or starts
  * one (scripts/src/kafka.ts) for the run.
  *
@@ -14,7 +14,7 @@
  *   out of order), re-timed to recent timestamps, partitioned by murmur2 over `--partitions`
  *   partitions, plus one far-future reading per sensor so that every window closes. Produced once.
  * - Engine runs: a fresh app id each (a new group reading from the beginning, new internal
- *   topics), `commitInterval: '200ms'`, in-memory state (the changelog still goes to Kafka). The
+ *   topics), `--commit-interval` (default `1s`, the library's default), in-memory state (the changelog still goes to Kafka). The
  *   clock runs from `start()` resolving (tasks assigned and restored; under exactly-once every
  *   task's transactional producer registered) until the last window closed, polled every 10 ms
  *   once all input is read. The output is then counted with a read_committed consumer.
@@ -26,7 +26,7 @@
  *   stream time. Per batch it pushes every record, sends the results of the windows closed so far
  *   to the output topic's partition of the same number (one `sendBatch`, acks from all
  *   replicas), then marks the batch's offsets for commit; offsets are committed at most every
- *   200 ms (the engine's commitInterval), always after their results were sent. The clock runs
+ *   commit interval (the engine's), always after their results were sent. The clock runs
  *   from its group join until the last result was sent, found like the engine's end (all input
  *   read and the number of windows sent unchanged for 3 s, timed at the last change; the engine's
  *   count moves when a window closes, before its result is sent, so this end is a little later).
@@ -50,7 +50,7 @@ import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { createApp, partitionForKey, silentLogger, type App } from '@eddy/core';
+import { createApp, partitionForKey, silentLogger, toMs, type App, type Duration } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
@@ -65,11 +65,16 @@ const { values: args } = parseArgs({
     records: { type: 'string', default: '1000000' },
     reps: { type: 'string', default: '3' },
     partitions: { type: 'string', default: '4' },
+    // The library's default; a shorter interval writes more changelog records (a slice updated in
+    // two intervals is written twice) and commits more often, for the engine and the hand job alike.
+    'commit-interval': { type: 'string', default: '1s' },
   },
 });
 const records = Number(args.records);
 const reps = Number(args.reps);
 const partitions = Number(args.partitions);
+const commitInterval = args['commit-interval'] as Duration;
+const commitIntervalMs = toMs(commitInterval, '--commit-interval');
 const run = promisify(execFile);
 const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -163,7 +168,7 @@ async function handJobRun(kafka: Kafka, topic: string, total: number, round: num
   const id = `kafka-eos-hand-${runId}-${round}`;
   const output = `${id}-out`;
   await createTopic(kafka, output);
-  const run = await runHandJob({ kafka, source: topic, output, groupId: id, total, commitIntervalMs: 200, settleMs: 3_000 });
+  const run = await runHandJob({ kafka, source: topic, output, groupId: id, total, commitIntervalMs, settleMs: 3_000 });
   return { ...run, outputRecords: await countCommitted(kafka, output) };
 }
 
@@ -201,7 +206,7 @@ async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: 
     transport: kafkaTransport({ brokers, logLevel: 'nothing', logger: silentLogger, defaultPartitions: partitions }),
     guarantee,
     idleTimeout: false,
-    commitInterval: '200ms',
+    commitInterval,
     logger: silentLogger,
   });
   app
@@ -314,8 +319,8 @@ try {
     repetitions: reps,
     machine: { node: process.version, cpus: cpus().length },
     broker: broker ? 'started for the run (scripts/src/kafka.ts)' : `KAFKA_BROKERS=${fromEnv.join(',')}`,
-    job: "from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval 200ms, in-memory state",
-    handJob: { ...summary(hand), what: 'kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every 200 ms after them' },
+    job: `from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval ${commitInterval}, in-memory state`,
+    handJob: { ...summary(hand), what: `kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every ${commitInterval} after them` },
     rawConsumer: { recordsPerSecond: median(raw), samples: raw, what: 'counts records only, in this process: kafkajs with the fixes @eddy/kafka installs' },
     rawConsumerStock: { recordsPerSecond: median(stock), samples: stock, what: 'the same, in a child process on stock kafkajs' },
     rawPipe: { recordsPerSecond: median(pipe), samples: pipe, what: 'kafkajs read + write of the same batches to another topic (acks all), no parsing' },

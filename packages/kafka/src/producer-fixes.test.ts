@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { encodeRecord, groupMessagesPerPartition, produceRequest, producerFixesInstalled, replacedModules, type RecordFields } from './producer-fixes.js';
+import { crc32c, encodeRecord, groupMessagesPerPartition, produceRequest, producerFixesInstalled, replacedModules, type RecordFields } from './producer-fixes.js';
 
 const require = createRequire(import.meta.url);
 
@@ -20,7 +20,21 @@ function random(seed: number): () => number {
 describe('kafkajs producer fixes', () => {
   it('are what kafkajs producers in this process use', () => {
     expect(producerFixesInstalled).toBe(true);
-    expect(replacedModules.map((path) => require.cache[path]?.exports)).toEqual([groupMessagesPerPartition, encodeRecord, produceRequest]);
+    expect(replacedModules.map((path) => require.cache[path]?.exports)).toEqual([crc32c, groupMessagesPerPartition, encodeRecord, produceRequest]);
+  });
+
+  it('compute the CRC-32C of record batches like kafkajs: any length, any alignment', () => {
+    const kafkajsCrc = original<(buffer: Buffer) => number>(replacedModules[0]!);
+    const next = random(11);
+    const bytes = Buffer.from(Array.from({ length: 5_000 }, () => Math.floor(next() * 256)));
+    for (const length of [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1_000, 4_093]) {
+      for (const start of [0, 1, 3, 5]) {
+        const slice = bytes.subarray(start, start + length);
+        expect(crc32c(slice), `length ${length} from ${start}`).toBe(kafkajsCrc(slice));
+      }
+    }
+    // The standard check value of CRC-32C.
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
   });
 
   it('group messages by partition like kafkajs, each partition in the order given', () => {
@@ -29,12 +43,12 @@ describe('kafkajs producer fixes', () => {
     const partitioner = ({ message }: { message: { partition: number } }) => message.partition;
     const messages = Array.from({ length: 500 }, (_, index) => ({ partition: Math.floor(next() * 4), value: `m${index}` }));
     const args = { topic: 't', partitionMetadata, messages, partitioner };
-    expect(groupMessagesPerPartition(args)).toEqual(original<typeof groupMessagesPerPartition>(replacedModules[0]!)(args));
+    expect(groupMessagesPerPartition(args)).toEqual(original<typeof groupMessagesPerPartition>(replacedModules[1]!)(args));
     expect(groupMessagesPerPartition({ ...args, partitionMetadata: [] })).toEqual({});
   });
 
   it('encode records byte for byte like kafkajs', () => {
-    const kafkajsRecord = original<(fields: RecordFields) => { buffer: Buffer }>(replacedModules[1]!);
+    const kafkajsRecord = original<(fields: RecordFields) => { buffer: Buffer }>(replacedModules[2]!);
     const next = random(11);
     const bytes = (max: number) => Buffer.from(Array.from({ length: Math.floor(next() * max) }, () => Math.floor(next() * 256)));
     const text = (max: number) => Array.from({ length: Math.floor(next() * max) }, () => String.fromCodePoint(32 + Math.floor(next() * 2000))).join('');
@@ -60,7 +74,7 @@ describe('kafkajs producer fixes', () => {
 
   it('write Produce requests byte for byte like kafkajs', async () => {
     type Request = (fields: Parameters<typeof produceRequest>[0]) => { apiKey: number; apiVersion: number; encode(): Promise<{ buffer: Buffer }> };
-    const kafkajsRequest = original<Request>(replacedModules[2]!);
+    const kafkajsRequest = original<Request>(replacedModules[3]!);
     const Long = require('kafkajs/src/utils/long.js') as { fromNumber(value: number): unknown };
     const next = random(5);
     const message = (index: number) => ({

@@ -2,8 +2,8 @@ import { Buffer } from 'node:buffer';
 import { kafkajsModule, kafkajsPath, replaceKafkajsModules, type ModuleReplacement } from './kafkajs-modules.js';
 
 /**
- * Two fixes for kafkajs 2.2.4's producer, installed when this module is evaluated, which must be
- * before kafkajs's producer code loads (`@eddy/kafka` imports this module first). Both replace a
+ * Fixes for kafkajs 2.2.4's producer, installed when this module is evaluated, which must be
+ * before kafkajs's producer code loads (`@eddy/kafka` imports this module first). Each replaces a
  * kafkajs module in Node's module cache, so the kafkajs code that requires it gets the fix; the
  * bytes on the wire and the shapes returned are kafkajs's own, only the cost changes.
  *
@@ -16,6 +16,9 @@ import { kafkajsModule, kafkajsPath, replaceKafkajsModules, type ModuleReplaceme
  * - {@link produceRequest} (Produce v3, which v4 to v7 reuse): kafkajs copies every message with
  *   an object spread (about 1.5 µs each, more than encoding it) and sorts the timestamps to find
  *   the first and the largest. The fix passes the fields on and takes the minimum and maximum.
+ *
+ * - {@link crc32c}: the checksum of every record batch, eight bytes per step (slicing-by-8)
+ *   instead of kafkajs's one.
  *
  * If kafkajs's producer loaded first (an application imported kafkajs before `@eddy/kafka`), the
  * fixes cannot apply; {@link producerFixesInstalled} then says false and only speed suffers.
@@ -220,10 +223,51 @@ export function produceRequest({ acks, timeout, transactionalId = null, producer
   };
 }
 
+/** CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) tables for slicing-by-8: table k at k·256. */
+const CRC_TABLES = (() => {
+  const tables = new Int32Array(8 * 256);
+  for (let byte = 0; byte < 256; byte++) {
+    let crc = byte;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+    tables[byte] = crc;
+  }
+  for (let table = 1; table < 8; table++) {
+    for (let byte = 0; byte < 256; byte++) {
+      const previous = tables[(table - 1) * 256 + byte]!;
+      tables[table * 256 + byte] = (previous >>> 8) ^ tables[previous & 0xff]!;
+    }
+  }
+  return tables;
+})();
+
+/** The CRC-32C of `buffer`, as kafkajs's `crc32C` returns it (an unsigned 32-bit number). */
+export function crc32c(buffer: Uint8Array): number {
+  const t = CRC_TABLES;
+  let crc = -1;
+  let index = 0;
+  const whole = buffer.length - (buffer.length % 8);
+  for (; index < whole; index += 8) {
+    crc ^= buffer[index]! | (buffer[index + 1]! << 8) | (buffer[index + 2]! << 16) | (buffer[index + 3]! << 24);
+    crc =
+      t[1792 + (crc & 0xff)]! ^
+      t[1536 + ((crc >>> 8) & 0xff)]! ^
+      t[1280 + ((crc >>> 16) & 0xff)]! ^
+      t[1024 + (crc >>> 24)]! ^
+      t[768 + buffer[index + 4]!]! ^
+      t[512 + buffer[index + 5]!]! ^
+      t[256 + buffer[index + 6]!]! ^
+      t[buffer[index + 7]!]!;
+  }
+  for (; index < buffer.length; index++) crc = t[(crc ^ buffer[index]!) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+
 let produceParts: { Encoder: EncoderClass; RecordBatch: RecordBatchEncoder; Long: { fromInt(value: number): unknown }; Produce: number; Types: { None: number } } | undefined;
 
 /** The kafkajs modules replaced, and the modules that take them when they load. */
 const replacements: readonly ModuleReplacement[] = [
+  // First: putting the produce request in place loads the record batch encoder, which takes the checksum.
+  { module: 'protocol/recordBatch/crc32C/crc32C.js', loadedBy: ['protocol/recordBatch/crc32C/index.js'], exports: crc32c },
   { module: 'producer/groupMessagesPerPartition.js', loadedBy: ['producer/sendMessages.js'], exports: groupMessagesPerPartition },
   { module: 'protocol/recordBatch/record/v0/index.js', loadedBy: ['protocol/requests/produce/v3/request.js'], exports: encodeRecord },
   {

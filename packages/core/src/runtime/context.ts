@@ -11,6 +11,8 @@ export interface StatefulOperator {
   readonly storeName: string;
   /** The stream time at which this operator next has something to close, if any. */
   nextDeadline(): number | undefined;
+  /** Whether something may be due by `streamTime` (cheap, per record; a stale deadline may say yes). */
+  hasDue(streamTime: number): boolean;
   /** Changed entries since the last call, for the commit batch; clears the change set. */
   takeChanges(): StoreEntry[];
   /**

@@ -468,10 +468,7 @@ export class Task implements TaskContext {
   }
 
   #somethingDue(streamTime: number): boolean {
-    for (const operator of this.operators) {
-      const deadline = operator.nextDeadline();
-      if (deadline !== undefined && deadline <= streamTime) return true;
-    }
+    for (const operator of this.operators) if (operator.hasDue(streamTime)) return true;
     return false;
   }
 

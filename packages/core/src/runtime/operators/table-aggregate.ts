@@ -51,6 +51,7 @@ export function tableAggregate(context: TaskContext, storeName: string, aggregat
   const operator: StatefulOperator = {
     storeName,
     nextDeadline: () => undefined,
+    hasDue: () => false,
     openWindows: () => 0,
     release() {
       for (const row of rows.values()) {

@@ -132,6 +132,10 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
 
   const operator: StatefulOperator = {
     storeName,
+    hasDue: (streamTime) => {
+      const priority = deadlines.peekPriority();
+      return priority !== undefined && priority <= streamTime;
+    },
     nextDeadline: () => {
       // Drop stale heap entries so the deadline is real; a live top stays where it is.
       for (;;) {
