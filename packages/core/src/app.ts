@@ -705,10 +705,15 @@ export class App {
    * Exactly-once: a producer of its own for the task, its transactional id stable per task. The
    * embedded broker gives a plain one (a crash cannot tear its log): then the task commits as under
    * at-least-once with the app's producer.
+   *
+   * The id names the task's input (app id, source topics, partition), not its place in the
+   * topology: an instance running a changed pipeline still fences the old one that reads the same
+   * input partition.
    */
   async #transactionalProducer(sub: SubTopology, partition: number): Promise<TransactionalProducer | undefined> {
     if (this.#options.guarantee !== 'exactly-once') return undefined;
-    const producer = await this.#transport.createProducer({ transactionalId: `${this.id}-${sub.index}_${partition}` });
+    const topics = sub.sources.map((source) => source.topic).sort();
+    const producer = await this.#transport.createProducer({ transactionalId: `${this.id}-${topics.join('+')}-${partition}` });
     if (isTransactional(producer)) return producer;
     await producer.close();
     return undefined;
