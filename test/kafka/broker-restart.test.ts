@@ -153,10 +153,9 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
     const repartition = (await admin.listTopics()).filter((topic) => topic.startsWith(`${appId}-`) && topic.endsWith('-repartition'));
     expect(repartition).toHaveLength(1);
     const committed = admin;
-    // Under exactly-once the input's offsets commit with the transaction that wrote its records to
-    // the repartition topic; that topic's partitions end with transaction markers, which no task
-    // processes (so its committed offsets stay short of the end by them).
-    const watched = guarantee === 'exactly-once' ? [inTopic] : [inTopic, ...repartition];
+    // Under exactly-once the repartition topic's partitions end with transaction markers: the
+    // reading tasks move past them, so their commits reach the end too.
+    const watched = [inTopic, ...repartition];
     try {
       await waitFor('every record to be processed and committed', () => allCommitted(committed, appId, watched), { timeoutMs: 45_000, intervalMs: 250 });
     } catch (error) {

@@ -3,11 +3,11 @@
  * offsets in one Kafka transaction of its own transactional producer (`<app id>-<task id>`), and
  * a newer producer of the same id fences the older one.
  */
-import { createApp, EddyError, type App, type TransactionalProducer } from '@eddy/core';
+import { createApp, EddyError, partitionForKey, type App, type TransactionalProducer } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered, produceReadings } from './helpers.ts';
+import { allCommitted, createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered, produceReadings } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -76,6 +76,61 @@ describeKafka('exactly-once on Kafka', (brokers) => {
       const [offsets] = await admin.fetchOffsets({ groupId: id, topics: [input] });
       const ends = await admin.fetchTopicOffsets(input);
       for (const { partition, high } of ends) expect(offsets!.partitions.find((entry) => entry.partition === partition)?.offset).toBe(high);
+    } finally {
+      await app.stop();
+      await committed.stop();
+    }
+  }, 60_000);
+
+  it('input written in transactions: aborted readings never count, and the committed offsets reach the end, past the markers', async () => {
+    const id = uniqueName('eddy-markers');
+    const input = `${id}-in`;
+    const output = `${id}-out`;
+    await createTopics(brokers, [
+      { name: input, partitions: 2 },
+      { name: output, partitions: 2 },
+    ]);
+    const base = Math.floor((Date.now() - 60_000) / 1000) * 1000;
+    const sensors = ['a', 'b', 'c', 'd'];
+    const readings: Reading[] = [];
+    for (let step = 0; step < 30; step++) for (const sensor of sensors) readings.push({ sensor, ts: base + step * 100 });
+    const closers = sensors.map((sensor) => ({ sensor, ts: base + 1_000_000 }));
+    const transport = kafkaTransport({ brokers, logger: recordingLogger() });
+    const upstream = (await transport.createProducer({ transactionalId: `${id}-upstream` })) as TransactionalProducer;
+    const record = (reading: Reading) => {
+      const key = bytes(reading.sensor);
+      return { topic: input, partition: partitionForKey(key, 2), key, value: bytes(JSON.stringify(reading)), timestamp: reading.ts };
+    };
+    try {
+      // Every partition ends with a commit marker, aborted readings and an abort marker.
+      await upstream.begin();
+      await upstream.send([...readings, ...closers].map(record));
+      await upstream.commit();
+      await upstream.begin();
+      await upstream.send(sensors.map((sensor) => record({ sensor, ts: base + 500 })));
+      await upstream.abort();
+    } finally {
+      await upstream.close();
+      await transport.close();
+    }
+
+    const logger = recordingLogger();
+    const app = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', idleTimeout: false, commitInterval: '200ms', logger });
+    app
+      .from<Reading>(input, { timestamp: (reading) => reading.ts })
+      .keyBy((reading) => reading.sensor)
+      .tumbling('1s')
+      .count()
+      .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
+      .to(output);
+    const committed = await gatherTopic(kafka, output, { readUncommitted: false });
+    try {
+      await app.start();
+      await waitFor('every window', () => committed.records.length >= sensors.length * 3, { timeoutMs: 30_000, intervalMs: 100 });
+      // The first second of each sensor holds 10 committed readings; the aborted one at +500 ms is not among them.
+      expect(decode(committed.records).filter((result) => result.start === base).map((result) => [result.sensor, result.count]).sort()).toEqual(sensors.map((sensor) => [sensor, 10]));
+      await waitFor('the input committed up to its end, markers included', () => allCommitted(admin, id, [input]), { timeoutMs: 15_000, intervalMs: 200 });
+      expect(app.metrics().lag).toBe(0);
     } finally {
       await app.stop();
       await committed.stop();

@@ -223,6 +223,11 @@ export class App {
       this.#consumer = await this.#transport.subscribe(this.id, topics, {
         onAssign: (partitions) => this.#assign(partitions),
         onRevoke: (partitions) => this.#revoke(partitions),
+        onSkipped: async ({ topic, partition, from, to }) => {
+          const task = this.#tasks.get(this.#taskKey(topic, partition));
+          if (!task || this.#status !== 'running') return;
+          await task.exclusive(() => task.skip(topic, from, to));
+        },
         onRecords: async (records) => {
           const first = records[0];
           if (!first || this.#status !== 'running') return;

@@ -85,7 +85,13 @@ export class KafkaGroupMember implements TransportConsumer {
 
   /** Joins the group; resolves once the first assignment has been taken by the listener. */
   async start(): Promise<void> {
-    const { GROUP_JOIN, CRASH, REBALANCING } = this.#consumer.events;
+    const { GROUP_JOIN, CRASH, REBALANCING, START_BATCH_PROCESS } = this.#consumer.events;
+    // A fetched batch of nothing but transaction markers or aborted records never reaches
+    // eachBatch; kafkajs moves past it and announces it here.
+    this.#consumer.on(START_BATCH_PROCESS, ({ payload }) => {
+      if (payload.batchSize !== 0 || payload.firstOffset === null || payload.firstOffset === undefined) return;
+      void this.#skipped(payload.topic, payload.partition, Number(payload.firstOffset), Number(payload.lastOffset) + 1);
+    });
     this.#consumer.on(GROUP_JOIN, ({ payload }) => {
       this.#memberId = payload.memberId;
       this.#onJoin(payload.memberAssignment);
@@ -353,9 +359,23 @@ export class KafkaGroupMember implements TransportConsumer {
         }
       }
       // Control records (transaction markers) after the last message are skipped with it.
-      resolveOffset(batch.lastOffset());
+      const lastOffset = batch.lastOffset();
+      const lastMessage = messages[messages.length - 1];
+      if (lastMessage && Number(lastOffset) > Number(lastMessage.offset)) await this.#skipped(batch.topic, batch.partition, Number(lastMessage.offset) + 1, Number(lastOffset) + 1);
+      resolveOffset(lastOffset);
     } finally {
       stopHeartbeats();
+    }
+  }
+
+  /** Tells the runtime that offsets [from, to) of a partition hold nothing to process. */
+  async #skipped(topic: string, partition: number, from: number, to: number): Promise<void> {
+    if (!this.#assigned.has(partitionKey(topic, partition)) || !Number.isSafeInteger(from) || !Number.isSafeInteger(to)) return;
+    try {
+      await this.#listener.onSkipped?.({ topic, partition, from, to });
+    } catch (error) {
+      // Only the commit's position is at stake: the next records move it anyway.
+      this.#log('warn', 'could not move a task past transaction markers', { topic, partition, error: String(error) });
     }
   }
 

@@ -324,6 +324,19 @@ export class Task implements TaskContext {
     this.flush();
   }
 
+  /**
+   * Offsets `from` to `to` of this task's partition of `topic` need no processing (transaction
+   * markers, aborted records): if the task stands at `from`, it moves on to `to`, and its next
+   * commit records that. Anywhere else (it was moved back, or has not read up to there) it stays.
+   */
+  skip(topic: string, from: number, to: number): void {
+    if (this.#halted) return;
+    const current = this.#positions.get(topic);
+    if (current === undefined || current.offset !== from || to <= from) return;
+    this.#positions.set(topic, { ...current, offset: to });
+    this.#positionsChanged = true;
+  }
+
   // --- local hand-off ------------------------------------------------------------------------
 
   /**

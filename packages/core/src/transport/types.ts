@@ -104,6 +104,13 @@ export interface ConsumerListener {
   onRevoke(partitions: readonly TopicPartition[]): Promise<void>;
   /** A batch of records of one partition, in offset order. */
   onRecords(records: readonly IncomingRecord[]): Promise<void>;
+  /**
+   * Offsets `from` (inclusive) to `to` (exclusive) of a partition hold nothing to deliver
+   * (transaction markers, records of aborted transactions): a task whose position is `from` may
+   * move it to `to`, so that its commits reach the end of the partition. Told after the records
+   * before `from` were delivered; a position elsewhere (the task moved back) ignores it.
+   */
+  onSkipped?(range: { readonly topic: string; readonly partition: number; readonly from: number; readonly to: number }): Promise<void>;
 }
 
 /** A member of a consumer group. */
