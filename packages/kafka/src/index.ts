@@ -10,4 +10,7 @@
  * ```
  */
 export { kafkaTransport, KafkaTransport } from './transport.js';
+/** Whether kafkajs's producers and fetches in this process use `@eddy/kafka`'s fixes (false if kafkajs loaded first). */
+export { producerFixesInstalled } from './producer-fixes.js';
+export { fetchFixInstalled } from './fetch-fixes.js';
 export type { KafkaConsumerTuning, KafkaLogLevel, KafkaRetryOptions, KafkaTransportOptions } from './options.js';

@@ -1,6 +1,6 @@
 // First: kafkajs's producer and fetch code must load after these fixes (see producer-fixes.ts, fetch-fixes.ts).
-import './producer-fixes.js';
-import './fetch-fixes.js';
+import { producerFixesInstalled } from './producer-fixes.js';
+import { fetchFixInstalled } from './fetch-fixes.js';
 import {
   ConfigError,
   EddyError,
@@ -76,6 +76,12 @@ export class KafkaTransport implements Transport {
    * await transport.connect();
    */
   async connect(): Promise<void> {
+    if (!producerFixesInstalled || !fetchFixInstalled) {
+      this.#settings.logger.warn(
+        { component: 'eddy-kafka', producerFixesInstalled, fetchFixInstalled },
+        'kafkajs was loaded before @eddy/kafka, so its speed fixes could not apply (import @eddy/kafka first)',
+      );
+    }
     await this.#adminClient();
   }
 
