@@ -3,7 +3,7 @@
  * offsets in one Kafka transaction of its own transactional producer (`<app id>-<task id>`), and
  * a newer producer of the same id fences the older one.
  */
-import { createApp, EddyError, partitionForKey, type App, type TransactionalProducer } from '@eddy/core';
+import { createApp, EddyError, partitionForKey, type App, type KeyedStream, type TransactionalProducer, type WindowedTable } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
@@ -31,14 +31,29 @@ describeKafka('exactly-once on Kafka', (brokers) => {
   beforeAll(() => admin.connect());
   afterAll(() => admin.disconnect());
 
-  it('counts hopping windows through a repartition topic; read_committed sees each window once, with the right count', async () => {
-    const id = uniqueName('eddy-eos');
-    const input = `${id}-in`;
-    const output = `${id}-out`;
+  /** A fresh id with an input and an output topic of `partitions` partitions. */
+  async function freshTopics(prefix: string, partitions: number): Promise<{ id: string; input: string; output: string }> {
+    const id = uniqueName(prefix);
+    const [input, output] = [`${id}-in`, `${id}-out`];
     await createTopics(brokers, [
-      { name: input, partitions: 3 },
-      { name: output, partitions: 3 },
+      { name: input, partitions },
+      { name: output, partitions },
     ]);
+    return { id, input, output };
+  }
+
+  /** Readings counted per sensor and window under exactly-once, each count sent to `output`. */
+  function countingApp(id: string, input: string, output: string, windows: (keyed: KeyedStream<string, Reading>) => WindowedTable<string, Reading, number>): App {
+    const logger = recordingLogger();
+    const app = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', idleTimeout: false, commitInterval: '200ms', logger });
+    windows(app.from<Reading>(input, { timestamp: (reading) => reading.ts }).keyBy((reading) => reading.sensor))
+      .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
+      .to(output);
+    return app;
+  }
+
+  it('counts hopping windows through a repartition topic; read_committed sees each window once, with the right count', async () => {
+    const { id, input, output } = await freshTopics('eddy-eos', 3);
     const base = Math.floor((Date.now() - 120_000) / 1000) * 1000;
     const sensors = Array.from({ length: 8 }, (_, index) => `sensor-${index}`);
     const readings: Reading[] = [];
@@ -52,15 +67,7 @@ describeKafka('exactly-once on Kafka', (brokers) => {
     const closers = sensors.map((sensor) => ({ sensor, ts: base + 1_000_000 }));
     await produceReadings(kafka, input, [...readings, ...closers]);
 
-    const logger = recordingLogger();
-    const app = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', idleTimeout: false, commitInterval: '200ms', logger });
-    app
-      .from<Reading>(input, { timestamp: (reading) => reading.ts })
-      .keyBy((reading) => reading.sensor)
-      .hopping('2s', '1s')
-      .count()
-      .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
-      .to(output);
+    const app = countingApp(id, input, output, (keyed) => keyed.hopping('2s', '1s').count());
     const committed = await gatherTopic(kafka, output, { readUncommitted: false });
     try {
       await app.start();
@@ -83,13 +90,7 @@ describeKafka('exactly-once on Kafka', (brokers) => {
   }, 60_000);
 
   it('input written in transactions: aborted readings never count, and the committed offsets reach the end, past the markers', async () => {
-    const id = uniqueName('eddy-markers');
-    const input = `${id}-in`;
-    const output = `${id}-out`;
-    await createTopics(brokers, [
-      { name: input, partitions: 2 },
-      { name: output, partitions: 2 },
-    ]);
+    const { id, input, output } = await freshTopics('eddy-markers', 2);
     const base = Math.floor((Date.now() - 60_000) / 1000) * 1000;
     const sensors = ['a', 'b', 'c', 'd'];
     const readings: Reading[] = [];
@@ -114,15 +115,7 @@ describeKafka('exactly-once on Kafka', (brokers) => {
       await transport.close();
     }
 
-    const logger = recordingLogger();
-    const app = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', idleTimeout: false, commitInterval: '200ms', logger });
-    app
-      .from<Reading>(input, { timestamp: (reading) => reading.ts })
-      .keyBy((reading) => reading.sensor)
-      .tumbling('1s')
-      .count()
-      .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
-      .to(output);
+    const app = countingApp(id, input, output, (keyed) => keyed.tumbling('1s').count());
     const committed = await gatherTopic(kafka, output, { readUncommitted: false });
     try {
       await app.start();

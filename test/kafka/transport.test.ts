@@ -59,6 +59,16 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
     await admin.disconnect();
   });
 
+  /** A new one-partition topic holding `count` records, each value its sequence number. */
+  async function numberedTopic(prefix: string, count: number): Promise<string> {
+    const topic = uniqueName(prefix);
+    await transport.ensureTopics([{ name: topic, partitions: 1 }]);
+    const producer = await transport.createProducer();
+    await producer.send(Array.from({ length: count }, (_, seq) => ({ topic, partition: 0, key: null, value: bytes(String(seq)), timestamp: seq })));
+    await producer.close();
+    return topic;
+  }
+
   it('creates missing topics once, compacts changelogs, and reports partition counts', async () => {
     const plain = uniqueName('eddy-t-plain');
     const changelog = uniqueName('eddy-t-changelog');
@@ -179,11 +189,7 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
   });
 
   it('hands a large fetched batch on in slices of at most 1000 records, and a seek between slices drops the rest', async () => {
-    const topic = uniqueName('eddy-t-slices');
-    await transport.ensureTopics([{ name: topic, partitions: 1 }]);
-    const producer = await transport.createProducer();
-    await producer.send(Array.from({ length: 3_500 }, (_, seq) => ({ topic, partition: 0, key: null, value: bytes(String(seq)), timestamp: seq })));
-    await producer.close();
+    const topic = await numberedTopic('eddy-t-slices', 3_500);
 
     const seen = recordingListener();
     const all = await transport.subscribe(uniqueName('eddy-t-group'), [topic], seen.listener);
@@ -220,11 +226,7 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
   });
 
   it('moves the read position of an assigned partition with seek', async () => {
-    const topic = uniqueName('eddy-t-seek');
-    await transport.ensureTopics([{ name: topic, partitions: 1 }]);
-    const producer = await transport.createProducer();
-    await producer.send(Array.from({ length: 50 }, (_, seq) => ({ topic, partition: 0, key: null, value: bytes(String(seq)), timestamp: seq })));
-    await producer.close();
+    const topic = await numberedTopic('eddy-t-seek', 50);
 
     let resolveConsumer!: (consumer: TransportConsumer) => void;
     const consumerKnown = new Promise<TransportConsumer>((resolve) => (resolveConsumer = resolve));
