@@ -50,14 +50,14 @@ import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { createApp, partitionForKey, silentLogger, toMs, type App, type Duration } from '@eddy/core';
+import { createApp, silentLogger, toMs, type App, type Duration } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { runHandJob } from './kafka-hand-job.js';
+import { createTopic, produceInput } from './kafka-input.js';
 import { rawConsumerRun, timedConsumerRun } from './raw-consumer.js';
-import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -90,57 +90,6 @@ interface JobRun {
   readonly outputRecords: number;
 }
 
-/** Creates a topic with `partitions` partitions and gives its leaders a moment to settle. */
-async function createTopic(kafka: Kafka, topic: string): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-  } finally {
-    await admin.disconnect();
-  }
-  await sleep(500);
-}
-
-/** Produces the input once: the workload re-timed to recent timestamps, then a closer per sensor. */
-async function produceInput(kafka: Kafka, topic: string): Promise<number> {
-  const { input, eventTimeSpanMs } = buildWorkload({ records, ...defaultWorkload });
-  const regular = input.slice(0, -1);
-  const base = Math.floor((Date.now() - 2 * 3_600_000) / 10_000) * 10_000;
-  const shift = base - START_TS;
-  // The largest regular timestamp, re-timed (a spread of every timestamp overflows the stack at 300k).
-  const lastTs = START_TS + eventTimeSpanMs + shift;
-  const messages = regular.map((record) => ({ key: record.key!, value: record.value!, timestamp: record.timestamp + shift }));
-  const encoder = new TextEncoder();
-  for (let sensor = 0; sensor < defaultWorkload.keys; sensor++) {
-    const name = `sensor-${String(sensor).padStart(4, '0')}`;
-    messages.push({ key: encoder.encode(name), value: encoder.encode(JSON.stringify({ sensor: name, value: 0, ts: lastTs + 3_600_000 })), timestamp: lastTs + 3_600_000 });
-  }
-  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
-  await producer.connect();
-  try {
-    for (let from = 0; from < messages.length; from += 10_000) {
-      await producer.sendBatch({
-        acks: -1,
-        topicMessages: [
-          {
-            topic,
-            messages: messages.slice(from, from + 10_000).map((message) => ({
-              key: Buffer.from(message.key),
-              value: Buffer.from(message.value),
-              timestamp: String(message.timestamp),
-              partition: partitionForKey(message.key, partitions),
-            })),
-          },
-        ],
-      });
-    }
-  } finally {
-    await producer.disconnect();
-  }
-  return messages.length;
-}
-
 /** The raw consumer on stock kafkajs: in a child process that never loads `@eddy/kafka`. */
 async function stockRawConsumerRun(brokers: readonly string[], topic: string, total: number, round: number): Promise<number> {
   const script = fileURLToPath(new URL('./raw-consumer.js', import.meta.url));
@@ -150,7 +99,7 @@ async function stockRawConsumerRun(brokers: readonly string[], topic: string, to
 
 async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: number): Promise<number> {
   const target = `kafka-eos-pipe-${runId}-${round}`;
-  await createTopic(kafka, target);
+  await createTopic(kafka, target, partitions);
   const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
   await producer.connect();
   try {
@@ -167,7 +116,7 @@ async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: num
 async function handJobRun(kafka: Kafka, topic: string, total: number, round: number): Promise<JobRun> {
   const id = `kafka-eos-hand-${runId}-${round}`;
   const output = `${id}-out`;
-  await createTopic(kafka, output);
+  await createTopic(kafka, output, partitions);
   const run = await runHandJob({ kafka, source: topic, output, groupId: id, total, commitIntervalMs, settleMs: 3_000 });
   return { ...run, outputRecords: await countCommitted(kafka, output) };
 }
@@ -254,8 +203,8 @@ try {
   }
   const kafka = new kafkajs.Kafka({ clientId: 'eddy-bench', brokers, logLevel: kafkajs.logLevel.NOTHING });
   const topic = `kafka-eos-in-${runId}`;
-  await createTopic(kafka, topic);
-  const total = await produceInput(kafka, topic);
+  await createTopic(kafka, topic, partitions);
+  const total = await produceInput(kafka, topic, records, partitions);
   log(`produced ${total} records to ${topic} (${partitions} partitions)`);
 
   const raw: number[] = [];

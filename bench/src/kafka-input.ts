@@ -1,0 +1,66 @@
+/**
+ * The Kafka benchmarks' input (kafka-eos.ts, kafka-profile.ts): topics, and the bench workload
+ * produced once to a real broker, keyed and partitioned like the engine would.
+ */
+import { Buffer } from 'node:buffer';
+import { partitionForKey } from '@eddy/core';
+import kafkajs from 'kafkajs';
+import type { Kafka } from 'kafkajs';
+import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Creates a topic with `partitions` partitions and gives its leaders a moment to settle. */
+export async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+  await sleep(500);
+}
+
+/**
+ * Produces the input once: `records` readings of the bench workload (1,000 sensors, 10% out of
+ * order) re-timed to recent timestamps, then one far-future reading per sensor so that every
+ * window closes. Returns the number of records produced.
+ */
+export async function produceInput(kafka: Kafka, topic: string, records: number, partitions: number): Promise<number> {
+  const { input, eventTimeSpanMs } = buildWorkload({ records, ...defaultWorkload });
+  const regular = input.slice(0, -1);
+  const base = Math.floor((Date.now() - 2 * 3_600_000) / 10_000) * 10_000;
+  const shift = base - START_TS;
+  // The largest regular timestamp, re-timed (a spread of every timestamp overflows the stack at 300k).
+  const lastTs = START_TS + eventTimeSpanMs + shift;
+  const messages = regular.map((record) => ({ key: record.key!, value: record.value!, timestamp: record.timestamp + shift }));
+  const encoder = new TextEncoder();
+  for (let sensor = 0; sensor < defaultWorkload.keys; sensor++) {
+    const name = `sensor-${String(sensor).padStart(4, '0')}`;
+    messages.push({ key: encoder.encode(name), value: encoder.encode(JSON.stringify({ sensor: name, value: 0, ts: lastTs + 3_600_000 })), timestamp: lastTs + 3_600_000 });
+  }
+  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+  await producer.connect();
+  try {
+    for (let from = 0; from < messages.length; from += 10_000) {
+      await producer.sendBatch({
+        acks: -1,
+        topicMessages: [
+          {
+            topic,
+            messages: messages.slice(from, from + 10_000).map((message) => ({
+              key: Buffer.from(message.key),
+              value: Buffer.from(message.value),
+              timestamp: String(message.timestamp),
+              partition: partitionForKey(message.key, partitions),
+            })),
+          },
+        ],
+      });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return messages.length;
+}

@@ -1,0 +1,194 @@
+/**
+ * Where the Kafka job's time and memory go (`node bench/dist/kafka-profile.js [options]`): the
+ * job of kafka-eos.ts, or a part of it, on a real broker, once, with a CPU profile or an
+ * allocation profile of this process. A tool for finding what to make faster, not a benchmark:
+ * the profilers slow the run, so its records/s compare only with runs of the same options.
+ * JSON on stdout.
+ *
+ * - `--topic T`: read an existing input topic (from kafka-eos.ts's log); otherwise one is made
+ *   with `--records` records over `--partitions` partitions (kafka-input.ts).
+ * - `--part job|parse|read`: the whole job (keyBy → hopping(10s, 1s) → count → onClose → to);
+ *   or only reading and parsing the values (a filter that drops everything); or only reading
+ *   (the values as bytes, no parsing).
+ * - `--profile cpu|alloc|none`: V8's sampling CPU profiler (top functions, files and areas by
+ *   self time, see profile.ts), or its sampling heap profiler counting what the collector has
+ *   already freed too (bytes allocated per input record, by allocating function).
+ * - `--guarantee`, `--commit-interval`: as in kafka-eos.ts.
+ *
+ * Always reported: records/s from `start()` resolving until the last record is read (and, for the
+ * job, the last window closed), this process's CPU time and garbage-collection time over the run.
+ */
+import { Session } from 'node:inspector/promises';
+import { cpus } from 'node:os';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { bytes, createApp, silentLogger, type App, type Duration } from '@eddy/core';
+import { kafkaTransport } from '@eddy/kafka';
+import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
+import kafkajs from 'kafkajs';
+import { createTopic, produceInput } from './kafka-input.js';
+import { Profiler, shortFile, summarize } from './profile.js';
+
+const { values: args } = parseArgs({
+  options: {
+    topic: { type: 'string' },
+    records: { type: 'string', default: '1000000' },
+    partitions: { type: 'string', default: '4' },
+    part: { type: 'string', default: 'job' },
+    profile: { type: 'string', default: 'cpu' },
+    guarantee: { type: 'string', default: 'at-least-once' },
+    'commit-interval': { type: 'string', default: '1s' },
+  },
+});
+const partitions = Number(args.partitions);
+const part = args.part as 'job' | 'parse' | 'read';
+const profile = args.profile as 'cpu' | 'alloc' | 'none';
+const guarantee = args.guarantee as 'at-least-once' | 'exactly-once';
+if (!['job', 'parse', 'read'].includes(part)) throw new Error(`--part: job, parse or read, not ${part}`);
+if (!['cpu', 'alloc', 'none'].includes(profile)) throw new Error(`--profile: cpu, alloc or none, not ${profile}`);
+const log = (message: string) => process.stderr.write(`[kafka-profile] ${message}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const runId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+/** V8's sampling heap profile, as far as this tool reads it. */
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** The app of the chosen part; `done` says from its metrics when it has seen everything. */
+function buildApp(brokers: string[], topic: string, total: number): { app: App; progress: (app: App) => number; settled: (app: App) => boolean } {
+  const id = `kafka-profile-${runId}`;
+  const app = createApp({
+    id,
+    transport: kafkaTransport({ brokers, logLevel: 'nothing', logger: silentLogger, defaultPartitions: partitions }),
+    guarantee,
+    idleTimeout: false,
+    commitInterval: args['commit-interval'] as Duration,
+    logger: silentLogger,
+  });
+  if (part === 'job') {
+    app
+      .from<{ sensor: string }>(topic)
+      .keyBy((reading) => reading.sensor)
+      .hopping('10s', '1s')
+      .count()
+      .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
+      .to(`${id}-out`);
+    return { app, progress: (running) => running.metrics().windowsClosed, settled: (running) => running.metrics().recordsIn >= total };
+  }
+  const source = part === 'read' ? app.from<Uint8Array>(topic, { value: bytes() }) : app.from<unknown>(topic);
+  source.filter(() => false).to(`${id}-out`);
+  return { app, progress: (running) => running.metrics().recordsIn, settled: (running) => running.metrics().recordsIn >= total };
+}
+
+/** Bytes allocated per function (`file:function:line`), largest first. */
+function allocationSites(root: HeapNode, records: number, top: number): { bytesPerRecord: number; sites: Array<{ site: string; bytesPerRecord: number }> } {
+  const sites = new Map<string, number>();
+  let total = 0;
+  const walk = (node: HeapNode, parent: string) => {
+    const { url, functionName, lineNumber } = node.callFrame;
+    const name = `${shortFile(url)}:${functionName}:${lineNumber + 1}`;
+    // Builtins (no file) are named by their caller: `:slice:0 <- state/memory.js:write:70`.
+    const site = url === '' ? `${name} <- ${parent}` : name;
+    total += node.selfSize;
+    sites.set(site, (sites.get(site) ?? 0) + node.selfSize);
+    for (const child of node.children) walk(child, name);
+  };
+  walk(root, '');
+  const perRecord = (bytes: number) => Math.round(bytes / records);
+  return {
+    bytesPerRecord: perRecord(total),
+    sites: [...sites]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([site, bytes]) => ({ site, bytesPerRecord: perRecord(bytes) })),
+  };
+}
+
+let broker: KafkaBroker | undefined;
+try {
+  let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+  if (brokers.length === 0) {
+    log('starting a broker (scripts/src/kafka.ts)');
+    broker = await startKafka({ log });
+    brokers = broker.brokers;
+  }
+  const kafka = new kafkajs.Kafka({ clientId: 'eddy-profile', brokers, logLevel: kafkajs.logLevel.NOTHING });
+  let topic = args.topic;
+  let total: number;
+  if (topic === undefined) {
+    topic = `kafka-profile-in-${runId}`;
+    await createTopic(kafka, topic, partitions);
+    total = await produceInput(kafka, topic, Number(args.records), partitions);
+    log(`produced ${total} records to ${topic}`);
+  } else {
+    const admin = kafka.admin();
+    await admin.connect();
+    total = (await admin.fetchTopicOffsets(topic)).reduce((sum, entry) => sum + Number(entry.high), 0);
+    await admin.disconnect();
+  }
+
+  let gcMs = 0;
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcMs += entry.duration;
+  });
+  const profiler = new Profiler();
+  const heap = new Session();
+  const { app, progress, settled } = buildApp(brokers, topic, total);
+  await app.start();
+  if (profile === 'cpu') {
+    await profiler.open();
+    await profiler.start();
+  } else if (profile === 'alloc') {
+    heap.connect();
+    await heap.post('HeapProfiler.enable');
+    await heap.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  }
+  gcObserver.observe({ entryTypes: ['gc'] });
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  // Done: everything read, and the progress count unchanged for 3 s (timed at its last change).
+  let seen = -1;
+  let lastChange = started;
+  for (;;) {
+    await sleep(10);
+    const now = progress(app);
+    if (now !== seen) {
+      seen = now;
+      lastChange = performance.now();
+    }
+    if (settled(app) && performance.now() - lastChange > 3_000) break;
+    if (app.failure) throw app.failure;
+  }
+  const cpuUsed = process.cpuUsage(cpu);
+  gcObserver.disconnect();
+  const ms = lastChange - started;
+  const document: Record<string, unknown> = {
+    tool: 'kafka-profile',
+    part,
+    guarantee,
+    commitInterval: args['commit-interval'],
+    records: total,
+    partitions,
+    profile,
+    machine: { node: process.version, cpus: cpus().length },
+    recordsPerSecond: Math.round((total * 1000) / ms),
+    // Includes the 3 s wait at the end (idle, so it adds little).
+    cpuMsPerMillionRecords: Math.round(((cpuUsed.user + cpuUsed.system) / 1000) * (1_000_000 / total)),
+    gcMsPerMillionRecords: Math.round(gcMs * (1_000_000 / total)),
+  };
+  if (profile === 'cpu') {
+    document.cpu = summarize(await profiler.stop(), 30);
+    profiler.close();
+  } else if (profile === 'alloc') {
+    const { profile: sampled } = (await heap.post('HeapProfiler.stopSampling')) as unknown as { profile: { head: HeapNode } };
+    heap.disconnect();
+    document.allocation = allocationSites(sampled.head, total, 30);
+  }
+  await app.stop();
+  process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+} finally {
+  await broker?.stop();
+}
