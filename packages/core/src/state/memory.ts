@@ -161,15 +161,16 @@ class OrderedBytesMap {
 
   set(key: Uint8Array, value: Uint8Array): void {
     const id = idOf(key);
-    // Copies: the caller's buffers may be pooled and reused after the write resolves.
-    const stored = value.slice();
+    // Copies: the caller's buffers may be pooled and reused after the write resolves. (Not with
+    // slice(): on a Node Buffer, such as a record fetched from Kafka, that is a view.)
+    const stored = new Uint8Array(value);
     const slot = this.#slots.get(id);
     if (slot !== undefined) {
       if (slot.value === undefined) this.#deadSorted--;
       slot.value = stored;
       return;
     }
-    const fresh: Slot = { id, key: key.slice(), value: stored, indexed: false };
+    const fresh: Slot = { id, key: new Uint8Array(key), value: stored, indexed: false };
     this.#slots.set(id, fresh);
     this.#pending.push(fresh);
   }

@@ -145,6 +145,15 @@ export function describeStoreContract(
         expect(await store.get(bytes(9, 2))).toBeUndefined();
       });
 
+      it('copies Node Buffers too (whose slice() is a view, not a copy), as fetched from Kafka', async () => {
+        const store = await open();
+        const fetched = Buffer.from([0xaa, 1, 2, 3, 4, 0xbb]);
+        await store.write([{ key: fetched.subarray(1, 3), value: fetched.subarray(3, 5) }]);
+        fetched.fill(9);
+        expect(hexOf(await store.get(bytes(1, 2)))).toBe('0304');
+        expect(await collect(store)).toEqual([['0102', '0304']]);
+      });
+
       it('accepts keys and values that are views into larger buffers', async () => {
         const store = await open();
         const backing = bytes(0xaa, 1, 2, 3, 0xbb);
