@@ -259,11 +259,7 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
   });
 
   it('delivers a batch again when the listener fails on it', async () => {
-    const topic = uniqueName('eddy-t-redeliver');
-    await transport.ensureTopics([{ name: topic, partitions: 1 }]);
-    const producer = await transport.createProducer();
-    await producer.send(Array.from({ length: 5 }, (_, seq) => ({ topic, partition: 0, key: null, value: bytes(String(seq)), timestamp: seq })));
-    await producer.close();
+    const topic = await numberedTopic('eddy-t-redeliver', 5);
     const delivered: number[][] = [];
     let failures = 0;
     const consumer = await transport.subscribe(uniqueName('eddy-t-redeliver-group'), [topic], {
@@ -278,6 +274,32 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
       await waitFor('the batch again', () => delivered.length >= 2);
       expect(delivered[1]![0]).toBe(0);
       expect(delivered.flat().filter((offset) => offset === 4)).toHaveLength(2);
+    } finally {
+      await consumer.close();
+    }
+    await admin.deleteTopics({ topics: [topic] });
+  });
+
+  it('after a failed slice of a large batch, delivers again from that slice, not from the start of the batch', async () => {
+    const topic = await numberedTopic('eddy-t-reslice', 2_500);
+    const delivered: number[][] = [];
+    let failed = false;
+    const consumer = await transport.subscribe(uniqueName('eddy-t-reslice-group'), [topic], {
+      onAssign: async () => {},
+      onRevoke: async () => {},
+      onRecords: async (batch) => {
+        delivered.push(batch.map((entry) => entry.offset));
+        if (!failed && batch[0]!.offset === 1_000) {
+          failed = true;
+          throw new Error('the second slice fails once');
+        }
+      },
+    });
+    try {
+      await waitFor('every record', () => delivered.flat().includes(2_499) && failed);
+      const times = (offset: number) => delivered.flat().filter((entry) => entry === offset).length;
+      // The slice before the failure was taken once; the failed one twice (its retry); the rest once.
+      expect([times(0), times(999), times(1_000), times(1_999), times(2_000), times(2_499)]).toEqual([1, 1, 2, 2, 1, 1]);
     } finally {
       await consumer.close();
     }

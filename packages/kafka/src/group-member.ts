@@ -357,6 +357,9 @@ export class KafkaGroupMember implements TransportConsumer {
         } finally {
           this.#deliveries.delete(delivery);
         }
+        // Taken: should a later slice fail, kafkajs fetches again after this one, not from the
+        // start of the batch (the runtime would apply this slice twice).
+        if (from + DELIVERY_SLICE < messages.length) resolveOffset(messages[from + DELIVERY_SLICE - 1]!.offset);
       }
       // Control records (transaction markers) after the last message are skipped with it.
       const lastOffset = batch.lastOffset();
