@@ -3,7 +3,7 @@
  * from committed offsets with an open window restored from the changelog, and a second instance
  * joining a running one (a rebalance) without losing a record.
  */
-import { createApp, partitionForKey, type App } from '@eddy/core';
+import { createApp, partitionForKey, serdes, type App } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
@@ -66,6 +66,30 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
 
   beforeAll(() => admin.connect());
   afterAll(() => admin.disconnect());
+
+  it('hands a bytes() serde plain Uint8Arrays, as the embedded broker does (kafkajs fetches Node Buffers)', async () => {
+    const id = uniqueName('eddy-bytes');
+    const [input, output] = [`${id}-in`, `${id}-out`];
+    await createTopics(brokers, [
+      { name: input, partitions: 1 },
+      { name: output, partitions: 1 },
+    ]);
+    await produceReadings(kafka, input, [{ sensor: 'a', ts: 1 }]);
+    const app = createApp({ id, transport: kafkaTransport({ brokers, logger: recordingLogger() }), idleTimeout: false });
+    app
+      .from<Uint8Array>(input, { value: serdes.bytes() })
+      .map((value) => ({ type: value.constructor.name, json: JSON.stringify(value).slice(0, 8), text: new TextDecoder().decode(value) }))
+      .to(output);
+    const out = await gatherTopic(kafka, output);
+    try {
+      await app.start();
+      await waitFor('the record', () => out.records.length === 1);
+      expect(JSON.parse(out.records[0]!.value!)).toEqual({ type: 'Uint8Array', json: '{"0":123', text: JSON.stringify({ sensor: 'a', ts: 1 }) });
+    } finally {
+      await app.stop();
+      await out.stop();
+    }
+  });
 
   it('counts tumbling windows, then a restart resumes from the committed offsets and closes the window left open', async () => {
     const id = uniqueName('eddy-e2e');

@@ -80,6 +80,21 @@ export const internalKeySerde: Serde<unknown> = {
   deserialize: (bytes) => (bytes[0] === 0 ? (JSON.parse(decodeUtf8(bytes.subarray(1))) as unknown) : decodeUtf8(bytes)),
 };
 
+/** Eddy's serdes that only read the bytes they deserialize, never hand them on. */
+const readersOnly = new WeakSet<object>([jsonSerde, stringSerde, defaultKeySerde, internalKeySerde]);
+
+/** The same bytes as a plain Uint8Array (no copy): a transport may hand out subclasses such as Node Buffers. */
+export const plainBytes = (bytes: Uint8Array): Uint8Array => (bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+
+/**
+ * A serde's deserialize, given the bytes as a plain Uint8Array when the serde may hand them on
+ * (`bytes()`, a user's serde): over Kafka they arrive as Node Buffers, whose `slice()` is a view
+ * and whose JSON differs, and a pipeline must see on Kafka what it sees on the embedded broker.
+ */
+export function deserializerOf<T>(serde: Serde<T>): (bytes: Uint8Array) => T {
+  return readersOnly.has(serde) ? serde.deserialize : (bytes) => serde.deserialize(plainBytes(bytes));
+}
+
 /** Checks that a user-supplied serde has both functions; throws at build time otherwise. */
 export function checkSerde<T>(serde: Serde<T> | undefined, what: string): Serde<T> | undefined {
   if (serde === undefined) return undefined;

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Node } from '../dsl/graph.js';
 import { changelogTopic, deadLetterTopic, type SubTopology, type Topology } from '../dsl/topology.js';
 import { describeError, EddyError, type ErrorCode } from '../errors.js';
+import { deserializerOf } from '../serde.js';
 import type { PartitionStore, StoreEntry } from '../state/backend.js';
 import type { Headers, IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransactionalProducer, TransportProducer } from '../transport/types.js';
 import type { CacheBudget } from './cache.js';
@@ -50,6 +51,13 @@ const INPUT_OFFSETS_KEY = Uint8Array.of(0xfe);
 const APPLIED_ORIGINS_KEY = Uint8Array.of(0xfd);
 const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfd;
 
+type SourceNode = Extract<Node, { kind: 'source' }>;
+
+interface SourceDecoders {
+  readonly key: (bytes: Uint8Array) => unknown;
+  readonly value: (bytes: Uint8Array) => unknown;
+}
+
 /**
  * A record one task hands to another in process (see {@link Task.handOff}): the record signal the
  * reading task processes (its origin is the upstream record, for dead letters), with what its copy
@@ -94,6 +102,7 @@ export class Task implements TaskContext {
   readonly #streams = new Map<Node, Observable<Signal>>();
   readonly #positions = new Map<string, TopicPartitionOffset>();
   readonly #appliedOrigins = new Map<string, [offset: number, index: number]>();
+  readonly #decoders = new Map<SourceNode, SourceDecoders>();
   /** Per store, commit entries sent to the changelog but not yet written to the local store. */
   readonly #unwritten = new Map<string, StoreEntry[]>();
   #positionsChanged = false;
@@ -249,12 +258,13 @@ export class Task implements TaskContext {
     if (!this.operators.some((operator) => operator.hasEvicted())) return;
     const source = this.subTopology.sources.find((node) => node.topic === records[0]?.topic);
     if (!source) return;
+    const decoders = this.#decodersOf(source);
     const keys: unknown[] = [];
     let latest = -Infinity;
     for (const incoming of records) {
       try {
         if (incoming.decoded) keys.push(incoming.decoded.key);
-        else if (incoming.key !== null) keys.push(source.keySerde.deserialize(incoming.key));
+        else if (incoming.key !== null) keys.push(decoders.key(incoming.key));
         if (this.host.time === 'event' && incoming.timestamp > latest) latest = incoming.timestamp;
       } catch {
         // A record that does not decode is dead-lettered by process().
@@ -287,6 +297,7 @@ export class Task implements TaskContext {
     const source = this.subTopology.sources.find((node) => node.topic === records[0]?.topic);
     const input = source && this.#inputs.get(source.topic);
     if (!source || !input) return;
+    const decoders = this.#decodersOf(source);
     const processingTime = this.host.time === 'processing';
     // After a quiet spell, stream time has followed the clock up to now, whether or not a timer
     // ran at that exact moment: the batch is judged against it.
@@ -304,7 +315,7 @@ export class Task implements TaskContext {
           processed = incoming;
           continue;
         }
-        const signal = this.#decode(source, incoming, origin, processingTime);
+        const signal = this.#decode(source, decoders, incoming, origin, processingTime);
         if (signal) {
           input.next(signal);
           this.#advance(processingTime ? this.clock.now() : signal.timestamp);
@@ -448,15 +459,22 @@ export class Task implements TaskContext {
     return false;
   }
 
-  #decode(source: Extract<Node, { kind: 'source' }>, incoming: IncomingRecord, origin: Origin, processingTime: boolean): RecordSignal | undefined {
+  /** A source's key and value deserializers (see serde.ts `deserializerOf`), made once per source. */
+  #decodersOf(source: SourceNode): SourceDecoders {
+    let decoders = this.#decoders.get(source);
+    if (!decoders) this.#decoders.set(source, (decoders = { key: deserializerOf(source.keySerde), value: deserializerOf(source.valueSerde) }));
+    return decoders;
+  }
+
+  #decode(source: SourceNode, decoders: SourceDecoders, incoming: IncomingRecord, origin: Origin, processingTime: boolean): RecordSignal | undefined {
     let key: unknown;
     let value: unknown;
     try {
       if (incoming.decoded) {
         ({ key, value } = incoming.decoded);
       } else {
-        key = incoming.key === null ? undefined : source.keySerde.deserialize(incoming.key);
-        value = incoming.value === null ? null : source.valueSerde.deserialize(incoming.value);
+        key = incoming.key === null ? undefined : decoders.key(incoming.key);
+        value = incoming.value === null ? null : decoders.value(incoming.value);
       }
     } catch (error) {
       this.#deadLetterRaw(incoming, new EddyError('DESERIALIZATION_FAILED', `cannot deserialize a record of ${incoming.topic}: ${describeError(error)}`, { cause: error }), `source ${incoming.topic}`);
