@@ -221,7 +221,7 @@ describeKafka('exactly-once on Kafka', (brokers) => {
       // Another producer takes the transactional id of the task of the input over (as a new owner would), but
       // the group still assigns the partition to this instance: the task's next commit fails, and
       // the task is opened again from its last commit (its new producer fences the other one).
-      const other = await takeover.createProducer({ transactionalId: `${id}-${input}-0` });
+      const other = await takeover.createProducer({ transactionalId: `${id}:${input}:0` });
       await produceReadings(kafka, input, [{ sensor: 'a', ts: 2 }]);
       await waitFor('the task to be rebuilt', () => logger.entries.some((entry) => entry.message === 'task started again from its last commit'), { timeoutMs: 20_000 });
       await produceReadings(kafka, input, [{ sensor: 'a', ts: 3 }]);

@@ -718,7 +718,8 @@ export class App {
   async #transactionalProducer(sub: SubTopology, partition: number): Promise<TransactionalProducer | undefined> {
     if (this.#options.guarantee !== 'exactly-once') return undefined;
     const topics = sub.sources.map((source) => source.topic).sort();
-    const producer = await this.#transport.createProducer({ transactionalId: `${this.id}-${topics.join('+')}-${partition}` });
+    // ':' and '+' appear in neither app ids nor topic names: two apps can never share an id.
+    const producer = await this.#transport.createProducer({ transactionalId: `${this.id}:${topics.join('+')}:${partition}` });
     if (isTransactional(producer)) return producer;
     await producer.close();
     return undefined;

@@ -151,7 +151,7 @@ describe('exactly-once commit protocol', () => {
     expect(transport.directCommits).toBe(0);
     expect(transport.transactionsCommitted).toBeGreaterThan(0);
     // One transactional id per task, named by the app, the task's input topics and partition.
-    expect([...transport.epochs]).toEqual(expect.arrayContaining([['eos-in-0', 1], ['eos-eos-tumbling-1000ms-grace-0ms-count-repartition-0', 1]]));
+    expect([...transport.epochs]).toEqual(expect.arrayContaining([['eos:in:0', 1], ['eos:eos-tumbling-1000ms-grace-0ms-count-repartition:0', 1]]));
     expect(transport.epochs.size).toBe(2);
     // The offsets came with the transactions: a restart reads nothing again.
     const restarted = windowedApp(transport, 'eos');
@@ -171,12 +171,12 @@ describe('exactly-once commit protocol', () => {
     // Another producer takes the transactional id of the task reading 'in' over: its next commit fails.
     // The group is unsure at first (a rebalance under way), then confirms this instance.
     transport.ownership = 'unsure';
-    await transport.createProducer({ transactionalId: 'fenced-in-0' });
+    await transport.createProducer({ transactionalId: 'fenced:in:0' });
     transport.log.append([readingRecord('a', 2500), readingRecord('b', 2600)]);
     await waitFor(() => transport.ownershipChecks >= 2, 'the app to ask the group twice');
     expect(readOut(transport.log)).toEqual([{ sensor: 'a', start: 0, count: 1 }]);
     transport.ownership = 'owned';
-    await waitFor(() => transport.epochs.get('fenced-in-0') === 3, 'the task to be rebuilt with a new producer');
+    await waitFor(() => transport.epochs.get('fenced:in:0') === 3, 'the task to be rebuilt with a new producer');
     transport.log.append([readingRecord('a', 9000), readingRecord('b', 9000)]);
     await waitFor(() => readOut(transport.log).length === 4, 'every window');
     await app.stop();
@@ -195,9 +195,9 @@ describe('exactly-once commit protocol', () => {
     expect(app.metrics().recordsHandedOff).toBe(2);
     // The window task is fenced: its next transaction fails, and with its state since its last
     // commit go the readings the task of 'in' handed it; both start again from their last commits.
-    await transport.createProducer({ transactionalId: 'handed-handed-tumbling-1000ms-grace-0ms-count-repartition-0' });
+    await transport.createProducer({ transactionalId: 'handed:handed-tumbling-1000ms-grace-0ms-count-repartition:0' });
     transport.log.append([readingRecord('a', 2500), readingRecord('b', 2600)]);
-    await waitFor(() => transport.epochs.get('handed-handed-tumbling-1000ms-grace-0ms-count-repartition-0') === 3 && transport.epochs.get('handed-in-0') === 2, 'both tasks to be rebuilt');
+    await waitFor(() => transport.epochs.get('handed:handed-tumbling-1000ms-grace-0ms-count-repartition:0') === 3 && transport.epochs.get('handed:in:0') === 2, 'both tasks to be rebuilt');
     transport.log.append([readingRecord('a', 9000), readingRecord('b', 9000)]);
     await waitFor(() => readOut(transport.log).length === 4, 'every window');
     await app.stop();
@@ -213,13 +213,13 @@ describe('exactly-once commit protocol', () => {
     transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
     await waitFor(() => readOut(transport.log).length === 1, 'the first window');
     transport.ownership = 'revoked';
-    await transport.createProducer({ transactionalId: 'zombie-in-0' });
+    await transport.createProducer({ transactionalId: 'zombie:in:0' });
     transport.log.append([readingRecord('a', 3500)]);
     // The task of 'in' (source → repartition) is dropped; the window task was not fenced and stays.
     await waitFor(() => app.metrics().tasks === 1, 'the fenced task to be dropped');
     await app.stop();
     expect(app.failure).toBeUndefined();
-    expect(transport.epochs.get('zombie-in-0')).toBe(2);
+    expect(transport.epochs.get('zombie:in:0')).toBe(2);
     // The window [1000, 2000) closed inside the fenced transaction: not written.
     expect(readOut(transport.log)).toEqual([{ sensor: 'a', start: 0, count: 1 }]);
   });
