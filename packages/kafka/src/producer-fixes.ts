@@ -35,12 +35,9 @@ interface GroupArguments<M> {
 export function groupMessagesPerPartition<M>({ topic, partitionMetadata, messages, partitioner }: GroupArguments<M>): Record<number, M[]> {
   const groups: Record<number, M[]> = {};
   if (partitionMetadata.length === 0) return groups;
-  // One argument object for all messages (partitioners read it; none keeps it).
-  const args: { topic: string; partitionMetadata: readonly unknown[]; message: M } = { topic, partitionMetadata, message: messages[0]! };
-  for (const message of messages) {
-    args.message = message;
-    (groups[partitioner(args)] ??= []).push(message);
-  }
+  // An argument object per message, as kafkajs gives: this runs for every kafkajs producer of the
+  // process, and an application's own partitioner may keep what it is given.
+  for (const message of messages) (groups[partitioner({ topic, partitionMetadata, message })] ??= []).push(message);
   return groups;
 }
 

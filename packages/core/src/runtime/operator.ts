@@ -58,22 +58,22 @@ export function recordOperator(
  * task's graph lives as long as the task.
  */
 export class SignalInput extends Observable<Signal> {
-  readonly #subscribers: Array<Subscriber<Signal>>;
+  /** Replaced, never changed in place: a (un)subscribe during `next` leaves that loop as it was, like a Subject's copy. */
+  readonly #current: { subscribers: ReadonlyArray<Subscriber<Signal>> };
 
   constructor() {
-    const subscribers: Array<Subscriber<Signal>> = [];
+    const current: { subscribers: ReadonlyArray<Subscriber<Signal>> } = { subscribers: [] };
     super((subscriber) => {
-      subscribers.push(subscriber);
+      current.subscribers = [...current.subscribers, subscriber];
       return () => {
-        const index = subscribers.indexOf(subscriber);
-        if (index >= 0) subscribers.splice(index, 1);
+        current.subscribers = current.subscribers.filter((other) => other !== subscriber);
       };
     });
-    this.#subscribers = subscribers;
+    this.#current = current;
   }
 
   next(signal: Signal): void {
-    const subscribers = this.#subscribers;
+    const subscribers = this.#current.subscribers;
     for (let index = 0; index < subscribers.length; index++) subscribers[index]!.next(signal);
   }
 }

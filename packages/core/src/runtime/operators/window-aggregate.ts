@@ -268,6 +268,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         state.due = undefined;
         firing = state;
         strategy.fire(state, closedByTime);
+        firing = undefined;
         schedule(state);
       }
       return;
@@ -283,6 +284,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     record = signal;
     late = false;
     const accepted = strategy.add(state, value, timestamp, sequence++, context.streamTime(), missed, closedByRecord);
+    record = undefined;
     if (late) context.metrics.lateRecords++;
     if (!accepted) return;
     if (created) keys.set(id, state);
