@@ -56,7 +56,7 @@ import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { runHandJob } from './kafka-hand-job.js';
-import { createTopic, produceInput } from './kafka-input.js';
+import { createTopic, defineJob, produceInput } from './kafka-input.js';
 import { rawConsumerRun, timedConsumerRun } from './raw-consumer.js';
 
 const { values: args } = parseArgs({
@@ -158,13 +158,7 @@ async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: 
     commitInterval,
     logger: silentLogger,
   });
-  app
-    .from<{ sensor: string }>(topic)
-    .keyBy((reading) => reading.sensor)
-    .hopping('10s', '1s')
-    .count()
-    .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
-    .to(output);
+  defineJob(app, topic, output);
   await app.start();
   const started = performance.now();
   // The last window closed: all input read, and the number of closed windows unchanged for 3 s.

@@ -1,9 +1,9 @@
 /**
- * The Kafka benchmarks' input (kafka-eos.ts, kafka-profile.ts): topics, and the bench workload
- * produced once to a real broker, keyed and partitioned like the engine would.
+ * What the Kafka benchmarks (kafka-eos.ts, kafka-profile.ts) share: topics, the bench workload
+ * produced once to a real broker (keyed and partitioned like the engine would), and the job.
  */
 import { Buffer } from 'node:buffer';
-import { partitionForKey } from '@eddy/core';
+import { partitionForKey, type App } from '@eddy/core';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
@@ -63,4 +63,15 @@ export async function produceInput(kafka: Kafka, topic: string, records: number,
     await producer.disconnect();
   }
   return messages.length;
+}
+
+/** The benchmarked job: readings keyed by sensor, counted in hopping(10s, 1s) windows, each count sent to `output`. */
+export function defineJob(app: App, source: string, output: string): void {
+  app
+    .from<{ sensor: string }>(source)
+    .keyBy((reading) => reading.sensor)
+    .hopping('10s', '1s')
+    .count()
+    .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
+    .to(output);
 }

@@ -26,7 +26,7 @@ import { bytes, createApp, silentLogger, type App, type Duration } from '@eddy/c
 import { kafkaTransport } from '@eddy/kafka';
 import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
-import { createTopic, produceInput } from './kafka-input.js';
+import { createTopic, defineJob, produceInput } from './kafka-input.js';
 import { Profiler, shortFile, summarize } from './profile.js';
 
 const { values: args } = parseArgs({
@@ -69,13 +69,7 @@ function buildApp(brokers: string[], topic: string, total: number): { app: App; 
     logger: silentLogger,
   });
   if (part === 'job') {
-    app
-      .from<{ sensor: string }>(topic)
-      .keyBy((reading) => reading.sensor)
-      .hopping('10s', '1s')
-      .count()
-      .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
-      .to(`${id}-out`);
+    defineJob(app, topic, `${id}-out`);
     return { app, progress: (running) => running.metrics().windowsClosed, settled: (running) => running.metrics().recordsIn >= total };
   }
   const source = part === 'read' ? app.from<Uint8Array>(topic, { value: bytes() }) : app.from<unknown>(topic);
