@@ -133,6 +133,26 @@ const eachWindowOnce = [
   { sensor: 'b', start: 2000, count: 1 },
 ];
 
+/** Starts the windowed app and feeds it until its first window [0, 1000) is out. */
+async function withFirstWindow(transport: TransactionalMemory, id: string): Promise<App> {
+  const app = windowedApp(transport, id);
+  await app.start();
+  transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
+  await waitFor(() => readOut(transport.log).length === 1, 'the first window');
+  return app;
+}
+
+/** Far-future readings close every window; the app stops without a failure. */
+async function closeEveryWindow(transport: TransactionalMemory, app: App): Promise<void> {
+  transport.log.append([readingRecord('a', 9000), readingRecord('b', 9000)]);
+  await waitFor(() => readOut(transport.log).length === 4, 'every window');
+  await app.stop();
+  expect(app.failure).toBeUndefined();
+}
+
+/** The transactional id of the windowed app's window task (it reads the repartition topic). */
+const windowTaskId = (id: string) => `${id}:${id}-tumbling-1000ms-grace-0ms-count-repartition:0`;
+
 describe('exactly-once commit protocol', () => {
   it('commits outputs and input offsets in the task transaction, not through the consumer', async () => {
     const transport = new TransactionalMemory();
@@ -151,7 +171,7 @@ describe('exactly-once commit protocol', () => {
     expect(transport.directCommits).toBe(0);
     expect(transport.transactionsCommitted).toBeGreaterThan(0);
     // One transactional id per task, named by the app, the task's input topics and partition.
-    expect([...transport.epochs]).toEqual(expect.arrayContaining([['eos:in:0', 1], ['eos:eos-tumbling-1000ms-grace-0ms-count-repartition:0', 1]]));
+    expect([...transport.epochs]).toEqual(expect.arrayContaining([['eos:in:0', 1], [windowTaskId('eos'), 1]]));
     expect(transport.epochs.size).toBe(2);
     // The offsets came with the transactions: a restart reads nothing again.
     const restarted = windowedApp(transport, 'eos');
@@ -164,10 +184,7 @@ describe('exactly-once commit protocol', () => {
   it('a task whose transaction fails starts again from its last commit while the group says it owns it: each window once', async () => {
     const transport = new TransactionalMemory();
     transport.log.createTopic({ name: 'in', partitions: 1 });
-    const app = windowedApp(transport, 'fenced');
-    await app.start();
-    transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
-    await waitFor(() => readOut(transport.log).length === 1, 'the first window');
+    const app = await withFirstWindow(transport, 'fenced');
     // Another producer takes the transactional id of the task reading 'in' over: its next commit fails.
     // The group is unsure at first (a rebalance under way), then confirms this instance.
     transport.ownership = 'unsure';
@@ -177,10 +194,7 @@ describe('exactly-once commit protocol', () => {
     expect(readOut(transport.log)).toEqual([{ sensor: 'a', start: 0, count: 1 }]);
     transport.ownership = 'owned';
     await waitFor(() => transport.epochs.get('fenced:in:0') === 3, 'the task to be rebuilt with a new producer');
-    transport.log.append([readingRecord('a', 9000), readingRecord('b', 9000)]);
-    await waitFor(() => readOut(transport.log).length === 4, 'every window');
-    await app.stop();
-    expect(app.failure).toBeUndefined();
+    await closeEveryWindow(transport, app);
     // The windows the failed transaction had closed come once, from the rebuilt task.
     expect(readOut(transport.log)).toEqual(eachWindowOnce);
   });
@@ -188,30 +202,21 @@ describe('exactly-once commit protocol', () => {
   it('with local hand-off: a failed transaction of the task handed records makes the handing task start again too; each window once', async () => {
     const transport = new TransactionalMemory({ serializing: true });
     transport.log.createTopic({ name: 'in', partitions: 1 });
-    const app = windowedApp(transport, 'handed');
-    await app.start();
-    transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
-    await waitFor(() => readOut(transport.log).length === 1, 'the first window');
+    const app = await withFirstWindow(transport, 'handed');
     expect(app.metrics().recordsHandedOff).toBe(2);
     // The window task is fenced: its next transaction fails, and with its state since its last
     // commit go the readings the task of 'in' handed it; both start again from their last commits.
-    await transport.createProducer({ transactionalId: 'handed:handed-tumbling-1000ms-grace-0ms-count-repartition:0' });
+    await transport.createProducer({ transactionalId: windowTaskId('handed') });
     transport.log.append([readingRecord('a', 2500), readingRecord('b', 2600)]);
-    await waitFor(() => transport.epochs.get('handed:handed-tumbling-1000ms-grace-0ms-count-repartition:0') === 3 && transport.epochs.get('handed:in:0') === 2, 'both tasks to be rebuilt');
-    transport.log.append([readingRecord('a', 9000), readingRecord('b', 9000)]);
-    await waitFor(() => readOut(transport.log).length === 4, 'every window');
-    await app.stop();
-    expect(app.failure).toBeUndefined();
+    await waitFor(() => transport.epochs.get(windowTaskId('handed')) === 3 && transport.epochs.get('handed:in:0') === 2, 'both tasks to be rebuilt');
+    await closeEveryWindow(transport, app);
     expect(readOut(transport.log)).toEqual(eachWindowOnce);
   });
 
   it('a zombie (the group revoked its partitions) drops the failed task and rebuilds nothing; its transaction leaves nothing behind', async () => {
     const transport = new TransactionalMemory();
     transport.log.createTopic({ name: 'in', partitions: 1 });
-    const app = windowedApp(transport, 'zombie');
-    await app.start();
-    transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
-    await waitFor(() => readOut(transport.log).length === 1, 'the first window');
+    const app = await withFirstWindow(transport, 'zombie');
     transport.ownership = 'revoked';
     await transport.createProducer({ transactionalId: 'zombie:in:0' });
     transport.log.append([readingRecord('a', 3500)]);

@@ -105,12 +105,18 @@ function workload(): { readings: Reading[]; closers: Reading[] } {
   return { readings, closers: sensors.map((sensor) => ({ sensor, ts: 60_000 })) };
 }
 
+/** The counting app, started on a fresh serializing broker with the input topic. */
+async function startedCountingApp(): Promise<{ transport: SerializingMemory; app: App }> {
+  const transport = new SerializingMemory();
+  transport.log.createTopic({ name: 'in', partitions });
+  const app = countingApp(transport);
+  await app.start();
+  return { transport, app };
+}
+
 describe('local hand-off', () => {
   it('hands every record of an input keyed like the stream to the local task: the repartition topic stays empty, the counts are right', async () => {
-    const transport = new SerializingMemory();
-    transport.log.createTopic({ name: 'in', partitions });
-    const app = countingApp(transport);
-    await app.start();
+    const { transport, app } = await startedCountingApp();
     const { readings, closers } = workload();
     transport.log.append([...readings, ...closers].map(({ sensor, ts }) => reading(sensor, ts)));
     const expected = expectedCounts(readings);
@@ -122,10 +128,7 @@ describe('local hand-off', () => {
   });
 
   it('sends records bound for another partition through the topic and hands off the rest: the counts are right', async () => {
-    const transport = new SerializingMemory();
-    transport.log.createTopic({ name: 'in', partitions });
-    const app = countingApp(transport);
-    await app.start();
+    const { transport, app } = await startedCountingApp();
     const { readings, closers } = workload();
     // Keyed by something else: a sensor's readings land in one input partition, mostly not its own.
     transport.log.append(readings.map(({ sensor, ts }) => reading(sensor, ts, `${sensor}/site`)));
