@@ -16,7 +16,9 @@
  * - `--guarantee`, `--commit-interval`: as in kafka-eos.ts.
  *
  * Always reported: records/s from `start()` resolving until the last record is read (and, for the
- * job, the last window closed), this process's CPU time and garbage-collection time over the run.
+ * job, the last window closed), this process's CPU time and garbage-collection time over the run,
+ * and how busy its event loop was until the last record or window (what is left is time spent
+ * waiting for the broker).
  */
 import { Session } from 'node:inspector/promises';
 import { cpus } from 'node:os';
@@ -143,6 +145,8 @@ try {
   gcObserver.observe({ entryTypes: ['gc'] });
   const cpu = process.cpuUsage();
   const started = performance.now();
+  const eluStart = performance.eventLoopUtilization();
+  let elu = eluStart;
   // Done: everything read, and the progress count unchanged for 3 s (timed at its last change).
   let seen = -1;
   let lastChange = started;
@@ -152,6 +156,7 @@ try {
     if (now !== seen) {
       seen = now;
       lastChange = performance.now();
+      elu = performance.eventLoopUtilization(eluStart);
     }
     if (settled(app) && performance.now() - lastChange > 3_000) break;
     if (app.failure) throw app.failure;
@@ -172,6 +177,8 @@ try {
     // Includes the 3 s wait at the end (idle, so it adds little).
     cpuMsPerMillionRecords: Math.round(((cpuUsed.user + cpuUsed.system) / 1000) * (1_000_000 / total)),
     gcMsPerMillionRecords: Math.round(gcMs * (1_000_000 / total)),
+    // The share of the run the event loop was busy (not waiting for I/O), up to the last change.
+    eventLoopUtilization: Number(elu.utilization.toFixed(3)),
   };
   if (profile === 'cpu') {
     document.cpu = summarize(await profiler.stop(), 30);
