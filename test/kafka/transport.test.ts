@@ -2,6 +2,7 @@
  * The Transport contract on a real broker: what the runtime relies on from `kafkaTransport`,
  * checked the way the embedded broker behaves (see packages/core/src/transport/memory.ts).
  */
+import { Buffer } from 'node:buffer';
 import { EddyError, type ConsumerListener, type IncomingRecord, type OutgoingRecord, type TopicPartition, type TransportConsumer } from '@eddy/core';
 import { kafkaTransport, type KafkaTransport } from '@eddy/kafka';
 import kafkajs from 'kafkajs';
@@ -221,6 +222,48 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
       expect(slices.slice(1).flat()).toEqual(Array.from({ length: 300 }, (_, index) => 3_200 + index));
     } finally {
       await seeking.close();
+    }
+    await admin.deleteTopics({ topics: [topic] });
+  });
+
+  it('leaves the records other kafkajs consumers in the process get as kafkajs makes them', async () => {
+    const topic = uniqueName('eddy-t-plain-records');
+    await transport.ensureTopics([{ name: topic, partitions: 1 }]);
+    const producer = await transport.createProducer();
+    await producer.send(Array.from({ length: 5 }, (_, seq) => ({ topic, partition: 0, key: bytes(`k${seq}`), value: bytes(String(seq)), timestamp: 1_700_000_000_000 + seq, headers: { seq: String(seq) } })));
+    await producer.close();
+
+    // An Eddy consumer of the same topic at the same time.
+    const eddy = recordingListener();
+    const eddyConsumer = await transport.subscribe(uniqueName('eddy-t-group'), [topic], eddy.listener);
+    const consumer = kafka.consumer({ groupId: uniqueName('eddy-t-plain-group'), maxWaitTimeInMs: 100 });
+    const messages: kafkajs.KafkaMessage[] = [];
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await consumer.run({ eachBatch: async ({ batch }) => void messages.push(...batch.messages) });
+      await waitFor('5 records each', () => messages.length >= 5 && eddy.records.length >= 5);
+      for (const [seq, message] of messages.entries()) {
+        expect(Object.getPrototypeOf(message)).toBe(Object.prototype);
+        expect(Object.keys(message)).toEqual(['magicByte', 'attributes', 'timestamp', 'offset', 'key', 'value', 'headers', 'isControlRecord', 'batchContext']);
+        expect({ ...message, batchContext: undefined }).toEqual({
+          magicByte: 2,
+          attributes: 0,
+          timestamp: String(1_700_000_000_000 + seq),
+          offset: String(seq),
+          key: Buffer.from(`k${seq}`),
+          value: Buffer.from(String(seq)),
+          headers: { seq: Buffer.from(String(seq)) },
+          isControlRecord: false,
+          batchContext: undefined,
+        });
+      }
+      expect(eddy.records.map(({ offset, key, value, timestamp, headers }) => [offset, text(key), text(value), timestamp, headers])).toEqual(
+        Array.from({ length: 5 }, (_, seq) => [seq, `k${seq}`, String(seq), 1_700_000_000_000 + seq, { seq: String(seq) }]),
+      );
+    } finally {
+      await consumer.disconnect();
+      await eddyConsumer.close();
     }
     await admin.deleteTopics({ topics: [topic] });
   });

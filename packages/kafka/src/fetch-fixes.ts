@@ -1,4 +1,4 @@
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import { kafkajsModule, kafkajsPath, replaceKafkajsModules } from './kafkajs-modules.js';
 
 /**
@@ -121,13 +121,14 @@ class RecordReader {
     return bytes;
   }
 
-  /** One record, as kafkajs's record decoder gives it. */
-  record(context: BatchContext, firstOffset: number, firstTimestamp: number, appendTime: boolean): FetchedRecord {
-    const attributes = this.buffer.readInt8(this.at++);
-    const timestampDelta = this.varint();
-    const offsetDelta = this.varint();
-    const key = this.bytes();
-    const value = this.bytes();
+  /** Moves past a length-prefixed field. */
+  skipBytes(): void {
+    const length = this.varint();
+    if (length > 0) this.at += length;
+  }
+
+  /** A record's headers as kafkajs gives them (a repeated name collects its values in an array). */
+  headers(): FetchedRecord['headers'] {
     const headers: FetchedRecord['headers'] = {};
     for (let count = this.varint(); count > 0; count--) {
       const nameBytes = this.bytes();
@@ -136,17 +137,114 @@ class RecordReader {
       const previous = headers[name];
       headers[name] = previous === undefined ? headerValue : Array.isArray(previous) ? [...previous, headerValue] : [previous, headerValue];
     }
+    return headers;
+  }
+}
+
+/** One reader for the lazy fields of {@link LazyRecord}s (JavaScript runs one of them at a time). */
+const fieldReader = new RecordReader(Buffer.alloc(0), 0);
+const readerAt = (buffer: Buffer, at: number): RecordReader => {
+  (fieldReader as { buffer: Buffer }).buffer = buffer;
+  fieldReader.at = at;
+  return fieldReader;
+};
+
+/** Header values, as an Eddy record has them: text, the last of a repeated name; no value, no header. */
+export type TextHeaders = Record<string, string>;
+const noHeaders: TextHeaders = Object.freeze({}) as TextHeaders;
+
+/**
+ * A fetched record decoded no further than its offset and timestamp. The rest (key, value,
+ * headers) stays in the fetched bytes until it is read, so a fetch's worth of records costs one
+ * small object each while it waits for its turn, instead of a record, two Buffers, a headers
+ * object and two strings that all live long enough to be promoted by the garbage collector.
+ *
+ * kafkajs's own code reads the fields it needs from it; an Eddy consumer turns it straight into
+ * an Eddy record ({@link LazyRecord.toRecord}). Every other consumer gets exactly kafkajs's
+ * record ({@link LazyRecord.materialize}; see {@link deliverLazily}).
+ */
+export class LazyRecord {
+  /** Writable: the read_committed fix marks records of aborted transactions (read-committed.ts). */
+  isControlRecord: boolean;
+
+  constructor(
+    readonly buffer: Buffer,
+    /** Where the key's length starts. */
+    readonly at: number,
+    readonly attributes: number,
+    readonly offsetNumber: number,
+    readonly timestampNumber: number,
+    readonly batchContext: BatchContext,
+    readonly appendTime: boolean,
+  ) {
+    this.isControlRecord = batchContext.isControlBatch;
+  }
+
+  get magicByte(): number | undefined {
+    return this.batchContext.magicByte;
+  }
+
+  get offset(): string {
+    return String(this.offsetNumber);
+  }
+
+  get timestamp(): string {
+    return this.appendTime ? this.batchContext.maxTimestamp : String(this.timestampNumber);
+  }
+
+  get key(): Buffer | null {
+    return readerAt(this.buffer, this.at).bytes();
+  }
+
+  get value(): Buffer | null {
+    const reader = readerAt(this.buffer, this.at);
+    reader.skipBytes();
+    return reader.bytes();
+  }
+
+  get headers(): FetchedRecord['headers'] {
+    const reader = readerAt(this.buffer, this.at);
+    reader.skipBytes();
+    reader.skipBytes();
+    return reader.headers();
+  }
+
+  /** kafkajs's record, field for field. */
+  materialize(): FetchedRecord {
+    const reader = readerAt(this.buffer, this.at);
+    const key = reader.bytes();
+    const value = reader.bytes();
+    const headers = reader.headers();
     return {
-      magicByte: context.magicByte,
-      attributes,
-      timestamp: appendTime ? context.maxTimestamp : String(firstTimestamp + timestampDelta),
-      offset: String(firstOffset + offsetDelta),
+      magicByte: this.batchContext.magicByte,
+      attributes: this.attributes,
+      timestamp: this.timestamp,
+      offset: this.offset,
       key,
       value,
       headers,
-      isControlRecord: context.isControlBatch,
-      batchContext: context,
+      isControlRecord: this.isControlRecord,
+      batchContext: this.batchContext,
     };
+  }
+
+  /** The parts of an Eddy record: key and value as views of the fetched bytes, headers as text. */
+  toRecord(): { offset: number; timestamp: number; key: Buffer | null; value: Buffer | null; headers: TextHeaders } {
+    const reader = readerAt(this.buffer, this.at);
+    const key = reader.bytes();
+    const value = reader.bytes();
+    let headers = noHeaders;
+    const count = reader.varint();
+    if (count > 0) {
+      const text: TextHeaders = {};
+      for (let index = 0; index < count; index++) {
+        const nameBytes = reader.bytes();
+        const headerValue = reader.bytes();
+        if (headerValue !== null) text[nameBytes === null ? 'null' : nameBytes.toString('utf8')] = headerValue.toString('utf8');
+      }
+      headers = text;
+    }
+    return { offset: this.offsetNumber, timestamp: this.appendTime ? Number(this.batchContext.maxTimestamp) : this.timestampNumber, key, value, headers };
   }
 }
 
@@ -156,20 +254,24 @@ const exact = (text: string): number | undefined => {
 };
 
 /** The records of an uncompressed or decompressed batch body: a count, then length-prefixed records. */
-function decodeRecords(reader: RecordReader, count: number, context: BatchContext): FetchedRecord[] {
+function decodeRecords(reader: RecordReader, count: number, context: BatchContext): Array<LazyRecord | FetchedRecord> {
   const { decodeRecord, Decoder, LOG_APPEND_TIME } = kafkajsParts();
   const firstOffset = exact(context.firstOffset);
   const firstTimestamp = exact(context.firstTimestamp);
   const appendTime = context.timestampType === LOG_APPEND_TIME && Boolean(context.maxTimestamp);
-  const records = new Array<FetchedRecord>(count);
+  const records = new Array<LazyRecord | FetchedRecord>(count);
+  const { buffer } = reader;
   for (let index = 0; index < count; index++) {
     const length = reader.varint();
     const end = reader.at + length;
     if (firstOffset === undefined || (firstTimestamp === undefined && !appendTime)) {
       // Beyond what numbers hold exactly: kafkajs's own decoder, on this record's bytes.
-      records[index] = decodeRecord(new Decoder(reader.buffer.subarray(reader.at, end)), context);
+      records[index] = decodeRecord(new Decoder(buffer.subarray(reader.at, end)), context);
     } else {
-      records[index] = reader.record(context, firstOffset, firstTimestamp ?? 0, appendTime);
+      const attributes = buffer.readInt8(reader.at++);
+      const timestampDelta = reader.varint();
+      const offsetDelta = reader.varint();
+      records[index] = new LazyRecord(buffer, reader.at, attributes, firstOffset + offsetDelta, (firstTimestamp ?? 0) + timestampDelta, context, appendTime);
     }
     reader.at = end;
   }
@@ -177,7 +279,7 @@ function decodeRecords(reader: RecordReader, count: number, context: BatchContex
 }
 
 /** A record batch (message format v2) from a fetch response, as kafkajs's `recordBatch/v0/decoder` decodes it. */
-export async function decodeRecordBatch(fetchDecoder: KafkajsDecoder): Promise<BatchContext & { records: FetchedRecord[] }> {
+export async function decodeRecordBatch(fetchDecoder: KafkajsDecoder): Promise<BatchContext & { records: Array<LazyRecord | FetchedRecord> }> {
   const { PartialMessageError, lookupCodecByAttributes, LOG_APPEND_TIME, CREATE_TIME } = kafkajsParts();
   const firstOffset = fetchDecoder.readInt64().toString();
   const length = fetchDecoder.readInt32();
@@ -206,7 +308,7 @@ export async function decodeRecordBatch(fetchDecoder: KafkajsDecoder): Promise<B
   const recordContext: BatchContext = { ...context, magicByte };
   const count = decoder.readInt32();
   const codec = lookupCodecByAttributes(attributes);
-  let records: FetchedRecord[] = [];
+  let records: Array<LazyRecord | FetchedRecord> = [];
   if (count > 0) {
     if (!codec) {
       records = decodeRecords(new RecordReader(decoder.buffer, decoder.offset), count, recordContext);
@@ -223,7 +325,7 @@ export interface FetchedPartition {
   readonly partition: number;
   readonly highWatermark: string;
   readonly abortedTransactions?: readonly unknown[] | null;
-  readonly messages: ReadonlyArray<{ readonly offset: string; readonly isControlRecord?: boolean }>;
+  readonly messages: ReadonlyArray<LazyRecord | { readonly offset: string; readonly isControlRecord?: boolean }>;
 }
 
 type BatchClass = new (topic: string, fetchedOffset: string, partitionData: FetchedPartition) => {
@@ -249,7 +351,7 @@ export class FetchedBatch extends KafkajsBatch {
     const from = exact(String(fetchedOffset));
     const { messages } = partitionData;
     const last = messages[messages.length - 1];
-    if (from === undefined || (last !== undefined && exact(last.offset) === undefined)) {
+    if (from === undefined || (last !== undefined && !(last instanceof LazyRecord) && exact(last.offset) === undefined)) {
       super(topic, fetchedOffset, partitionData);
       return;
     }
@@ -257,8 +359,8 @@ export class FetchedBatch extends KafkajsBatch {
     this.rawMessages = messages;
     let within = messages;
     for (let index = 0; index < messages.length; index++) {
-      if (Number(messages[index]!.offset) < from) {
-        within = messages.filter((message) => Number(message.offset) >= from);
+      if (offsetOf(messages[index]!) < from) {
+        within = messages.filter((message) => offsetOf(message) >= from);
         break;
       }
     }
@@ -268,11 +370,75 @@ export class FetchedBatch extends KafkajsBatch {
   }
 }
 
+const offsetOf = (message: FetchedPartition['messages'][number]): number => (message instanceof LazyRecord ? message.offsetNumber : Number(message.offset));
+
+/** Group ids whose consumers take {@link LazyRecord}s, with how many consumers of each do. */
+const lazyGroups = new Map<string, number>();
+
+/**
+ * Lets the consumers of a group (Eddy's own) receive {@link LazyRecord}s as they are; returns the
+ * function that ends it. Consumers of every other group get kafkajs's records.
+ */
+export function deliverLazily(groupId: string): () => void {
+  lazyGroups.set(groupId, (lazyGroups.get(groupId) ?? 0) + 1);
+  let ended = false;
+  return () => {
+    if (ended) return;
+    ended = true;
+    const count = (lazyGroups.get(groupId) ?? 1) - 1;
+    if (count > 0) lazyGroups.set(groupId, count);
+    else lazyGroups.delete(groupId);
+  };
+}
+
+interface FetchedBatchFields {
+  rawMessages: FetchedPartition['messages'];
+  messagesWithinOffset: FetchedPartition['messages'];
+  messages: FetchedPartition['messages'];
+}
+
+/** Turns a batch's lazy records into kafkajs's records, keeping which list holds which. */
+export function materializeBatch(batch: FetchedBatchFields): void {
+  const { rawMessages } = batch;
+  if (!rawMessages.some((message) => message instanceof LazyRecord)) return;
+  const plain = new Map<unknown, FetchedPartition['messages'][number]>();
+  const convert = (list: FetchedPartition['messages']) =>
+    list.map((message) => {
+      if (!(message instanceof LazyRecord)) return message;
+      let record = plain.get(message);
+      if (!record) plain.set(message, (record = message.materialize()));
+      return record;
+    });
+  batch.rawMessages = convert(rawMessages);
+  batch.messagesWithinOffset = convert(batch.messagesWithinOffset);
+  batch.messages = convert(batch.messages);
+}
+
+interface ConsumerGroupClass {
+  prototype: { groupId: string; fetch(nodeId: number): Promise<FetchedBatchFields[]> } & { [wrapped]?: true };
+}
+const wrapped = Symbol.for('eddy.kafkajs.lazyRecords');
+
+/** Wraps kafkajs's consumer group fetch (once): batches of groups not in {@link lazyGroups} get kafkajs's records. */
+function installMaterializer(): void {
+  const prototype = kafkajsModule<ConsumerGroupClass>('consumer/consumerGroup.js').prototype;
+  if (prototype[wrapped]) return;
+  const fetch = prototype.fetch;
+  prototype.fetch = async function (this: ConsumerGroupClass['prototype'], nodeId: number) {
+    const batches = await fetch.call(this, nodeId);
+    if (!lazyGroups.has(this.groupId)) for (const batch of batches) materializeBatch(batch);
+    return batches;
+  };
+  prototype[wrapped] = true;
+}
+
 /** Whether kafkajs's fetches in this process decode record batches with {@link decodeRecordBatch}. */
 export const fetchFixInstalled: boolean = replaceKafkajsModules([
   { module: 'protocol/recordBatch/v0/decoder.js', loadedBy: ['protocol/requests/fetch/v4/decodeMessages.js'], exports: decodeRecordBatch },
   { module: 'consumer/batch.js', loadedBy: ['consumer/consumerGroup.js'], exports: FetchedBatch },
 ]);
+// After the replacements: this loads kafkajs's consumer group, which takes the batch module.
+installMaterializer();
 
 /** The kafkajs modules replaced (for tests). */
 export const replacedFetchModule: string = kafkajsPath('protocol/recordBatch/v0/decoder.js');

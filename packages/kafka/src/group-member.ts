@@ -3,6 +3,7 @@ import kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, IMemberAssignment, Kafka } from 'kafkajs';
 import { copartitionedAssigner, holdJoins } from './assigner.js';
 import { isMembershipError, transportError } from './errors.js';
+import { deliverLazily } from './fetch-fixes.js';
 import type { KafkaSettings } from './options.js';
 import { partitionKey, toIncomingRecord } from './records.js';
 
@@ -60,6 +61,8 @@ export class KafkaGroupMember implements TransportConsumer {
   readonly #joined: Deferred;
   /** This member's id in the group, from its last join. */
   #memberId: string | undefined;
+  /** Ends this member's claim on undecoded records (see fetch-fixes.ts `deliverLazily`). */
+  readonly #endLazy: () => void;
 
   constructor(host: GroupMemberHost, groupId: string, topics: readonly string[], listener: ConsumerListener) {
     this.#host = host;
@@ -67,6 +70,8 @@ export class KafkaGroupMember implements TransportConsumer {
     this.#topics = topics;
     this.#listener = listener;
     this.#joined = deferred();
+    // Records reach toIncomingRecord undecoded, a slice at a time (see #onBatch).
+    this.#endLazy = deliverLazily(groupId);
     const { settings } = host;
     this.#consumer = host.kafka.consumer({
       groupId,
@@ -107,6 +112,7 @@ export class KafkaGroupMember implements TransportConsumer {
     } catch (error) {
       this.#closing ??= this.#consumer.disconnect().catch(() => undefined);
       await this.#closing;
+      this.#endLazy();
       this.#host.closed(this);
       throw transportError(`joining consumer group ${this.#groupId}`, error);
     }
@@ -187,6 +193,7 @@ export class KafkaGroupMember implements TransportConsumer {
       } catch (error) {
         this.#log('warn', 'leaving the group failed; the broker drops the member after its session timeout', { error: String(error) });
       }
+      this.#endLazy();
       this.#host.closed(this);
     })();
     return this.#closing;

@@ -4,6 +4,7 @@ import type { Admin, Kafka } from 'kafkajs';
 import { singlePartitionAssigner } from './assigner.js';
 import { transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
+import { deliverLazily } from './fetch-fixes.js';
 import { toIncomingRecord } from './records.js';
 
 /** Records per yielded batch at most. */
@@ -48,6 +49,8 @@ export async function* readPartition(host: PartitionReaderHost, { topic, partiti
   const { kafka, settings } = host;
   // Named after the client id, so that ACLs can grant these groups by prefix.
   const groupId = `${settings.clientId}-read-${randomUUID()}`;
+  // Records reach toIncomingRecord undecoded (see fetch-fixes.ts).
+  const endLazy = deliverLazily(groupId);
   const consumer = kafka.consumer({
     groupId,
     partitionAssigners: [singlePartitionAssigner(topic, partition)],
@@ -112,6 +115,7 @@ export async function* readPartition(host: PartitionReaderHost, { topic, partiti
     clearTimeout(stall);
     batches.close();
     await consumer.disconnect().catch(() => undefined);
+    endLazy();
     await host
       .withAdmin((admin) => admin.deleteGroups([groupId]))
       .catch((error: unknown) => settings.logger.debug({ component: 'eddy-kafka', group: groupId, error: String(error) }, 'could not delete a throwaway group; the broker expires it'));

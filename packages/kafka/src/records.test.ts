@@ -39,7 +39,8 @@ describe('records', () => {
     expect(toIncomingRecord('t', 0, { key: null, value: null, timestamp: '0', offset: '0', attributes: 0, headers: {} })).toMatchObject({ key: null, value: null, headers: {} });
   });
 
-  it('has no headers when kafkajs gives none', () => {
+  it('has no headers when kafkajs gives none, and leaves out a header without a value', () => {
     expect(toHeaders(undefined)).toEqual({});
+    expect(toHeaders({ none: null as unknown as undefined, kept: 'x' })).toEqual({ kept: 'x' });
   });
 });

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { Headers, IncomingRecord, OutgoingRecord } from '@eddy/core';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+import { LazyRecord } from './fetch-fixes.js';
 
 const emptyHeaders: Headers = Object.freeze({});
 
@@ -34,15 +35,20 @@ export function toHeaders(headers: IHeaders | undefined): Headers {
       if (!Object.hasOwn(headers, name)) continue;
       const raw = headers[name];
       const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
-      if (value === undefined) continue;
+      // Kafka allows a header without a value; an Eddy header is text, so it is left out.
+      if (value === undefined || value === null) continue;
       (result ??= {})[name] = typeof value === 'string' ? value : value.toString('utf8');
     }
   }
   return result ?? emptyHeaders;
 }
 
-/** A kafkajs message of a fetched batch as an Eddy record. */
-export function toIncomingRecord(topic: string, partition: number, message: KafkaMessage): IncomingRecord {
+/** A kafkajs message of a fetched batch (or a record decoded lazily for an Eddy consumer) as an Eddy record. */
+export function toIncomingRecord(topic: string, partition: number, message: KafkaMessage | LazyRecord): IncomingRecord {
+  if (message instanceof LazyRecord) {
+    const { offset, timestamp, key, value, headers } = message.toRecord();
+    return { topic, partition, offset, key, value, timestamp, headers };
+  }
   return {
     topic,
     partition,
