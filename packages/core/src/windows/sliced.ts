@@ -86,15 +86,19 @@ export class SlicedWindows implements WindowStrategy {
   }
 
   countOpen(state: KeyState): number {
-    const buckets = state.buckets;
+    // The windows holding a slice are those starting in (slice - size, slice]; counted as a union
+    // of those ranges (slices are in order), in arithmetic only: metrics polls this for every key.
+    const { sizeMs, slideMs } = this;
     const first = this.#nextWindowStart(state);
-    const last = buckets[buckets.length - 1];
-    if (first === undefined || !last) return 0;
+    if (first === undefined) return 0;
     let open = 0;
-    let from = 0;
-    for (let start = first; start <= last.start; start += this.slideMs) {
-      while (from < buckets.length && buckets[from]!.start < start) from++;
-      if (from < buckets.length && buckets[from]!.start < start + this.sizeMs) open++;
+    let counted = first - slideMs;
+    for (const bucket of state.buckets) {
+      const from = Math.max(counted + slideMs, floorTo(bucket.start - sizeMs, slideMs) + slideMs);
+      const to = floorTo(bucket.start, slideMs);
+      if (to < from) continue;
+      open += (to - from) / slideMs + 1;
+      counted = to;
     }
     return open;
   }
