@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import type { Headers, IncomingRecord } from '@eddy/core';
 import { kafkajsModule, kafkajsPath, replaceKafkajsModules } from './kafkajs-modules.js';
 
 /**
@@ -149,9 +150,8 @@ const readerAt = (buffer: Buffer, at: number): RecordReader => {
   return fieldReader;
 };
 
-/** Header values, as an Eddy record has them: text, the last of a repeated name; no value, no header. */
-export type TextHeaders = Record<string, string>;
-const noHeaders: TextHeaders = Object.freeze({}) as TextHeaders;
+/** The headers of every Eddy record that has none (records.ts too). */
+export const emptyHeaders: Headers = Object.freeze({});
 
 /**
  * A fetched record decoded no further than its offset and timestamp. The rest (key, value,
@@ -228,15 +228,16 @@ export class LazyRecord {
     };
   }
 
-  /** The parts of an Eddy record: key and value as views of the fetched bytes, headers as text. */
-  toRecord(): { offset: number; timestamp: number; key: Buffer | null; value: Buffer | null; headers: TextHeaders } {
+  /** The Eddy record: key and value as views of the fetched bytes, headers as text. */
+  toRecord(topic: string, partition: number): IncomingRecord {
     const reader = readerAt(this.buffer, this.at);
     const key = reader.bytes();
     const value = reader.bytes();
-    let headers = noHeaders;
+    // As an Eddy record has them: text, the last of a repeated name; no value, no header.
+    let headers = emptyHeaders;
     const count = reader.varint();
     if (count > 0) {
-      const text: TextHeaders = {};
+      const text: Record<string, string> = {};
       for (let index = 0; index < count; index++) {
         const nameBytes = reader.bytes();
         const headerValue = reader.bytes();
@@ -244,7 +245,8 @@ export class LazyRecord {
       }
       headers = text;
     }
-    return { offset: this.offsetNumber, timestamp: this.appendTime ? Number(this.batchContext.maxTimestamp) : this.timestampNumber, key, value, headers };
+    const timestamp = this.appendTime ? Number(this.batchContext.maxTimestamp) : this.timestampNumber;
+    return { topic, partition, offset: this.offsetNumber, key, value, timestamp, headers };
   }
 }
 
