@@ -40,9 +40,12 @@
  *   topic (same partition, acks from all replicas) before the next batch: one hop of what the
  *   engine does twice (source → repartition topic → windows), without parsing anything.
  *
- * Each round runs raw, raw pipe, hand job, at-least-once and exactly-once one after another;
- * ratios (records/s of the first ÷ records/s of the second) are taken within a round; medians
- * over rounds are reported. The first round is a warm-up.
+ * Each round runs the stock raw consumer, at-least-once, the stock raw consumer again (the round's
+ * stock figure is the mean of the two, so that the target's ratio is taken against runs on either
+ * side of it: the machine's speed drifts), then raw, raw pipe, hand job and exactly-once; ratios
+ * (records/s of the first ÷ records/s of the second) are taken within a round; medians over rounds
+ * are reported. The first round is a warm-up. Each round's topics and groups are deleted after it,
+ * the input topic at the end.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -56,7 +59,7 @@ import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { runHandJob } from './kafka-hand-job.js';
-import { createTopic, defineJob, produceInput } from './kafka-input.js';
+import { createTopic, defineJob, deleteTopicsAndGroups, produceInput } from './kafka-input.js';
 import { rawConsumerRun, timedConsumerRun } from './raw-consumer.js';
 
 const { values: args } = parseArgs({
@@ -91,7 +94,7 @@ interface JobRun {
 }
 
 /** The raw consumer on stock kafkajs: in a child process that never loads `@eddy/kafka`. */
-async function stockRawConsumerRun(brokers: readonly string[], topic: string, total: number, round: number): Promise<number> {
+async function stockRawConsumerRun(brokers: readonly string[], topic: string, total: number, round: string): Promise<number> {
   const script = fileURLToPath(new URL('./raw-consumer.js', import.meta.url));
   const { stdout } = await run(process.execPath, [script, brokers.join(','), topic, String(total), `kafka-eos-stock-${runId}-${round}`]);
   return (JSON.parse(stdout) as { recordsPerSecond: number }).recordsPerSecond;
@@ -219,15 +222,21 @@ try {
     atLeastOnceVsRawPipe: [] as number[],
   };
   for (let round = 0; round <= reps; round++) {
+    // The stock raw consumer runs right before and right after the at-least-once engine, and the
+    // two are averaged: the machine's speed drifts from run to run, and this is the target's ratio.
+    const stockBefore = await stockRawConsumerRun(brokers, topic, total, `${round}a`);
+    const aloRun = await engineRun(brokers, kafka, topic, total, 'at-least-once', round);
+    const stockAfter = await stockRawConsumerRun(brokers, topic, total, `${round}b`);
+    const stockRun = Math.round((stockBefore + stockAfter) / 2);
     const rawRun = await rawConsumerRun(kafka, topic, total, `kafka-eos-raw-${runId}-${round}`);
-    const stockRun = await stockRawConsumerRun(brokers, topic, total, round);
     const pipeRun = await rawPipeRun(kafka, topic, total, round);
     const handRun = await handJobRun(kafka, topic, total, round);
-    const aloRun = await engineRun(brokers, kafka, topic, total, 'at-least-once', round);
     const eosRun = await engineRun(brokers, kafka, topic, total, 'exactly-once', round);
+    await deleteTopicsAndGroups(kafka, `${runId}-${round}`);
     log(
-      `round ${round}${round === 0 ? ' (warm-up)' : ''}: raw ${rawRun}/s (stock kafkajs ${stockRun}/s), raw pipe ${pipeRun}/s, hand job ${handRun.recordsPerSecond}/s, ` +
-        `at-least-once ${aloRun.recordsPerSecond}/s, exactly-once ${eosRun.recordsPerSecond}/s; windows closed: hand job ${handRun.windowsClosed}, at-least-once ${aloRun.windowsClosed}`,
+      `round ${round}${round === 0 ? ' (warm-up)' : ''}: stock kafkajs ${stockBefore}/s and ${stockAfter}/s around at-least-once ${aloRun.recordsPerSecond}/s; ` +
+        `raw ${rawRun}/s, raw pipe ${pipeRun}/s, hand job ${handRun.recordsPerSecond}/s, exactly-once ${eosRun.recordsPerSecond}/s; ` +
+        `windows closed: hand job ${handRun.windowsClosed}, at-least-once ${aloRun.windowsClosed}`,
     );
     if (round === 0) continue;
     raw.push(rawRun);
@@ -265,7 +274,7 @@ try {
     job: `from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval ${commitInterval}, in-memory state`,
     handJob: { ...summary(hand), what: `kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every ${commitInterval} after them` },
     rawConsumer: { recordsPerSecond: median(raw), samples: raw, what: 'counts records only, in this process: kafkajs with the fixes @eddy/kafka installs' },
-    rawConsumerStock: { recordsPerSecond: median(stock), samples: stock, what: 'the same, in a child process on stock kafkajs' },
+    rawConsumerStock: { recordsPerSecond: median(stock), samples: stock, what: 'the same, in a child process on stock kafkajs; per round the mean of a run just before and one just after the at-least-once engine' },
     rawPipe: { recordsPerSecond: median(pipe), samples: pipe, what: 'kafkajs read + write of the same batches to another topic (acks all), no parsing' },
     atLeastOnce: summary(alo),
     exactlyOnce: summary(eos),
@@ -280,7 +289,7 @@ try {
       exactlyOnceVsRawConsumer: round3(median(ratios.exactlyOnceVsRawConsumer)),
       atLeastOnceVsRawPipe: round3(median(ratios.atLeastOnceVsRawPipe)),
     },
-    target: 'atLeastOnceVsRawConsumer >= 0.7',
+    target: 'atLeastOnceVsStockRawConsumer >= 0.7 (a raw kafkajs consumer; atLeastOnceVsRawConsumer compares with kafkajs as @eddy/kafka fixes it)',
     checks: [
       { what: 'every run closed windows', ok: [...hand, ...alo, ...eos].every((run) => run.windowsClosed > 0) },
       // Both count closed, non-empty windows; same partitioning, so the same stream time per key.
@@ -296,6 +305,7 @@ try {
   await mkdir(new URL('../results/', import.meta.url), { recursive: true });
   await writeFile(new URL('../results/kafka-eos.json', import.meta.url), text);
   if (!document.checks.every((check) => check.ok)) process.exitCode = 1;
+  await deleteTopicsAndGroups(kafka, runId);
 } finally {
   await broker?.stop(10_000);
 }

@@ -23,6 +23,24 @@ export async function createTopic(kafka: Kafka, topic: string, partitions: numbe
 }
 
 /**
+ * Deletes the topics and consumer groups whose names contain `tag` (what a benchmark round made):
+ * a broker that keeps every round's topics compacts and tracks more and more of them meanwhile,
+ * which slows the rounds after.
+ */
+export async function deleteTopicsAndGroups(kafka: Kafka, tag: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((name) => name.includes(tag));
+    if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 });
+    const groups = (await admin.listGroups()).groups.map((group) => group.groupId).filter((id) => id.includes(tag));
+    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
  * Produces the input once: `records` readings of the bench workload (1,000 sensors, 10% out of
  * order) re-timed to recent timestamps, then one far-future reading per sensor so that every
  * window closes. Returns the number of records produced.

@@ -28,7 +28,7 @@ import { bytes, createApp, silentLogger, type App, type Duration } from '@eddy/c
 import { kafkaTransport } from '@eddy/kafka';
 import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
-import { createTopic, defineJob, produceInput } from './kafka-input.js';
+import { createTopic, defineJob, deleteTopicsAndGroups, produceInput } from './kafka-input.js';
 import { Profiler, shortFile, summarize } from './profile.js';
 
 const { values: args } = parseArgs({
@@ -189,6 +189,8 @@ try {
     document.allocation = allocationSites(sampled.head, total, 30);
   }
   await app.stop();
+  // What this run made (not a topic given with --topic).
+  await deleteTopicsAndGroups(kafka, runId);
   process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
 } finally {
   await broker?.stop();
