@@ -43,8 +43,13 @@ describeKafka('exactly-once on Kafka', (brokers) => {
   }
 
   /** Readings counted per sensor and window under exactly-once, each count sent to `output`. */
-  function countingApp(id: string, input: string, output: string, windows: (keyed: KeyedStream<string, Reading>) => WindowedTable<string, Reading, number>): App {
-    const logger = recordingLogger();
+  function countingApp(
+    id: string,
+    input: string,
+    output: string,
+    windows: (keyed: KeyedStream<string, Reading>) => WindowedTable<string, Reading, number>,
+    logger = recordingLogger(),
+  ): App {
     const app = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', idleTimeout: false, commitInterval: '200ms', logger });
     windows(app.from<Reading>(input, { timestamp: (reading) => reading.ts }).keyBy((reading) => reading.sensor))
       .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
@@ -240,4 +245,50 @@ describeKafka('exactly-once on Kafka', (brokers) => {
       await committed.stop();
     }
   });
+
+  it('when the window task starts again, the task that handed it records since its last commit starts again with it: each window once, with the right count', async () => {
+    const id = uniqueName('eddy-cascade');
+    const input = `${id}-in`;
+    const output = `${id}-out`;
+    await createTopics(brokers, [
+      { name: input, partitions: 1 },
+      { name: output, partitions: 1 },
+    ]);
+    const base = Math.floor((Date.now() - 120_000) / 1000) * 1000;
+    const logger = recordingLogger();
+    const app = countingApp(id, input, output, (keyed) => keyed.tumbling('1s').count(), logger);
+    const lost = () => logger.entries.filter((entry) => entry.message === 'a task lost its work since its last commit; it starts again from there');
+    const rebuilt = () => logger.entries.filter((entry) => entry.message === 'task started again from its last commit');
+    const committed = await gatherTopic(kafka, output, { readUncommitted: false });
+    const takeover = kafkaTransport({ brokers, logger: recordingLogger() });
+    try {
+      await app.start();
+      // Window 0 closes: the input task (0_0) has handed records to the window task (1_0), which committed them.
+      await produceReadings(kafka, input, [{ sensor: 'a', ts: base + 1 }, { sensor: 'a', ts: base + 2 }, { sensor: 'a', ts: base + 1_500 }]);
+      await waitFor('the first window', () => committed.records.length === 1, { timeoutMs: 20_000 });
+      // Another producer takes the window task's transactional id over: its next commit fails and it
+      // starts again from its last commit. What the input task handed it since then is gone with
+      // its state, so the input task must start again too and hand those readings again.
+      const [repartition] = (await admin.listTopics()).filter((topic) => topic.startsWith(`${id}-`) && topic.endsWith('-repartition'));
+      const other = await takeover.createProducer({ transactionalId: `${id}:${repartition}:0` });
+      await produceReadings(kafka, input, [{ sensor: 'a', ts: base + 1_600 }, { sensor: 'a', ts: base + 1_700 }]);
+      await waitFor('both tasks to start again', () => rebuilt().length >= 2, { timeoutMs: 20_000 });
+      await produceReadings(kafka, input, [{ sensor: 'a', ts: base + 5_000 }]);
+      await waitFor('the second window', () => committed.records.length >= 2, { timeoutMs: 20_000 });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(app.failure).toBeUndefined();
+      // The input task started again because the window task did (not one commit later, when it would find its records uncommitted).
+      expect(lost().find((entry) => entry.fields.task === '0_0')?.fields.error).toMatch(/task 1_0 started again: what task 0_0 handed it since its last commit is lost/);
+      expect(lost().find((entry) => entry.fields.task === '1_0')?.fields.error).toMatch(/fenced/);
+      expect(decode(committed.records)).toEqual([
+        { sensor: 'a', start: base, count: 2 },
+        { sensor: 'a', start: base + 1_000, count: 3 },
+      ]);
+      await other.close().catch(() => undefined);
+    } finally {
+      await app.stop();
+      await takeover.close();
+      await committed.stop();
+    }
+  }, 60_000);
 });
