@@ -122,6 +122,15 @@ class RecordReader {
     return bytes;
   }
 
+  /** Like {@link bytes}, as a plain Uint8Array (cheaper to make than a Buffer view). */
+  view(): Uint8Array | null {
+    const length = this.varint();
+    if (length < 0) return null;
+    const bytes = new Uint8Array(this.buffer.buffer, this.buffer.byteOffset + this.at, length);
+    this.at += length;
+    return bytes;
+  }
+
   /** Moves past a length-prefixed field. */
   skipBytes(): void {
     const length = this.varint();
@@ -228,11 +237,11 @@ export class LazyRecord {
     };
   }
 
-  /** The Eddy record: key and value as views of the fetched bytes, headers as text. */
+  /** The Eddy record: key and value as (plain Uint8Array) views of the fetched bytes, headers as text. */
   toRecord(topic: string, partition: number): IncomingRecord {
     const reader = readerAt(this.buffer, this.at);
-    const key = reader.bytes();
-    const value = reader.bytes();
+    const key = reader.view();
+    const value = reader.view();
     // As an Eddy record has them: text, the last of a repeated name; no value, no header.
     let headers = emptyHeaders;
     const count = reader.varint();
@@ -359,13 +368,9 @@ export class FetchedBatch extends KafkajsBatch {
     }
     super(topic, fetchedOffset, { ...partitionData, messages: noMessages });
     this.rawMessages = messages;
-    let within = messages;
-    for (let index = 0; index < messages.length; index++) {
-      if (offsetOf(messages[index]!) < from) {
-        within = messages.filter((message) => offsetOf(message) >= from);
-        break;
-      }
-    }
+    // Offsets ascend: only a first record before the fetched offset means there are some to drop.
+    const first = messages[0];
+    const within = first !== undefined && offsetOf(first) < from ? messages.filter((message) => offsetOf(message) >= from) : messages;
     this.messagesWithinOffset = within;
     const kept = filterAbortedMessages({ messages: within, abortedTransactions: partitionData.abortedTransactions });
     this.messages = kept.some((message) => message.isControlRecord) ? kept.filter((message) => !message.isControlRecord) : kept;
