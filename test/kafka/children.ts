@@ -96,7 +96,7 @@ export async function crashSetup(brokers: string[], name: string, guarantee: 'at
     inTopic,
     producer,
     output,
-    args: [brokers.join(','), appId, inTopic, outTopic, stateDir, guarantee, '6s'],
+    args: [brokers.join(','), appId, inTopic, outTopic, stateDir, '--guarantee', guarantee, '--session-timeout', '6s'],
     close: async () => {
       await output.stop();
       await producer.disconnect();

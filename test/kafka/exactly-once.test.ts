@@ -204,13 +204,7 @@ describeKafka('exactly-once on Kafka', (brokers) => {
   });
 
   it('a task whose producer is fenced while the group still gives it this instance starts again from its last commit: its aborted transaction never shows, each record once', async () => {
-    const id = uniqueName('eddy-zombie');
-    const input = `${id}-in`;
-    const output = `${id}-out`;
-    await createTopics(brokers, [
-      { name: input, partitions: 1 },
-      { name: output, partitions: 1 },
-    ]);
+    const { id, input, output } = await freshTopics('eddy-zombie', 1);
     const logger = recordingLogger();
     const app: App = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', commitInterval: '200ms', logger });
     app
@@ -247,13 +241,7 @@ describeKafka('exactly-once on Kafka', (brokers) => {
   });
 
   it('when the window task starts again, the task that handed it records since its last commit starts again with it: each window once, with the right count', async () => {
-    const id = uniqueName('eddy-cascade');
-    const input = `${id}-in`;
-    const output = `${id}-out`;
-    await createTopics(brokers, [
-      { name: input, partitions: 1 },
-      { name: output, partitions: 1 },
-    ]);
+    const { id, input, output } = await freshTopics('eddy-cascade', 1);
     const base = Math.floor((Date.now() - 120_000) / 1000) * 1000;
     const logger = recordingLogger();
     const app = countingApp(id, input, output, (keyed) => keyed.tumbling('1s').count(), logger);

@@ -9,17 +9,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { partitionForKey } from '@eddy/core';
 import kafkajs from 'kafkajs';
 import type { Admin } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
+import { windowedFixture } from './children.ts';
 import { allCommitted, createTopics, gatherTopic, testKafka, waitFor, sensorRounds } from './helpers.ts';
 
 const { AssignerProtocol, Partitioners } = kafkajs;
-
-const fixture = fileURLToPath(new URL('./fixtures/scale-out-app.mjs', import.meta.url));
 
 const partitions = 6;
 const windowMs = 5_000; // the fixture's tumbling window
@@ -51,7 +49,9 @@ interface Member {
 }
 
 function startMember(name: string, args: string[]): Member {
-  const child = spawn(process.execPath, [fixture, ...args, name], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // One named member of the group; it commits every second, so that a kill soon after a batch was
+  // processed meets records already passed on whose input offsets are not committed.
+  const child = spawn(process.execPath, [windowedFixture, ...args, '--name', name, '--session-timeout', '6s', '--commit-interval', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let pending = '';
   let metrics: Metrics | undefined;
