@@ -151,13 +151,33 @@ class RecordReader {
   }
 }
 
-/** One reader for the lazy fields of {@link LazyRecord}s (JavaScript runs one of them at a time). */
-const fieldReader = new RecordReader(Buffer.alloc(0), 0);
+/**
+ * One reader for the lazy fields of {@link LazyRecord}s (each read is synchronous, so they never
+ * overlap); `release` lets go of the fetched bytes once a read is done.
+ */
+const noBytes = Buffer.alloc(0);
+const fieldReader = new RecordReader(noBytes, 0);
 const readerAt = (buffer: Buffer, at: number): RecordReader => {
   (fieldReader as { buffer: Buffer }).buffer = buffer;
   fieldReader.at = at;
   return fieldReader;
 };
+const releaseReader = (): void => {
+  (fieldReader as { buffer: Buffer }).buffer = noBytes;
+};
+const release = <T>(result: T): T => {
+  releaseReader();
+  return result;
+};
+
+/**
+ * Marks lazy records across copies of `@eddy/kafka` (two copies may share one kafkajs: records
+ * decoded by one copy's decoder are handled by the other's batch and fetch code).
+ */
+const lazyBrand: unique symbol = Symbol.for('eddy.kafkajs.lazyRecord') as never;
+
+/** Whether a fetched record is a {@link LazyRecord} (of any copy of `@eddy/kafka`). */
+export const isLazyRecord = (record: unknown): record is LazyRecord => typeof record === 'object' && record !== null && (record as { [lazyBrand]?: true })[lazyBrand] === true;
 
 /** The headers of every Eddy record that has none (records.ts too). */
 export const emptyHeaders: Headers = Object.freeze({});
@@ -202,28 +222,30 @@ export class LazyRecord {
   }
 
   get key(): Buffer | null {
-    return readerAt(this.buffer, this.at).bytes();
+    return release(readerAt(this.buffer, this.at).bytes());
   }
 
   get value(): Buffer | null {
     const reader = readerAt(this.buffer, this.at);
     reader.skipBytes();
-    return reader.bytes();
+    return release(reader.bytes());
   }
 
   get headers(): FetchedRecord['headers'] {
     const reader = readerAt(this.buffer, this.at);
     reader.skipBytes();
     reader.skipBytes();
-    return reader.headers();
+    return release(reader.headers());
   }
+
+  declare readonly [lazyBrand]: true;
 
   /** kafkajs's record, field for field. */
   materialize(): FetchedRecord {
     const reader = readerAt(this.buffer, this.at);
     const key = reader.bytes();
     const value = reader.bytes();
-    const headers = reader.headers();
+    const headers = release(reader.headers());
     return {
       magicByte: this.batchContext.magicByte,
       attributes: this.attributes,
@@ -249,15 +271,21 @@ export class LazyRecord {
       const text: Record<string, string> = {};
       for (let index = 0; index < count; index++) {
         const nameBytes = reader.bytes();
+        const name = nameBytes === null ? 'null' : nameBytes.toString('utf8');
         const headerValue = reader.bytes();
-        if (headerValue !== null) text[nameBytes === null ? 'null' : nameBytes.toString('utf8')] = headerValue.toString('utf8');
+        // The last value of a name wins, and one without a value leaves the name out (as toHeaders).
+        if (headerValue === null) delete text[name];
+        else text[name] = headerValue.toString('utf8');
       }
       headers = text;
     }
+    releaseReader();
     const timestamp = this.appendTime ? Number(this.batchContext.maxTimestamp) : this.timestampNumber;
     return { topic, partition, offset: this.offsetNumber, key, value, timestamp, headers };
   }
 }
+
+Object.defineProperty(LazyRecord.prototype, lazyBrand, { value: true });
 
 const exact = (text: string): number | undefined => {
   const value = Number(text);
@@ -362,7 +390,7 @@ export class FetchedBatch extends KafkajsBatch {
     const from = exact(String(fetchedOffset));
     const { messages } = partitionData;
     const last = messages[messages.length - 1];
-    if (from === undefined || (last !== undefined && !(last instanceof LazyRecord) && exact(last.offset) === undefined)) {
+    if (from === undefined || (last !== undefined && !isLazyRecord(last) && exact(last.offset) === undefined)) {
       super(topic, fetchedOffset, partitionData);
       return;
     }
@@ -377,10 +405,13 @@ export class FetchedBatch extends KafkajsBatch {
   }
 }
 
-const offsetOf = (message: FetchedPartition['messages'][number]): number => (message instanceof LazyRecord ? message.offsetNumber : Number(message.offset));
+const offsetOf = (message: FetchedPartition['messages'][number]): number => (isLazyRecord(message) ? message.offsetNumber : Number(message.offset));
 
-/** Group ids whose consumers take {@link LazyRecord}s, with how many consumers of each do. */
-const lazyGroups = new Map<string, number>();
+/**
+ * Group ids whose consumers take {@link LazyRecord}s, with how many consumers of each do; one map
+ * for every copy of `@eddy/kafka` in the process (the fetch wrapper is installed by the first).
+ */
+const lazyGroups: Map<string, number> = ((globalThis as { [key: symbol]: unknown })[Symbol.for('eddy.kafkajs.lazyGroups')] ??= new Map<string, number>()) as Map<string, number>;
 
 /**
  * Lets the consumers of a group (Eddy's own) receive {@link LazyRecord}s as they are; returns the
@@ -406,19 +437,23 @@ interface FetchedBatchFields {
 
 /** Turns a batch's lazy records into kafkajs's records, keeping which list holds which. */
 export function materializeBatch(batch: FetchedBatchFields): void {
-  const { rawMessages } = batch;
-  if (!rawMessages.some((message) => message instanceof LazyRecord)) return;
-  const plain = new Map<unknown, FetchedPartition['messages'][number]>();
-  const convert = (list: FetchedPartition['messages']) =>
-    list.map((message) => {
-      if (!(message instanceof LazyRecord)) return message;
-      let record = plain.get(message);
-      if (!record) plain.set(message, (record = message.materialize()));
-      return record;
-    });
-  batch.rawMessages = convert(rawMessages);
-  batch.messagesWithinOffset = convert(batch.messagesWithinOffset);
-  batch.messages = convert(batch.messages);
+  const { rawMessages, messagesWithinOffset, messages } = batch;
+  if (!rawMessages.some(isLazyRecord)) return;
+  const raw = rawMessages.map((message) => (isLazyRecord(message) ? message.materialize() : message));
+  batch.rawMessages = raw;
+  // The other lists are the raw one, or parts of it in the same order: walk along it.
+  const along = (list: FetchedPartition['messages']) => {
+    if (list === rawMessages) return raw;
+    const converted = new Array<FetchedPartition['messages'][number]>(list.length);
+    let at = 0;
+    for (let index = 0; index < list.length; index++) {
+      while (at < rawMessages.length && rawMessages[at] !== list[index]) at++;
+      converted[index] = raw[at]!;
+    }
+    return converted;
+  };
+  batch.messagesWithinOffset = along(messagesWithinOffset);
+  batch.messages = messages === messagesWithinOffset ? batch.messagesWithinOffset : along(messages);
 }
 
 interface ConsumerGroupClass {
@@ -445,7 +480,7 @@ export const fetchFixInstalled: boolean = replaceKafkajsModules([
   { module: 'consumer/batch.js', loadedBy: ['consumer/consumerGroup.js'], exports: FetchedBatch },
 ]);
 // After the replacements: this loads kafkajs's consumer group, which takes the batch module.
-installMaterializer();
+if (fetchFixInstalled) installMaterializer();
 
 /** The kafkajs modules replaced (for tests). */
 export const replacedFetchModule: string = kafkajsPath('protocol/recordBatch/v0/decoder.js');

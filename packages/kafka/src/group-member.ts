@@ -70,8 +70,6 @@ export class KafkaGroupMember implements TransportConsumer {
     this.#topics = topics;
     this.#listener = listener;
     this.#joined = deferred();
-    // Records reach toIncomingRecord undecoded, a slice at a time (see #onBatch).
-    this.#endLazy = deliverLazily(groupId);
     const { settings } = host;
     this.#consumer = host.kafka.consumer({
       groupId,
@@ -86,6 +84,8 @@ export class KafkaGroupMember implements TransportConsumer {
       readUncommitted: false,
       retry: settings.retry,
     });
+    // Records reach toIncomingRecord undecoded, a slice at a time (see #onBatch).
+    this.#endLazy = deliverLazily(groupId);
   }
 
   /** Joins the group; resolves once the first assignment has been taken by the listener. */

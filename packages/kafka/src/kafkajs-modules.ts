@@ -23,20 +23,17 @@ export interface ModuleReplacement {
 
 /**
  * Puts each replacement in Node's module cache in place of the kafkajs module, so the kafkajs code
- * that requires it later gets the replacement. Returns false if one came too late (a module that
- * takes it was loaded already; it keeps the original).
+ * that requires it later gets the replacement. All or none: if one comes too late (a module that
+ * takes it was loaded already), none is installed and the result is false; the replacements of
+ * one fix rely on each other (a decoder and the batch code that reads what it decodes).
  */
 export function replaceKafkajsModules(replacements: readonly ModuleReplacement[]): boolean {
-  let installed = true;
-  for (const { module, loadedBy, exports } of replacements) {
+  const pending = replacements.filter(({ module, exports }) => require.cache[kafkajsPath(module)]?.exports !== exports);
+  if (pending.some(({ loadedBy }) => loadedBy.some((user) => require.cache[kafkajsPath(user)]))) return false;
+  for (const { module, exports } of pending) {
     const path = kafkajsPath(module);
-    if (require.cache[path]?.exports === exports) continue;
-    if (loadedBy.some((user) => require.cache[kafkajsPath(user)])) {
-      installed = false;
-      continue;
-    }
     require(path);
     require.cache[path]!.exports = exports;
   }
-  return installed;
+  return true;
 }

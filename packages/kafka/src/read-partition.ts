@@ -49,8 +49,6 @@ export async function* readPartition(host: PartitionReaderHost, { topic, partiti
   const { kafka, settings } = host;
   // Named after the client id, so that ACLs can grant these groups by prefix.
   const groupId = `${settings.clientId}-read-${randomUUID()}`;
-  // Records reach toIncomingRecord undecoded (see fetch-fixes.ts).
-  const endLazy = deliverLazily(groupId);
   const consumer = kafka.consumer({
     groupId,
     partitionAssigners: [singlePartitionAssigner(topic, partition)],
@@ -66,6 +64,8 @@ export async function* readPartition(host: PartitionReaderHost, { topic, partiti
     readUncommitted: false,
     retry: settings.retry,
   });
+  // Records reach toIncomingRecord undecoded (see fetch-fixes.ts).
+  const endLazy = deliverLazily(groupId);
   const batches = new Handoff<readonly IncomingRecord[]>();
   let next = fromOffset;
   const stall = setTimeout(() => batches.fail(new EddyError('TRANSPORT_FAILED', `${where}: no progress for ${stallTimeoutMs} ms`, { retriable: true })), stallTimeoutMs);

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { Headers, IncomingRecord, OutgoingRecord } from '@eddy/core';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
-import { emptyHeaders, LazyRecord } from './fetch-fixes.js';
+import { emptyHeaders, isLazyRecord, type LazyRecord } from './fetch-fixes.js';
 
 /** A Buffer over the same memory (no copy), as kafkajs wants its keys and values. */
 export function toBuffer(bytes: Uint8Array | null): Buffer | null {
@@ -43,7 +43,7 @@ export function toHeaders(headers: IHeaders | undefined): Headers {
 
 /** A kafkajs message of a fetched batch (or a record decoded lazily for an Eddy consumer) as an Eddy record. */
 export function toIncomingRecord(topic: string, partition: number, message: KafkaMessage | LazyRecord): IncomingRecord {
-  if (message instanceof LazyRecord) return message.toRecord(topic, partition);
+  if (isLazyRecord(message)) return message.toRecord(topic, partition);
   return {
     topic,
     partition,
