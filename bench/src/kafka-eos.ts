@@ -190,6 +190,8 @@ async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: 
 }
 
 let broker: KafkaBroker | undefined;
+/** Set once connected: what this run made is deleted at the end, also when it fails. */
+let cleanup: (() => Promise<void>) | undefined;
 const fromEnv = (process.env.KAFKA_BROKERS ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
 try {
   let brokers = fromEnv;
@@ -199,6 +201,7 @@ try {
     brokers = broker.brokers;
   }
   const kafka = new kafkajs.Kafka({ clientId: 'eddy-bench', brokers, logLevel: kafkajs.logLevel.NOTHING });
+  cleanup = () => deleteTopicsAndGroups(kafka, runId);
   const topic = `kafka-eos-in-${runId}`;
   await createTopic(kafka, topic, partitions);
   const total = await produceInput(kafka, topic, records, partitions);
@@ -305,7 +308,7 @@ try {
   await mkdir(new URL('../results/', import.meta.url), { recursive: true });
   await writeFile(new URL('../results/kafka-eos.json', import.meta.url), text);
   if (!document.checks.every((check) => check.ok)) process.exitCode = 1;
-  await deleteTopicsAndGroups(kafka, runId);
 } finally {
+  await cleanup?.().catch((error: unknown) => log(`could not delete this run's topics: ${String(error)}`));
   await broker?.stop(10_000);
 }

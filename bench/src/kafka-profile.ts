@@ -104,6 +104,8 @@ function allocationSites(root: HeapNode, records: number, top: number): { bytesP
 }
 
 let broker: KafkaBroker | undefined;
+/** Set once connected: what this run made is deleted at the end, also when it fails. */
+let cleanup: (() => Promise<void>) | undefined;
 try {
   let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
   if (brokers.length === 0) {
@@ -112,6 +114,7 @@ try {
     brokers = broker.brokers;
   }
   const kafka = new kafkajs.Kafka({ clientId: 'eddy-profile', brokers, logLevel: kafkajs.logLevel.NOTHING });
+  cleanup = () => deleteTopicsAndGroups(kafka, runId);
   let topic = args.topic;
   let total: number;
   if (topic === undefined) {
@@ -189,9 +192,8 @@ try {
     document.allocation = allocationSites(sampled.head, total, 30);
   }
   await app.stop();
-  // What this run made (not a topic given with --topic).
-  await deleteTopicsAndGroups(kafka, runId);
   process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
 } finally {
+  await cleanup?.().catch((error: unknown) => log(`could not delete this run's topics: ${String(error)}`));
   await broker?.stop();
 }
