@@ -96,7 +96,8 @@ interface JobRun {
 /** The raw consumer on stock kafkajs: in a child process that never loads `@eddy/kafka`. */
 async function stockRawConsumerRun(brokers: readonly string[], topic: string, total: number, round: string): Promise<number> {
   const script = fileURLToPath(new URL('./raw-consumer.js', import.meta.url));
-  const { stdout } = await run(process.execPath, [script, brokers.join(','), topic, String(total), `kafka-eos-stock-${runId}-${round}`]);
+  // With this process's Node flags (a tuned young generation, say): both sides run alike.
+  const { stdout } = await run(process.execPath, [...process.execArgv, script, brokers.join(','), topic, String(total), `kafka-eos-stock-${runId}-${round}`]);
   return (JSON.parse(stdout) as { recordsPerSecond: number }).recordsPerSecond;
 }
 
@@ -272,7 +273,7 @@ try {
     records: total,
     partitions,
     repetitions: reps,
-    machine: { node: process.version, cpus: cpus().length },
+    machine: { node: process.version, cpus: cpus().length, nodeFlags: process.execArgv },
     broker: broker ? 'started for the run (scripts/src/kafka.ts)' : `KAFKA_BROKERS=${fromEnv.join(',')}`,
     job: `from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval ${commitInterval}, in-memory state`,
     handJob: { ...summary(hand), what: `kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every ${commitInterval} after them` },
