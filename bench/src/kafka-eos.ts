@@ -55,11 +55,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { createApp, silentLogger, toMs, type App, type Duration } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { runHandJob } from './kafka-hand-job.js';
-import { createTopic, defineJob, deleteTopicsAndGroups, produceInput } from './kafka-input.js';
+import { benchKafka, createTopic, defineJob, deleteTopicsAndGroups, produceInput, type BenchKafka } from './kafka-input.js';
 import { rawConsumerRun, timedConsumerRun } from './raw-consumer.js';
 
 const { values: args } = parseArgs({
@@ -190,19 +189,10 @@ async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: 
   };
 }
 
-let broker: KafkaBroker | undefined;
-/** Set once connected: what this run made is deleted at the end, also when it fails. */
-let cleanup: (() => Promise<void>) | undefined;
-const fromEnv = (process.env.KAFKA_BROKERS ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+let bench: BenchKafka | undefined;
 try {
-  let brokers = fromEnv;
-  if (brokers.length === 0) {
-    log('starting a broker (scripts/src/kafka.ts)');
-    broker = await startKafka({ log });
-    brokers = broker.brokers;
-  }
-  const kafka = new kafkajs.Kafka({ clientId: 'eddy-bench', brokers, logLevel: kafkajs.logLevel.NOTHING });
-  cleanup = () => deleteTopicsAndGroups(kafka, runId);
+  bench = await benchKafka('eddy-bench', log);
+  const { brokers, kafka } = bench;
   const topic = `kafka-eos-in-${runId}`;
   await createTopic(kafka, topic, partitions);
   const total = await produceInput(kafka, topic, records, partitions);
@@ -274,7 +264,7 @@ try {
     partitions,
     repetitions: reps,
     machine: { node: process.version, cpus: cpus().length, nodeFlags: process.execArgv },
-    broker: broker ? 'started for the run (scripts/src/kafka.ts)' : `KAFKA_BROKERS=${fromEnv.join(',')}`,
+    broker: bench.source,
     job: `from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval ${commitInterval}, in-memory state`,
     handJob: { ...summary(hand), what: `kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every ${commitInterval} after them` },
     rawConsumer: { recordsPerSecond: median(raw), samples: raw, what: 'counts records only, in this process: kafkajs with the fixes @eddy/kafka installs' },
@@ -310,6 +300,6 @@ try {
   await writeFile(new URL('../results/kafka-eos.json', import.meta.url), text);
   if (!document.checks.every((check) => check.ok)) process.exitCode = 1;
 } finally {
-  await cleanup?.().catch((error: unknown) => log(`could not delete this run's topics: ${String(error)}`));
-  await broker?.stop(10_000);
+  // What this run made, also when it failed.
+  await bench?.close(runId);
 }

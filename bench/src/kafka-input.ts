@@ -6,6 +6,7 @@ import { Buffer } from 'node:buffer';
 import { partitionForKey, type App } from '@eddy/core';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
+import { startKafka } from '@eddy/scripts/kafka';
 import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -20,6 +21,33 @@ export async function createTopic(kafka: Kafka, topic: string, partitions: numbe
     await admin.disconnect();
   }
   await sleep(500);
+}
+
+/** A Kafka benchmark's brokers and client. */
+export interface BenchKafka {
+  readonly brokers: string[];
+  readonly kafka: Kafka;
+  /** Where the brokers come from, for the report. */
+  readonly source: string;
+  /** Deletes the topics and groups whose names contain `tag` (see below), then stops the broker if it was started here. */
+  close(tag: string): Promise<void>;
+}
+
+/** The brokers of `KAFKA_BROKERS`, or a broker started for the run (scripts/src/kafka.ts). */
+export async function benchKafka(clientId: string, log: (message: string) => void): Promise<BenchKafka> {
+  const fromEnv = (process.env.KAFKA_BROKERS ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+  const started = fromEnv.length === 0 ? (log('starting a broker (scripts/src/kafka.ts)'), await startKafka({ log })) : undefined;
+  const brokers = started?.brokers ?? fromEnv;
+  const kafka = new kafkajs.Kafka({ clientId, brokers, logLevel: kafkajs.logLevel.NOTHING });
+  return {
+    brokers,
+    kafka,
+    source: started ? 'started for the run (scripts/src/kafka.ts)' : `KAFKA_BROKERS=${fromEnv.join(',')}`,
+    async close(tag) {
+      await deleteTopicsAndGroups(kafka, tag).catch((error: unknown) => log(`could not delete this run's topics: ${String(error)}`));
+      await started?.stop(10_000);
+    },
+  };
 }
 
 /**

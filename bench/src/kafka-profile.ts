@@ -26,9 +26,7 @@ import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { bytes, createApp, silentLogger, type App, type Duration } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import { startKafka, type KafkaBroker } from '@eddy/scripts/kafka';
-import kafkajs from 'kafkajs';
-import { createTopic, defineJob, deleteTopicsAndGroups, produceInput } from './kafka-input.js';
+import { benchKafka, createTopic, defineJob, produceInput, type BenchKafka } from './kafka-input.js';
 import { Profiler, shortFile, summarize } from './profile.js';
 
 const { values: args } = parseArgs({
@@ -103,18 +101,10 @@ function allocationSites(root: HeapNode, records: number, top: number): { bytesP
   };
 }
 
-let broker: KafkaBroker | undefined;
-/** Set once connected: what this run made is deleted at the end, also when it fails. */
-let cleanup: (() => Promise<void>) | undefined;
+let bench: BenchKafka | undefined;
 try {
-  let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
-  if (brokers.length === 0) {
-    log('starting a broker (scripts/src/kafka.ts)');
-    broker = await startKafka({ log });
-    brokers = broker.brokers;
-  }
-  const kafka = new kafkajs.Kafka({ clientId: 'eddy-profile', brokers, logLevel: kafkajs.logLevel.NOTHING });
-  cleanup = () => deleteTopicsAndGroups(kafka, runId);
+  bench = await benchKafka('eddy-profile', log);
+  const { brokers, kafka } = bench;
   let topic = args.topic;
   let total: number;
   if (topic === undefined) {
@@ -194,6 +184,6 @@ try {
   await app.stop();
   process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
 } finally {
-  await cleanup?.().catch((error: unknown) => log(`could not delete this run's topics: ${String(error)}`));
-  await broker?.stop();
+  // What this run made (not a topic given with --topic), also when it failed.
+  await bench?.close(runId);
 }
