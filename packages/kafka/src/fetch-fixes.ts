@@ -3,19 +3,23 @@ import type { Headers, IncomingRecord } from '@eddy/core';
 import { kafkajsModule, kafkajsPath, replaceKafkajsModules } from './kafkajs-modules.js';
 
 /**
- * Two fixes for kafkajs 2.2.4's consumer, installed when this module is evaluated (before kafkajs's
- * fetch code loads; `@eddy/kafka` imports it first):
+ * Fixes for kafkajs 2.2.4's consumer, installed together when this module is evaluated (before
+ * kafkajs's fetch code loads; `@eddy/kafka` imports it first):
  *
  * - {@link decodeRecordBatch} replaces kafkajs's record batch decoder. kafkajs decodes each record
  *   through a decoder object of its own, reads each varint into a Long, adds offsets and
  *   timestamps as Longs and turns them into strings, and builds each record's headers by copying
  *   an object per header. The fix reads the records in one pass over the batch with plain numbers
  *   (offsets and timestamps stay exact below 2^53; past it, or for a batch it does not expect, it
- *   falls back to kafkajs's decoder) and returns exactly what kafkajs's decoder returns.
+ *   falls back to kafkajs's decoder), and no further than each record's offset and timestamp:
+ *   {@link LazyRecord}s, which Eddy's consumers turn into Eddy records a slice at a time.
  * - {@link FetchedBatch} replaces kafkajs's `Batch` (the records of one partition in one fetch).
  *   kafkajs parses every record's offset into a Long to drop those before the fetched offset, and
  *   copies the list twice more to drop aborted and control records, most often dropping nothing.
  *   The fix compares plain numbers and copies a list only when something goes.
+ * - kafkajs's consumer-group fetch is wrapped: the batches of every group but Eddy's (see
+ *   {@link deliverLazily}) get exactly the records kafkajs's decoder makes
+ *   ({@link materializeBatch}).
  */
 
 interface Long {
