@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import type { Headers, IncomingRecord } from '@eddy/core';
+import type { IncomingRecord } from '@eddy/core';
+import { emptyHeaders, toHeaders } from './headers.js';
 import { kafkajsModule, kafkajsPath, replaceKafkajsModules } from './kafkajs-modules.js';
 
 /**
@@ -183,8 +184,6 @@ const lazyBrand: unique symbol = Symbol.for('eddy.kafkajs.lazyRecord') as never;
 /** Whether a fetched record is a {@link LazyRecord} (of any copy of `@eddy/kafka`). */
 export const isLazyRecord = (record: unknown): record is LazyRecord => typeof record === 'object' && record !== null && (record as { [lazyBrand]?: true })[lazyBrand] === true;
 
-/** The headers of every Eddy record that has none (records.ts too). */
-export const emptyHeaders: Headers = Object.freeze({});
 
 /**
  * A fetched record decoded no further than its offset and timestamp. The rest (key, value,
@@ -268,20 +267,12 @@ export class LazyRecord {
     const reader = readerAt(this.buffer, this.at);
     const key = reader.view();
     const value = reader.view();
-    // As an Eddy record has them: text, the last of a repeated name; no value, no header.
+    // As an Eddy record has them (toHeaders); most records have none.
+    const headersAt = reader.at;
     let headers = emptyHeaders;
-    const count = reader.varint();
-    if (count > 0) {
-      const text: Record<string, string> = {};
-      for (let index = 0; index < count; index++) {
-        const nameBytes = reader.bytes();
-        const name = nameBytes === null ? 'null' : nameBytes.toString('utf8');
-        const headerValue = reader.bytes();
-        // The last value of a name wins, and one without a value leaves the name out (as toHeaders).
-        if (headerValue === null) delete text[name];
-        else text[name] = headerValue.toString('utf8');
-      }
-      headers = text;
+    if (reader.varint() > 0) {
+      reader.at = headersAt;
+      headers = toHeaders(reader.headers());
     }
     releaseReader();
     const timestamp = this.appendTime ? Number(this.batchContext.maxTimestamp) : this.timestampNumber;

@@ -95,8 +95,8 @@ export async function* readPartition(host: PartitionReaderHost, { topic, partiti
       eachBatch: async ({ batch }) => {
         const records: IncomingRecord[] = [];
         for (const message of batch.messages) {
-          const offset = Number(message.offset);
-          if (offset >= next && offset < end) records.push(toIncomingRecord(topic, partition, message));
+          const record = toIncomingRecord(topic, partition, message);
+          if (record.offset >= next && record.offset < end) records.push(record);
         }
         if (records.length > 0) await batches.push(records);
         advance(Number(batch.lastOffset()) + 1);

@@ -1,7 +1,10 @@
 import { Buffer } from 'node:buffer';
 import type { Headers, IncomingRecord, OutgoingRecord } from '@eddy/core';
-import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
-import { emptyHeaders, isLazyRecord, type LazyRecord } from './fetch-fixes.js';
+import type { KafkaMessage, Message } from 'kafkajs';
+import { isLazyRecord, type LazyRecord } from './fetch-fixes.js';
+import { toHeaders } from './headers.js';
+
+export { toHeaders } from './headers.js';
 
 /** A Buffer over the same memory (no copy), as kafkajs wants its keys and values. */
 export function toBuffer(bytes: Uint8Array | null): Buffer | null {
@@ -19,26 +22,6 @@ export function toKafkaMessage(record: OutgoingRecord): Message {
 function hasEntries(headers: Headers | undefined): headers is Headers {
   if (headers) for (const name in headers) if (Object.hasOwn(headers, name)) return true;
   return false;
-}
-
-/**
- * Header values as strings. Kafka allows a header name to repeat (kafkajs then gives an array);
- * like Java's `Headers.lastHeader`, the last value wins.
- */
-export function toHeaders(headers: IHeaders | undefined): Headers {
-  let result: Record<string, string> | undefined;
-  // Most records have no headers: no object (nor entries array) for them.
-  if (headers) {
-    for (const name in headers) {
-      if (!Object.hasOwn(headers, name)) continue;
-      const raw = headers[name];
-      const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
-      // Kafka allows a header without a value; an Eddy header is text, so it is left out.
-      if (value === undefined || value === null) continue;
-      (result ??= {})[name] = typeof value === 'string' ? value : value.toString('utf8');
-    }
-  }
-  return result ?? emptyHeaders;
 }
 
 /** A kafkajs message of a fetched batch (or a record decoded lazily for an Eddy consumer) as an Eddy record. */

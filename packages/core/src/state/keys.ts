@@ -148,15 +148,15 @@ export function prefixSuccessor(prefix: Uint8Array): Uint8Array | undefined {
   return undefined;
 }
 
+/** Scratch space for {@link encodeWindowKey}'s start (JavaScript runs one encode at a time). */
+const scratchBytes = new Uint8Array(8);
+const scratchView = new DataView(scratchBytes.buffer);
 const SIGN_BIT = 0x8000_0000;
 
 /**
  * IEEE 754 bits compare like sign-magnitude integers. Flipping the sign bit of non-negatives and
  * every bit of negatives turns that into plain unsigned order, so byte order equals numeric order.
  */
-const scratchBytes = new Uint8Array(8);
-const scratchView = new DataView(scratchBytes.buffer);
-
 function writeOrderedFloat64(view: DataView, offset: number, value: number): void {
   view.setFloat64(offset, value === 0 ? 0 : value);
   const high = view.getUint32(offset);
