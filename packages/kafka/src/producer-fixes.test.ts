@@ -1,8 +1,8 @@
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { describe, expect, it } from 'vitest';
-import { crc32c, encodeRecord, groupMessagesPerPartition, produceRequest, producerFixesInstalled, replacedModules, type RecordFields } from './producer-fixes.js';
+import { describe, expect, it, vi } from 'vitest';
+import { crc32c, encodeRecord, groupMessagesPerPartition, OutgoingMessage, produceRequest, producerFixesInstalled, replacedModules, type RecordFields } from './producer-fixes.js';
 
 const require = createRequire(import.meta.url);
 
@@ -87,14 +87,44 @@ describe('kafkajs producer fixes', () => {
       { topic: 'a', partitions: [{ partition: 0, firstSequence: 0, messages: Array.from({ length: 300 }, (_, index) => message(index)) }, { partition: 3, firstSequence: 17, messages: [message(1)] }] },
       { topic: 'b-ü', partitions: [{ partition: 1, firstSequence: 2, messages: Array.from({ length: 40 }, (_, index) => message(index)) }] },
     ];
+    // Edge cases: no messages; messages without a timestamp, with a text key and value, and with a header repeated.
+    const odd = [
+      { key: 'text key', value: 'ünïcode', timestamp: null, headers: { a: 'b', repeated: ['x', Buffer.from('y')] } },
+      { key: null, value: null, timestamp: '1700000000001' },
+    ];
+    const edges = [{ topic: 'c', partitions: [{ partition: 2, messages: [] }, { partition: 0, firstSequence: 5, messages: odd }] }];
+    // Both stamp records without a timestamp with the time of encoding: the same time for both.
+    vi.spyOn(Date, 'now').mockReturnValue(1_700_000_000_500);
     for (const fields of [
       { acks: -1, timeout: 30_000, topicData },
       { acks: 1, timeout: 5_000, transactionalId: 'app-0_1', producerId: Long.fromNumber(4711), producerEpoch: 3, topicData },
+      { acks: -1, timeout: 30_000, compression: 1, topicData },
+      { acks: 0, timeout: 1_000, topicData: edges },
     ]) {
       const ours = produceRequest(fields);
       const theirs = kafkajsRequest(fields);
       expect([ours.apiKey, ours.apiVersion, ours.expectResponse()]).toEqual([theirs.apiKey, theirs.apiVersion, fields.acks !== 0]);
       expect((await ours.encode()).buffer.equals((await theirs.encode()).buffer)).toBe(true);
+    }
+    vi.restoreAllMocks();
+  });
+
+  it("write an Eddy producer's messages (any Uint8Array as bytes) as kafkajs writes the same as Buffers", async () => {
+    type Request = (fields: Parameters<typeof produceRequest>[0]) => { encode(): Promise<{ buffer: Buffer }> };
+    const kafkajsRequest = original<Request>(replacedModules[3]!);
+    const next = random(3);
+    const plain = (bytes: Buffer): Uint8Array => new Uint8Array(bytes);
+    const records = Array.from({ length: 200 }, (_, index) => ({
+      key: next() < 0.1 ? null : Buffer.from(`sensor-${Math.floor(next() * 100)}`),
+      value: next() < 0.05 ? null : Buffer.from(JSON.stringify({ index, value: next(), text: 'ü'.repeat(Math.floor(next() * 200)) })),
+      timestamp: 1_700_000_000_000 + Math.floor(next() * 100_000),
+      headers: next() < 0.3 ? { 'eddy.origin': `${index}:0:in:3`, other: 'ä' } : undefined,
+    }));
+    const theirs = records.map(({ key, value, timestamp, headers }) => ({ key, value, timestamp: String(timestamp), ...(headers ? { headers } : {}) }));
+    const ours = records.map(({ key, value, timestamp, headers }) => new OutgoingMessage(1, key && plain(key), value && plain(value), timestamp, headers));
+    for (const extra of [{}, { transactionalId: 'app-1_0', producerEpoch: 2 }, { compression: 1 }]) {
+      const fields = (messages: readonly unknown[]) => ({ acks: -1, timeout: 30_000, ...extra, topicData: [{ topic: 'out', partitions: [{ partition: 1, firstSequence: 9, messages }] }] }) as Parameters<typeof produceRequest>[0];
+      expect((await produceRequest(fields(ours)).encode()).buffer.equals((await kafkajsRequest(fields(theirs)).encode()).buffer), JSON.stringify(extra)).toBe(true);
     }
   });
 });

@@ -42,6 +42,7 @@ export function groupMessagesPerPartition<M>({ topic, partitionMetadata, message
 }
 
 type Bytes = Buffer | string | null | undefined;
+type Headers = Readonly<Record<string, Bytes | readonly Bytes[]>>;
 
 /** What kafkajs's produce request hands its record encoder. */
 export interface RecordFields {
@@ -49,10 +50,39 @@ export interface RecordFields {
   readonly timestampDelta?: number | { toString(): string };
   readonly key?: Bytes;
   readonly value?: Bytes;
-  readonly headers?: Readonly<Record<string, Bytes | readonly Bytes[]>>;
+  readonly headers?: Headers;
 }
 
-/** An encoded record, in the shape kafkajs's encoders take (`buf` and `buffer`). */
+/** Marks {@link OutgoingMessage}s across copies of `@eddy/kafka` (which share one kafkajs). */
+const outgoingBrand: unique symbol = Symbol.for('eddy.kafkajs.outgoingMessage') as never;
+
+/**
+ * A message an Eddy producer hands kafkajs (records.ts `toKafkaMessage`, when these fixes are in
+ * place): its key and value are written as the bytes they are, any `Uint8Array`, where kafkajs
+ * wants a Buffer (and writes anything else as its `String()`), so no Buffer view is made per
+ * field. kafkajs passes messages on untouched from `sendBatch` to the produce request.
+ */
+export class OutgoingMessage {
+  declare readonly [outgoingBrand]: true;
+  constructor(
+    readonly partition: number,
+    readonly key: Uint8Array | null,
+    readonly value: Uint8Array | null,
+    /** Milliseconds. */
+    readonly timestampMs: number,
+    readonly headers: Readonly<Record<string, string>> | undefined,
+  ) {}
+
+  /** As kafkajs's messages have it. */
+  get timestamp(): string {
+    return String(this.timestampMs);
+  }
+}
+Object.defineProperty(OutgoingMessage.prototype, outgoingBrand, { value: true });
+
+const isOutgoingMessage = (message: unknown): message is OutgoingMessage => (message as { [outgoingBrand]?: true })[outgoingBrand] === true;
+
+/** An encoded record or request, in the shape kafkajs's encoders take (`buf` and `buffer`). */
 export class EncodedRecord {
   constructor(readonly buf: Buffer) {}
   get buffer(): Buffer {
@@ -62,6 +92,9 @@ export class EncodedRecord {
     return this.buf.length;
   }
 }
+
+/** The record batch attribute of a transactional batch. */
+const TRANSACTIONAL_FLAG = 0x10;
 
 /** ZigZag encoding of a signed integer up to 2^53 (Kafka's varint and varlong). */
 const zigZag = (value: number): number => (value >= 0 ? value * 2 : -value * 2 - 1);
@@ -84,44 +117,111 @@ function writeUnsignedVarint(buffer: Buffer, offset: number, value: number): num
   return offset;
 }
 
-/** A field's bytes as kafkajs writes them: a Buffer as is, anything else as its UTF-8 string; null stays null. */
-const toBytes = (value: Bytes): Buffer | null => (value === null || value === undefined ? null : Buffer.isBuffer(value) ? value : Buffer.from(String(value), 'utf8'));
+/** A field as it is written: bytes as they are, text as UTF-8, or null. */
+type Field = Uint8Array | string | null;
 
-const sizeOfBytes = (bytes: Buffer | null): number => (bytes === null ? 1 : sizeOfUnsignedVarint(bytes.length * 2) + bytes.length);
+/** A kafkajs message field as kafkajs writes it: a Buffer as is, anything else as its `String()`; null and undefined as null. */
+const kafkajsField = (value: unknown): Field => (value === null || value === undefined ? null : Buffer.isBuffer(value) ? value : String(value));
 
-function writeBytes(buffer: Buffer, offset: number, bytes: Buffer | null): number {
-  if (bytes === null) return writeUnsignedVarint(buffer, offset, 1); // zigzag(-1)
-  offset = writeUnsignedVarint(buffer, offset, bytes.length * 2);
-  bytes.copy(buffer, offset);
-  return offset + bytes.length;
+const fieldLength = (field: Field): number => (field === null ? -1 : typeof field === 'string' ? Buffer.byteLength(field, 'utf8') : field.length);
+
+/** A length-prefixed field's size; `length` -1 is null. */
+const sizeOfField = (length: number): number => (length < 0 ? 1 : sizeOfUnsignedVarint(length * 2) + length);
+
+function writeField(buffer: Buffer, at: number, field: Field, length: number): number {
+  if (field === null) return writeUnsignedVarint(buffer, at, 1); // zigzag(-1)
+  at = writeUnsignedVarint(buffer, at, length * 2);
+  if (typeof field === 'string') buffer.write(field, at, length, 'utf8');
+  else buffer.set(field, at);
+  return at + length;
+}
+
+/** Calls `each` per header value, as kafkajs writes them: a value that is an array repeats its name. */
+function forEachHeader(headers: Headers, each: (name: string, value: Field) => void): void {
+  for (const name of Object.keys(headers)) {
+    const entry = headers[name];
+    if (Array.isArray(entry)) for (const value of entry as readonly Bytes[]) each(name, kafkajsField(value));
+    else each(name, kafkajsField(entry));
+  }
 }
 
 /**
- * A record of a record batch (Kafka's message format v2), byte for byte what kafkajs's
- * `recordBatch/record/v0` writes: length, attributes, timestamp delta, offset delta, key, value,
- * headers (a header whose value is an array repeats its name once per value).
+ * Sizes and writes records of a record batch (Kafka's message format v2), byte for byte what
+ * kafkajs's `recordBatch/record/v0` writes: length, attributes, timestamp delta, offset delta, key,
+ * value, headers. One instance serves every record of a request, one record at a time.
  */
-export function encodeRecord({ offsetDelta = 0, timestampDelta = 0, key, value, headers = {} }: RecordFields): EncodedRecord {
-  const delta = zigZag(typeof timestampDelta === 'number' ? timestampDelta : Number(timestampDelta.toString()));
-  const offset = zigZag(offsetDelta);
-  const keyBytes = toBytes(key);
-  const valueBytes = toBytes(value);
-  const headerBytes: Array<Buffer | null> = [];
-  for (const name of Object.keys(headers)) {
-    const entry = headers[name];
-    for (const headerValue of Array.isArray(entry) ? (entry as readonly Bytes[]) : [entry as Bytes]) headerBytes.push(Buffer.from(name, 'utf8'), toBytes(headerValue));
+class RecordWriter {
+  #key: Field = null;
+  #keyLength = -1;
+  #value: Field = null;
+  #valueLength = -1;
+  #headers: Headers | undefined;
+  #headerCount = 0;
+  #headersSize = 0;
+  #timestamp = 0;
+  #offset = 0;
+  /** The size of the record after its length prefix. */
+  body = 0;
+
+  /** Takes a record's fields and sizes it; the record takes `sizeOfUnsignedVarint(body * 2) + body` bytes. */
+  take(key: Field, value: Field, headers: Headers | undefined, timestampDelta: number, offsetDelta: number): this {
+    this.#key = key;
+    this.#keyLength = fieldLength(key);
+    this.#value = value;
+    this.#valueLength = fieldLength(value);
+    this.#headers = headers;
+    this.#headerCount = 0;
+    this.#headersSize = 0;
+    if (headers) {
+      forEachHeader(headers, (name, headerValue) => {
+        this.#headerCount++;
+        this.#headersSize += sizeOfField(Buffer.byteLength(name, 'utf8')) + sizeOfField(fieldLength(headerValue));
+      });
+    }
+    this.#timestamp = zigZag(timestampDelta);
+    this.#offset = zigZag(offsetDelta);
+    this.body =
+      1 +
+      sizeOfUnsignedVarint(this.#timestamp) +
+      sizeOfUnsignedVarint(this.#offset) +
+      sizeOfField(this.#keyLength) +
+      sizeOfField(this.#valueLength) +
+      sizeOfUnsignedVarint(this.#headerCount * 2) +
+      this.#headersSize;
+    return this;
   }
-  let body = 1 + sizeOfUnsignedVarint(delta) + sizeOfUnsignedVarint(offset) + sizeOfBytes(keyBytes) + sizeOfBytes(valueBytes) + sizeOfUnsignedVarint(headerBytes.length);
-  for (const bytes of headerBytes) body += sizeOfBytes(bytes);
-  const buffer = Buffer.allocUnsafe(sizeOfUnsignedVarint(body * 2) + body);
-  let at = writeUnsignedVarint(buffer, 0, body * 2);
-  buffer[at++] = 0; // attributes: none used
-  at = writeUnsignedVarint(buffer, at, delta);
-  at = writeUnsignedVarint(buffer, at, offset);
-  at = writeBytes(buffer, at, keyBytes);
-  at = writeBytes(buffer, at, valueBytes);
-  at = writeUnsignedVarint(buffer, at, headerBytes.length); // zigzag(count) = 2 × count
-  for (const bytes of headerBytes) at = writeBytes(buffer, at, bytes);
+
+  get size(): number {
+    return sizeOfUnsignedVarint(this.body * 2) + this.body;
+  }
+
+  /** Writes the record taken last at `at`; returns where it ends. */
+  write(buffer: Buffer, at: number): number {
+    at = writeUnsignedVarint(buffer, at, this.body * 2);
+    buffer[at++] = 0; // attributes: none used
+    at = writeUnsignedVarint(buffer, at, this.#timestamp);
+    at = writeUnsignedVarint(buffer, at, this.#offset);
+    at = writeField(buffer, at, this.#key, this.#keyLength);
+    at = writeField(buffer, at, this.#value, this.#valueLength);
+    at = writeUnsignedVarint(buffer, at, this.#headerCount * 2); // zigzag(count)
+    if (this.#headers) {
+      forEachHeader(this.#headers, (name, headerValue) => {
+        at = writeField(buffer, at, name, Buffer.byteLength(name, 'utf8'));
+        at = writeField(buffer, at, headerValue, fieldLength(headerValue));
+      });
+    }
+    return at;
+  }
+}
+
+const recordWriter = new RecordWriter();
+
+/** A record of a record batch, byte for byte what kafkajs's `recordBatch/record/v0` writes. */
+export function encodeRecord({ offsetDelta = 0, timestampDelta = 0, key, value, headers = {} }: RecordFields): EncodedRecord {
+  const delta = typeof timestampDelta === 'number' ? timestampDelta : Number(timestampDelta.toString());
+  const writer = recordWriter.take(kafkajsField(key), kafkajsField(value), headers, delta, offsetDelta);
+  const buffer = Buffer.allocUnsafe(writer.size);
+  writer.write(buffer, 0);
   return new EncodedRecord(buffer);
 }
 
@@ -155,7 +255,7 @@ interface ProduceRequestFields {
   readonly compression?: number;
   readonly topicData: ReadonlyArray<{
     readonly topic: string;
-    readonly partitions: ReadonlyArray<{ readonly partition: number; readonly firstSequence?: number; readonly messages: readonly ProduceMessage[] }>;
+    readonly partitions: ReadonlyArray<{ readonly partition: number; readonly firstSequence?: number; readonly messages: ReadonlyArray<ProduceMessage | OutgoingMessage> }>;
   }>;
 }
 
@@ -168,40 +268,78 @@ export function produceRequest({ acks, timeout, transactionalId = null, producer
   const { Encoder, RecordBatch, Long, Produce, Types } = (produceParts ??= {
     Encoder: kafkajsModule<EncoderClass>('protocol/encoder.js'),
     RecordBatch: kafkajsModule<{ RecordBatch: RecordBatchEncoder }>('protocol/recordBatch/v0/index.js').RecordBatch,
-    Long: kafkajsModule<{ fromInt(value: number): unknown }>('utils/long.js'),
+    Long: kafkajsModule<KafkajsLong>('utils/long.js'),
     Produce: kafkajsModule<{ Produce: number }>('protocol/requests/apiKeys.js').Produce,
     Types: kafkajsModule<{ Types: { None: number } }>('protocol/message/compression/index.js').Types,
   });
-  const encodePartition = async ({ partition, firstSequence, messages }: ProduceRequestFields['topicData'][number]['partitions'][number]) => {
+  const none = compression === undefined || compression === Types.None;
+  const encodePartition = async ({ partition, firstSequence = 0, messages }: ProduceRequestFields['topicData'][number]['partitions'][number]) => {
     const now = Date.now(); // eslint-disable-line no-restricted-properties -- kafkajs's stamp for records without a timestamp
     let first: string | number | undefined;
     let firstValue = Infinity;
     let max: string | number | undefined;
     let maxValue = -Infinity;
-    for (const { timestamp } of messages) {
+    for (const message of messages) {
+      const timestamp = isOutgoingMessage(message) ? message.timestampMs : message.timestamp;
       if (timestamp === null || timestamp === undefined) continue;
       const value = Number(timestamp);
       if (value < firstValue) [first, firstValue] = [timestamp, value];
       if (value > maxValue) [max, maxValue] = [timestamp, value];
     }
     if (first === undefined) [first, firstValue, max] = [now, now, now];
-    const records = new Array<EncodedRecord>(messages.length);
-    for (let index = 0; index < messages.length; index++) {
-      const { key, value, headers, timestamp } = messages[index]!;
-      records[index] = encodeRecord({ key, value, headers, offsetDelta: index, timestampDelta: (timestamp ? Number(timestamp) : now) - firstValue });
+    /** Takes message `index` into the record writer. */
+    const take = (index: number): RecordWriter => {
+      const message = messages[index]!;
+      if (isOutgoingMessage(message)) return recordWriter.take(message.key, message.value, message.headers, message.timestampMs - firstValue, index);
+      const { key, value, headers = {}, timestamp } = message;
+      return recordWriter.take(kafkajsField(key), kafkajsField(value), headers, (timestamp ? Number(timestamp) : now) - firstValue, index);
+    };
+    if (!none) {
+      const records = new Array<EncodedRecord>(messages.length);
+      for (let index = 0; index < messages.length; index++) {
+        const writer = take(index);
+        records[index] = new EncodedRecord(Buffer.allocUnsafe(writer.size));
+        writer.write(records[index].buf, 0);
+      }
+      const batch = await RecordBatch({
+        compression,
+        records,
+        firstTimestamp: first,
+        maxTimestamp: max,
+        producerId: producerId ?? Long.fromInt(-1),
+        producerEpoch,
+        firstSequence,
+        transactional: !!transactionalId,
+        lastOffsetDelta: records.length - 1,
+      });
+      return new Encoder().writeInt32(partition).writeInt32(batch.size()).writeEncoder(batch);
     }
-    const batch = await RecordBatch({
-      compression: compression ?? Types.None,
-      records,
-      firstTimestamp: first,
-      maxTimestamp: max,
-      producerId: producerId ?? Long.fromInt(-1),
-      producerEpoch,
-      firstSequence,
-      transactional: !!transactionalId,
-      lastOffsetDelta: records.length - 1,
-    });
-    return new Encoder().writeInt32(partition).writeInt32(batch.size()).writeEncoder(batch);
+    // Uncompressed, the partition's part of the request in one buffer, as kafkajs's encoders lay
+    // it out: the partition, the record set's size, then the record batch (v2) — base offset,
+    // length, leader epoch, magic, CRC-32C of what follows it, attributes, last offset delta,
+    // first and largest timestamp, producer id and epoch, first sequence, the records.
+    let recordsSize = 0;
+    for (let index = 0; index < messages.length; index++) recordsSize += take(index).size;
+    const bodyStart = 29;
+    const buffer = Buffer.allocUnsafe(bodyStart + 40 + recordsSize);
+    buffer.writeInt32BE(partition, 0);
+    buffer.writeInt32BE(buffer.length - 8, 4);
+    buffer.writeBigInt64BE(0n, 8);
+    buffer.writeInt32BE(buffer.length - 20, 16);
+    buffer.writeInt32BE(0, 20); // partition leader epoch
+    buffer.writeInt8(2, 24); // magic: record batch v2
+    buffer.writeInt16BE(transactionalId ? TRANSACTIONAL_FLAG : 0, bodyStart);
+    buffer.writeInt32BE(messages.length - 1, bodyStart + 2);
+    buffer.writeBigInt64BE(Long.fromValue(first).value, bodyStart + 6);
+    buffer.writeBigInt64BE(Long.fromValue(max).value, bodyStart + 14);
+    buffer.writeBigInt64BE(Long.fromValue(producerId ?? -1).value, bodyStart + 22);
+    buffer.writeInt16BE(producerEpoch, bodyStart + 30);
+    buffer.writeInt32BE(firstSequence, bodyStart + 32);
+    buffer.writeInt32BE(messages.length, bodyStart + 36);
+    let at = bodyStart + 40;
+    for (let index = 0; index < messages.length; index++) at = take(index).write(buffer, at);
+    buffer.writeUInt32BE(crc32c(buffer.subarray(bodyStart)), 25);
+    return new EncodedRecord(buffer);
   };
   return {
     apiKey: Produce,
@@ -211,7 +349,7 @@ export function produceRequest({ acks, timeout, transactionalId = null, producer
     encode: async () => {
       const topics: KafkajsEncoder[] = [];
       for (const { topic, partitions } of topicData) {
-        const encoded: KafkajsEncoder[] = [];
+        const encoded: Array<KafkajsEncoder | EncodedRecord> = [];
         for (const data of partitions) encoded.push(await encodePartition(data));
         topics.push(new Encoder().writeString(topic).writeArray(encoded));
       }
@@ -259,7 +397,13 @@ export function crc32c(buffer: Uint8Array): number {
   return (crc ^ -1) >>> 0;
 }
 
-let produceParts: { Encoder: EncoderClass; RecordBatch: RecordBatchEncoder; Long: { fromInt(value: number): unknown }; Produce: number; Types: { None: number } } | undefined;
+/** kafkajs's 64-bit integers (a BigInt inside). */
+interface KafkajsLong {
+  fromInt(value: number): unknown;
+  fromValue(value: unknown): { readonly value: bigint };
+}
+
+let produceParts: { Encoder: EncoderClass; RecordBatch: RecordBatchEncoder; Long: KafkajsLong; Produce: number; Types: { None: number } } | undefined;
 
 /** The kafkajs modules replaced, and the modules that take them when they load. */
 const replacements: readonly ModuleReplacement[] = [

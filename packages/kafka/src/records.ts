@@ -3,6 +3,7 @@ import type { Headers, IncomingRecord, OutgoingRecord } from '@eddy/core';
 import type { KafkaMessage, Message } from 'kafkajs';
 import { isLazyRecord, type LazyRecord } from './fetch-fixes.js';
 import { toHeaders } from './headers.js';
+import { OutgoingMessage, producerFixesInstalled } from './producer-fixes.js';
 
 export { toHeaders } from './headers.js';
 
@@ -12,8 +13,18 @@ export function toBuffer(bytes: Uint8Array | null): Buffer | null {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** An Eddy record as a kafkajs message for its (explicit) partition; timestamps travel as strings of ms. */
+/**
+ * An Eddy record as a kafkajs message for its (explicit) partition. With the producer fixes in
+ * place, an {@link OutgoingMessage}: key and value stay the bytes they are, whatever kind of
+ * Uint8Array. Otherwise kafkajs's own message: Buffers, and the timestamp as a string of ms.
+ */
 export function toKafkaMessage(record: OutgoingRecord): Message {
+  if (!producerFixesInstalled) return toKafkajsMessage(record);
+  return new OutgoingMessage(record.partition, record.key, record.value, record.timestamp, hasEntries(record.headers) ? record.headers : undefined) as unknown as Message;
+}
+
+/** An Eddy record as kafkajs's own message: key and value as Buffers over the same memory, the timestamp as a string of ms. */
+export function toKafkajsMessage(record: OutgoingRecord): Message {
   const message: Message = { partition: record.partition, key: toBuffer(record.key), value: toBuffer(record.value), timestamp: String(record.timestamp) };
   if (hasEntries(record.headers)) message.headers = { ...record.headers };
   return message;
