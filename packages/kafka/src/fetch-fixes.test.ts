@@ -29,7 +29,7 @@ function random(seed: number): () => number {
 }
 
 /** A record batch as a broker sends it: first offset, then the batch kafkajs's producer would write. */
-async function batch(next: () => number, options: { compression: number; firstOffset: string; firstTimestamp: string; transactional: boolean; count: number }): Promise<Buffer> {
+async function batch(next: () => number, options: { compression: number; firstOffset: string; firstTimestamp: string; transactional: boolean; count: number; logAppendTime?: string }): Promise<Buffer> {
   const records = Array.from({ length: options.count }, (_, index) => {
     const headers: Record<string, string | string[]> = {};
     if (next() < 0.5) headers['eddy.origin'] = `${index}:0:in:2`;
@@ -46,7 +46,7 @@ async function batch(next: () => number, options: { compression: number; firstOf
     compression: options.compression,
     records,
     firstTimestamp: options.firstTimestamp,
-    maxTimestamp: options.firstTimestamp,
+    maxTimestamp: options.logAppendTime ?? options.firstTimestamp,
     producerId: Long.fromNumber(4711),
     producerEpoch: 2,
     firstSequence: 9,
@@ -55,6 +55,9 @@ async function batch(next: () => number, options: { compression: number; firstOf
   });
   // RecordBatch starts with a zero first offset; the broker's is the batch's real one.
   const bytes = Buffer.from(recordBatch.buffer);
+  // Log-append time (the broker's clock; every record takes the batch's largest timestamp): the
+  // timestamp type bit of the attributes, after first offset, length, leader epoch, magic and CRC.
+  if (options.logAppendTime !== undefined) bytes[22] |= 0x08;
   const encoder = new Encoder();
   encoder.writeInt64(Long.fromString(options.firstOffset));
   return Buffer.concat([encoder.buffer, bytes.subarray(8)]);
@@ -73,6 +76,7 @@ async function decodedCases(seed: number): Promise<Array<LazyRecord | FetchedRec
   for (const options of [
     { compression: Types.None, firstOffset: '0', firstTimestamp: '1700000000000', transactional: false, count: 100 },
     { compression: Types.GZIP, firstOffset: '500', firstTimestamp: '-1', transactional: true, count: 40 },
+    { compression: Types.None, firstOffset: '9', firstTimestamp: '1700000000000', transactional: false, count: 30, logAppendTime: '1700000009999' },
   ]) {
     records.push(...(await decodeRecordBatch(new Decoder(await batch(next, options)))).records);
   }
@@ -95,6 +99,7 @@ describe('decodeRecordBatch (kafkajs fetch fix)', () => {
       // Beyond 2^53: kafkajs's own record decoder takes over.
       { compression: Types.None, firstOffset: '9007199254740993', firstTimestamp: '1700000000000', transactional: false, count: 5 },
       { compression: Types.None, firstOffset: '7', firstTimestamp: '1700000000000', transactional: false, count: 0 },
+      { compression: Types.None, firstOffset: '9', firstTimestamp: '1700000000000', transactional: false, count: 30, logAppendTime: '1700000009999' },
     ];
     for (const options of cases) {
       const bytes = await batch(next, options);
@@ -118,6 +123,7 @@ describe('decodeRecordBatch (kafkajs fetch fix)', () => {
       const plain = record.materialize();
       const fields = { magicByte: record.magicByte, attributes: record.attributes, timestamp: record.timestamp, offset: record.offset, key: record.key, value: record.value, headers: record.headers, isControlRecord: record.isControlRecord, batchContext: record.batchContext };
       expect(fields).toEqual(plain);
+      expect([record.offsetNumber, record.timestampNumber]).toEqual([Number(plain.offset), Number(plain.timestamp)]);
       expect(Object.keys(plain)).toEqual(['magicByte', 'attributes', 'timestamp', 'offset', 'key', 'value', 'headers', 'isControlRecord', 'batchContext']);
     }
   });
@@ -137,12 +143,13 @@ describe('decodeRecordBatch (kafkajs fetch fix)', () => {
   });
 
   it('leaves out a header whose last value is missing, from a lazy record as from kafkajs\'s', () => {
-    // kafkajs cannot write a header without a value; Kafka can. Key 'k', value 'v', then four
-    // headers: h = 'x', h = (none), n = (none), kept = 'y'. Lengths are zigzag varints (-1: none).
+    // kafkajs cannot write a header without a value; Kafka can. Attributes, timestamp and offset
+    // deltas, key 'k', value 'v', then four headers: h = 'x', h = (none), n = (none), kept = 'y'.
+    // Lengths are zigzag varints (-1: none).
     const ascii = (text: string) => [...text].map((char) => char.charCodeAt(0));
-    const bytes = Buffer.from([2, ...ascii('k'), 2, ...ascii('v'), 8, 2, ...ascii('h'), 2, ...ascii('x'), 2, ...ascii('h'), 1, 2, ...ascii('n'), 1, 8, ...ascii('kept'), 2, ...ascii('y')]);
+    const bytes = Buffer.from([0, 0, 0, 2, ...ascii('k'), 2, ...ascii('v'), 8, 2, ...ascii('h'), 2, ...ascii('x'), 2, ...ascii('h'), 1, 2, ...ascii('n'), 1, 8, ...ascii('kept'), 2, ...ascii('y')]);
     const context = { firstOffset: '0', firstTimestamp: '1', maxTimestamp: '1', isControlBatch: false, magicByte: 2 } as unknown as LazyRecord['batchContext'];
-    const lazy = new LazyRecord(bytes, 0, 0, 0, 1, context, false);
+    const lazy = new LazyRecord({ buffer: bytes, context, firstTimestamp: 1, appendTime: false }, 0, 0);
     expect(lazy.headers).toEqual({ h: [Buffer.from('x'), null], n: null, kept: Buffer.from('y') });
     expect(toIncomingRecord('t', 0, lazy).headers).toEqual({ kept: 'y' });
     expect(toIncomingRecord('t', 0, lazy.materialize() as Parameters<typeof toIncomingRecord>[2]).headers).toEqual({ kept: 'y' });

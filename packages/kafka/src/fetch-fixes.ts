@@ -185,11 +185,22 @@ const lazyBrand: unique symbol = Symbol.for('eddy.kafkajs.lazyRecord') as never;
 export const isLazyRecord = (record: unknown): record is LazyRecord => typeof record === 'object' && record !== null && (record as { [lazyBrand]?: true })[lazyBrand] === true;
 
 
+/** What the records of one record batch share (their {@link LazyRecord}s point here). */
+export interface LazyBatch {
+  readonly buffer: Buffer;
+  readonly context: BatchContext;
+  /** The batch's first timestamp (records hold deltas from it). */
+  readonly firstTimestamp: number;
+  /** Log-append time: every record's timestamp is the batch's largest. */
+  readonly appendTime: boolean;
+}
+
 /**
- * A fetched record decoded no further than its offset and timestamp. The rest (key, value,
- * headers) stays in the fetched bytes until it is read, so a fetch's worth of records costs one
- * small object each while it waits for its turn, instead of a record, two Buffers, a headers
- * object and two strings that all live long enough to be promoted by the garbage collector.
+ * A fetched record decoded no further than its offset. The rest (timestamp, key, value, headers)
+ * stays in the fetched bytes until it is read, so a fetch's worth of records costs one small
+ * object each while it waits for its turn (three fields and a flag; what its record batch shares
+ * is in a {@link LazyBatch}), instead of a record, two Buffers, a headers object and two strings
+ * that all live long enough to be promoted by the garbage collector.
  *
  * kafkajs's own code reads the fields it needs from it; an Eddy consumer turns it straight into
  * an Eddy record ({@link LazyRecord.toRecord}). Every other consumer gets exactly kafkajs's
@@ -200,57 +211,79 @@ export class LazyRecord {
   isControlRecord: boolean;
 
   constructor(
-    readonly buffer: Buffer,
-    /** Where the key's length starts. */
+    /** What the records of its record batch share. */
+    readonly batch: LazyBatch,
+    /** Where the record starts after its length: its attributes, timestamp delta, offset delta, key… */
     readonly at: number,
-    readonly attributes: number,
     readonly offsetNumber: number,
-    readonly timestampNumber: number,
-    readonly batchContext: BatchContext,
-    readonly appendTime: boolean,
   ) {
-    this.isControlRecord = batchContext.isControlBatch;
+    this.isControlRecord = batch.context.isControlBatch;
+  }
+
+  get buffer(): Buffer {
+    return this.batch.buffer;
+  }
+
+  get batchContext(): BatchContext {
+    return this.batch.context;
+  }
+
+  get attributes(): number {
+    return this.batch.buffer.readInt8(this.at);
   }
 
   get magicByte(): number | undefined {
-    return this.batchContext.magicByte;
+    return this.batch.context.magicByte;
   }
 
   get offset(): string {
     return String(this.offsetNumber);
   }
 
+  get timestampNumber(): number {
+    const { buffer, appendTime, context, firstTimestamp } = this.batch;
+    return appendTime ? Number(context.maxTimestamp) : firstTimestamp + release(readerAt(buffer, this.at + 1).varint());
+  }
+
   get timestamp(): string {
-    return this.appendTime ? this.batchContext.maxTimestamp : String(this.timestampNumber);
+    return this.batch.appendTime ? this.batch.context.maxTimestamp : String(this.timestampNumber);
   }
 
   get key(): Buffer | null {
-    return release(readerAt(this.buffer, this.at).bytes());
+    return release(this.#fields().bytes());
   }
 
   get value(): Buffer | null {
-    const reader = readerAt(this.buffer, this.at);
+    const reader = this.#fields();
     reader.skipBytes();
     return release(reader.bytes());
   }
 
   get headers(): FetchedRecord['headers'] {
-    const reader = readerAt(this.buffer, this.at);
+    const reader = this.#fields();
     reader.skipBytes();
     reader.skipBytes();
     return release(reader.headers());
+  }
+
+  /** The shared reader at the record's key (past its attributes and deltas); release it after. */
+  #fields(): RecordReader {
+    const reader = readerAt(this.batch.buffer, this.at + 1);
+    reader.varint();
+    reader.varint();
+    return reader;
   }
 
   declare readonly [lazyBrand]: true;
 
   /** kafkajs's record, field for field. */
   materialize(): FetchedRecord {
-    const reader = readerAt(this.buffer, this.at);
+    const reader = this.#fields();
     const key = reader.bytes();
     const value = reader.bytes();
     const headers = release(reader.headers());
     return {
-      magicByte: this.batchContext.magicByte,
+      magicByte: this.batch.context.magicByte,
       attributes: this.attributes,
       timestamp: this.timestamp,
       offset: this.offset,
@@ -258,13 +291,16 @@ export class LazyRecord {
       value,
       headers,
       isControlRecord: this.isControlRecord,
-      batchContext: this.batchContext,
+      batchContext: this.batch.context,
     };
   }
 
   /** The Eddy record: key and value as (plain Uint8Array) views of the fetched bytes, headers as text. */
   toRecord(topic: string, partition: number): IncomingRecord {
-    const reader = readerAt(this.buffer, this.at);
+    const { buffer, appendTime, context, firstTimestamp } = this.batch;
+    const reader = readerAt(buffer, this.at + 1);
+    const timestampDelta = reader.varint();
+    reader.varint();
     const key = reader.view();
     const value = reader.view();
     // As an Eddy record has them (toHeaders); most records have none.
@@ -275,7 +311,7 @@ export class LazyRecord {
       headers = toHeaders(reader.headers());
     }
     releaseReader();
-    const timestamp = this.appendTime ? Number(this.batchContext.maxTimestamp) : this.timestampNumber;
+    const timestamp = appendTime ? Number(context.maxTimestamp) : firstTimestamp + timestampDelta;
     return { topic, partition, offset: this.offsetNumber, key, value, timestamp, headers };
   }
 }
@@ -295,6 +331,7 @@ function decodeRecords(reader: RecordReader, count: number, context: BatchContex
   const appendTime = context.timestampType === LOG_APPEND_TIME && Boolean(context.maxTimestamp);
   const records = new Array<LazyRecord | FetchedRecord>(count);
   const { buffer } = reader;
+  const batch: LazyBatch = { buffer, context, firstTimestamp: firstTimestamp ?? 0, appendTime };
   for (let index = 0; index < count; index++) {
     const length = reader.varint();
     const end = reader.at + length;
@@ -302,10 +339,10 @@ function decodeRecords(reader: RecordReader, count: number, context: BatchContex
       // Beyond what numbers hold exactly: kafkajs's own decoder, on this record's bytes.
       records[index] = decodeRecord(new Decoder(buffer.subarray(reader.at, end)), context);
     } else {
-      const attributes = buffer.readInt8(reader.at++);
-      const timestampDelta = reader.varint();
-      const offsetDelta = reader.varint();
-      records[index] = new LazyRecord(buffer, reader.at, attributes, firstOffset + offsetDelta, (firstTimestamp ?? 0) + timestampDelta, context, appendTime);
+      const at = reader.at;
+      reader.at++; // attributes
+      reader.varint(); // timestamp delta
+      records[index] = new LazyRecord(batch, at, firstOffset + reader.varint());
     }
     reader.at = end;
   }

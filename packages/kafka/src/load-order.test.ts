@@ -43,10 +43,10 @@ describe('kafkajs fixes and load order', () => {
       const script = `
         const first = await import(${JSON.stringify(first)});
         const second = await import(${JSON.stringify(second)});
-        // A record decoded by the second copy: key 'k', value 'v', no headers.
-        const bytes = Buffer.from([2, 0x6b, 2, 0x76, 0]);
+        // A record decoded by the second copy: attributes, deltas, key 'k', value 'v', no headers.
+        const bytes = Buffer.from([0, 0, 0, 2, 0x6b, 2, 0x76, 0]);
         const context = { firstOffset: '7', firstTimestamp: '5', maxTimestamp: '5', isControlBatch: false, magicByte: 2 };
-        const record = new second.LazyRecord(bytes, 0, 0, 7, 5, context, false);
+        const record = new second.LazyRecord({ buffer: bytes, context, firstTimestamp: 5, appendTime: false }, 0, 7);
         const batch = { rawMessages: [record], messagesWithinOffset: [record], messages: [record] };
         first.materializeBatch(batch);
         const [plain] = batch.messages;
