@@ -101,6 +101,22 @@ function allocationSites(root: HeapNode, records: number, top: number): { bytesP
   };
 }
 
+/** The records in each topic this run made (output, changelog, repartition, dead letters), by name after the tag. */
+async function recordsWritten(kafka: BenchKafka['kafka'], tag: string): Promise<Record<string, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const written: Record<string, number> = {};
+    for (const topic of (await admin.listTopics()).filter((name) => name.includes(tag)).sort()) {
+      const offsets = await admin.fetchTopicOffsets(topic);
+      written[topic.slice(topic.indexOf(tag) + tag.length + 1)] = offsets.reduce((sum, entry) => sum + Number(entry.high), 0);
+    }
+    return written;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 let bench: BenchKafka | undefined;
 try {
   bench = await benchKafka('eddy-profile', log);
@@ -182,6 +198,7 @@ try {
     document.allocation = allocationSites(sampled.head, total, 30);
   }
   await app.stop();
+  document.recordsWritten = await recordsWritten(kafka, runId);
   process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
 } finally {
   // What this run made (not a topic given with --topic), also when it failed.
