@@ -6,7 +6,7 @@ export interface Serde<T> {
   deserialize(bytes: Uint8Array): T;
 }
 
-import { Buffer } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 
 const lenient = new TextDecoder('utf-8');
 const strict = new TextDecoder('utf-8', { fatal: true });
@@ -93,6 +93,25 @@ export const plainBytes = (bytes: Uint8Array): Uint8Array => (bytes.constructor 
  */
 export function deserializerOf<T>(serde: Serde<T>): (bytes: Uint8Array) => T {
   return readersOnly.has(serde) ? serde.deserialize : (bytes) => serde.deserialize(plainBytes(bytes));
+}
+
+/**
+ * For a serde whose `deserialize` fails exactly on bytes that are not UTF-8 (the text serdes: a
+ * stream's default key serde and `string()`), a check that throws what it would throw, without
+ * making the text (validating is several times cheaper than decoding); undefined for any other.
+ */
+export function checkerOf<T>(serde: Serde<T>): ((bytes: Uint8Array) => void) | undefined {
+  if (serde !== stringSerde && serde !== defaultKeySerde) return undefined;
+  return (bytes) => {
+    if (!isShortAscii(bytes) && !isUtf8(bytes)) serde.deserialize(bytes);
+  };
+}
+
+/** Whether bytes are a short run of ASCII: a loop beats a call into `isUtf8` on keys of a few bytes. */
+function isShortAscii(bytes: Uint8Array): boolean {
+  if (bytes.length > 64) return false;
+  for (let index = 0; index < bytes.length; index++) if (bytes[index]! > 0x7f) return false;
+  return true;
 }
 
 /** Checks that a user-supplied serde has both functions; throws at build time otherwise. */

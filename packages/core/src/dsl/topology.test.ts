@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, createApp } from '../index.js';
+import { defaultKeySerde, json } from '../serde.js';
+import type { Node, NodeInput } from './graph.js';
+import { ignoresKey, keyUnreadBelow } from './topology.js';
 
 interface Reading {
   sensor: string;
@@ -138,5 +141,58 @@ describe('repartition topics', () => {
     const text = app.describe();
     expect(text.match(/sink shared-by-sensor-repartition/g)).toHaveLength(1);
     expect(text).toContain('(stores: counts, tumbling-60000ms-grace-0ms-max)');
+  });
+});
+
+describe('which steps can see a source key', () => {
+  it('a callback cannot when it is an arrow function with one plain parameter', () => {
+    const blind = [(r: unknown) => r, (reading: { sensor: string }) => reading.sensor, (_: unknown) => 1];
+    // Two parameters, a default or rest parameter, destructuring (not looked into), and functions
+    // (which have \`arguments\`) may; so may what does not show its source.
+    const seeing = [
+      (r: unknown, k: unknown) => [r, k],
+      (r: unknown, k = 'x') => [r, k],
+      (...args: unknown[]) => args[1],
+      ({ sensor }: { sensor: string }) => sensor,
+      function (this: unknown, r: unknown) {
+        // eslint-disable-next-line prefer-rest-params
+        return [r, arguments[1]];
+      },
+      ((r: unknown) => r).bind(null),
+      async (r: unknown) => r,
+    ];
+    for (const fn of blind) expect(ignoresKey(fn), String(fn)).toBe(true);
+    for (const fn of seeing) expect(ignoresKey(fn as (...args: never[]) => unknown), String(fn)).toBe(false);
+  });
+
+  it("a source's key is unread when every path re-keys it through steps that cannot see it", () => {
+    let id = 0;
+    const children = new Map<Node, Node[]>();
+    const node = (input: NodeInput, parent?: Node): Node => {
+      const made = { ...input, id: id++, parents: parent ? [parent] : [] } as Node;
+      if (parent) children.set(parent, [...(children.get(parent) ?? []), made]);
+      return made;
+    };
+    const source = () => node({ kind: 'source', topic: 't', timestamp: undefined, keySerde: defaultKeySerde, valueSerde: json(), internal: false, parents: [] });
+    const step = (kind: 'map' | 'filter' | 'keyBy', fn: (value: unknown, key: unknown) => unknown, parent: Node) => node({ kind, fn, name: undefined, parents: [] } as NodeInput, parent);
+    const sink = (parent: Node) => node({ kind: 'sink', topic: 'out', keySerde: defaultKeySerde, valueSerde: json(), internal: false, parents: [] }, parent);
+
+    const rekeyed = source();
+    step('keyBy', (r) => r, step('filter', (r) => r, step('map', (r) => r, rekeyed)));
+    expect(keyUnreadBelow(rekeyed, children)).toBe(true);
+
+    const keySeen = source();
+    step('keyBy', (r, k) => [r, k], keySeen);
+    expect(keyUnreadBelow(keySeen, children)).toBe(false);
+
+    const seenOnTheWay = source();
+    step('keyBy', (r) => r, step('filter', (r, k) => k !== r, seenOnTheWay));
+    expect(keyUnreadBelow(seenOnTheWay, children)).toBe(false);
+
+    // One branch writes the key to a topic.
+    const branched = source();
+    step('keyBy', (r) => r, branched);
+    sink(step('map', (r) => r, branched));
+    expect(keyUnreadBelow(branched, children)).toBe(false);
   });
 });

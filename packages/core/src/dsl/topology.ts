@@ -30,6 +30,38 @@ export const deadLetterTopic = (appId: string) => `${appId}-dlq`;
 
 const internalSerde = json();
 
+/**
+ * Whether a callback cannot see the key it would be called with (its second argument): an arrow
+ * function (no `arguments` of its own) whose one parameter is a plain name. Anything else may.
+ */
+export function ignoresKey(fn: (...args: never[]) => unknown): boolean {
+  return /^\s*(?:[A-Za-z_$][\w$]*|\(\s*[A-Za-z_$][\w$]*\s*\))\s*=>/.test(Function.prototype.toString.call(fn));
+}
+
+/**
+ * Whether nothing below `node` sees the key of the records it emits: every path from it reaches a
+ * keyBy, which replaces the key, through steps that pass the key on without looking (map, filter,
+ * flatMap, peek and merge), and neither those steps nor the keyBy can see it ({@link ignoresKey}).
+ * A source whose key no one reads need not decode it.
+ */
+export function keyUnreadBelow(node: Node, children: ReadonlyMap<Node, readonly Node[]>): boolean {
+  return (children.get(node) ?? []).every((child) => {
+    switch (child.kind) {
+      case 'keyBy':
+        return ignoresKey(child.fn);
+      case 'map':
+      case 'filter':
+      case 'flatMap':
+      case 'peek':
+        return ignoresKey(child.fn) && keyUnreadBelow(child, children);
+      case 'merge':
+        return keyUnreadBelow(child, children);
+      default:
+        return false;
+    }
+  });
+}
+
 /** Does the path from `node` up to its sources re-key the stream (a keyBy) before any topic? */
 function rekeyedAbove(node: Node): Extract<Node, { kind: 'keyBy' }> | undefined {
   for (const parent of node.parents) {

@@ -1,9 +1,9 @@
 import { share, type Observable } from 'rxjs';
 import type { Clock } from '../clock.js';
 import type { Node } from '../dsl/graph.js';
-import { changelogTopic, deadLetterTopic, type SubTopology, type Topology } from '../dsl/topology.js';
+import { changelogTopic, deadLetterTopic, keyUnreadBelow, type SubTopology, type Topology } from '../dsl/topology.js';
 import { describeError, EddyError, type ErrorCode } from '../errors.js';
-import { deserializerOf } from '../serde.js';
+import { checkerOf, deserializerOf } from '../serde.js';
 import type { PartitionStore, StoreEntry } from '../state/backend.js';
 import type { Headers, IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransactionalProducer, TransportProducer } from '../transport/types.js';
 import type { CacheBudget } from './cache.js';
@@ -56,6 +56,13 @@ type SourceNode = Extract<Node, { kind: 'source' }>;
 interface SourceDecoders {
   readonly key: (bytes: Uint8Array) => unknown;
   readonly value: (bytes: Uint8Array) => unknown;
+  /**
+   * Set when no step of the task sees the key a record arrives with (see topology.ts
+   * `keyUnreadBelow`) and the key serde can tell bad bytes without decoding them: the key is
+   * then only checked (a record whose key does not deserialize is still dead-lettered), and is
+   * decoded only if a dead letter needs it.
+   */
+  readonly checkKey: ((bytes: Uint8Array) => void) | undefined;
 }
 
 /**
@@ -103,6 +110,10 @@ export class Task implements TaskContext {
   readonly #positions = new Map<string, TopicPartitionOffset>();
   readonly #appliedOrigins = new Map<string, [offset: number, index: number]>();
   readonly #decoders = new Map<SourceNode, SourceDecoders>();
+  /** The record being processed, when its source only checked its key (see SourceDecoders): its origin, key bytes and decoders. */
+  #keyLeftOrigin: Origin | undefined;
+  #keyLeftBytes: Uint8Array | undefined;
+  #keyLeftDecoders: SourceDecoders | undefined;
   /** Per store, commit entries sent to the changelog but not yet written to the local store. */
   readonly #unwritten = new Map<string, StoreEntry[]>();
   #positionsChanged = false;
@@ -237,8 +248,14 @@ export class Task implements TaskContext {
     const origin = signal && 'origin' in signal ? signal.origin : undefined;
     const failure = error instanceof EddyError ? error : new EddyError(code, `${step}: ${describeError(error)}`, { cause: error });
     const value = signal && signal.type !== 'tick' ? safeJson(signalValue(signal)) : null;
-    const key = signal && signal.type !== 'tick' ? safeJson(signal.key) : null;
+    const key = signal && signal.type !== 'tick' ? safeJson(this.#keyOf(signal)) : null;
     this.#deadLetter(failure, step, origin, key, value);
+  }
+
+  /** A signal's key; for a record whose source left its key undecoded (see SourceDecoders), that key decoded. */
+  #keyOf(signal: Exclude<Signal, { type: 'tick' }>): unknown {
+    if (signal.key !== undefined || signal.origin === undefined || signal.origin !== this.#keyLeftOrigin) return signal.key;
+    return this.#keyLeftDecoders!.key(this.#keyLeftBytes!);
   }
 
   // --- records in --------------------------------------------------------------------------
@@ -326,6 +343,8 @@ export class Task implements TaskContext {
       }
     } finally {
       this.#processing = false;
+      // Not to hold on to the fetched bytes.
+      this.#keyLeftOrigin = this.#keyLeftBytes = this.#keyLeftDecoders = undefined;
     }
     if (processed) {
       this.#positions.set(processed.topic, { topic: processed.topic, partition: processed.partition, offset: processed.offset + 1 });
@@ -462,7 +481,10 @@ export class Task implements TaskContext {
   /** A source's key and value deserializers (see serde.ts `deserializerOf`), made once per source. */
   #decodersOf(source: SourceNode): SourceDecoders {
     let decoders = this.#decoders.get(source);
-    if (!decoders) this.#decoders.set(source, (decoders = { key: deserializerOf(source.keySerde), value: deserializerOf(source.valueSerde) }));
+    if (!decoders) {
+      const checkKey = keyUnreadBelow(source, this.host.topology.children) ? checkerOf(source.keySerde) : undefined;
+      this.#decoders.set(source, (decoders = { key: deserializerOf(source.keySerde), value: deserializerOf(source.valueSerde), checkKey }));
+    }
     return decoders;
   }
 
@@ -473,7 +495,14 @@ export class Task implements TaskContext {
       if (incoming.decoded) {
         ({ key, value } = incoming.decoded);
       } else {
-        key = incoming.key === null ? undefined : decoders.key(incoming.key);
+        if (incoming.key === null) key = undefined;
+        else if (decoders.checkKey) {
+          decoders.checkKey(incoming.key);
+          this.#keyLeftOrigin = origin;
+          this.#keyLeftBytes = incoming.key;
+          this.#keyLeftDecoders = decoders;
+        }
+        else key = decoders.key(incoming.key);
         value = incoming.value === null ? null : decoders.value(incoming.value);
       }
     } catch (error) {
