@@ -1,4 +1,5 @@
 import type { Aggregation } from '../aggregations.js';
+import { ConfigError } from '../errors.js';
 import type { WindowHandler } from '../handler.js';
 import type { Serde } from '../serde.js';
 import type { WindowDefinition } from '../windows/definitions.js';
@@ -69,10 +70,24 @@ export const isStateful = (node: Node): node is Extract<Node, { kind: 'window' |
 export class GraphBuilder {
   readonly nodes: Node[] = [];
   #nextId = 0;
+  readonly #sources = new Map<string, Extract<Node, { kind: 'source' }>>();
 
+  /**
+   * Adds a node. A topic has one source node: reading it again (`from`, `through`) with the same
+   * serdes and timestamp gives that node, whose records then flow down every branch; with others,
+   * it throws (one record cannot be two things; read it once and use that stream twice).
+   */
   add(node: NodeInput): Node {
+    if (node.kind === 'source') {
+      const existing = this.#sources.get(node.topic);
+      if (existing) {
+        if (existing.keySerde === node.keySerde && existing.valueSerde === node.valueSerde && existing.timestamp === node.timestamp) return existing;
+        throw new ConfigError(`from ${node.topic}: the topic is read already, with other serdes or another timestamp function; read it once and use that stream twice`);
+      }
+    }
     const created = { ...node, id: this.#nextId++ } as Node;
     this.nodes.push(created);
+    if (created.kind === 'source') this.#sources.set(created.topic, created);
     return created;
   }
 }

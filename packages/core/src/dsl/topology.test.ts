@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, createApp } from '../index.js';
-import { defaultKeySerde, json } from '../serde.js';
+import { defaultKeySerde, json, string } from '../serde.js';
+import { TestDriver } from '../testing/index.js';
 import type { Node, NodeInput } from './graph.js';
 import { ignoresKey, keyUnreadBelow } from './topology.js';
 
@@ -141,6 +142,22 @@ describe('repartition topics', () => {
     const text = app.describe();
     expect(text.match(/sink shared-by-sensor-repartition/g)).toHaveLength(1);
     expect(text).toContain('(stores: counts, tumbling-60000ms-grace-0ms-max)');
+  });
+});
+
+describe('a topic read twice', () => {
+  it('is one source whose records flow down both branches; with other serdes or timestamps it is refused', async () => {
+    const app = createApp({ id: 'twice', idleTimeout: false });
+    const first = app.from<{ n: number }>('r');
+    first.map((v) => ({ n: v.n + 1 })).to('plus');
+    app.from<{ n: number }>('r').map((v) => ({ n: v.n * 10 })).to('times');
+    expect(app.describe().match(/source r /g)).toHaveLength(1);
+    expect(() => app.from('r', { value: string() })).toThrow(ConfigError);
+    expect(() => app.from('r', { timestamp: () => 0 })).toThrow(/read already/);
+    const driver = await TestDriver.start(app);
+    await driver.send('r', { n: 2 });
+    expect([driver.read('plus').map((r) => r.value), driver.read('times').map((r) => r.value)]).toEqual([[{ n: 3 }], [{ n: 20 }]]);
+    await driver.stop();
   });
 });
 

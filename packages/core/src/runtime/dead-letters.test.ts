@@ -101,6 +101,24 @@ describe('dead letters', () => {
     }
     expect(keys[0]).not.toBeNull();
     expect(keys[0]).toEqual(keys[1]);
+    // A record without a key after one with a key: its dead letter has no key.
+    const app = windowedApp({ keyFn: (r) => (r.sensor === 'boom' ? (JSON.parse('{') as string) : r.sensor) });
+    const driver = await TestDriver.start(app);
+    await driver.send('readings', reading('a', 1, 1000), { key: 'a' });
+    await driver.send('readings', reading('boom', 5, 1000));
+    expect(driver.read('bad-dlq').map((dead) => dead.key)).toEqual([undefined]);
+    await driver.stop();
+  });
+
+  it('decodes the key when any reader of the topic may see it (a topic read twice)', async () => {
+    const app = createApp({ id: 'twice', idleTimeout: false, logger: silentLogger });
+    const blind = app.from<{ id: string }>('r').keyBy((v) => v.id);
+    const seeing = app.from<{ id: string }>('r').map((_v, k) => ({ id: `key=${String(k)}` })).keyBy((v) => v.id);
+    blind.merge(seeing).to('out');
+    const driver = await TestDriver.start(app);
+    await driver.send('r', { id: 'x' }, { key: 'the-key' });
+    expect(driver.read('out').map((r) => r.value)).toEqual(expect.arrayContaining([{ id: 'x' }, { id: 'key=the-key' }]));
+    await driver.stop();
   });
 
   it.each([
