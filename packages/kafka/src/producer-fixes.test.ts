@@ -107,6 +107,10 @@ describe('kafkajs producer fixes', () => {
       expect((await ours.encode()).buffer.equals((await theirs.encode()).buffer)).toBe(true);
     }
     vi.restoreAllMocks();
+    // Headers null: both refuse.
+    const nullHeaders = { acks: -1, timeout: 1_000, topicData: [{ topic: 'd', partitions: [{ partition: 0, messages: [{ value: 'v', headers: null }] }] }] };
+    await expect(kafkajsRequest(nullHeaders as never).encode()).rejects.toThrow(TypeError);
+    await expect(produceRequest(nullHeaders as never).encode()).rejects.toThrow(TypeError);
   });
 
   it("write an Eddy producer's messages (any Uint8Array as bytes) as kafkajs writes the same as Buffers", async () => {

@@ -5,7 +5,11 @@ import { kafkajsModule, kafkajsPath, replaceKafkajsModules, type ModuleReplaceme
  * Fixes for kafkajs 2.2.4's producer, installed when this module is evaluated, which must be
  * before kafkajs's producer code loads (`@eddy/kafka` imports this module first). Each replaces a
  * kafkajs module in Node's module cache, so the kafkajs code that requires it gets the fix; the
- * bytes on the wire and the shapes returned are kafkajs's own, only the cost changes.
+ * bytes on the wire and the shapes returned are kafkajs's own, only the cost changes. Except:
+ * a batch's first and largest timestamps are the smallest and largest by number (kafkajs sorts
+ * them as text, so '1000' comes before '999'); and fields kafkajs refuses with a TypeError from
+ * deep inside its encoder (a number as key, a null header value, a timestamp that is not a
+ * number) are written as their text, null, or the time of encoding.
  *
  * - {@link groupMessagesPerPartition}: kafkajs groups a request's messages by partition by
  *   copying the partition's list for every message (`[...current, message]`), quadratic in the
@@ -137,9 +141,9 @@ function writeField(buffer: Buffer, at: number, field: Field, length: number): n
 }
 
 /** Calls `each` per header value, as kafkajs writes them: a value that is an array repeats its name. */
-function forEachHeader(headers: Headers, each: (name: string, value: Field) => void): void {
-  for (const name of Object.keys(headers)) {
-    const entry = headers[name];
+function forEachHeader(headers: Headers | null, each: (name: string, value: Field) => void): void {
+  for (const name of Object.keys(headers!)) {
+    const entry = headers![name];
     if (Array.isArray(entry)) for (const value of entry as readonly Bytes[]) each(name, kafkajsField(value));
     else each(name, kafkajsField(entry));
   }
@@ -155,7 +159,7 @@ class RecordWriter {
   #keyLength = -1;
   #value: Field = null;
   #valueLength = -1;
-  #headers: Headers | undefined;
+  #headers: Headers | null | undefined;
   #headerCount = 0;
   #headersSize = 0;
   #timestamp = 0;
@@ -164,7 +168,7 @@ class RecordWriter {
   body = 0;
 
   /** Takes a record's fields and sizes it; the record takes `sizeOfUnsignedVarint(body * 2) + body` bytes. */
-  take(key: Field, value: Field, headers: Headers | undefined, timestampDelta: number, offsetDelta: number): this {
+  take(key: Field, value: Field, headers: Headers | null | undefined, timestampDelta: number, offsetDelta: number): this {
     this.#key = key;
     this.#keyLength = fieldLength(key);
     this.#value = value;
@@ -172,7 +176,8 @@ class RecordWriter {
     this.#headers = headers;
     this.#headerCount = 0;
     this.#headersSize = 0;
-    if (headers) {
+    // null throws, as kafkajs's Object.keys does.
+    if (headers !== undefined) {
       forEachHeader(headers, (name, headerValue) => {
         this.#headerCount++;
         this.#headersSize += sizeOfField(Buffer.byteLength(name, 'utf8')) + sizeOfField(fieldLength(headerValue));
@@ -210,6 +215,9 @@ class RecordWriter {
         at = writeField(buffer, at, headerValue, fieldLength(headerValue));
       });
     }
+    // Not to hold on to the record's bytes (a view of a whole fetch, for a record passed through).
+    this.#key = this.#value = null;
+    this.#headers = undefined;
     return at;
   }
 }
@@ -242,7 +250,7 @@ type RecordBatchEncoder = (fields: Record<string, unknown>) => Promise<{ size():
 interface ProduceMessage {
   readonly key?: Bytes;
   readonly value?: Bytes;
-  readonly headers?: RecordFields['headers'];
+  readonly headers?: RecordFields['headers'] | null;
   readonly timestamp?: string | number | null;
 }
 
