@@ -17,8 +17,8 @@
  *
  * Always reported: records/s from `start()` resolving until the last record is read (and, for the
  * job, the last window closed), this process's CPU time and garbage-collection time over the run,
- * and how busy its event loop was until the last record or window (what is left is time spent
- * waiting for the broker).
+ * how busy its event loop was until the last record or window (what is left is time spent
+ * waiting for the broker), and the end offset of each topic the run wrote.
  */
 import { Session } from 'node:inspector/promises';
 import { cpus } from 'node:os';
@@ -101,8 +101,11 @@ function allocationSites(root: HeapNode, records: number, top: number): { bytesP
   };
 }
 
-/** The records in each topic this run made (output, changelog, repartition, dead letters), by name after the tag. */
-async function recordsWritten(kafka: BenchKafka['kafka'], tag: string): Promise<Record<string, number>> {
+/**
+ * The end offset of each topic this run made (output, changelog, repartition, dead letters), by
+ * name after the tag: the records written to it, plus, under exactly-once, transaction markers.
+ */
+async function topicEndOffsets(kafka: BenchKafka['kafka'], tag: string): Promise<Record<string, number>> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -198,7 +201,7 @@ try {
     document.allocation = allocationSites(sampled.head, total, 30);
   }
   await app.stop();
-  document.recordsWritten = await recordsWritten(kafka, runId);
+  document.topicEndOffsets = await topicEndOffsets(kafka, runId);
   process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
 } finally {
   // What this run made (not a topic given with --topic), also when it failed.
