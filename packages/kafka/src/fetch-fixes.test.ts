@@ -100,6 +100,7 @@ describe('decodeRecordBatch (kafkajs fetch fix)', () => {
       { compression: Types.None, firstOffset: '9007199254740993', firstTimestamp: '1700000000000', transactional: false, count: 5 },
       { compression: Types.None, firstOffset: '7', firstTimestamp: '1700000000000', transactional: false, count: 0 },
       { compression: Types.None, firstOffset: '9', firstTimestamp: '1700000000000', transactional: false, count: 30, logAppendTime: '1700000009999' },
+      { compression: Types.GZIP, firstOffset: '11', firstTimestamp: '1700000000000', transactional: true, count: 30, logAppendTime: '1700000009999' },
     ];
     for (const options of cases) {
       const bytes = await batch(next, options);
