@@ -44,7 +44,9 @@
  * stock figure is the mean of the two, so that the target's ratio is taken against runs on either
  * side of it: the machine's speed drifts), then raw, raw pipe, hand job and exactly-once; ratios
  * (records/s of the first ÷ records/s of the second) are taken within a round; medians over rounds
- * are reported. The first round is a warm-up. Each round's topics and groups are deleted after it,
+ * are reported. The engine runs and the stock raw consumer also report their process's CPU time
+ * (all threads) over the timed span: records per CPU-second compare the work each does, which
+ * moves less than records/s with what else the machine runs (the broker's work is not counted). The first round is a warm-up. Each round's topics and groups are deleted after it,
  * the input topic at the end.
  */
 import { execFile } from 'node:child_process';
@@ -59,7 +61,7 @@ import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { runHandJob } from './kafka-hand-job.js';
 import { benchKafka, createTopic, defineJob, deleteTopicsAndGroups, produceInput, type BenchKafka } from './kafka-input.js';
-import { rawConsumerRun, timedConsumerRun } from './raw-consumer.js';
+import { rawConsumerRun, timedConsumerRun, type TimedRun } from './raw-consumer.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -86,6 +88,8 @@ const runId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 
 /** One timed run of the windowed job, by the engine or by hand. */
 interface JobRun {
   readonly recordsPerSecond: number;
+  /** This process's CPU time over the timed span (all threads), for the engine runs. */
+  readonly cpuMs?: number;
   readonly ms: number;
   readonly windowsClosed: number;
   readonly lateRecords: number;
@@ -93,11 +97,11 @@ interface JobRun {
 }
 
 /** The raw consumer on stock kafkajs: in a child process that never loads `@eddy/kafka`. */
-async function stockRawConsumerRun(brokers: readonly string[], topic: string, total: number, round: string): Promise<number> {
+async function stockRawConsumerRun(brokers: readonly string[], topic: string, total: number, round: string): Promise<TimedRun> {
   const script = fileURLToPath(new URL('./raw-consumer.js', import.meta.url));
   // With this process's Node flags (a tuned young generation, say): both sides run alike.
   const { stdout } = await run(process.execPath, [...process.execArgv, script, brokers.join(','), topic, String(total), `kafka-eos-stock-${runId}-${round}`]);
-  return (JSON.parse(stdout) as { recordsPerSecond: number }).recordsPerSecond;
+  return JSON.parse(stdout) as TimedRun;
 }
 
 async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: number): Promise<number> {
@@ -106,10 +110,11 @@ async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: num
   const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
   await producer.connect();
   try {
-    return await timedConsumerRun(kafka, topic, total, `kafka-eos-pipe-${runId}-${round}`, async (batch) => {
+    const timed = await timedConsumerRun(kafka, topic, total, `kafka-eos-pipe-${runId}-${round}`, async (batch) => {
       const messages = batch.messages.map((message) => ({ key: message.key, value: message.value, timestamp: message.timestamp, partition: batch.partition }));
       for (let from = 0; from < messages.length; from += 5_000) await producer.sendBatch({ acks: -1, topicMessages: [{ topic: target, messages: messages.slice(from, from + 5_000) }] });
     });
+    return timed.recordsPerSecond;
   } finally {
     await producer.disconnect();
   }
@@ -164,6 +169,8 @@ async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: 
   defineJob(app, topic, output);
   await app.start();
   const started = performance.now();
+  const cpu = process.cpuUsage();
+  let cpuUsed = cpu;
   // The last window closed: all input read, and the number of closed windows unchanged for 3 s.
   let windows = -1;
   let lastChange = started;
@@ -173,6 +180,7 @@ async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: 
     if (metrics.windowsClosed !== windows) {
       windows = metrics.windowsClosed;
       lastChange = performance.now();
+      cpuUsed = process.cpuUsage(cpu);
     }
     if (metrics.recordsIn >= total && performance.now() - lastChange > 3_000) break;
     if (app.failure) throw app.failure;
@@ -182,6 +190,7 @@ async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: 
   const ms = lastChange - started;
   return {
     recordsPerSecond: Math.round((total * 1000) / ms),
+    cpuMs: (cpuUsed.user + cpuUsed.system) / 1000,
     ms: Math.round(ms),
     windowsClosed: metrics.windowsClosed,
     lateRecords: metrics.lateRecords,
@@ -200,6 +209,8 @@ try {
 
   const raw: number[] = [];
   const stock: number[] = [];
+  /** CPU µs per record of the stock raw consumer's process (mean of the two runs of a round). */
+  const stockCpu: number[] = [];
   const pipe: number[] = [];
   const hand: JobRun[] = [];
   const alo: JobRun[] = [];
@@ -210,6 +221,7 @@ try {
     exactlyOnceVsHandJob: [] as number[],
     handJobVsRawConsumer: [] as number[],
     atLeastOnceVsStockRawConsumer: [] as number[],
+    atLeastOnceVsStockRawConsumerCpu: [] as number[],
     rawConsumerStockVsFixed: [] as number[],
     atLeastOnceVsRawConsumer: [] as number[],
     exactlyOnceVsRawConsumer: [] as number[],
@@ -221,20 +233,24 @@ try {
     const stockBefore = await stockRawConsumerRun(brokers, topic, total, `${round}a`);
     const aloRun = await engineRun(brokers, kafka, topic, total, 'at-least-once', round);
     const stockAfter = await stockRawConsumerRun(brokers, topic, total, `${round}b`);
-    const stockRun = Math.round((stockBefore + stockAfter) / 2);
-    const rawRun = await rawConsumerRun(kafka, topic, total, `kafka-eos-raw-${runId}-${round}`);
+    const stockRun = Math.round((stockBefore.recordsPerSecond + stockAfter.recordsPerSecond) / 2);
+    const stockCpuRun = (stockBefore.cpuMs + stockAfter.cpuMs) * (1_000 / 2 / total);
+    const aloCpuRun = aloRun.cpuMs! * (1_000 / total);
+    const rawRun = (await rawConsumerRun(kafka, topic, total, `kafka-eos-raw-${runId}-${round}`)).recordsPerSecond;
     const pipeRun = await rawPipeRun(kafka, topic, total, round);
     const handRun = await handJobRun(kafka, topic, total, round);
     const eosRun = await engineRun(brokers, kafka, topic, total, 'exactly-once', round);
     await deleteTopicsAndGroups(kafka, `${runId}-${round}`);
     log(
-      `round ${round}${round === 0 ? ' (warm-up)' : ''}: stock kafkajs ${stockBefore}/s and ${stockAfter}/s around at-least-once ${aloRun.recordsPerSecond}/s; ` +
+      `round ${round}${round === 0 ? ' (warm-up)' : ''}: stock kafkajs ${stockBefore.recordsPerSecond}/s and ${stockAfter.recordsPerSecond}/s around at-least-once ${aloRun.recordsPerSecond}/s ` +
+        `(CPU per record: ${stockCpuRun.toFixed(2)} µs and ${aloCpuRun.toFixed(2)} µs); ` +
         `raw ${rawRun}/s, raw pipe ${pipeRun}/s, hand job ${handRun.recordsPerSecond}/s, exactly-once ${eosRun.recordsPerSecond}/s; ` +
         `windows closed: hand job ${handRun.windowsClosed}, at-least-once ${aloRun.windowsClosed}`,
     );
     if (round === 0) continue;
     raw.push(rawRun);
     stock.push(stockRun);
+    stockCpu.push(stockCpuRun);
     pipe.push(pipeRun);
     hand.push(handRun);
     alo.push(aloRun);
@@ -244,6 +260,7 @@ try {
     ratios.exactlyOnceVsHandJob.push(eosRun.recordsPerSecond / handRun.recordsPerSecond);
     ratios.handJobVsRawConsumer.push(handRun.recordsPerSecond / rawRun);
     ratios.atLeastOnceVsStockRawConsumer.push(aloRun.recordsPerSecond / stockRun);
+    ratios.atLeastOnceVsStockRawConsumerCpu.push(stockCpuRun / aloCpuRun);
     ratios.rawConsumerStockVsFixed.push(stockRun / rawRun);
     ratios.atLeastOnceVsRawConsumer.push(aloRun.recordsPerSecond / rawRun);
     ratios.exactlyOnceVsRawConsumer.push(eosRun.recordsPerSecond / rawRun);
@@ -252,6 +269,7 @@ try {
   const summary = (runs: readonly JobRun[]) => ({
     recordsPerSecond: median(runs.map((run) => run.recordsPerSecond)),
     samples: runs.map((run) => run.recordsPerSecond),
+    cpuMicrosPerRecord: runs.map((run) => (run.cpuMs === undefined ? undefined : round3(run.cpuMs * (1_000 / total)))),
     ms: runs.map((run) => run.ms),
     windowsClosed: runs.map((run) => run.windowsClosed),
     lateRecords: runs.map((run) => run.lateRecords),
@@ -268,7 +286,7 @@ try {
     job: `from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval ${commitInterval}, in-memory state`,
     handJob: { ...summary(hand), what: `kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every ${commitInterval} after them` },
     rawConsumer: { recordsPerSecond: median(raw), samples: raw, what: 'counts records only, in this process: kafkajs with the fixes @eddy/kafka installs' },
-    rawConsumerStock: { recordsPerSecond: median(stock), samples: stock, what: 'the same, in a child process on stock kafkajs; per round the mean of a run just before and one just after the at-least-once engine' },
+    rawConsumerStock: { recordsPerSecond: median(stock), samples: stock, cpuMicrosPerRecord: stockCpu.map(round3), what: 'the same, in a child process on stock kafkajs; per round the mean of a run just before and one just after the at-least-once engine' },
     rawPipe: { recordsPerSecond: median(pipe), samples: pipe, what: 'kafkajs read + write of the same batches to another topic (acks all), no parsing' },
     atLeastOnce: summary(alo),
     exactlyOnce: summary(eos),
@@ -278,6 +296,9 @@ try {
       exactlyOnceVsHandJob: round3(median(ratios.exactlyOnceVsHandJob)),
       handJobVsRawConsumer: round3(median(ratios.handJobVsRawConsumer)),
       atLeastOnceVsStockRawConsumer: round3(median(ratios.atLeastOnceVsStockRawConsumer)),
+      // Records per CPU-second of each process (all its threads; the broker's work not counted):
+      // less sensitive than records/s to what else the machine runs.
+      atLeastOnceVsStockRawConsumerCpu: round3(median(ratios.atLeastOnceVsStockRawConsumerCpu)),
       rawConsumerStockVsFixed: round3(median(ratios.rawConsumerStockVsFixed)),
       atLeastOnceVsRawConsumer: round3(median(ratios.atLeastOnceVsRawConsumer)),
       exactlyOnceVsRawConsumer: round3(median(ratios.exactlyOnceVsRawConsumer)),
