@@ -60,7 +60,7 @@ import { kafkaTransport } from '@eddy/kafka';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { runHandJob } from './kafka-hand-job.js';
-import { benchKafka, createTopic, defineJob, deleteTopicsAndGroups, produceInput, type BenchKafka } from './kafka-input.js';
+import { benchKafka, createTopic, defineJob, deleteTopicsAndGroups, produceInput, timeUntilSettled, type BenchKafka } from './kafka-input.js';
 import { rawConsumerRun, timedConsumerRun, type TimedRun } from './raw-consumer.js';
 
 const { values: args } = parseArgs({
@@ -168,29 +168,17 @@ async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: 
   });
   defineJob(app, topic, output);
   await app.start();
-  const started = performance.now();
-  const cpu = process.cpuUsage();
-  let cpuUsed = cpu;
   // The last window closed: all input read, and the number of closed windows unchanged for 3 s.
-  let windows = -1;
-  let lastChange = started;
-  for (;;) {
-    await sleep(10);
-    const metrics = app.metrics();
-    if (metrics.windowsClosed !== windows) {
-      windows = metrics.windowsClosed;
-      lastChange = performance.now();
-      cpuUsed = process.cpuUsage(cpu);
-    }
-    if (metrics.recordsIn >= total && performance.now() - lastChange > 3_000) break;
-    if (app.failure) throw app.failure;
-  }
+  const { ms, cpuMs } = await timeUntilSettled(
+    app,
+    (metrics) => metrics.windowsClosed,
+    (metrics) => metrics.recordsIn >= total,
+  );
   const metrics = app.metrics();
   await app.stop();
-  const ms = lastChange - started;
   return {
     recordsPerSecond: Math.round((total * 1000) / ms),
-    cpuMs: (cpuUsed.user + cpuUsed.system) / 1000,
+    cpuMs,
     ms: Math.round(ms),
     windowsClosed: metrics.windowsClosed,
     lateRecords: metrics.lateRecords,

@@ -3,7 +3,8 @@
  * produced once to a real broker (keyed and partitioned like the engine would), and the job.
  */
 import { Buffer } from 'node:buffer';
-import { partitionForKey, type App } from '@eddy/core';
+import { performance } from 'node:perf_hooks';
+import { partitionForKey, type App, type MetricsSnapshot } from '@eddy/core';
 import kafkajs from 'kafkajs';
 import type { Kafka } from 'kafkajs';
 import { startKafka } from '@eddy/scripts/kafka';
@@ -120,4 +121,38 @@ export function defineJob(app: App, source: string, output: string): void {
     .count()
     .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
     .to(output);
+}
+
+/** What {@link timeUntilSettled} measured, from its call to the last change of progress. */
+export interface SettledRun {
+  readonly ms: number;
+  /** This process's CPU time (all threads). */
+  readonly cpuMs: number;
+  /** The share of the time the event loop was busy (not waiting for I/O). */
+  readonly eventLoopUtilization: number;
+}
+
+/**
+ * Times a running app until it is done: `settled` (say, all input read) and `progress` (say,
+ * windows closed) unchanged for 3 s, polled every 10 ms; the time, CPU and event-loop figures are
+ * those at the last change. Throws the app's failure.
+ */
+export async function timeUntilSettled(app: App, progress: (metrics: MetricsSnapshot) => number, settled: (metrics: MetricsSnapshot) => boolean): Promise<SettledRun> {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const eluStart = performance.eventLoopUtilization();
+  let last = { at: started, cpu: process.cpuUsage(cpu), elu: performance.eventLoopUtilization(eluStart) };
+  let seen = -1;
+  for (;;) {
+    await sleep(10);
+    const metrics = app.metrics();
+    const now = progress(metrics);
+    if (now !== seen) {
+      seen = now;
+      last = { at: performance.now(), cpu: process.cpuUsage(cpu), elu: performance.eventLoopUtilization(eluStart) };
+    }
+    if (settled(metrics) && performance.now() - last.at > 3_000) break;
+    if (app.failure) throw app.failure;
+  }
+  return { ms: last.at - started, cpuMs: (last.cpu.user + last.cpu.system) / 1000, eventLoopUtilization: last.elu.utilization };
 }

@@ -22,11 +22,11 @@
  */
 import { Session } from 'node:inspector/promises';
 import { cpus } from 'node:os';
-import { performance, PerformanceObserver } from 'node:perf_hooks';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { bytes, createApp, silentLogger, type App, type Duration } from '@eddy/core';
+import { bytes, createApp, silentLogger, type App, type Duration, type MetricsSnapshot } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import { benchKafka, createTopic, defineJob, produceInput, type BenchKafka } from './kafka-input.js';
+import { benchKafka, createTopic, defineJob, produceInput, timeUntilSettled, type BenchKafka } from './kafka-input.js';
 import { Profiler, shortFile, summarize } from './profile.js';
 
 const { values: args } = parseArgs({
@@ -47,7 +47,6 @@ const guarantee = args.guarantee as 'at-least-once' | 'exactly-once';
 if (!['job', 'parse', 'read'].includes(part)) throw new Error(`--part: job, parse or read, not ${part}`);
 if (!['cpu', 'alloc', 'none'].includes(profile)) throw new Error(`--profile: cpu, alloc or none, not ${profile}`);
 const log = (message: string) => process.stderr.write(`[kafka-profile] ${message}\n`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const runId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
 /** V8's sampling heap profile, as far as this tool reads it. */
@@ -57,8 +56,8 @@ interface HeapNode {
   children: HeapNode[];
 }
 
-/** The app of the chosen part; `done` says from its metrics when it has seen everything. */
-function buildApp(brokers: string[], topic: string, total: number): { app: App; progress: (app: App) => number; settled: (app: App) => boolean } {
+/** The app of the chosen part; `progress` and `settled` tell from its metrics when it has seen everything (see timeUntilSettled). */
+function buildApp(brokers: string[], topic: string, total: number): { app: App; progress: (metrics: MetricsSnapshot) => number; settled: (metrics: MetricsSnapshot) => boolean } {
   const id = `kafka-profile-${runId}`;
   const app = createApp({
     id,
@@ -70,11 +69,11 @@ function buildApp(brokers: string[], topic: string, total: number): { app: App; 
   });
   if (part === 'job') {
     defineJob(app, topic, `${id}-out`);
-    return { app, progress: (running) => running.metrics().windowsClosed, settled: (running) => running.metrics().recordsIn >= total };
+    return { app, progress: (metrics) => metrics.windowsClosed, settled: (metrics) => metrics.recordsIn >= total };
   }
   const source = part === 'read' ? app.from<Uint8Array>(topic, { value: bytes() }) : app.from<unknown>(topic);
   source.filter(() => false).to(`${id}-out`);
-  return { app, progress: (running) => running.metrics().recordsIn, settled: (running) => running.metrics().recordsIn >= total };
+  return { app, progress: (metrics) => metrics.recordsIn, settled: (metrics) => metrics.recordsIn >= total };
 }
 
 /** Bytes allocated per function (`file:function:line`), largest first. */
@@ -155,27 +154,9 @@ try {
     await heap.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
   }
   gcObserver.observe({ entryTypes: ['gc'] });
-  const cpu = process.cpuUsage();
-  const started = performance.now();
-  const eluStart = performance.eventLoopUtilization();
-  let elu = eluStart;
   // Done: everything read, and the progress count unchanged for 3 s (timed at its last change).
-  let seen = -1;
-  let lastChange = started;
-  for (;;) {
-    await sleep(10);
-    const now = progress(app);
-    if (now !== seen) {
-      seen = now;
-      lastChange = performance.now();
-      elu = performance.eventLoopUtilization(eluStart);
-    }
-    if (settled(app) && performance.now() - lastChange > 3_000) break;
-    if (app.failure) throw app.failure;
-  }
-  const cpuUsed = process.cpuUsage(cpu);
+  const { ms, cpuMs, eventLoopUtilization } = await timeUntilSettled(app, progress, settled);
   gcObserver.disconnect();
-  const ms = lastChange - started;
   const document: Record<string, unknown> = {
     tool: 'kafka-profile',
     part,
@@ -186,11 +167,12 @@ try {
     profile,
     machine: { node: process.version, cpus: cpus().length },
     recordsPerSecond: Math.round((total * 1000) / ms),
+    // Up to the last change (as all figures here).
+    cpuMsPerMillionRecords: Math.round(cpuMs * (1_000_000 / total)),
     // Includes the 3 s wait at the end (idle, so it adds little).
-    cpuMsPerMillionRecords: Math.round(((cpuUsed.user + cpuUsed.system) / 1000) * (1_000_000 / total)),
     gcMsPerMillionRecords: Math.round(gcMs * (1_000_000 / total)),
-    // The share of the run the event loop was busy (not waiting for I/O), up to the last change.
-    eventLoopUtilization: Number(elu.utilization.toFixed(3)),
+    // The share of the run the event loop was busy (not waiting for I/O).
+    eventLoopUtilization: Number(eventLoopUtilization.toFixed(3)),
   };
   if (profile === 'cpu') {
     document.cpu = summarize(await profiler.stop(), 30);
