@@ -495,14 +495,16 @@ export class Task implements TaskContext {
       if (incoming.decoded) {
         ({ key, value } = incoming.decoded);
       } else {
-        if (incoming.key === null) key = undefined;
-        else if (decoders.checkKey) {
+        if (incoming.key === null) {
+          key = undefined;
+        } else if (decoders.checkKey) {
           decoders.checkKey(incoming.key);
           this.#keyLeftOrigin = origin;
           this.#keyLeftBytes = incoming.key;
           this.#keyLeftDecoders = decoders;
+        } else {
+          key = decoders.key(incoming.key);
         }
-        else key = decoders.key(incoming.key);
         value = incoming.value === null ? null : decoders.value(incoming.value);
       }
     } catch (error) {
