@@ -282,6 +282,33 @@ describe('transport failures', () => {
 });
 
 describe('repartition replays', () => {
+  it('keeps replay marks restored from a changelog written before they were per repartition topic', async () => {
+    const transport = memoryTransport();
+    const define = () => {
+      const app = createApp({ id: 'marks', transport, idleTimeout: false, logger: silentLogger });
+      app.from<{ k: string }>('in').keyBy((v) => v.k).count({ name: 'counts' });
+      return app;
+    };
+    const first = define();
+    await first.start();
+    for (const k of ['a', 'a', 'b']) await first.send('in', { k });
+    await transport.idle();
+    const written = transport.records('marks-counts-repartition');
+    expect(written).toHaveLength(3);
+    await first.stop();
+    // The marks as they were written before: by upstream input partition only (in:0, last offset 2, index 0).
+    transport.append([{ topic: 'marks-counts-changelog', partition: 0, key: Uint8Array.of(0xfd), value: new TextEncoder().encode('[["in:0",[2,0]]]'), timestamp: 0 }]);
+    // An upstream replay writes the three repartition records again.
+    transport.append(written.map(({ topic, partition, key, value, timestamp, headers, decoded }) => ({ topic, partition, key, value, timestamp, headers, decoded })));
+    // A new instance (its own memory state) restores from the changelog, then reads the copies.
+    const second = define();
+    await second.start();
+    await transport.idle();
+    expect([await second.store('counts').get('a'), await second.store('counts').get('b')]).toEqual([2, 1]);
+    expect(second.metrics().duplicatesDropped).toBe(3);
+    await second.stop();
+  });
+
   it('drops repartition records an upstream replay writes again, so state never counts a record twice', async () => {
     const transport = memoryTransport();
     const app = createApp({ id: 'replay', transport, idleTimeout: false, commitInterval: '1h', logger: silentLogger });

@@ -161,6 +161,30 @@ describe('a topic read twice', () => {
   });
 });
 
+describe('one input record through two repartition topics that one task reads', () => {
+  // Two re-keyed, windowed branches of one stream, merged: the task reading both repartition
+  // topics sees the same origin (input offset, output index) from each, and must apply both.
+  it.each(['stream used twice', 'topic read twice'])('applies both copies (%s)', async (mode) => {
+    interface R {
+      sensor: string;
+      v: number;
+      ts: number;
+    }
+    const ts = (r: R) => r.ts;
+    const app = createApp({ id: 'branches', idleTimeout: false });
+    const first = app.from<R>('r', { timestamp: ts });
+    const second = mode === 'topic read twice' ? app.from<R>('r', { timestamp: ts }) : first;
+    const counts = first.keyBy((r) => r.sensor).tumbling('10s').count().onClose((w) => ({ b: 'count', k: w.key, c: w.value }));
+    const sums = second.keyBy((r) => r.sensor).tumbling('10s').sum((r) => r.v).onClose((w) => ({ b: 'sum', k: w.key, c: w.value }));
+    counts.merge(sums).to('out');
+    const driver = await TestDriver.start(app);
+    for (const [t, v] of [[1000, 2], [3000, 3], [100_000, 0]] as const) await driver.send('r', { sensor: 's', v, ts: t }, { key: 'K', timestamp: t });
+    expect(driver.read('out').map((r) => r.value)).toEqual(expect.arrayContaining([{ b: 'count', k: 's', c: 2 }, { b: 'sum', k: 's', c: 5 }]));
+    expect(app.metrics().duplicatesDropped).toBe(0);
+    await driver.stop();
+  });
+});
+
 describe('which steps can see a source key', () => {
   it('a callback cannot when it is an arrow function with one plain parameter', () => {
     const blind = [(r: unknown) => r, (reading: { sensor: string }) => reading.sensor, (_: unknown) => 1];

@@ -47,7 +47,11 @@ const decoder = new TextDecoder();
  */
 const STREAM_TIME_KEY = Uint8Array.of(0xff);
 const INPUT_OFFSETS_KEY = Uint8Array.of(0xfe);
-/** Per upstream input partition, the last repartition record (origin offset, index) applied. */
+/**
+ * Per repartition topic read and upstream input partition, the last record (origin offset, index)
+ * applied; stored as entries `["<topic>|<upstream>", [offset, index]]` (entries from before
+ * marks were per topic have no `<topic>|` and hold for every repartition topic of the task).
+ */
 const APPLIED_ORIGINS_KEY = Uint8Array.of(0xfd);
 const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfd;
 
@@ -108,7 +112,8 @@ export class Task implements TaskContext {
   readonly #inputs = new Map<string, SignalInput>();
   readonly #streams = new Map<Node, Observable<Signal>>();
   readonly #positions = new Map<string, TopicPartitionOffset>();
-  readonly #appliedOrigins = new Map<string, [offset: number, index: number]>();
+  /** By repartition topic read, then by upstream input partition (see APPLIED_ORIGINS_KEY). */
+  readonly #appliedOrigins = new Map<string, Map<string, [offset: number, index: number]>>();
   readonly #decoders = new Map<SourceNode, SourceDecoders>();
   /** The record being processed, when its source only checked its key (see SourceDecoders): its origin, key bytes and decoders. */
   #keyLeftOrigin: Origin | undefined;
@@ -439,7 +444,7 @@ export class Task implements TaskContext {
     if (!processingTime) this.#advance(this.#idleStreamTime(this.clock.now()));
     for (const record of records) {
       if (this.#halted) break;
-      if (this.#isReplay(record.replaySource, record.replayOffset, record.replayIndex)) continue;
+      if (this.#isReplay(topic, record.replaySource, record.replayOffset, record.replayIndex)) continue;
       const signal = processingTime ? { ...record, timestamp: this.clock.now() } : record;
       input.next(signal);
       this.#advance(signal.timestamp);
@@ -458,12 +463,18 @@ export class Task implements TaskContext {
    */
   #alreadyApplied(incoming: IncomingRecord): boolean {
     const origin = incoming.decoded?.origin ?? decodeOrigin(incoming.headers[ORIGIN_HEADER]);
-    return origin !== undefined && this.#isReplay(origin[0], origin[1], origin[2]);
+    return origin !== undefined && this.#isReplay(incoming.topic, origin[0], origin[1], origin[2]);
   }
 
-  /** Whether a record of this origin was applied already; if not, marks it applied. */
-  #isReplay(source: string, offset: number, index: number): boolean {
-    const applied = this.#appliedOrigins.get(source);
+  /**
+   * Whether a record of this origin was applied already from this repartition topic; if not, marks
+   * it applied. Per topic: one input record may go through two repartition topics that one task
+   * reads (two re-keyed branches merged), as the same origin in each.
+   */
+  #isReplay(topic: string, source: string, offset: number, index: number): boolean {
+    let marks = this.#appliedOrigins.get(topic);
+    if (!marks) this.#appliedOrigins.set(topic, (marks = new Map()));
+    const applied = marks.get(source);
     if (applied && (offset < applied[0] || (offset === applied[0] && index <= applied[1]))) {
       this.metrics.duplicatesDropped++;
       return true;
@@ -473,7 +484,7 @@ export class Task implements TaskContext {
       applied[0] = offset;
       applied[1] = index;
     } else {
-      this.#appliedOrigins.set(source, [offset, index]);
+      marks.set(source, [offset, index]);
     }
     return false;
   }
@@ -721,7 +732,7 @@ export class Task implements TaskContext {
       entries.push(
         { key: STREAM_TIME_KEY, value: encoder.encode(JSON.stringify(this.#streamTime)) },
         { key: INPUT_OFFSETS_KEY, value: encoder.encode(JSON.stringify([...this.#positions.values()])) },
-        { key: APPLIED_ORIGINS_KEY, value: encoder.encode(JSON.stringify([...this.#appliedOrigins])) },
+        { key: APPLIED_ORIGINS_KEY, value: encoder.encode(JSON.stringify([...this.#appliedOrigins].flatMap(([topic, marks]) => [...marks].map(([source, applied]) => [`${topic}|${source}`, applied])))) },
       );
       const topic = changelogTopic(this.appId, operator.storeName);
       for (const entry of entries) this.produce({ topic, partition: this.partition, key: entry.key, value: entry.value, timestamp: this.clock.now() });
@@ -829,9 +840,16 @@ export class Task implements TaskContext {
       const storedTime = await store.get(STREAM_TIME_KEY);
       if (storedTime) streamTime = Math.max(streamTime, Number(decoder.decode(storedTime)));
       const storedOrigins = await store.get(APPLIED_ORIGINS_KEY);
-      for (const [source, applied] of storedOrigins ? (JSON.parse(decoder.decode(storedOrigins)) as Array<[string, [number, number]]>) : []) {
-        const known = this.#appliedOrigins.get(source);
-        if (!known || known[0] < applied[0] || (known[0] === applied[0] && known[1] < applied[1])) this.#appliedOrigins.set(source, applied);
+      for (const [entry, applied] of storedOrigins ? (JSON.parse(decoder.decode(storedOrigins)) as Array<[string, [number, number]]>) : []) {
+        const bar = entry.indexOf('|');
+        const source = entry.slice(bar + 1);
+        const topics = bar < 0 ? this.subTopology.sources.filter((node) => node.internal).map((node) => node.topic) : [entry.slice(0, bar)];
+        for (const topic of topics) {
+          let marks = this.#appliedOrigins.get(topic);
+          if (!marks) this.#appliedOrigins.set(topic, (marks = new Map()));
+          const known = marks.get(source);
+          if (!known || known[0] < applied[0] || (known[0] === applied[0] && known[1] < applied[1])) marks.set(source, [...applied]);
+        }
       }
       const storedPositions = await store.get(INPUT_OFFSETS_KEY);
       for (const position of storedPositions ? (JSON.parse(decoder.decode(storedPositions)) as TopicPartitionOffset[]) : []) {
