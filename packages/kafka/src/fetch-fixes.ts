@@ -195,6 +195,9 @@ export interface LazyBatch {
   readonly appendTime: boolean;
 }
 
+/** A record's timestamp from its delta: the batch's first plus the delta, or under log-append time the batch's largest. */
+const batchTimestamp = (batch: LazyBatch, delta: number): number => (batch.appendTime ? Number(batch.context.maxTimestamp) : batch.firstTimestamp + delta);
+
 /**
  * A fetched record decoded no further than its offset. The rest (timestamp, key, value, headers)
  * stays in the fetched bytes until it is read, so a fetch's worth of records costs one small
@@ -241,8 +244,8 @@ export class LazyRecord {
   }
 
   get timestampNumber(): number {
-    const { buffer, appendTime, context, firstTimestamp } = this.batch;
-    return appendTime ? Number(context.maxTimestamp) : firstTimestamp + release(readerAt(buffer, this.at + 1).varint());
+    // Under log-append time the delta does not count: no need to read it.
+    return batchTimestamp(this.batch, this.batch.appendTime ? 0 : release(readerAt(this.batch.buffer, this.at + 1).varint()));
   }
 
   get timestamp(): string {
@@ -297,8 +300,7 @@ export class LazyRecord {
 
   /** The Eddy record: key and value as (plain Uint8Array) views of the fetched bytes, headers as text. */
   toRecord(topic: string, partition: number): IncomingRecord {
-    const { buffer, appendTime, context, firstTimestamp } = this.batch;
-    const reader = readerAt(buffer, this.at + 1);
+    const reader = readerAt(this.batch.buffer, this.at + 1);
     const timestampDelta = reader.varint();
     reader.varint();
     const key = reader.view();
@@ -311,7 +313,7 @@ export class LazyRecord {
       headers = toHeaders(reader.headers());
     }
     releaseReader();
-    const timestamp = appendTime ? Number(context.maxTimestamp) : firstTimestamp + timestampDelta;
+    const timestamp = batchTimestamp(this.batch, timestampDelta);
     return { topic, partition, offset: this.offsetNumber, key, value, timestamp, headers };
   }
 }

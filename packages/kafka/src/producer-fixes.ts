@@ -200,6 +200,13 @@ class RecordWriter {
     return sizeOfUnsignedVarint(this.body * 2) + this.body;
   }
 
+  /** The record taken last, in a buffer of its own. */
+  encoded(): EncodedRecord {
+    const buffer = Buffer.allocUnsafe(this.size);
+    this.write(buffer, 0);
+    return new EncodedRecord(buffer);
+  }
+
   /** Writes the record taken last at `at`; returns where it ends. */
   write(buffer: Buffer, at: number): number {
     at = writeUnsignedVarint(buffer, at, this.body * 2);
@@ -227,10 +234,7 @@ const recordWriter = new RecordWriter();
 /** A record of a record batch, byte for byte what kafkajs's `recordBatch/record/v0` writes. */
 export function encodeRecord({ offsetDelta = 0, timestampDelta = 0, key, value, headers = {} }: RecordFields): EncodedRecord {
   const delta = typeof timestampDelta === 'number' ? timestampDelta : Number(timestampDelta.toString());
-  const writer = recordWriter.take(kafkajsField(key), kafkajsField(value), headers, delta, offsetDelta);
-  const buffer = Buffer.allocUnsafe(writer.size);
-  writer.write(buffer, 0);
-  return new EncodedRecord(buffer);
+  return recordWriter.take(kafkajsField(key), kafkajsField(value), headers, delta, offsetDelta).encoded();
 }
 
 
@@ -304,11 +308,7 @@ export function produceRequest({ acks, timeout, transactionalId = null, producer
     };
     if (!none) {
       const records = new Array<EncodedRecord>(messages.length);
-      for (let index = 0; index < messages.length; index++) {
-        const writer = take(index);
-        records[index] = new EncodedRecord(Buffer.allocUnsafe(writer.size));
-        writer.write(records[index].buf, 0);
-      }
+      for (let index = 0; index < messages.length; index++) records[index] = take(index).encoded();
       const batch = await RecordBatch({
         compression,
         records,

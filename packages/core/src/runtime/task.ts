@@ -472,8 +472,7 @@ export class Task implements TaskContext {
    * reads (two re-keyed branches merged), as the same origin in each.
    */
   #isReplay(topic: string, source: string, offset: number, index: number): boolean {
-    let marks = this.#appliedOrigins.get(topic);
-    if (!marks) this.#appliedOrigins.set(topic, (marks = new Map()));
+    const marks = this.#marksOf(topic);
     const applied = marks.get(source);
     if (applied && (offset < applied[0] || (offset === applied[0] && index <= applied[1]))) {
       this.metrics.duplicatesDropped++;
@@ -487,6 +486,13 @@ export class Task implements TaskContext {
       marks.set(source, [offset, index]);
     }
     return false;
+  }
+
+  /** The replay marks of one repartition topic read, by upstream input partition. */
+  #marksOf(topic: string): Map<string, [offset: number, index: number]> {
+    let marks = this.#appliedOrigins.get(topic);
+    if (!marks) this.#appliedOrigins.set(topic, (marks = new Map()));
+    return marks;
   }
 
   /** A source's key and value deserializers (see serde.ts `deserializerOf`), made once per source. */
@@ -845,8 +851,7 @@ export class Task implements TaskContext {
         const source = entry.slice(bar + 1);
         const topics = bar < 0 ? this.subTopology.sources.filter((node) => node.internal).map((node) => node.topic) : [entry.slice(0, bar)];
         for (const topic of topics) {
-          let marks = this.#appliedOrigins.get(topic);
-          if (!marks) this.#appliedOrigins.set(topic, (marks = new Map()));
+          const marks = this.#marksOf(topic);
           const known = marks.get(source);
           if (!known || known[0] < applied[0] || (known[0] === applied[0] && known[1] < applied[1])) marks.set(source, [...applied]);
         }
