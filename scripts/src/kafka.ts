@@ -317,6 +317,25 @@ function newClusterId(): string {
   }
 }
 
+/** Where a broker started on `dataDir` keeps its log segments and `meta.properties`. */
+function logDirsOf(dataDir: string): string {
+  return join(dataDir, 'kraft');
+}
+
+/** The cluster id `logDirs` was formatted with, or undefined when it was never formatted. */
+function readClusterId(logDirs: string): string | undefined {
+  let meta: string;
+  try {
+    meta = readFileSync(join(logDirs, 'meta.properties'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const match = /^cluster\.id=(.+)$/m.exec(meta);
+  if (!match) throw new Error(`${join(logDirs, 'meta.properties')} names no cluster.id`);
+  return match[1].trim();
+}
+
+/** @returns the cluster id the storage holds, which tells our broker from any other. */
 async function formatIfNeeded(
   java: JavaInfo,
   libs: string,
@@ -324,8 +343,10 @@ async function formatIfNeeded(
   log4jConfig: string,
   serverProperties: string,
   logDirs: string,
-): Promise<void> {
-  if (existsSync(join(logDirs, 'meta.properties'))) return;
+): Promise<string> {
+  const formatted = readClusterId(logDirs);
+  if (formatted) return formatted;
+  const clusterId = newClusterId();
   const result = await run(java.bin, [
     ...extraJavaArgs,
     `-Dlog4j2.configurationFile=${log4jConfig}`,
@@ -335,13 +356,14 @@ async function formatIfNeeded(
     'kafka.tools.StorageTool',
     'format',
     '-t',
-    newClusterId(),
+    clusterId,
     '-c',
     serverProperties,
   ]);
   if (result.error || result.code !== 0) {
     throw new Error(`formatting Kafka storage in ${logDirs} failed (${result.error?.message ?? `exit ${result.code}`}):\n${tail(result.output, 30)}`);
   }
+  return clusterId;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,7 +457,7 @@ async function launch(
   const ephemeral = !options.dataDir;
   const dataDir = options.dataDir ? resolve(options.dataDir) : await mkdtemp(join(tmpdir(), 'eddy-kafka-'));
   await mkdir(dataDir, { recursive: true });
-  const logDirs = join(dataDir, 'kraft');
+  const logDirs = logDirsOf(dataDir);
   const serverProperties = join(dataDir, 'server.properties');
   const log4jConfig = join(dataDir, 'log4j2.properties');
   const logFile = options.logFile ? resolve(options.logFile) : join(dataDir, 'broker.log');
@@ -449,15 +471,19 @@ async function launch(
 
   let child: ChildProcess;
   let cds: ReturnType<typeof cdsArgs>;
+  let clusterId: string;
+  // Where this start's output begins: the CLI's log file keeps earlier runs.
+  let logStart: number;
   try {
     await writeFile(serverProperties, brokerConfig(host, port, controllerPort, logDirs, options.config ?? {}));
     await writeFile(log4jConfig, LOG4J2_PROPERTIES);
     cds = cdsArgs(java, libs);
     // The format JVM may read the archive but must not race to write one.
-    await formatIfNeeded(java, libs, cds.pending ? [] : cds.args, log4jConfig, serverProperties, logDirs);
+    clusterId = await formatIfNeeded(java, libs, cds.pending ? [] : cds.args, log4jConfig, serverProperties, logDirs);
 
     await mkdir(dirname(logFile), { recursive: true });
     const out = openSync(logFile, 'a');
+    logStart = fstatSync(out).size;
     try {
       const args = [
         ...javaArgs({ heap: options.heap ?? '512m', log4jConfig, extra: cds.args }),
@@ -513,13 +539,18 @@ async function launch(
 
   options.log?.(`Starting Kafka ${KAFKA_VERSION} on ${brokers.join(',')} (pid ${pid}, log ${logFile})`);
   try {
-    await waitForKafka(brokers, options.readyTimeoutMs ?? 60_000, { signal: died.signal });
+    // The ports were free when checked, but another broker may have taken one since: only our
+    // cluster answering, with our JVM still alive, is ready.
+    await waitForKafka(brokers, options.readyTimeoutMs ?? 60_000, { signal: died.signal, clusterId });
   } catch (error) {
-    const logTail = tail(readTail(logFile, 16_384), 30);
+    const output = readTail(logFile, 65_536, logStart);
     const exitCode = child.exitCode;
     await stop(5_000);
     const why = exitCode === null ? (error as Error).message : `the broker exited with code ${exitCode}`;
-    throw new Error(`Kafka did not start: ${why}\n--- last lines of ${logFile} ---\n${logTail}`);
+    const logError = firstLoggedError(output);
+    throw new Error(
+      `Kafka did not start: ${why}${logError ? `\n${logError}` : ''}\n--- last lines of ${logFile} ---\n${tail(output, 30)}`,
+    );
   }
   return { broker: { brokers, port, controllerPort, pid, dataDir, logFile, stop }, archive: cds.pending };
 }
@@ -528,6 +559,13 @@ async function launch(
 export interface WaitForKafkaOptions {
   /** Gives up early (e.g. when the broker process died). */
   signal?: AbortSignal;
+  /**
+   * The cluster that must answer. Another cluster on the same address (a broker that took the
+   * port ours then failed to bind) is not ready, however well it answers.
+   */
+  clusterId?: string;
+  /** The broker's process when it is not our child (no 'exit' event): gives up once it is gone. */
+  pid?: number;
 }
 
 /**
@@ -535,7 +573,8 @@ export interface WaitForKafkaOptions {
  * enough: a KRaft broker accepts connections before it has caught up with the metadata log and
  * can serve clients.
  *
- * @throws after `timeoutMs` with the last client error, or when `options.signal` aborts.
+ * @throws after `timeoutMs` with the last client error, or when `options.signal` aborts or
+ *   `options.pid` is gone.
  */
 export async function waitForKafka(
   brokers: string[],
@@ -544,8 +583,14 @@ export async function waitForKafka(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
+  const brokerGone = (): string | undefined => {
+    if (options.signal?.aborted) return 'aborted';
+    if (options.pid !== undefined && !processIsAlive(options.pid)) return `process ${options.pid} is gone`;
+    return undefined;
+  };
   for (;;) {
-    if (options.signal?.aborted) throw new Error('gave up waiting for Kafka (aborted)');
+    const gone = brokerGone();
+    if (gone) throw new Error(`gave up waiting for Kafka (${gone})`);
     const kafka = new Kafka({
       clientId: 'eddy-kafka-probe',
       brokers,
@@ -555,14 +600,19 @@ export async function waitForKafka(
       retry: { retries: 0 },
     });
     const admin = kafka.admin();
+    let answeredBy: string | undefined;
     try {
       await admin.connect();
-      await admin.describeCluster();
-      return;
+      answeredBy = (await admin.describeCluster()).clusterId;
     } catch (error) {
       lastError = error;
     } finally {
       await admin.disconnect().catch(() => undefined);
+    }
+    // An answer that crossed the broker's death came from another process.
+    if (answeredBy !== undefined && !brokerGone()) {
+      if (options.clusterId === undefined || answeredBy === options.clusterId) return;
+      lastError = new Error(`cluster ${answeredBy} answers there, not ours (${options.clusterId}): another broker has the port`);
     }
     if (Date.now() >= deadline) {
       throw new Error(`Kafka at ${brokers.join(',')} not ready after ${timeoutMs} ms: ${(lastError as Error)?.message ?? lastError}`);
@@ -609,7 +659,7 @@ export interface DaemonOptions {
 /** What {@link kafkaDaemonStatus} found. */
 export interface DaemonStatus {
   running: boolean;
-  /** Whether it answered a metadata request (only checked when running). */
+  /** Whether it, not another broker on its port, answered a metadata request (only checked when running). */
   reachable: boolean;
   pid?: number;
   brokers?: string[];
@@ -625,7 +675,7 @@ export async function startKafkaDaemon(options: DaemonOptions = {}): Promise<Dae
   const paths = statePaths(stateDir);
   const existing = await readDaemonState(stateDir);
   if (existing && processIsKafka(existing.pid)) {
-    await waitForKafka(existing.brokers, 60_000);
+    await waitForKafka(existing.brokers, 60_000, { pid: existing.pid, clusterId: readClusterId(logDirsOf(existing.dataDir)) });
     options.log?.(`Kafka already running on ${existing.brokers.join(',')} (pid ${existing.pid})`);
     return { running: true, reachable: true, pid: existing.pid, brokers: existing.brokers, logFile: existing.logFile };
   }
@@ -693,7 +743,7 @@ export async function kafkaDaemonStatus(options: { stateDir?: string } = {}): Pr
   if (!state || !processIsKafka(state.pid)) return { running: false, reachable: false };
   let reachable = true;
   try {
-    await waitForKafka(state.brokers, 3_000);
+    await waitForKafka(state.brokers, 3_000, { pid: state.pid, clusterId: readClusterId(logDirsOf(state.dataDir)) });
   } catch {
     reachable = false;
   }
@@ -796,12 +846,13 @@ function tail(text: string, lines: number): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-function readTail(file: string, bytes: number): string {
+/** The last `bytes` of `file`, but nothing before offset `from`. */
+function readTail(file: string, bytes: number, from = 0): string {
   try {
     const fd = openSync(file, 'r');
     try {
       const size = fstatSync(fd).size;
-      const length = Math.min(bytes, size);
+      const length = Math.max(0, Math.min(bytes, size - from));
       const buffer = Buffer.alloc(length);
       readSync(fd, buffer, 0, length, size - length);
       return buffer.toString('utf8');
@@ -811,6 +862,18 @@ function readTail(file: string, bytes: number): string {
   } catch {
     return '(no log)';
   }
+}
+
+/**
+ * The broker's first ERROR or FATAL line with the exception line under it, which names the cause
+ * (say, `Socket server failed to bind to 127.0.0.1:9093: Address already in use.`).
+ */
+function firstLoggedError(output: string): string | undefined {
+  const lines = output.split('\n');
+  const at = lines.findIndex((line) => /^\[[^\]]*\] (?:ERROR|FATAL) /.test(line));
+  if (at < 0) return undefined;
+  const exception = lines[at + 1];
+  return exception && !/^[[\s]/.test(exception) ? `${lines[at]}\n${exception}` : lines[at];
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
