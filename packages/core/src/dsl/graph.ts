@@ -35,6 +35,8 @@ export type Node =
       readonly keySerde: Serde<unknown>;
       readonly valueSerde: Serde<unknown>;
       readonly internal: boolean;
+      /** Declared with `to(topic, { cycle: true })`: the write may feed a topic the app reads. */
+      readonly cycle: boolean;
     })
   | (NodeBase & {
       readonly kind: 'window';

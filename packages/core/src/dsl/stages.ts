@@ -27,10 +27,25 @@ import {
 } from '../windows/definitions.js';
 import type { GraphBuilder, Node, RecordCallback } from './graph.js';
 
-/** Serdes for writing a topic. */
+/** Options of writing a topic ({@link Stream.to}, {@link Stream.through}). */
 export interface SinkOptions<K, V> {
+  /** Serializes keys. Default: UTF-8 for strings, JSON otherwise. */
   key?: Serde<K>;
+  /** Serializes values. Default: JSON. */
   value?: Serde<V>;
+  /**
+   * Declares that this write feeds a topic the app itself reads, so that records go round a loop.
+   * Without it such a loop (the same pipeline reading the topic, or another pipeline of the app
+   * that leads back to it) is refused when the topology is built: a loop with no exit never ends
+   * and grows its topics without bound. Default false.
+   * @example
+   * // Each round halves the remaining budget; the filter is the loop's exit.
+   * app.from<Job>('jobs')
+   *   .filter(job => job.budget >= 1)
+   *   .map(job => ({ ...job, budget: job.budget / 2 }))
+   *   .to('jobs', { cycle: true });
+   */
+  cycle?: boolean;
 }
 
 /** Options of unwindowed aggregates. */
@@ -137,23 +152,32 @@ export class Stream<K, V> {
 
   /**
    * Writes the stream to a topic (terminal). Keys default to UTF-8 for strings and JSON
-   * otherwise; values to JSON.
+   * otherwise; values to JSON. Writing a topic the app reads is refused unless declared with
+   * `{ cycle: true }` (see {@link SinkOptions.cycle}).
    * @example
    * stream.to('predictions')
+   * stream.to('retries', { cycle: true })   // the app reads 'retries' too
    */
   to(topic: string, options: SinkOptions<K, V> = {}): void {
+    const checked = checkTopic(topic, 'to');
+    const { cycle = false } = options;
+    if (typeof cycle !== 'boolean') {
+      throw new ConfigError(`to ${checked}: cycle must be true or false, got ${typeof cycle === 'string' ? JSON.stringify(cycle) : String(cycle)}`);
+    }
     this.graph.add({
       kind: 'sink',
       parents: [this.node],
-      topic: checkTopic(topic, 'to'),
+      topic: checked,
       keySerde: (checkSerde(options.key, 'to key') ?? defaultKeySerde) as Serde<unknown>,
       valueSerde: (checkSerde(options.value, 'to value') ?? json()) as Serde<unknown>,
       internal: false,
+      cycle,
     });
   }
 
   /**
-   * Writes the stream to a topic and continues from it, partitioned by key.
+   * Writes the stream to a topic and continues from it, partitioned by key. Options as for
+   * {@link Stream.to}, `cycle` included.
    * @example
    * stream.through('cleaned-readings').keyBy(r => r.site)
    */
@@ -371,6 +395,16 @@ export class WindowedTable<K, A, V = unknown> {
     /** @internal */ readonly node: Node,
   ) {}
 
+  /**
+   * The window store's name, to read its open windows with `app.store(...)` (the stage itself works too).
+   * @example
+   * const counts = keyed.hopping('10s', '1s').count();
+   * await app.store(counts).get('s1');   // [{ start, end, value }]
+   */
+  get name(): string {
+    return (this.node as Extract<Node, { kind: 'window' }>).storeName;
+  }
+
   private emit<R>(event: 'close' | 'update' | 'late', handler: unknown, label: string, optional: boolean): Stream<K, R> {
     const checked = checkHandler(handler, label, optional);
     return new Stream(this.graph, this.graph.add({ kind: 'emit', parents: [this.node], event, handler: checked, label }));
@@ -425,7 +459,12 @@ export class Table<K, A> {
     /** @internal */ readonly node: Node,
   ) {}
 
-  /** The store name to read this table with `app.store(name)`. */
+  /**
+   * The store's name, to read this table with `app.store(...)` (the stage itself works too).
+   * @example
+   * const totals = keyed.count({ name: 'totals' });
+   * await app.store(totals).get('s1');   // number | undefined
+   */
   get name(): string {
     return (this.node as Extract<Node, { kind: 'table' }>).storeName;
   }

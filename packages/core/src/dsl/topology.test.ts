@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, createApp } from '../index.js';
+import { ConfigError, createApp, type App } from '../index.js';
 import { defaultKeySerde, json, string } from '../serde.js';
 import { TestDriver } from '../testing/index.js';
 import type { Node, NodeInput } from './graph.js';
@@ -123,6 +123,7 @@ describe('build-time validation', () => {
     ['a bad handler', () => keyed().tumbling('1s').count().onClose('model' as unknown as () => void), /string/],
     ['a bad aggregate', () => keyed().tumbling('1s').aggregate({ init: 0 as unknown as () => number, add: (a: number) => a }), /init/],
     ['a bad serde', () => createApp({ id: 'v' }).from('x', { value: { serialize: () => new Uint8Array() } as never }), /serde/],
+    ['a bad cycle flag', () => createApp({ id: 'v' }).from('x').to('x', { cycle: 'yes' as unknown as boolean }), /cycle.*"yes"/],
   ])('throws a ConfigError naming the bad value for %s', (_name, build, message) => {
     expect(build).toThrow(ConfigError);
     expect(build).toThrow(message);
@@ -158,6 +159,80 @@ describe('a topic read twice', () => {
     await driver.send('r', { n: 2 });
     expect([driver.read('plus').map((r) => r.value), driver.read('times').map((r) => r.value)]).toEqual([[{ n: 3 }], [{ n: 20 }]]);
     await driver.stop();
+  });
+});
+
+describe('a loop among the app\'s own topics', () => {
+  type Counter = { n: number };
+  const loops: [string, (app: App) => void, RegExp, string][] = [
+    ['a pipeline that writes its own source', (app) => app.from<Counter>('t').map((v) => ({ n: v.n + 1 })).to('t'), /sub-topology 0 writes t, which sub-topology 0 reads/, 't'],
+    ['through() into its own source', (app) => app.from<Counter>('t').map((v) => ({ n: v.n + 1 })).through('t').to('out'), /sub-topology 0 writes t, which sub-topology 0 reads/, 't'],
+    [
+      'a branch that writes one of the sources of its sub-topology',
+      (app) => {
+        const both = app.from<Counter>('a').merge(app.from<Counter>('t'));
+        both.to('out');
+        both.filter((v) => v.n > 0).to('t');
+      },
+      /sub-topology 0 writes t, which sub-topology 0 reads/,
+      't',
+    ],
+    [
+      'two sub-topologies that feed each other',
+      (app) => {
+        app.from<Counter>('t').map((v) => ({ n: v.n + 1 })).to('u');
+        app.from<Counter>('u').to('t');
+      },
+      /sub-topology 0 writes u, which sub-topology 1 reads; sub-topology 1 writes t, which sub-topology 0 reads/,
+      'u',
+    ],
+    [
+      'a loop through a repartition topic',
+      (app) => app.from<Reading>('t').keyBy((r) => r.sensor).count({ name: 'counts' }).toStream().to('t'),
+      /sub-topology 1 writes t, which sub-topology 0 reads; sub-topology 0 writes loop-counts-repartition, which sub-topology 1 reads/,
+      't',
+    ],
+  ];
+
+  it.each(loops)('is refused when the topology is built, naming the topic: %s', async (_name, build, steps, topic) => {
+    const app = createApp({ id: 'loop' });
+    build(app);
+    expect(() => app.describe()).toThrow(ConfigError);
+    expect(() => app.describe()).toThrow(`the app reads the topic ${topic} that it writes`);
+    expect(() => app.describe()).toThrow(steps);
+    expect(() => app.describe()).toThrow(`to('${topic}', { cycle: true })`);
+    await expect(app.start()).rejects.toThrow(`the app reads the topic ${topic} that it writes`);
+  });
+
+  it('is accepted when one of its writes is declared { cycle: true }', () => {
+    const direct = createApp({ id: 'loop' });
+    direct.from<Counter>('t').map((v) => ({ n: v.n + 1 })).to('t', { cycle: true });
+    expect(direct.describe()).toContain('sink t (cycle)');
+
+    const through = createApp({ id: 'loop' });
+    through.from<Counter>('t').through('t', { cycle: true }).to('out');
+    expect(() => through.describe()).not.toThrow();
+
+    const across = createApp({ id: 'loop' });
+    across.from<Counter>('t').map((v) => ({ n: v.n + 1 })).to('u', { cycle: true });
+    across.from<Counter>('u').to('t');
+    expect(() => across.describe()).not.toThrow();
+  });
+
+  it('is refused when another write closes a second loop without the declaration', () => {
+    const app = createApp({ id: 'loop' });
+    const counters = app.from<Counter>('t');
+    counters.map((v) => ({ n: v.n + 1 })).to('t', { cycle: true });
+    counters.filter((v) => v.n === 0).to('t');
+    expect(() => app.describe()).toThrow(/reads the topic t that it writes/);
+  });
+
+  it('is not seen in a chain of topics that never leads back', () => {
+    const app = createApp({ id: 'chain' });
+    app.from<Counter>('a').to('b');
+    app.from<Counter>('b').through('c').to('d');
+    app.from<Reading>('c').keyBy((r) => r.sensor).count({ name: 'counts' }).toStream().to('a2');
+    expect(() => app.describe()).not.toThrow();
   });
 });
 
@@ -216,7 +291,7 @@ describe('which steps can see a source key', () => {
     };
     const source = () => node({ kind: 'source', topic: 't', timestamp: undefined, keySerde: defaultKeySerde, valueSerde: json(), internal: false, parents: [] });
     const step = (kind: 'map' | 'filter' | 'keyBy', fn: (value: unknown, key: unknown) => unknown, parent: Node) => node({ kind, fn, name: undefined, parents: [] } as NodeInput, parent);
-    const sink = (parent: Node) => node({ kind: 'sink', topic: 'out', keySerde: defaultKeySerde, valueSerde: json(), internal: false, parents: [] }, parent);
+    const sink = (parent: Node) => node({ kind: 'sink', topic: 'out', keySerde: defaultKeySerde, valueSerde: json(), internal: false, cycle: false, parents: [] }, parent);
 
     const rekeyed = source();
     step('keyBy', (r) => r, step('filter', (r) => r, step('map', (r) => r, rekeyed)));

@@ -101,7 +101,7 @@ export function buildTopology(appId: string, logical: readonly Node[]): Topology
       } else if (keyBy) {
         const topic = repartitionTopic(appId, keyBy.name ?? node.storeName);
         if (repartitionWriters.has(topic)) throw new ConfigError(`the repartition topic ${topic} is used twice; name the keyBy steps`);
-        const sink: Node = { kind: 'sink', id: nextId++, parents: node.parents, topic, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true };
+        const sink: Node = { kind: 'sink', id: nextId++, parents: node.parents, topic, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true, cycle: false };
         const source: Node = { kind: 'source', id: nextId++, parents: [], topic, timestamp: undefined, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true };
         repartitionWriters.set(topic, sink);
         if (node.parents.length === 1) repartitionedParents.set(node.parents[0]!, source);
@@ -161,7 +161,61 @@ export function buildTopology(appId: string, logical: readonly Node[]): Topology
   for (const [topic, sink] of repartitionWriters) {
     repartitionTopics.set(topic, subTopologies.find((sub) => sub.nodes.includes(sink))!);
   }
+  refuseUndeclaredLoops(subTopologies);
   return { appId, subTopologies, children, repartitionTopics };
+}
+
+/** A write of one sub-topology to a topic that another (or the same) one reads. */
+interface TopicLink {
+  readonly topic: string;
+  readonly internal: boolean;
+  readonly writer: SubTopology;
+  readonly reader: SubTopology;
+}
+
+/**
+ * Throws when the app's sub-topologies, linked by the topics they write and read, form a loop
+ * with no write declared `{ cycle: true }`. Repartition topics are links too, but only lead
+ * downstream: every loop goes through a user topic.
+ */
+function refuseUndeclaredLoops(subTopologies: readonly SubTopology[]): void {
+  const readers = new Map<string, SubTopology[]>();
+  for (const sub of subTopologies) for (const source of sub.sources) readers.set(source.topic, [...(readers.get(source.topic) ?? []), sub]);
+  const linksFrom = (writer: SubTopology): TopicLink[] =>
+    writer.sinks
+      .filter((sink) => !sink.cycle)
+      .flatMap((sink) => (readers.get(sink.topic) ?? []).map((reader) => ({ topic: sink.topic, internal: sink.internal, writer, reader })));
+
+  // Depth-first search: a link back to a sub-topology still on the path closes a loop.
+  const visited = new Map<SubTopology, 'on path' | 'done'>();
+  const path: TopicLink[] = [];
+  const findLoop = (sub: SubTopology): TopicLink[] | undefined => {
+    visited.set(sub, 'on path');
+    for (const link of linksFrom(sub)) {
+      const seen = visited.get(link.reader);
+      if (seen === 'done') continue;
+      path.push(link);
+      if (seen === 'on path') return path.slice(path.findIndex((step) => step.writer === link.reader));
+      const loop = findLoop(link.reader);
+      if (loop) return loop;
+      path.pop();
+    }
+    visited.set(sub, 'done');
+    return undefined;
+  };
+
+  for (const sub of subTopologies) {
+    const loop = visited.has(sub) ? undefined : findLoop(sub);
+    if (!loop) continue;
+    const first = Math.max(0, loop.findIndex((link) => !link.internal));
+    const links = [...loop.slice(first), ...loop.slice(0, first)];
+    const topic = links[0]!.topic;
+    const steps = links.map((link) => `sub-topology ${link.writer.index} writes ${link.topic}, which sub-topology ${link.reader.index} reads`).join('; ');
+    throw new ConfigError(
+      `the app reads the topic ${topic} that it writes, a loop with no end of its own (${steps}); ` +
+        `if the loop is meant, declare the write: to('${topic}', { cycle: true })`,
+    );
+  }
 }
 
 function label(node: Node): string {
@@ -169,7 +223,7 @@ function label(node: Node): string {
     case 'source':
       return `source ${node.topic}`;
     case 'sink':
-      return `sink ${node.topic}`;
+      return node.cycle ? `sink ${node.topic} (cycle)` : `sink ${node.topic}`;
     case 'keyBy':
       return node.name ? `keyBy ${node.name}` : 'keyBy';
     case 'window':
