@@ -125,6 +125,8 @@ class LevelStateBackend implements StateBackend {
   readonly cacheBudgetBytes: number | undefined;
   readonly #settings: Settings;
   readonly #apps = new Map<string, Promise<AppDatabase>>();
+  /** App ids whose state an app has claimed (see `claim`). */
+  readonly #claimed = new Set<string>();
   #closing: Promise<void> | undefined;
 
   constructor(settings: Settings) {
@@ -147,7 +149,25 @@ class LevelStateBackend implements StateBackend {
     return handle;
   }
 
+  /**
+   * Opens the app's database, which takes LevelDB's lock on its directory: another process, or
+   * another backend of this process, then fails with `STATE_LOCKED`; so does a second app with the
+   * same id on this backend.
+   */
+  async claim(appId: string): Promise<void> {
+    assertAppId(appId);
+    await this.#closing;
+    if (this.#claimed.has(appId)) {
+      throw new StateError('STATE_LOCKED', `Eddy state of app ${appId} at ${join(this.#settings.dir, appId)} is in use by another app of this process with the same id`, {
+        retriable: true,
+      });
+    }
+    await this.#app(appId);
+    this.#claimed.add(appId);
+  }
+
   async close(): Promise<void> {
+    this.#claimed.clear();
     if (this.#closing === undefined) {
       const apps = [...this.#apps.values()];
       this.#apps.clear();

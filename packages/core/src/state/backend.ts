@@ -60,6 +60,12 @@ export interface StateBackend {
    * and read them back through `get`/`entries`. Undefined: unbounded (all state in memory).
    */
   readonly cacheBudgetBytes?: number;
+  /**
+   * Claims the state of an app instance before it joins its group: a disk backend takes its lock
+   * here, so that a second instance on the same state fails at `start()` (`STATE_LOCKED`) and
+   * leaves the first untouched. Optional; `close()` gives the claim up.
+   */
+  claim?(appId: string): Promise<void>;
   /** Opens (creating if needed) one store partition. */
   open(spec: StoreSpec): Promise<PartitionStore>;
   /** Closes everything this backend opened. */
