@@ -23,6 +23,51 @@ export function startChild(fixture: string, args: string[]): { child: ChildProce
   return { child, started };
 }
 
+/** What a named fixture reports on its `metrics` lines. */
+export interface MemberMetrics {
+  tasks: number;
+  recordsIn: number;
+  restoredRecords: number;
+  recordsHandedOff: number;
+  lateRecords: number;
+}
+
+/** A running named fixture (a member of the group): its process, its last metrics line, and what it wrote to stderr. */
+export interface Member {
+  name: string;
+  child: ChildProcess;
+  started: Promise<void>;
+  metrics: () => MemberMetrics | undefined;
+  stderr: () => string;
+}
+
+/** Starts the windowed fixture as member `name` (its client id) with `args`; it reports metrics as it runs. */
+export function startMember(name: string, args: string[]): Member {
+  const child = spawn(process.execPath, [windowedFixture, ...args, '--name', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let pending = '';
+  let metrics: MemberMetrics | undefined;
+  let markStarted!: () => void;
+  let failStart!: (error: Error) => void;
+  const started = new Promise<void>((resolve, reject) => {
+    markStarted = resolve;
+    failStart = reject;
+  });
+  started.catch(() => undefined);
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      if (line === 'started') markStarted();
+      else if (line.startsWith('metrics ')) metrics = JSON.parse(line.slice('metrics '.length)) as MemberMetrics;
+    }
+  });
+  child.on('exit', (code, signal) => failStart(new Error(`${name} exited (${code ?? signal}) before starting: ${stderr}`)));
+  return { name, child, started, metrics: () => metrics, stderr: () => stderr };
+}
+
 /** SIGKILLs a child and resolves once it has exited. */
 export function kill(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {

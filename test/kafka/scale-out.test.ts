@@ -5,7 +5,6 @@
  * partitions from the changelog and carry on. In the end every window has been reported with the
  * correct value (at least once: a window may be reported twice, never with a wrong value).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +13,7 @@ import kafkajs from 'kafkajs';
 import type { Admin } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { windowedFixture } from './children.ts';
+import { kill, startMember, type Member } from './children.ts';
 import { allCommitted, createTopics, gatherTopic, testKafka, waitFor, sensorRounds } from './helpers.ts';
 
 const { AssignerProtocol, Partitioners } = kafkajs;
@@ -30,58 +29,6 @@ interface Result {
   start: number;
   sum: number;
   by: string;
-}
-
-interface Metrics {
-  tasks: number;
-  recordsIn: number;
-  restoredRecords: number;
-  recordsHandedOff: number;
-}
-
-/** A running fixture: its process, its last metrics line, and what it wrote to stderr. */
-interface Member {
-  name: string;
-  child: ChildProcess;
-  started: Promise<void>;
-  metrics: () => Metrics | undefined;
-  stderr: () => string;
-}
-
-function startMember(name: string, args: string[]): Member {
-  // One named member of the group; it commits every second, so that a kill soon after a batch was
-  // processed meets records already passed on whose input offsets are not committed.
-  const child = spawn(process.execPath, [windowedFixture, ...args, '--name', name, '--session-timeout', '6s', '--commit-interval', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  let pending = '';
-  let metrics: Metrics | undefined;
-  let markStarted!: () => void;
-  let failStart!: (error: Error) => void;
-  const started = new Promise<void>((resolve, reject) => {
-    markStarted = resolve;
-    failStart = reject;
-  });
-  started.catch(() => undefined);
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  child.stdout!.on('data', (chunk: Buffer) => {
-    pending += chunk.toString();
-    const lines = pending.split('\n');
-    pending = lines.pop()!;
-    for (const line of lines) {
-      if (line === 'started') markStarted();
-      else if (line.startsWith('metrics ')) metrics = JSON.parse(line.slice('metrics '.length)) as Metrics;
-    }
-  });
-  child.on('exit', (code, signal) => failStart(new Error(`${name} exited (${code ?? signal}) before starting: ${stderr}`)));
-  return { name, child, started, metrics: () => metrics, stderr: () => stderr };
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
 }
 
 /** Members of the group by client id (= fixture name), with the partitions of `topic` each holds; undefined while not stable. */
@@ -132,7 +79,9 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
       for (const name of ['member-a', 'member-b', 'member-c']) {
         const stateDir = await mkdtemp(join(tmpdir(), `eddy-scale-${name}-`));
         directories.push(stateDir);
-        members.push(startMember(name, [brokers.join(','), appId, inTopic, outTopic, stateDir]));
+        // One named member of the group; it commits every second, so that a kill soon after a batch was
+        // processed meets records already passed on whose input offsets are not committed.
+        members.push(startMember(name, [brokers.join(','), appId, inTopic, outTopic, stateDir, '--session-timeout', '6s', '--commit-interval', '1s']));
       }
       await Promise.all(members.map((member) => member.started));
       // The app created its repartition topic on start; reading it shows what the kill made repeat.

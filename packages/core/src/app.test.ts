@@ -110,6 +110,30 @@ describe('tables and app.store()', () => {
     ]);
     await driver.stop();
   });
+
+  it('answers [] for a key with no open window, reads through the stage itself, and refuses reads unless running', async () => {
+    const app = createApp({ id: 'typed-store', idleTimeout: false });
+    const keyed = app.from<Reading>('in', { timestamp: (r) => r.ts }).keyBy((r) => r.sensor);
+    const recent = keyed.tumbling(10).sum((r) => r.value);
+    recent.toStream().to('out');
+    const totals = keyed.count({ name: 'totals' });
+    expect(recent.name).toBe('tumbling-10ms-grace-0ms-sum');
+    expect(totals.name).toBe('totals');
+    await expect(app.store(recent).get('a')).rejects.toMatchObject({ code: 'APP_STATE' });
+    const driver = await TestDriver.start(app);
+    await driver.send('in', reading('a', 2, 7));
+    expect(await app.store(recent).get('a')).toEqual([{ start: 0, end: 10, value: 2 }]);
+    expect(await app.store(recent).get('nobody')).toEqual([]);
+    expect(await app.store('tumbling-10ms-grace-0ms-sum').get('nobody')).toEqual([]);
+    await driver.send('in', reading('a', 1, 25));
+    // The window closed: the key has windows again only for [20, 30).
+    expect(await app.store(recent).get('a')).toEqual([{ start: 20, end: 30, value: 1 }]);
+    expect(await app.store(totals).get('a')).toBe(2);
+    expect(await app.store(totals).get('nobody')).toBeUndefined();
+    await driver.stop();
+    await expect(app.store(totals).get('a')).rejects.toMatchObject({ code: 'APP_STATE' });
+    await expect(app.store('totals').range()).rejects.toMatchObject({ code: 'APP_STATE' });
+  });
 });
 
 describe('the embedded broker', () => {

@@ -1,7 +1,7 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { GraphBuilder, type Node } from './dsl/graph.js';
-import { Stream } from './dsl/stages.js';
+import { Stream, Table, WindowedTable } from './dsl/stages.js';
 import { buildTopology, changelogTopic, deadLetterTopic, describeMermaid, describeText, type SubTopology, type Topology } from './dsl/topology.js';
 import { toMs, type Duration } from './duration.js';
 import { ConfigError, describeError, EddyError } from './errors.js';
@@ -9,13 +9,14 @@ import { isBatchHandler, type WindowBatchHandler } from './handler.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { partitionForKey } from './murmur2.js';
 import { CacheBudget } from './runtime/cache.js';
+import { Lifecycle, type AppEvents, type AppState } from './runtime/lifecycle.js';
 import { Metrics, type MetricsSnapshot } from './runtime/metrics.js';
 import { Task, type TaskHost } from './runtime/task.js';
 import { checkSerde, defaultKeySerde, json, type Serde } from './serde.js';
 import type { StateBackend } from './state/backend.js';
 import { memoryState } from './state/memory.js';
 import { memoryTransport } from './transport/memory.js';
-import type { Headers, TopicPartition, TopicPartitionOffset, TransactionalProducer, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
+import type { CaughtUp, Headers, TopicPartition, TopicPartitionOffset, TransactionalProducer, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
 
 const isTransactional = (producer: TransportProducer): producer is TransactionalProducer =>
   typeof (producer as Partial<TransactionalProducer>).begin === 'function' && typeof (producer as Partial<TransactionalProducer>).sendOffsets === 'function';
@@ -45,10 +46,22 @@ export interface AppOptions {
   onError?: 'dead-letter' | 'stop';
   /** Handler windows waiting per task before its source pauses. Default 1000. */
   maxPending?: number;
+  /**
+   * How long a task may go without a successful commit (or keep failing to send) before the app
+   * reports it: a `warn` log, `app.health()` degraded. Default: five commit intervals.
+   */
+  stallTimeout?: Duration;
   /** A pino-compatible logger. */
   logger?: Logger;
   /** The clock; tests inject a virtual one (the TestDriver does). */
   clock?: Clock;
+}
+
+/** What `app.health()` reports. */
+export interface HealthReport {
+  readonly status: 'ok' | 'degraded' | 'failed';
+  /** Why it is not ok, one line each. */
+  readonly reasons: string[];
 }
 
 /** Options of {@link App.from}. */
@@ -66,6 +79,29 @@ export interface SendOptions {
   headers?: Record<string, string>;
 }
 
+/** One open window of a window store. */
+export interface StoredWindow<A> {
+  readonly start: number;
+  readonly end: number;
+  readonly value: A;
+}
+
+/** Reads a table from the host service (see {@link App.store}). */
+export interface TableReader<K, A> {
+  /** The key's value, or undefined if it has none. */
+  get(key: K): Promise<A | undefined>;
+  /** All entries (optionally keys in `[gte, lt)`, compared as strings), sorted by key. */
+  range(options?: { gte?: string; lt?: string }): Promise<Array<{ key: K; value: A }>>;
+}
+
+/** Reads a window store from the host service (see {@link App.store}). */
+export interface WindowStoreReader<K, A> {
+  /** The key's open windows in window order; `[]` when it has none. */
+  get(key: K): Promise<Array<StoredWindow<A>>>;
+  /** Every key's open windows (optionally keys in `[gte, lt)`, compared as strings), sorted by key. */
+  range(options?: { gte?: string; lt?: string }): Promise<Array<{ key: K; value: Array<StoredWindow<A>> }>>;
+}
+
 /** Reads a state store from the host service. */
 export interface StoreReader {
   /** The value of one key: a table's aggregate, or a window store's open windows. */
@@ -73,8 +109,6 @@ export interface StoreReader {
   /** All entries (optionally keys in `[gte, lt)`, compared as strings), sorted by key. */
   range(options?: { gte?: string; lt?: string }): Promise<Array<{ key: unknown; value: unknown }>>;
 }
-
-type Status = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 const idPattern = /^[A-Za-z0-9._-]{1,200}$/;
 
@@ -97,11 +131,20 @@ export class App {
   readonly #idleTimeoutMs: number | undefined;
   readonly #commitIntervalMs: number;
   readonly #maxPending: number;
+  readonly #stallTimeoutMs: number;
+  /** Tasks reported stuck (see `stallTimeout`), so that each stall is logged once, and its end. */
+  readonly #stalled = new Set<string>();
   #logger: Logger;
   #clock: Clock;
   #transport: Transport;
   #state: StateBackend;
-  #status: Status = 'created';
+  readonly #life = new Lifecycle((event, error) => this.#log('error', `an app.on('${event}') listener threw`, { error: describeError(error) }));
+  /** Records are taken and work is committed: from subscribing until the app stops or fails. */
+  #open = false;
+  /** Whether this app holds its state (see `StateBackend.claim`), and so closes it when it stops. */
+  #stateClaimed = false;
+  /** Assignments and revocations under way (the app is `rebalancing` while there are any). */
+  #rebalances = 0;
   #topology: Topology | undefined;
   #producer: TransportProducer | undefined;
   #consumer: TransportConsumer | undefined;
@@ -121,7 +164,6 @@ export class App {
   readonly #handOffFloors = new Map<Task, Map<string, number>>();
   /** Per upstream task, the tasks it handed records to since its last commit, with their commit count at the latest hand-off. */
   readonly #handedTo = new Map<Task, Map<Task, number>>();
-  #failure: EddyError | undefined;
   #stopping: Promise<void> | undefined;
   #restoredRecords = 0;
   #cache!: CacheBudget;
@@ -148,6 +190,7 @@ export class App {
     this.#idleTimeoutMs = options.idleTimeout === false ? undefined : toMs(options.idleTimeout ?? '5s', 'idleTimeout', { allowZero: true });
     this.#commitIntervalMs = toMs(options.commitInterval ?? '1s', 'commitInterval');
     this.#maxPending = maxPending;
+    this.#stallTimeoutMs = options.stallTimeout === undefined ? 5 * this.#commitIntervalMs : toMs(options.stallTimeout, 'stallTimeout');
     this.#logger = options.logger ?? defaultLogger;
     this.#clock = options.clock ?? systemClock;
     this.#transport = options.transport ?? memoryTransport();
@@ -205,7 +248,7 @@ export class App {
    */
   async start(): Promise<void> {
     this.#assertStatus('created', 'start');
-    this.#status = 'starting';
+    this.#life.moveTo('starting');
     try {
       const topology = buildTopology(this.id, this.#graph.nodes);
       if (topology.subTopologies.length === 0) throw new ConfigError(`app ${this.id}: no pipeline; declare one with app.from(topic) before start()`);
@@ -213,24 +256,28 @@ export class App {
       if (this.#options.guarantee === 'exactly-once' && !this.#transport.exactlyOnce) {
         throw new ConfigError(`app ${this.id}: guarantee 'exactly-once' needs a transport with transactions; the ${this.#transport.kind} transport has none`);
       }
+      // Before anything is touched: a second instance on the same state fails here.
+      await this.#state.claim?.(this.id);
+      this.#stateClaimed = true;
       await this.#transport.connect();
       await this.#createTopics(topology);
       await Promise.all(this.#batchHandlers().map((handler) => handler.start()));
       this.#producer = await this.#transport.createProducer();
       const topics = topology.subTopologies.flatMap((sub) => sub.sources.map((source) => source.topic));
       this.#nextCommitAt = this.#clock.now() + this.#commitIntervalMs;
-      this.#status = 'running';
+      this.#open = true;
       this.#consumer = await this.#transport.subscribe(this.id, topics, {
-        onAssign: (partitions) => this.#assign(partitions),
-        onRevoke: (partitions) => this.#revoke(partitions),
+        onAssign: (partitions) => this.#rebalancing(() => this.#assign(partitions)),
+        onRevoke: (partitions) => this.#rebalancing(() => this.#revoke(partitions)),
+        onFatal: (error) => this.#stopOn(error, 'the transport failed for good; the app stops'),
         onSkipped: async ({ topic, partition, from, to }) => {
           const task = this.#tasks.get(this.#taskKey(topic, partition));
-          if (!task || this.#status !== 'running') return;
+          if (!task || !this.#open) return;
           await task.exclusive(() => task.skip(topic, from, to));
         },
         onRecords: async (records) => {
           const first = records[0];
-          if (!first || this.#status !== 'running') return;
+          if (!first || !this.#open) return;
           const task = this.#tasks.get(this.#taskKey(first.topic, first.partition));
           if (!task) return;
           await task.exclusive(async () => {
@@ -252,10 +299,13 @@ export class App {
       this.#arm();
       this.#eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
       this.#eventLoopDelay.enable();
+      // A failure while starting (a bad record under onError 'stop', say) has stopped it already.
+      if (!this.#life.moveTo('running')) throw this.#life.failure ?? new EddyError('APP_STATE', `start: app ${this.id} stopped while starting`);
       this.#log('info', 'app started', { tasks: this.#tasks.size, transport: this.#transport.kind, state: this.#state.kind });
     } catch (error) {
-      this.#status = 'stopped';
-      await Promise.allSettled(this.#batchHandlers().map((handler) => handler.close()));
+      this.#open = false;
+      this.#life.fail(error instanceof EddyError ? error : new EddyError('APP_STATE', `start: app ${this.id} failed to start: ${describeError(error)}`, { cause: error }), { notify: false });
+      await this.#release();
       throw error;
     }
   }
@@ -266,34 +316,42 @@ export class App {
    * process.on('SIGTERM', () => app.stop());
    */
   stop(): Promise<void> {
-    if (this.#status === 'stopped') return Promise.resolve();
-    if (this.#status === 'created') {
+    if (this.#life.state === 'created') {
+      this.#life.moveTo('stopped');
       // Never started, but `send()` may have opened a producer.
-      this.#status = 'stopped';
-      return (async () => {
-        await this.#producer?.close();
-        if (this.#producer) await this.#transport.close();
-      })();
+      this.#stopping ??= this.#release();
     }
     this.#stopping ??= this.#shutdown();
     return this.#stopping;
   }
 
+  /** Stops taking records, finishes and commits what was taken (unless the app failed), and closes. */
   async #shutdown(): Promise<void> {
-    this.#status = 'stopping';
+    this.#life.moveTo('stopping');
+    this.#open = this.#life.failure === undefined && this.#open;
     this.#timer?.cancel();
     this.#eventLoopDelay?.disable();
     await Promise.allSettled([...this.#background]);
     try {
       await this.#consumer?.close();
-      await this.#producer?.close();
-      await Promise.all(this.#batchHandlers().map((handler) => handler.close()));
-      await this.#state.close();
-      await this.#transport.close();
     } finally {
-      this.#status = 'stopped';
-      this.#log('info', 'app stopped', {});
+      this.#open = false;
+      await this.#release();
+      this.#life.moveTo('stopped');
+      this.#log('info', 'app stopped', { state: this.#life.state });
     }
+  }
+
+  /** Closes the producer, handlers, state and transport; each is closed even if another fails to. */
+  async #release(): Promise<void> {
+    const results = await Promise.allSettled([
+      this.#producer?.close(),
+      ...this.#batchHandlers().map((handler) => handler.close()),
+    ]);
+    // State this app never claimed may be another's (a second instance that failed to start).
+    if (this.#stateClaimed) results.push(...(await Promise.allSettled([this.#state.close()])));
+    results.push(...(await Promise.allSettled([this.#transport.close()])));
+    for (const result of results) if (result.status === 'rejected') this.#log('warn', 'closing failed', { error: describeError(result.reason) });
   }
 
   /**
@@ -303,7 +361,7 @@ export class App {
    * await app.send('readings', { sensor: 's1', value: 20.5, ts: Date.now() }, { key: 's1' });
    */
   async send(topic: string, value: unknown, options: SendOptions = {}): Promise<void> {
-    if (this.#status === 'stopped' || this.#status === 'stopping') throw new EddyError('APP_STOPPED', `send: app ${this.id} is stopped`);
+    if (['stopping', 'stopped', 'failed'].includes(this.#life.state)) throw new EddyError('APP_STOPPED', `send: app ${this.id} is ${this.#life.state}`);
     await this.produceTo(topic, value, options);
   }
 
@@ -325,21 +383,35 @@ export class App {
   #roundRobin = 0;
 
   /**
-   * Reads a state store (a table or a window store) from the host service.
+   * Reads a state store from the host service: a table's value per key, or a window store's open
+   * windows per key (`[]` when the key has none). Give the stage itself (its `name` and types
+   * come with it) or the store's name. Reads reject with `APP_STATE` unless the app is running.
    * @example
-   * const spend = await app.store('spend').get('customer-7');
+   * const spend = app.keyBy(o => o.customer).sum(o => o.amount, { name: 'spend' });
+   * await app.store(spend).get('customer-7');          // number | undefined
+   * await app.store('hopping-10000ms-1000ms-count').get('s1');  // [{ start, end, value }]
    */
-  store(name: string): StoreReader {
+  store<K, A>(table: Table<K, A>): TableReader<K, A>;
+  store<K, A>(windows: WindowedTable<K, A, unknown>): WindowStoreReader<K, A>;
+  store(name: string): StoreReader;
+  store(stage: string | Table<unknown, unknown> | WindowedTable<unknown, unknown, unknown>): StoreReader {
+    const name = typeof stage === 'string' ? stage : stage instanceof Table || stage instanceof WindowedTable ? stage.name : undefined;
     const names = this.#storeNames();
-    if (!names.includes(name)) throw new ConfigError(`store: no store named ${JSON.stringify(name)}; stores: ${names.join(', ') || '(none)'}`);
-    const operators = () => [...this.#tasks.values()].flatMap((task) => task.operators.filter((operator) => operator.storeName === name));
+    if (name === undefined || !names.includes(name)) {
+      throw new ConfigError(`store: no store named ${typeof stage === 'string' ? JSON.stringify(stage) : String(name ?? stage)}; stores: ${names.join(', ') || '(none)'}`);
+    }
+    const windowed = this.#graph.nodes.some((node) => node.kind === 'window' && node.storeName === name);
+    const operators = () => {
+      if (!this.#life.active) throw new EddyError('APP_STATE', `store ${name}: app ${this.id} is ${this.#life.state}; its stores are read while it runs`);
+      return [...this.#tasks.values()].flatMap((task) => task.operators.filter((operator) => operator.storeName === name));
+    };
     return {
       get: async (key) => {
         for (const operator of operators()) {
           const value = await operator.query(key);
           if (value !== undefined) return value;
         }
-        return undefined;
+        return windowed ? [] : undefined;
       },
       range: async ({ gte, lt } = {}) => {
         const rows: Array<{ key: unknown; value: unknown }> = [];
@@ -363,6 +435,7 @@ export class App {
   metrics(format: 'prometheus'): string;
   metrics(format?: 'prometheus'): MetricsSnapshot | string {
     const tasks = [...this.#tasks.values()];
+    const now = this.#clock.now();
     const snapshot: MetricsSnapshot = {
       recordsIn: this.#metrics.recordsIn,
       recordsOut: this.#metrics.recordsOut,
@@ -381,6 +454,8 @@ export class App {
       restoreRemaining: this.#restoreRemaining,
       tasks: tasks.length,
       streamTime: Object.fromEntries(tasks.map((task) => [task.taskId, task.streamTime()])),
+      commitFailures: this.#metrics.commitFailures,
+      lastCommitAgeMs: Object.fromEntries(tasks.map((task) => [task.taskId, task.commitAgeMs(now)])),
     };
     if (format !== 'prometheus') return snapshot;
     const lines: string[] = [];
@@ -402,7 +477,46 @@ export class App {
     metric('restored_records_total', 'counter', snapshot.restoredRecords, 'Changelog records replayed into state.');
     metric('state_cache_bytes', 'gauge', snapshot.stateCacheBytes, 'Serialized bytes of state held in memory.');
     metric('restore_remaining', 'gauge', snapshot.restoreRemaining, 'Changelog records left to replay.');
+    metric('commit_failures_total', 'counter', snapshot.commitFailures, 'Task commits that failed.');
+    metric('last_commit_age_max_ms', 'gauge', Math.max(0, ...Object.values(snapshot.lastCommitAgeMs)), 'Longest time since a task last committed.');
+    metric('healthy', 'gauge', this.health().status === 'ok' ? 1 : 0, 'Whether app.health() reports ok.');
     return `${lines.join('\n')}\n`;
+  }
+
+  /**
+   * Whether the app does its job, for a readiness probe: `ok`; `degraded` while it starts or
+   * rebalances, when a task has not committed within `stallTimeout` or its sends keep failing, or
+   * when a worker pool's queue is full; `failed` once it stopped (on its own: `app.failure` says why).
+   * @example
+   * server.get('/ready', (_, res) => res.status(app.health().status === 'ok' ? 200 : 503).end());
+   */
+  health(): HealthReport {
+    const state = this.#life.state;
+    if (state === 'failed') return { status: 'failed', reasons: [`failed: ${this.#life.failure?.code}: ${this.#life.failure?.message}`] };
+    if (state === 'stopping' || state === 'stopped') return { status: 'failed', reasons: [`the app is ${state}`] };
+    if (state === 'created' || state === 'starting') return { status: 'degraded', reasons: [`the app is ${state}`] };
+    const reasons = this.#stalls(this.#clock.now());
+    if (state === 'rebalancing') reasons.push('the app is rebalancing');
+    for (const handler of this.#batchHandlers()) {
+      if (handler.queueDepth >= handler.maxQueue) reasons.push(`a worker pool's queue is full (${handler.queueDepth} of ${handler.maxQueue}): sources are paused`);
+    }
+    return { status: reasons.length === 0 ? 'ok' : 'degraded', reasons };
+  }
+
+  /** Why tasks are stuck (see `stallTimeout`); logs each stall when it begins and when it ends. */
+  #stalls(now: number): string[] {
+    const reasons: string[] = [];
+    for (const task of this.#tasks.values()) {
+      const stall = task.stalled(now, this.#stallTimeoutMs);
+      if (stall) {
+        reasons.push(stall);
+        if (!this.#stalled.has(task.taskId)) this.#log('warn', 'a task is stuck: its work is not committed', { task: task.taskId, reason: stall });
+        this.#stalled.add(task.taskId);
+      } else if (this.#stalled.delete(task.taskId)) {
+        this.#log('info', 'a stuck task commits again', { task: task.taskId });
+      }
+    }
+    return reasons;
   }
 
   /** @internal The topology's sources and sinks (the TestDriver decodes topics with their serdes). */
@@ -414,9 +528,35 @@ export class App {
     };
   }
 
-  /** @internal Why the app stopped on its own, if it did (`onError: 'stop'`). */
+  /**
+   * Where the app is in its life: `created`, `starting`, `running`, `rebalancing`, `stopping`,
+   * `stopped`, or `failed` (it stopped on its own; see {@link App.failure}).
+   * @example
+   * if (app.state === 'failed') process.exitCode = 1;
+   */
+  get state(): AppState {
+    return this.#life.state;
+  }
+
+  /**
+   * Listens for the app's state changes (`state`, with the previous state) or for the error it
+   * stops on by itself (`error`, once, before the state becomes `failed`). Returns a function
+   * that removes the listener. An `error` with no listener is logged, never thrown.
+   * @example
+   * const off = app.on('error', (error) => alerting.page(`eddy stopped: ${error.code}`));
+   */
+  on<E extends keyof AppEvents>(event: E, listener: AppEvents[E]): () => void {
+    return this.#life.on(event, listener);
+  }
+
+  /**
+   * Why the app stopped on its own (a bad record under `onError: 'stop'`, a record the broker
+   * refused that cannot be dead-lettered, a transport that failed for good), if it did.
+   * @example
+   * app.on('state', (state) => state === 'failed' && console.error(app.failure?.code));
+   */
   get failure(): EddyError | undefined {
-    return this.#failure;
+    return this.#life.failure;
   }
 
   /** @internal For the TestDriver: runs until no record, timer or handler work is left. */
@@ -426,14 +566,15 @@ export class App {
       const tasks = [...this.#tasks.values()];
       const busy = tasks.some((task) => task.pendingWork > 0) || this.#background.size > 0;
       if (!busy) return;
-      await Promise.all([...tasks.map((task) => task.drain()), ...this.#background]);
+      // A send that fails leaves its records for the next flush (its commit fails meanwhile): not for settling to wait on.
+      await Promise.all([...tasks.map((task) => task.drain().catch(() => undefined)), ...this.#background]);
     }
   }
 
   // --- internals ---------------------------------------------------------------------------
 
-  #assertStatus(expected: Status, what: string): void {
-    if (this.#status !== expected) throw new EddyError('APP_STATE', `${what}: app ${this.id} is ${this.#status}, expected ${expected}`);
+  #assertStatus(expected: AppState, what: string): void {
+    if (this.#life.state !== expected) throw new EddyError('APP_STATE', `${what}: app ${this.id} is ${this.#life.state}, expected ${expected}`);
   }
 
   #log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {
@@ -523,14 +664,35 @@ export class App {
       metrics: this.#metrics,
       time: this.#options.time,
       idleTimeoutMs: this.#idleTimeoutMs,
-      hasPending: (topic, partition) => this.#consumer?.hasPending?.({ topic, partition }) ?? false,
+      caughtUp: (topic, partition) => this.#caughtUp(topic, partition),
       producer: this.#producer!,
       keepsValues: this.#transport.keepsValues === true,
       partitionsOf: (topic) => this.#partitions.get(topic) ?? 1,
       cache: this.#cache,
       recordFailed: (error) => this.#recordFailed(error),
+      fatal: (error) => this.#stopOn(error, 'a task cannot go on; the app stops'),
       log: (level, message, fields) => this.#log(level, message, fields),
     };
+  }
+
+  /**
+   * Whether a task keeps up with one of its sources, by the log's word. A repartition topic says
+   * nothing of the records a local task hands over directly (see `#handsOff`): the reading task
+   * keeps up only while that task keeps up with its own sources too.
+   */
+  #caughtUp(topic: string, partition: number, seen = new Set<Task>()): CaughtUp | undefined {
+    const own = this.#consumer?.caughtUp({ topic, partition });
+    const writer = own && this.#topology?.repartitionTopics.get(topic);
+    const upstream = writer && this.#tasks.get(`${writer.index}_${partition}`);
+    if (!upstream || !this.#handOffFloors.has(upstream) || seen.has(upstream)) return own;
+    seen.add(upstream);
+    let combined: CaughtUp = own;
+    for (const source of writer.sources) {
+      const theirs = this.#caughtUp(source.topic, partition, seen);
+      if (!theirs) return undefined;
+      combined = { forMs: Math.min(combined.forMs, theirs.forMs), confirmedAgoMs: Math.max(combined.confirmedAgoMs, theirs.confirmedAgoMs) };
+    }
+    return combined;
   }
 
   async #assign(partitions: readonly TopicPartition[]): Promise<TopicPartitionOffset[]> {
@@ -654,7 +816,7 @@ export class App {
       }
     } catch (error) {
       task.halt();
-      if (this.#status === 'running') this.#inBackground(this.#rebuild(task, error));
+      if (this.#open) this.#inBackground(this.#rebuild(task, error));
       throw error;
     }
   }
@@ -672,7 +834,7 @@ export class App {
       if (target.commits <= before && this.#tasks.get(target.taskId) === target) await this.#commitTask(target);
       if (target.commits <= before) {
         const error = new EddyError('TRANSPORT_FAILED', `task ${task.taskId}: task ${target.taskId} closed before it committed the records handed to it`);
-        if (this.#status === 'running' && !this.#revoking.has(task)) this.#inBackground(this.#rebuild(task, error));
+        if (this.#open && !this.#revoking.has(task)) this.#inBackground(this.#rebuild(task, error));
         throw error;
       }
     }
@@ -694,7 +856,7 @@ export class App {
       if (!task) continue;
       this.#revoking.add(task);
       try {
-        if (!this.#failure) await this.#commitTask(task);
+        if (!this.#life.failure) await this.#commitTask(task);
       } catch (error) {
         // The partition's next owner resumes from the last commit: records repeat, none is lost.
         this.#log('warn', 'commit on revoke failed', { task: task.taskId, error: String(error) });
@@ -744,10 +906,15 @@ export class App {
     });
     if (!task.transactional) return commit;
     return commit.catch((error: unknown) => {
+      // The broker refused a record inside the transaction: starting again would send it again.
+      if (error instanceof EddyError && error.code === 'RECORD_REJECTED') {
+        this.#stopOn(error, 'the broker refused a record of a transaction; under exactly-once it cannot be dead-lettered, so the app stops');
+        throw error;
+      }
       // The transaction is aborted (or was, by a newer owner of the task: this instance is then a
       // zombie), and with it the task's work since its last commit. A running task starts again
       // from there; one being revoked is closed by its revocation.
-      if (this.#status === 'running' && !this.#revoking.has(task)) this.#inBackground(this.#rebuild(task, error));
+      if (this.#open && !this.#revoking.has(task)) this.#inBackground(this.#rebuild(task, error));
       throw error;
     });
   }
@@ -775,10 +942,10 @@ export class App {
     }
     await this.#closeTask(task);
     const partitions = task.subTopology.sources.map((source) => ({ topic: source.topic, partition: task.partition }));
-    for (let attempt = 0; this.#status === 'running'; attempt++) {
+    for (let attempt = 0; this.#open; attempt++) {
       if (attempt > 0) await new Promise((resolve) => this.#clock.setTimeout(() => resolve(undefined), Math.min(2_000, 100 * 2 ** attempt)));
       const consumer = this.#consumer;
-      if (!consumer || this.#status !== 'running' || this.#tasks.has(key)) return;
+      if (!consumer || !this.#open || this.#tasks.has(key)) return;
       const ownership = (await consumer.confirmOwnership?.(partitions)) ?? 'owned';
       if (ownership === 'revoked') {
         this.#log('info', 'a failed task was revoked before it was rebuilt', { task: key });
@@ -798,7 +965,7 @@ export class App {
         this.#log('warn', 'rebuilding a task failed; trying again', { task: key, attempt: attempt + 1, error: describeError(failure) });
         continue;
       }
-      if (this.#status !== 'running' || this.#tasks.has(key) || (await consumer.confirmOwnership?.(partitions)) === 'revoked') {
+      if (!this.#open || this.#tasks.has(key) || (await consumer.confirmOwnership?.(partitions)) === 'revoked') {
         await this.#closeTask(opened.task);
         return;
       }
@@ -817,18 +984,33 @@ export class App {
 
   /** Stops the app on its own (see `failure`): tasks take no more records and commit no more. */
   #stopOn(error: EddyError, message: string): void {
-    if (this.#failure) return;
-    this.#failure = error;
-    this.#log('error', message, { code: error.code, error: error.message });
+    if (this.#life.failure || !['starting', 'running', 'rebalancing', 'stopping'].includes(this.#life.state)) return;
+    this.#open = false;
     for (const task of this.#tasks.values()) task.halt();
-    queueMicrotask(() => void this.stop());
+    this.#log('error', this.#life.heard ? message : `${message} (no app.on('error') listener)`, { code: error.code, error: error.message });
+    this.#life.fail(error);
+    // Not awaited: this may run inside the very work (a batch, a commit) that the stop waits for.
+    queueMicrotask(() => void this.stop().catch((failure: unknown) => this.#log('error', 'stopping after a failure failed', { error: describeError(failure) })));
+  }
+
+  /** Runs an assignment or revocation; the app is `rebalancing` until none is under way. */
+  async #rebalancing<T>(work: () => Promise<T>): Promise<T> {
+    // The first assignment belongs to `starting`.
+    if (this.#rebalances++ === 0 && this.#life.state === 'running') this.#life.moveTo('rebalancing');
+    try {
+      return await work();
+    } finally {
+      if (--this.#rebalances === 0 && this.#life.state === 'rebalancing') this.#life.moveTo('running');
+    }
   }
 
   /** Arms one clock timer for the earliest of: the next commit, any task's next wake-up. */
   #arm(): void {
-    if (this.#status !== 'running') return;
+    if (!this.#open) return;
     let due = this.#nextCommitAt;
-    for (const task of this.#tasks.values()) {
+    // While a round of timer work waits (a commit on a broker that does not answer), only the next
+    // commit time matters: it checks for stuck tasks.
+    for (const task of this.#timerRound ? [] : this.#tasks.values()) {
       const wakeUp = task.nextWakeUp();
       if (wakeUp !== undefined && wakeUp < due) due = wakeUp;
     }
@@ -837,24 +1019,39 @@ export class App {
   }
 
   #onTimer(): void {
-    if (this.#status !== 'running') return;
+    if (!this.#open) return;
     const now = this.#clock.now();
+    const commitDue = now >= this.#nextCommitAt;
+    if (commitDue) {
+      this.#nextCommitAt = now + this.#commitIntervalMs;
+      this.#stalls(now);
+    }
+    if (this.#timerRound) {
+      this.#arm();
+      return;
+    }
+    this.#timerRound = true;
     this.#inBackground(async () => {
-      for (const task of this.#tasks.values()) {
-        await task.exclusive(async () => {
-          await task.preparePunctuate(now);
-          task.punctuate(now);
-        });
-      }
-      if (now >= this.#nextCommitAt) {
-        this.#nextCommitAt = now + this.#commitIntervalMs;
+      try {
+        for (const task of this.#tasks.values()) {
+          await task.exclusive(async () => {
+            await task.preparePunctuate(now);
+            task.punctuate(now);
+          });
+        }
+        if (!commitDue) return;
         for (const task of this.#tasks.values()) {
           // One task's failed commit (retried with the next one, or rebuilt) does not hold the others back.
           await this.#commitTask(task).catch((error: unknown) => this.#log('warn', 'commit failed', { task: task.taskId, error: describeError(error) }));
         }
+      } finally {
+        this.#timerRound = false;
       }
     }, 'timer work failed');
+    this.#arm();
   }
+  /** A round of timer work (punctuation, commits) is under way. */
+  #timerRound = false;
 
   /** Runs work that nobody awaits (stop and settle wait for it); a failure is logged. */
   #inBackground(work: Promise<void> | (() => Promise<void>), failure = 'background work failed'): void {

@@ -1,3 +1,5 @@
+import type { OutgoingRecord, TopicPartitionOffset } from './transport/types.js';
+
 /** Stable error codes; tests and users may switch on them. */
 export type ErrorCode =
   | 'CONFIG_INVALID'
@@ -7,6 +9,7 @@ export type ErrorCode =
   | 'HANDLER_FAILED'
   | 'INVALID_TIMESTAMP'
   | 'TRANSPORT_FAILED'
+  | 'RECORD_REJECTED'
   | 'STATE_FAILED'
   | 'STATE_LOCKED'
   | 'WORKER_TIMEOUT'
@@ -29,6 +32,35 @@ export class EddyError extends Error {
     this.name = new.target.name;
     this.code = code;
     this.retriable = options.retriable ?? false;
+  }
+}
+
+/** A record the log refused for itself, with the log's reason (e.g. `INVALID_TIMESTAMP`, `MESSAGE_TOO_LARGE`). */
+export interface RejectedRecord {
+  readonly record: OutgoingRecord;
+  /** Code `RECORD_REJECTED`; its message says why, its cause is the log's own error. */
+  readonly error: EddyError;
+  /** The log's name for the reason, e.g. `INVALID_TIMESTAMP`, `MESSAGE_TOO_LARGE`, `TOPIC_AUTHORIZATION_FAILED`. */
+  readonly reason: string;
+}
+
+/**
+ * A send of which the log refused some records for themselves (a timestamp out of its range, a
+ * record too large, an invalid record, a topic it may not write): sending them again would be
+ * refused again, so it is not retriable. Every other record of the send was written.
+ */
+export class RecordsRejectedError extends EddyError {
+  readonly refused: readonly RejectedRecord[];
+  /** For the records written: the offset of the last one per partition, as `send` resolves with. */
+  readonly written: readonly TopicPartitionOffset[];
+
+  constructor(refused: readonly RejectedRecord[], written: readonly TopicPartitionOffset[]) {
+    const first = refused[0];
+    super('RECORD_REJECTED', `the log refused ${refused.length} record(s)${first ? `, e.g. for ${first.record.topic}[${first.record.partition}]: ${first.error.message}` : ''}`, {
+      cause: first?.error,
+    });
+    this.refused = refused;
+    this.written = written;
   }
 }
 

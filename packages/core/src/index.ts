@@ -3,7 +3,8 @@
  * errors, the embedded broker and in-memory state.
  */
 export { createApp, App } from './app.js';
-export type { AppOptions, SendOptions, SourceOptions, StoreReader } from './app.js';
+export type { AppOptions, HealthReport, SendOptions, SourceOptions, StoredWindow, StoreReader, TableReader, WindowStoreReader } from './app.js';
+export type { AppEvents, AppState } from './runtime/lifecycle.js';
 export { Stream, KeyedStream, WindowedStream, WindowedTable, Table } from './dsl/stages.js';
 export type { SinkOptions, TableOptions } from './dsl/stages.js';
 export type { Duration } from './duration.js';
@@ -14,8 +15,8 @@ export { BATCH_HANDLER, isBatchHandler } from './handler.js';
 export type { HandlerOutcome, HandlerResult, LateRecord, WindowBatchHandler, WindowHandler, WindowResult } from './handler.js';
 export { serdes, json, string, bytes } from './serde.js';
 export type { Serde } from './serde.js';
-export { EddyError, ConfigError, describeError } from './errors.js';
-export type { ErrorCode } from './errors.js';
+export { EddyError, ConfigError, describeError, RecordsRejectedError } from './errors.js';
+export type { ErrorCode, RejectedRecord } from './errors.js';
 export { systemClock } from './clock.js';
 export type { Clock, TimerHandle } from './clock.js';
 export type { Logger } from './logger.js';
@@ -23,6 +24,7 @@ export { defaultLogger, silentLogger } from './logger.js';
 export { memoryTransport, MemoryTransport } from './transport/memory.js';
 export type { MemoryTransportOptions } from './transport/memory.js';
 export type {
+  CaughtUp,
   ConsumerListener,
   DecodedRecord,
   Headers,

@@ -60,6 +60,22 @@ export function isFenced(error: unknown): boolean {
   return hasType(error, (type) => type === 'KAFKAJS_UNKNOWN_ERROR_CODE') && /\bcode 90\b/.test(String(shape(originalCause(error)).message));
 }
 
+/**
+ * Broker errors about the records of a produce request themselves: sending them again would be
+ * refused again. CORRUPT_MESSAGE is retriable by the protocol's word (a record damaged on the
+ * way), so kafkajs retries it first; once it gives up, the record is refused like the others.
+ */
+const recordRefusals = new Set(['INVALID_TIMESTAMP', 'MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'CORRUPT_MESSAGE', 'INVALID_RECORD', 'TOPIC_AUTHORIZATION_FAILED', 'INVALID_TOPIC_EXCEPTION']);
+
+/** The broker's reason when it refused produced records for themselves (e.g. `INVALID_TIMESTAMP`), or undefined. */
+export function recordRefusal(error: unknown): string | undefined {
+  for (let current: unknown = error, depth = 0; current !== undefined && current !== null && depth < 10; current = shape(current).cause, depth++) {
+    const { type } = shape(current);
+    if (type !== undefined && recordRefusals.has(type)) return type;
+  }
+  return undefined;
+}
+
 /** Broker errors that mean the client's view of topics and leaders is out of date. */
 const staleMetadataErrors = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'NOT_LEADER_FOR_PARTITION', 'LEADER_NOT_AVAILABLE', 'FENCED_LEADER_EPOCH', 'UNKNOWN_LEADER_EPOCH']);
 

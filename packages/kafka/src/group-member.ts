@@ -1,7 +1,8 @@
-import { EddyError, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TransportConsumer } from '@eddy/core';
+import { EddyError, type CaughtUp, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TransportConsumer } from '@eddy/core';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, IMemberAssignment, Kafka } from 'kafkajs';
 import { copartitionedAssigner, holdJoins } from './assigner.js';
+import { EndWatch } from './end-watch.js';
 import { isMembershipError, transportError } from './errors.js';
 import { deliverLazily } from './fetch-fixes.js';
 import type { KafkaSettings } from './options.js';
@@ -9,6 +10,9 @@ import { partitionKey, toIncomingRecord } from './records.js';
 
 /** Records handed to the runtime at a time, from a fetched batch (see `#onBatch`). */
 const DELIVERY_SLICE = 1000;
+/** How often the member asks where its partitions end, and after how long without an answer it may have missed records. */
+const END_CHECK_INTERVAL_MS = 500;
+const END_CHECK_BREAK_MS = 2_000;
 
 /** What a group member needs from its transport. */
 export interface GroupMemberHost {
@@ -59,10 +63,14 @@ export class KafkaGroupMember implements TransportConsumer {
   readonly #deliveries = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
   readonly #joined: Deferred;
+  /** Whether the listener has taken a first assignment (`subscribe` has resolved, or is about to). */
+  #hasJoined = false;
   /** This member's id in the group, from its last join. */
   #memberId: string | undefined;
   /** Ends this member's claim on undecoded records (see fetch-fixes.ts `deliverLazily`). */
   readonly #endLazy: () => void;
+  /** Whether the broker says this member has read everything of a partition (see `caughtUp`). */
+  readonly #ends: EndWatch;
 
   constructor(host: GroupMemberHost, groupId: string, topics: readonly string[], listener: ConsumerListener) {
     this.#host = host;
@@ -86,6 +94,13 @@ export class KafkaGroupMember implements TransportConsumer {
     });
     // Records reach toIncomingRecord undecoded, a slice at a time (see #onBatch).
     this.#endLazy = deliverLazily(groupId);
+    this.#ends = new EndWatch({
+      readOffsets: async (topic) =>
+        (await host.withAdmin((admin) => admin.fetchTopicOffsets(topic))).map(({ partition, low, high }) => ({ partition, low: Number(low), high: Number(high) })),
+      intervalMs: END_CHECK_INTERVAL_MS,
+      breakAfterMs: END_CHECK_BREAK_MS,
+      log: (message, fields) => this.#log('debug', message, fields),
+    });
   }
 
   /** Joins the group; resolves once the first assignment has been taken by the listener. */
@@ -112,6 +127,7 @@ export class KafkaGroupMember implements TransportConsumer {
     } catch (error) {
       this.#closing ??= this.#consumer.disconnect().catch(() => undefined);
       await this.#closing;
+      this.#ends.stop();
       this.#endLazy();
       this.#host.closed(this);
       throw transportError(`joining consumer group ${this.#groupId}`, error);
@@ -163,6 +179,15 @@ export class KafkaGroupMember implements TransportConsumer {
     } catch (error) {
       throw transportError(`seeking ${topic}[${partition}] to ${offset}`, error);
     }
+    this.#ends.moved({ topic, partition }, offset);
+  }
+
+  caughtUp(partition: TopicPartition): CaughtUp | undefined {
+    return this.#ends.caughtUp(partition);
+  }
+
+  lag(partition: TopicPartition): number | undefined {
+    return this.#ends.lag(partition);
   }
 
   async confirmOwnership(partitions: readonly TopicPartition[]): Promise<'owned' | 'revoked' | 'unsure'> {
@@ -193,6 +218,7 @@ export class KafkaGroupMember implements TransportConsumer {
       } catch (error) {
         this.#log('warn', 'leaving the group failed; the broker drops the member after its session timeout', { error: String(error) });
       }
+      this.#ends.stop();
       this.#endLazy();
       this.#host.closed(this);
     })();
@@ -233,6 +259,7 @@ export class KafkaGroupMember implements TransportConsumer {
       this.#assigned.set(key, partition);
       this.#held.add(key);
       this.#lastCommitted.delete(key);
+      this.#ends.assigned(partition);
     }
     // A partition paused when it was dropped (see #onBatch) fetches again once it is ours.
     if (added.length > 0) this.#consumer.resume(byTopic(added.map(([, partition]) => partition)));
@@ -254,7 +281,11 @@ export class KafkaGroupMember implements TransportConsumer {
         return false;
       }
     })();
-    void this.#ready.then((ok) => ok && this.#joined.resolve());
+    void this.#ready.then((ok) => {
+      if (!ok) return;
+      this.#hasJoined = true;
+      this.#joined.resolve();
+    });
   }
 
   /**
@@ -291,7 +322,10 @@ export class KafkaGroupMember implements TransportConsumer {
     // kafkajs has already left the group, so another member may own these partitions now.
     const held = [...this.#assigned.values()];
     if (held.length > 0) void this.#revoke(held, { lost: true });
-    if (!restart) this.#joined.reject(error);
+    if (restart) return;
+    this.#joined.reject(error);
+    // After the first join, the app learns of it from here (before it, `start` fails with it).
+    if (this.#hasJoined && !this.#closing) this.#listener.onFatal?.(transportError(`the consumer of group ${this.#groupId} failed and does not restart`, error));
   }
 
   /**
@@ -305,6 +339,7 @@ export class KafkaGroupMember implements TransportConsumer {
       this.#assigned.delete(key);
       if (lost) this.#held.delete(key);
     }
+    for (const partition of partitions) this.#ends.released(partition);
     const ready = this.#ready;
     this.#revocations = this.#revocations.then(async () => {
       if (partitions.length === 0) return;
@@ -367,12 +402,14 @@ export class KafkaGroupMember implements TransportConsumer {
         // Taken: should a later slice fail, kafkajs fetches again after this one, not from the
         // start of the batch (the runtime would apply this slice twice).
         if (from + DELIVERY_SLICE < messages.length) resolveOffset(messages[from + DELIVERY_SLICE - 1]!.offset);
+        this.#ends.delivered(batch, Number(records[records.length - 1]!.offset) + 1);
       }
       // Control records (transaction markers) after the last message are skipped with it.
       const lastOffset = batch.lastOffset();
       const lastMessage = messages[messages.length - 1];
       if (lastMessage && Number(lastOffset) > Number(lastMessage.offset)) await this.#skipped(batch.topic, batch.partition, Number(lastMessage.offset) + 1, Number(lastOffset) + 1);
       resolveOffset(lastOffset);
+      this.#ends.delivered(batch, Number(lastOffset) + 1);
     } finally {
       stopHeartbeats();
     }
@@ -381,6 +418,7 @@ export class KafkaGroupMember implements TransportConsumer {
   /** Tells the runtime that offsets [from, to) of a partition hold nothing to process. */
   async #skipped(topic: string, partition: number, from: number, to: number): Promise<void> {
     if (!this.#assigned.has(partitionKey(topic, partition)) || !Number.isSafeInteger(from) || !Number.isSafeInteger(to)) return;
+    this.#ends.delivered({ topic, partition }, to);
     try {
       await this.#listener.onSkipped?.({ topic, partition, from, to });
     } catch (error) {

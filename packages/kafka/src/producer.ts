@@ -1,8 +1,12 @@
-import { EddyError, type OutgoingRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
+import { EddyError, RecordsRejectedError, systemClock, type OutgoingRecord, type RejectedRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
 import type { ICustomPartitioner, Kafka, Message, Producer, RecordMetadata, TopicMessages, Transaction } from 'kafkajs';
-import { isFenced, transportError } from './errors.js';
+import { isFenced, recordRefusal, transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
 import { approximateSize, toKafkaMessage } from './records.js';
+import { refusalOf, type TopicLimits } from './topic-limits.js';
+
+/** The limits of a topic, as far as they are known (see topic-limits.ts). */
+export type LimitsOf = (topic: string) => Promise<TopicLimits>;
 
 /**
  * Every record the runtime sends names its partition (murmur2 of the key, chosen in the sink), so
@@ -25,6 +29,8 @@ interface PendingSend {
   readonly records: readonly OutgoingRecord[];
   /** The offset of the last record of this call in each partition (topic → partition → offset), filled in as requests succeed. */
   readonly lastOffsets: Map<string, Map<number, number>>;
+  /** Records of this call refused for themselves (by the topic's limits, or by the broker). */
+  readonly refused: RejectedRecord[];
   readonly resolve: (offsets: readonly TopicPartitionOffset[]) => void;
   readonly reject: (error: EddyError) => void;
 }
@@ -43,17 +49,19 @@ export class KafkaProducer implements TransportProducer {
   /** Makes a fresh kafkajs producer (a new producer id); undefined for transactional producers. */
   #replacement: (() => Producer) | undefined;
   readonly #onClose: (producer: KafkaProducer) => void;
+  readonly #limitsOf: LimitsOf;
   #queue: PendingSend[] = [];
   #inFlight: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
-  protected constructor(producer: Producer, onClose: (producer: KafkaProducer) => void) {
+  protected constructor(producer: Producer, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf) {
     this.#producer = producer;
     this.#onClose = onClose;
+    this.#limitsOf = limitsOf;
   }
 
   /** Connects a producer (and gets its producer id) before any send. */
-  static async connect(kafka: Kafka, settings: KafkaSettings, onClose: (producer: KafkaProducer) => void): Promise<KafkaProducer> {
+  static async connect(kafka: Kafka, settings: KafkaSettings, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf): Promise<KafkaProducer> {
     const create = () => kafka.producer({
       // Broker-side deduplication of retried requests; kafkajs then sends with acks from all replicas.
       idempotent: true,
@@ -69,7 +77,7 @@ export class KafkaProducer implements TransportProducer {
     } catch (error) {
       throw transportError('connecting the producer', error);
     }
-    const connected = new KafkaProducer(producer, onClose);
+    const connected = new KafkaProducer(producer, onClose, limitsOf);
     connected.#replacement = create;
     return connected;
   }
@@ -97,7 +105,7 @@ export class KafkaProducer implements TransportProducer {
     if (this.#closing) return Promise.reject(new EddyError('TRANSPORT_FAILED', 'send: the producer is closed'));
     if (records.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ records, lastOffsets: new Map(), resolve, reject });
+      this.#queue.push({ records, lastOffsets: new Map(), refused: [], resolve, reject });
       this.#pump();
     });
   }
@@ -134,10 +142,9 @@ export class KafkaProducer implements TransportProducer {
 
   async #sendAll(pending: readonly PendingSend[]): Promise<void> {
     try {
-      for (const request of splitRequests(pending)) {
-        const metadata = await this.sendBatch(request.topicMessages);
-        assignOffsets(request.entries, metadata);
-      }
+      const limits = new Map<string, TopicLimits>();
+      for (const topic of new Set(pending.flatMap((send) => send.records.map((record) => record.topic)))) limits.set(topic, await this.#limitsOf(topic));
+      for (const entries of splitRequests(pending, limits, systemClock.now())) await this.#sendEntries(entries);
     } catch (error) {
       const failure = transportError(`producing to ${topicsOf(pending)}`, error);
       await this.#replaceAfterFailure();
@@ -147,8 +154,45 @@ export class KafkaProducer implements TransportProducer {
     for (const send of pending) {
       const offsets: TopicPartitionOffset[] = [];
       for (const [topic, partitions] of send.lastOffsets) for (const [partition, offset] of partitions) offsets.push({ topic, partition, offset });
-      send.resolve(offsets);
+      if (send.refused.length > 0) send.reject(new RecordsRejectedError(send.refused, offsets));
+      else send.resolve(offsets);
     }
+  }
+
+  /**
+   * One produce request. When the broker refuses records for themselves, the partitions of the
+   * request go again one by one, and a partition's batch that is refused again is halved until
+   * each refused record stands alone; everything else is written. The broker takes a batch of a
+   * partition whole or not at all, and kafkajs has rolled back the sequence numbers of the failed
+   * request: a partition's batch the broker had written goes again as it was, and the broker knows
+   * it for a duplicate (the idempotent producer's promise). Partitions another broker had written
+   * (their requests went through) are written again: at least once.
+   */
+  async #sendEntries(entries: readonly RequestEntry[]): Promise<void> {
+    try {
+      assignOffsets(entries, await this.sendBatch(toTopicMessages(entries)));
+    } catch (error) {
+      const reason = recordRefusal(error);
+      if (reason === undefined || !this.isolatesRefusals) throw error;
+      if (entries.length === 1) {
+        const { record, owner } = entries[0]!;
+        owner.refused.push({ record, reason, error: new EddyError('RECORD_REJECTED', `the broker refused it (${reason}): ${transportError('producing', error).message}`, { cause: error }) });
+        return;
+      }
+      const byPartition = groupByPartition(entries);
+      if (byPartition.length > 1) {
+        for (const batch of byPartition) await this.#sendEntries(batch);
+        return;
+      }
+      const middle = entries.length >> 1;
+      await this.#sendEntries(entries.slice(0, middle));
+      await this.#sendEntries(entries.slice(middle));
+    }
+  }
+
+  /** Whether a record the broker refuses can be told from the others by sending again (not inside a transaction). */
+  protected get isolatesRefusals(): boolean {
+    return true;
   }
 }
 
@@ -170,8 +214,8 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
   #failure: EddyError | undefined;
   #closed = false;
 
-  private constructor(producer: Producer, onClose: (producer: KafkaProducer) => void, transactionalId: string, transaction: Transaction) {
-    super(producer, onClose);
+  private constructor(producer: Producer, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf, transactionalId: string, transaction: Transaction) {
+    super(producer, onClose, limitsOf);
     this.#producer = producer;
     this.transactionalId = transactionalId;
     this.#transaction = transaction;
@@ -183,7 +227,13 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
    * aborts its open transaction (and waits for the abort to complete), and its next send or commit
    * fails. Only then may the new owner read the task's committed state.
    */
-  static async connectTransactional(kafka: Kafka, settings: KafkaSettings, transactionalId: string, onClose: (producer: KafkaProducer) => void): Promise<KafkaTransactionalProducer> {
+  static async connectTransactional(
+    kafka: Kafka,
+    settings: KafkaSettings,
+    transactionalId: string,
+    onClose: (producer: KafkaProducer) => void,
+    limitsOf: LimitsOf,
+  ): Promise<KafkaTransactionalProducer> {
     const producer = kafka.producer({
       transactionalId,
       idempotent: true,
@@ -198,7 +248,7 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
       // kafkajs initializes the transactional id with the first transaction; it stays open on the
       // client only (the broker knows a transaction once records or offsets join it).
       const transaction = await producer.transaction();
-      return new KafkaTransactionalProducer(producer, onClose, transactionalId, transaction);
+      return new KafkaTransactionalProducer(producer, onClose, limitsOf, transactionalId, transaction);
     } catch (error) {
       await producer.disconnect().catch(() => undefined);
       throw transactionError(`starting transactional producer ${transactionalId}`, transactionalId, error);
@@ -270,6 +320,11 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
     return super.close();
   }
 
+  /** A refused record dooms the transaction (and the task's work since its last commit): only the topic's limits, checked before sending, keep records out of it. */
+  protected override get isolatesRefusals(): boolean {
+    return false;
+  }
+
   protected override sendBatch(topicMessages: TopicMessages[]): Promise<RecordMetadata[]> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#open || !this.#transaction) {
@@ -302,6 +357,13 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
 /** A failure of a transactional producer; fencing says so, and is never retriable. */
 function transactionError(what: string, transactionalId: string, error: unknown): EddyError {
   if (error instanceof EddyError) return error;
+  const refusal = recordRefusal(error);
+  if (refusal !== undefined) {
+    return new EddyError('RECORD_REJECTED', `${what}: the broker refused a record of the transaction (${refusal}) of transactional id ${transactionalId}: ${transportError('producing', error).message}`, {
+      cause: error,
+      retriable: false,
+    });
+  }
   if (isFenced(error)) {
     return new EddyError('TRANSPORT_FAILED', `${what}: transactional id ${transactionalId} was fenced: a newer producer (the task's next owner) took it over`, {
       cause: error,
@@ -311,42 +373,71 @@ function transactionError(what: string, transactionalId: string, error: unknown)
   return transportError(`${what} (transactional id ${transactionalId})`, error);
 }
 
-/** One produce request: its messages by topic, and which call each record belongs to, in order. */
-interface ProduceRequest {
-  readonly topicMessages: TopicMessages[];
-  readonly entries: ReadonlyArray<{ readonly record: OutgoingRecord; readonly owner: PendingSend }>;
+/** A record of a produce request, and the call it belongs to. */
+interface RequestEntry {
+  readonly record: OutgoingRecord;
+  readonly owner: PendingSend;
 }
 
-function splitRequests(pending: readonly PendingSend[]): ProduceRequest[] {
-  const requests: ProduceRequest[] = [];
-  let entries: Array<{ record: OutgoingRecord; owner: PendingSend }> = [];
+/**
+ * The records of the pending calls in produce requests, in order, none larger than
+ * {@link maxRequestBytes} or than the batch a topic in it takes. A record its topic would refuse
+ * (too large, a timestamp out of range) is not sent: its call learns why.
+ */
+function splitRequests(pending: readonly PendingSend[], limits: ReadonlyMap<string, TopicLimits>, now: number): RequestEntry[][] {
+  const requests: RequestEntry[][] = [];
+  let entries: RequestEntry[] = [];
   let bytes = 0;
-  const close = () => {
-    if (entries.length === 0) return;
-    const byTopic = new Map<string, Message[]>();
-    for (const { record } of entries) {
-      let messages = byTopic.get(record.topic);
-      if (!messages) byTopic.set(record.topic, (messages = []));
-      messages.push(toKafkaMessage(record));
-    }
-    requests.push({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })), entries });
-    entries = [];
-    bytes = 0;
-  };
+  let cap = maxRequestBytes;
   for (const owner of pending) {
     for (const record of owner.records) {
+      const topicLimits = limits.get(record.topic)!;
+      const refusal = refusalOf(record, topicLimits, now);
+      if (refusal) {
+        owner.refused.push({ record, reason: refusal.reason, error: new EddyError('RECORD_REJECTED', `${record.topic} would refuse it (${refusal.reason}): ${refusal.message}`) });
+        continue;
+      }
       const size = approximateSize(record);
-      if (bytes + size > maxRequestBytes) close();
+      const topicCap = Math.min(maxRequestBytes, topicLimits.maxMessageBytes ?? maxRequestBytes);
+      if (bytes + size > Math.min(cap, topicCap) && entries.length > 0) {
+        requests.push(entries);
+        entries = [];
+        bytes = 0;
+        cap = maxRequestBytes;
+      }
       entries.push({ record, owner });
       bytes += size;
+      cap = Math.min(cap, topicCap);
     }
   }
-  close();
+  if (entries.length > 0) requests.push(entries);
   return requests;
 }
 
+/** A request's entries by topic partition, in their order within each. */
+function groupByPartition(entries: readonly RequestEntry[]): RequestEntry[][] {
+  const groups = new Map<string, RequestEntry[]>();
+  for (const entry of entries) {
+    const key = `${entry.record.topic}\u0000${entry.record.partition}`;
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = []));
+    group.push(entry);
+  }
+  return [...groups.values()];
+}
+
+function toTopicMessages(entries: readonly RequestEntry[]): TopicMessages[] {
+  const byTopic = new Map<string, Message[]>();
+  for (const { record } of entries) {
+    let messages = byTopic.get(record.topic);
+    if (!messages) byTopic.set(record.topic, (messages = []));
+    messages.push(toKafkaMessage(record));
+  }
+  return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+}
+
 /** Gives each record its offset: its partition's base offset plus its position among that partition's records. */
-function assignOffsets(entries: ProduceRequest['entries'], metadata: readonly RecordMetadata[]): void {
+function assignOffsets(entries: readonly RequestEntry[], metadata: readonly RecordMetadata[]): void {
   const next = new Map<string, Map<number, number>>();
   for (const { topicName, partition, baseOffset } of metadata) {
     if (baseOffset === undefined) continue;

@@ -4,6 +4,7 @@ import { fetchFixInstalled } from './fetch-fixes.js';
 import {
   ConfigError,
   EddyError,
+  systemClock,
   type ConsumerListener,
   type IncomingRecord,
   type TopicPartition,
@@ -21,7 +22,11 @@ import { resolveSettings, type KafkaSettings, type KafkaTransportOptions } from 
 import { KafkaProducer, KafkaTransactionalProducer } from './producer.js';
 import { readPartition } from './read-partition.js';
 import { installReadCommittedFix } from './read-committed.js';
+import { readTopicLimits, unknownLimits, type TopicLimits } from './topic-limits.js';
 import { brokerReplicationFactor, createMissingTopics, uniqueSpecs } from './topics.js';
+
+/** How long the limits read of a topic's configuration are trusted. */
+const TOPIC_LIMITS_TTL_MS = 60_000;
 
 // kafkajs's read_committed consumers deliver records of some aborted transactions; see read-committed.ts.
 installReadCommittedFix();
@@ -62,6 +67,24 @@ export class KafkaTransport implements Transport {
   readonly #members = new Set<KafkaGroupMember>();
   /** Topics known to exist (topics are never deleted under a running app). */
   readonly #knownTopics = new Set<string>();
+  /** What each topic accepts (see topic-limits.ts), read again now and then: a topic's configuration may change. */
+  readonly #limits = new Map<string, { readonly limits: Promise<TopicLimits>; readonly until: number }>();
+
+  /**
+   * The limits of a topic its records are checked against before they are sent. Unknown (the
+   * configuration could not be read) means nothing is refused before the broker says so.
+   */
+  readonly #limitsOf = (topic: string): Promise<TopicLimits> => {
+    const now = systemClock.now();
+    const cached = this.#limits.get(topic);
+    if (cached && cached.until > now) return cached.limits;
+    const limits = this.#withAdmin((admin) => readTopicLimits(admin, topic)).catch((error: unknown) => {
+      this.#settings.logger.debug({ component: 'eddy-kafka', topic, error: String(error) }, 'the configuration of a topic could not be read; its records are checked by the broker alone');
+      return unknownLimits;
+    });
+    this.#limits.set(topic, { limits, until: now + TOPIC_LIMITS_TTL_MS });
+    return limits;
+  };
 
   constructor(options: KafkaTransportOptions) {
     this.#settings = resolveSettings(options);
@@ -131,11 +154,11 @@ export class KafkaTransport implements Transport {
     const { transactionalId } = options;
     if (transactionalId !== undefined) {
       if (typeof transactionalId !== 'string' || transactionalId === '') throw new ConfigError(`createProducer: invalid transactionalId ${JSON.stringify(transactionalId)}`);
-      const producer = await KafkaTransactionalProducer.connectTransactional(this.#kafka, this.#settings, transactionalId, (closed) => this.#producers.delete(closed));
+      const producer = await KafkaTransactionalProducer.connectTransactional(this.#kafka, this.#settings, transactionalId, (closed) => this.#producers.delete(closed), this.#limitsOf);
       this.#producers.add(producer);
       return producer;
     }
-    const producer = await KafkaProducer.connect(this.#kafka, this.#settings, (closed) => this.#producers.delete(closed));
+    const producer = await KafkaProducer.connect(this.#kafka, this.#settings, (closed) => this.#producers.delete(closed), this.#limitsOf);
     this.#producers.add(producer);
     return producer;
   }

@@ -1,5 +1,5 @@
 import { describe, expectTypeOf, it } from 'vitest';
-import { createApp, type KeyedStream, type Stream, type Table, type WindowedStream, type WindowedTable, type WindowResult } from '../index.js';
+import { createApp, type KeyedStream, type StoredWindow, type Stream, type Table, type WindowedStream, type WindowedTable, type WindowResult } from '../index.js';
 
 interface Reading {
   sensor: string;
@@ -9,6 +9,19 @@ interface Reading {
 
 const app = createApp({ id: 'types' });
 const readings = app.from<Reading>('readings', { timestamp: (r) => r.ts });
+
+describe('typed store reads', () => {
+  it('types get and range by the stage read', () => {
+    const keyed = readings.keyBy((r) => r.sensor);
+    const windows = keyed.hopping('10s', '1s').collect();
+    const totals = keyed.sum((r) => r.value);
+    expectTypeOf(app.store(windows).get).parameter(0).toEqualTypeOf<string>();
+    expectTypeOf(app.store(windows).get('s1')).resolves.toEqualTypeOf<Array<StoredWindow<Reading[]>>>();
+    expectTypeOf(app.store(totals).get('s1')).resolves.toEqualTypeOf<number | undefined>();
+    expectTypeOf(app.store(totals).range()).resolves.toEqualTypeOf<Array<{ key: string; value: number }>>();
+    expectTypeOf(app.store('by-name').get('s1')).resolves.toEqualTypeOf<unknown>();
+  });
+});
 
 describe('stage types', () => {
   it('flows key and value types through the chain', () => {

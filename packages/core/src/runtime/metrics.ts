@@ -21,6 +21,10 @@ export interface MetricsSnapshot {
   restoreRemaining: number;
   tasks: number;
   streamTime: Record<string, number>;
+  /** Commits that failed (a send the log did not take, a broker that did not answer, ...), in all. */
+  commitFailures: number;
+  /** Per task, clock time since its last successful commit (or since it opened). */
+  lastCommitAgeMs: Record<string, number>;
 }
 
 /** Mutable counters shared by the tasks of an app. */
@@ -32,4 +36,5 @@ export class Metrics {
   deadLetters = 0;
   duplicatesDropped = 0;
   recordsHandedOff = 0;
+  commitFailures = 0;
 }

@@ -2,10 +2,10 @@ import { share, type Observable } from 'rxjs';
 import type { Clock } from '../clock.js';
 import type { Node } from '../dsl/graph.js';
 import { changelogTopic, deadLetterTopic, keyUnreadBelow, type SubTopology, type Topology } from '../dsl/topology.js';
-import { describeError, EddyError, type ErrorCode } from '../errors.js';
+import { describeError, EddyError, RecordsRejectedError, type ErrorCode } from '../errors.js';
 import { checkerOf, deserializerOf } from '../serde.js';
 import type { PartitionStore, StoreEntry } from '../state/backend.js';
-import type { Headers, IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransactionalProducer, TransportProducer } from '../transport/types.js';
+import type { CaughtUp, Headers, IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransactionalProducer, TransportProducer } from '../transport/types.js';
 import type { CacheBudget } from './cache.js';
 import type { StatefulOperator, TaskContext } from './context.js';
 import type { Metrics } from './metrics.js';
@@ -27,8 +27,8 @@ export interface TaskHost {
   readonly time: 'event' | 'processing';
   /** Quiet time after which stream time follows the clock; undefined disables it. */
   readonly idleTimeoutMs: number | undefined;
-  /** Whether records of a partition wait for delivery (then the task is behind, not idle). */
-  hasPending(topic: string, partition: number): boolean;
+  /** Whether the log says the task has read everything of a partition, and since when (see {@link CaughtUp}). */
+  caughtUp(topic: string, partition: number): CaughtUp | undefined;
   readonly producer: TransportProducer;
   readonly keepsValues: boolean;
   partitionsOf(topic: string): number;
@@ -36,6 +36,8 @@ export interface TaskHost {
   readonly cache: CacheBudget;
   /** A record failed; under `onError: 'stop'` this stops the app. Returns true to dead-letter. */
   recordFailed(error: EddyError): boolean;
+  /** The task cannot go on (and must not commit): the app stops and tells its host. */
+  fatal(error: EddyError): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -53,6 +55,8 @@ const INPUT_OFFSETS_KEY = Uint8Array.of(0xfe);
  * marks were per topic have no `<topic>|` and hold for every repartition topic of the task).
  */
 const APPLIED_ORIGINS_KEY = Uint8Array.of(0xfd);
+/** How soon a task that found the log's word lagging the clock looks again (see nextWakeUp). */
+const IDLE_RECHECK_MS = 100;
 const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfd;
 
 type SourceNode = Extract<Node, { kind: 'source' }>;
@@ -123,7 +127,7 @@ export class Task implements TaskContext {
   readonly #unwritten = new Map<string, StoreEntry[]>();
   #positionsChanged = false;
   #outbox: OutgoingRecord[] = [];
-  readonly #sends = new Set<Promise<unknown>>();
+  readonly #sends = new Set<Promise<readonly TopicPartitionOffset[]>>();
   readonly #work = new Set<Promise<unknown>>();
   #halted = false;
   #lock: Promise<unknown> = Promise.resolve();
@@ -142,6 +146,10 @@ export class Task implements TaskContext {
   #processing = false;
   /** Successful commits so far (a task that handed records here waits for one after its hand-off). */
   commits = 0;
+  /** When the task last committed (or opened), and the failures since, with the latest error. */
+  #committed: { at: number; failures: number; error: unknown };
+  /** Since when sends have failed with none going through (undefined: the last one went through). */
+  #sendFailingSince: number | undefined;
 
   constructor(
     private readonly host: TaskHost,
@@ -157,6 +165,7 @@ export class Task implements TaskContext {
     this.cache = host.cache;
     this.keepsValues = host.keepsValues;
     this.#lastInput = { clock: host.clock.now(), streamTime: -Infinity };
+    this.#committed = { at: host.clock.now(), failures: 0, error: undefined };
     this.#build();
   }
 
@@ -576,21 +585,36 @@ export class Task implements TaskContext {
     this.flush();
   }
 
-  /** Event time: the stream time of a task quiet since its last record, at clock time `now`. */
+  /**
+   * Event time: the stream time of a task quiet since its last record, at clock time `now`. Quiet
+   * means the log has kept saying, for the idle timeout, that there is nothing more to read; stream
+   * time then follows the clock up to the log's last such answer. A task whose input waits
+   * (backpressure, a busy process, a broker that does not answer, a partition just assigned) is
+   * behind, not quiet: its stream time waits, and quiet time counts again once the log answers.
+   */
   #idleStreamTime(now: number): number {
-    if (this.host.idleTimeoutMs === undefined || this.#lastInput.streamTime === -Infinity) return this.#streamTime;
-    // A task whose input waits (backpressure, a busy process) is behind, not quiet.
-    if (this.subTopology.sources.some((source) => this.host.hasPending(source.topic, this.partition))) {
-      this.restartIdleCountdown();
-      return this.#streamTime;
+    const idleTimeoutMs = this.host.idleTimeoutMs;
+    if (idleTimeoutMs === undefined || this.#lastInput.streamTime === -Infinity) return this.#streamTime;
+    let quietSince = -Infinity;
+    let confirmedAt = now;
+    for (const source of this.subTopology.sources) {
+      const caughtUp = this.host.caughtUp(source.topic, this.partition);
+      if (caughtUp === undefined) {
+        this.restartIdleCountdown();
+        return this.#streamTime;
+      }
+      quietSince = Math.max(quietSince, now - caughtUp.forMs);
+      confirmedAt = Math.min(confirmedAt, now - caughtUp.confirmedAgoMs);
     }
-    const idleSince = this.#lastInput.clock + this.host.idleTimeoutMs;
-    return now >= idleSince ? this.#lastInput.streamTime + (now - idleSince) : this.#streamTime;
+    // The log's answers broke off since the last record (an outage): quiet counts from their return.
+    if (quietSince > this.#lastInput.clock) this.restartIdleCountdown(quietSince);
+    const idleSince = this.#lastInput.clock + idleTimeoutMs;
+    return confirmedAt >= idleSince ? Math.max(this.#streamTime, this.#lastInput.streamTime + (confirmedAt - idleSince)) : this.#streamTime;
   }
 
   /** Quiet time counts from now (after a pause for backpressure, or while input waits). */
-  restartIdleCountdown(): void {
-    this.#lastInput = { clock: this.clock.now(), streamTime: this.#lastInput.streamTime };
+  restartIdleCountdown(from = this.clock.now()): void {
+    this.#lastInput = { clock: from, streamTime: this.#streamTime };
   }
 
   /** The clock time at which this task next has timer work, if any. */
@@ -603,7 +627,10 @@ export class Task implements TaskContext {
     if (deadline === undefined) return undefined;
     if (this.host.time === 'processing') return deadline;
     if (this.host.idleTimeoutMs === undefined || this.#lastInput.streamTime === -Infinity) return undefined;
-    return this.#lastInput.clock + this.host.idleTimeoutMs + Math.max(0, deadline - this.#lastInput.streamTime);
+    const wakeUp = this.#lastInput.clock + this.host.idleTimeoutMs + Math.max(0, deadline - this.#lastInput.streamTime);
+    // Due already, yet not closed: the log's last answer lags the clock; ask again a little later.
+    const now = this.clock.now();
+    return wakeUp > now ? wakeUp : now + IDLE_RECHECK_MS;
   }
 
   // --- records out -------------------------------------------------------------------------
@@ -614,24 +641,25 @@ export class Task implements TaskContext {
     if (this.#transactional) return this.#flushTransaction(this.#transactional);
     const records = this.#outbox;
     this.#outbox = [];
-    const send = this.host.producer.send(records).then((offsets) => {
-      for (const { topic, partition, offset } of offsets) if (partition === this.partition) this.#lastWritten.set(topic, Math.max(offset, this.#lastWritten.get(topic) ?? -1));
-      return offsets;
-    }, (error: unknown) => {
-      // Nothing is lost: the records go out again with the next flush, and the commit waiting for
-      // this send fails, so no offset moves past them until they are acknowledged.
-      this.#outbox = [...records, ...this.#outbox];
-      this.host.log('warn', 'send failed; the records will be sent again', { task: this.taskId, records: records.length, error: describeError(error) });
-      throw error;
-    });
-    const tracked = send.finally(() => this.#sends.delete(tracked));
-    this.#sends.add(tracked);
-    tracked.catch(() => undefined);
+    const send = this.host.producer.send(records).then(
+      (offsets) => this.#sent(offsets),
+      (error: unknown) => {
+        if (error instanceof RecordsRejectedError) return this.#sent(this.#rejected(error));
+        // Nothing is lost: the records go out again with the next flush, and the commit waiting for
+        // this send fails, so no offset moves past them until they are acknowledged.
+        this.#outbox = [...records, ...this.#outbox];
+        this.#sendFailingSince ??= this.clock.now();
+        this.host.log('warn', 'send failed; the records will be sent again', { task: this.taskId, records: records.length, error: describeError(error) });
+        throw error;
+      },
+    );
+    this.#track(send);
   }
 
   /**
    * Exactly-once: sends into the open transaction, beginning one if none is open. A failed send
-   * dooms the transaction: nothing more is sent, and the commit fails.
+   * dooms the transaction: nothing more is sent, and the commit fails. Records the log refused
+   * before they joined the transaction do not doom it.
    */
   #flushTransaction(producer: TransactionalProducer): void {
     if (this.#transactionFailure) return;
@@ -640,20 +668,70 @@ export class Task implements TaskContext {
     const transaction = (this.#transaction ??= producer.begin());
     const send = transaction
       .then(() => producer.send(records))
-      .catch((error: unknown) => {
-        this.#transactionFailure ??= { error };
-        throw error;
-      });
+      .then(
+        (offsets) => this.#sent(offsets),
+        (error: unknown) => {
+          if (error instanceof RecordsRejectedError) return this.#sent(this.#rejected(error));
+          this.#transactionFailure ??= { error };
+          throw error;
+        },
+      );
+    this.#track(send);
+  }
+
+  #track(send: Promise<readonly TopicPartitionOffset[]>): void {
     const tracked = send.finally(() => this.#sends.delete(tracked));
     this.#sends.add(tracked);
     tracked.catch(() => undefined);
+  }
+
+  /** Records were written (and these are their last offsets per partition). */
+  #sent(offsets: readonly TopicPartitionOffset[]): readonly TopicPartitionOffset[] {
+    this.#sendFailingSince = undefined;
+    for (const { topic, partition, offset } of offsets) if (partition === this.partition) this.#lastWritten.set(topic, Math.max(offset, this.#lastWritten.get(topic) ?? -1));
+    return offsets;
+  }
+
+  /**
+   * Records the log refused for themselves go to the dead letters with its reason (or stop the app
+   * under `onError: 'stop'`): sending them again would only be refused again. A changelog record,
+   * or a dead letter even without its value, cannot be given up that way: the app stops. Returns
+   * the offsets of what was written.
+   */
+  #rejected(error: RecordsRejectedError): readonly TopicPartitionOffset[] {
+    const deadLetters = deadLetterTopic(this.appId);
+    for (const { record, error: refusal, reason } of error.refused) {
+      this.host.log('warn', 'the log refused a record', { task: this.taskId, topic: record.topic, partition: record.partition, reason, error: refusal.message });
+      if (this.operators.some((operator) => changelogTopic(this.appId, operator.storeName) === record.topic)) {
+        this.#failTask(new EddyError('STATE_FAILED', `task ${this.taskId}: the log refused a state change for ${record.topic} (${reason}), so the state cannot be kept durable; check the topic's limits (max.message.bytes): ${refusal.message}`, { cause: refusal }));
+      } else if (record.topic === deadLetters) {
+        if (record.value !== null || record.key !== null) {
+          // Kept without the key and value it could not hold; the headers still say what failed.
+          this.produce({ ...record, key: null, value: null, headers: { ...record.headers, 'dropped': `key and value (${reason}: ${refusal.message})` } });
+        } else {
+          this.#failTask(new EddyError('RECORD_REJECTED', `task ${this.taskId}: the dead-letter topic ${deadLetters} refused a dead letter (${reason}): ${refusal.message}`, { cause: refusal }));
+        }
+      } else {
+        const tooLarge = reason === 'MESSAGE_TOO_LARGE' || reason === 'RECORD_LIST_TOO_LARGE';
+        const failure = new EddyError('RECORD_REJECTED', `the log refused a record for ${record.topic}[${record.partition}] (${reason}): ${refusal.message}`, { cause: refusal });
+        this.#deadLetter(failure, `to ${record.topic}`, undefined, record.key, tooLarge ? null : record.value, { reason, timestamp: String(record.timestamp), ...(tooLarge ? { dropped: 'value (too large)' } : {}) });
+      }
+    }
+    // The dead letters go out now; the commit waits for them too.
+    queueMicrotask(() => this.flush());
+    return error.written;
+  }
+
+  #failTask(error: EddyError): void {
+    this.#halted = true;
+    this.host.fatal(error);
   }
 
   #deadLetterRaw(incoming: IncomingRecord, error: EddyError, step: string): void {
     this.#deadLetter(error, step, { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset }, incoming.key, incoming.value);
   }
 
-  #deadLetter(error: EddyError, step: string, origin: Origin | undefined, key: Uint8Array | null, value: Uint8Array | null): void {
+  #deadLetter(error: EddyError, step: string, origin: Origin | undefined, key: Uint8Array | null, value: Uint8Array | null, extra: Record<string, string> = {}): void {
     if (!this.host.recordFailed(error)) {
       this.#halted = true;
       return;
@@ -662,9 +740,12 @@ export class Task implements TaskContext {
     const headers: Record<string, string> = {
       'error': error.message,
       'error.code': error.code,
+      ...(extra.reason === undefined ? {} : { 'error.reason': extra.reason }),
       'step': step,
       'task': this.taskId,
     };
+    if (extra.timestamp !== undefined) headers['timestamp'] = extra.timestamp;
+    if (extra.dropped !== undefined) headers['dropped'] = extra.dropped;
     if (origin) {
       headers['topic'] = origin.topic;
       headers['partition'] = String(origin.partition);
@@ -706,12 +787,35 @@ export class Task implements TaskContext {
    */
   async commit(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>): Promise<void> {
     try {
+      if (this.#halted) throw new EddyError('APP_STOPPED', `task ${this.taskId} is halted and commits no more`);
       await this.#commit(commitOffsets);
       this.commits++;
+      this.#committed = { at: this.clock.now(), failures: 0, error: undefined };
     } catch (error) {
       if (this.#transactional) this.#transactionFailure ??= { error };
+      this.metrics.commitFailures++;
+      this.#committed = { ...this.#committed, failures: this.#committed.failures + 1, error };
       throw error;
     }
+  }
+
+  /**
+   * Whether the task is stuck, as of clock time `now`: it has not committed for `boundMs` (its
+   * commits fail, or wait on sends the log does not take), or its sends have failed for that long.
+   * Says why, for logs and `app.health()`.
+   */
+  stalled(now: number, boundMs: number): string | undefined {
+    const sendsFailingMs = this.#sendFailingSince === undefined ? 0 : now - this.#sendFailingSince;
+    const uncommittedMs = now - this.#committed.at;
+    if (uncommittedMs <= boundMs && sendsFailingMs <= boundMs) return undefined;
+    const why = this.#committed.error === undefined ? '' : `: ${describeError(this.#committed.error)}`;
+    if (sendsFailingMs > boundMs) return `task ${this.taskId}: sends have failed for ${sendsFailingMs} ms${why}`;
+    return `task ${this.taskId}: no commit for ${uncommittedMs} ms (${this.#committed.failures} failed)${why}`;
+  }
+
+  /** Clock time since the last successful commit (or since the task opened). */
+  commitAgeMs(now: number): number {
+    return now - this.#committed.at;
   }
 
   async #commit(commitOffsets: (offsets: readonly TopicPartitionOffset[]) => Promise<void>): Promise<void> {
@@ -746,13 +850,18 @@ export class Task implements TaskContext {
       this.#unwritten.set(operator.storeName, all);
       writes.push({ store: this.stores.get(operator.storeName)!, storeName: operator.storeName, entries: all, topic });
     }
-    this.flush();
-    const sends = [...this.#sends];
-    const acknowledged = await Promise.all(sends);
     const lastOffsets = new Map<string, number>();
-    for (const offsets of acknowledged as Array<readonly TopicPartitionOffset[]>) {
-      for (const { topic, partition, offset } of offsets) if (partition === this.partition) lastOffsets.set(topic, Math.max(lastOffsets.get(topic) ?? -1, offset));
-    }
+    // Dead letters of records the log refused join the outbox as sends complete: they go out and are acknowledged too.
+    do {
+      // A doomed transaction sends nothing more.
+      if (this.#transactionFailure) throw this.#transactionFailure.error;
+      this.flush();
+      for (const offsets of await Promise.all([...this.#sends])) {
+        for (const { topic, partition, offset } of offsets) if (partition === this.partition) lastOffsets.set(topic, Math.max(lastOffsets.get(topic) ?? -1, offset));
+      }
+    } while (this.#outbox.length > 0 || this.#sends.size > 0);
+    // A refused record stopped the app (onError 'stop', or a state change it could not keep): nothing past it is committed.
+    if (this.#halted) throw new EddyError('APP_STOPPED', `task ${this.taskId} stopped on a record the log refused; not committing past it`);
     if (this.#transactional) await this.#commitTransaction(this.#transactional, positionsChanged);
     for (const { store, storeName, entries, topic } of writes) {
       const last = lastOffsets.get(topic);

@@ -14,6 +14,12 @@ export interface TestDriverOptions {
   startTime?: number;
   /** Partitions of topics the driver's broker creates. Default 1 (one task per step, like one ordered log). */
   partitions?: number;
+  /**
+   * The embedded broker to run on, instead of a private one: for tests of failure paths, a
+   * subclass of `MemoryTransport` that refuses records or answers otherwise. `partitions` then
+   * does not apply (give the broker its `defaultPartitions`).
+   */
+  transport?: MemoryTransport;
 }
 
 /** A record read back with {@link TestDriver.read}. */
@@ -50,7 +56,7 @@ export class TestDriver {
   /** Starts `app` on the driver's clock and broker. The app must not have been started. */
   static async start(app: App, options: TestDriverOptions = {}): Promise<TestDriver> {
     const clock = new VirtualClock(options.startTime ?? 0);
-    const transport = new MemoryTransport({ defaultPartitions: options.partitions ?? 1 });
+    const transport = options.transport ?? new MemoryTransport({ defaultPartitions: options.partitions ?? 1 });
     app.configureForTest({ clock, transport });
     await app.start();
     const driver = new TestDriver(app, clock, transport);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createApp, silentLogger } from '../index.js';
+import { TestDriver } from '../testing/index.js';
 import { memoryTransport } from './memory.js';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -52,5 +53,45 @@ describe('the embedded broker log', () => {
     await second.start();
     expect(await second.store('counts').get('k3')).toBe(Math.ceil((5000 - 3) / 7));
     await second.stop();
+  });
+});
+
+describe('a pipeline that writes a topic it reads ({ cycle: true })', () => {
+  type Counter = { n: number };
+  const sleep = (ms: number) => new Promise<'timer fired'>((resolve) => setTimeout(() => resolve('timer fired'), ms));
+
+  it('runs round after round until its filter ends the loop, and the driver settles', async () => {
+    const app = createApp({ id: 'rounds', logger: silentLogger });
+    app
+      .from<Counter>('t')
+      .filter((v) => v.n < 100)
+      .map((v) => ({ n: v.n + 1 }))
+      .to('t', { cycle: true });
+    const driver = await TestDriver.start(app);
+    await driver.send('t', { n: 0 });
+    expect(driver.read<Counter>('t').map((record) => record.value.n)).toEqual([...Array(101).keys()]);
+    await driver.stop();
+  });
+
+  // The broker used to deliver round after round in microtasks: no timer fired, not even a test
+  // timeout, and the process grew until it died.
+  it('lets timers fire while a loop without an exit runs, and stops', async () => {
+    const app = createApp({ id: 'forever', logger: silentLogger });
+    app
+      .from<Counter>('t')
+      .map((v) => ({ n: v.n + 1 }))
+      .to('t', { cycle: true });
+    const driver = await TestDriver.start(app);
+    const sending = driver.send('t', { n: 0 });
+    expect(await Promise.race([sending.then(() => 'settled'), sleep(20)])).toBe('timer fired');
+    const rounds = driver.transport.records('t').length;
+    expect(rounds).toBeGreaterThan(1);
+    await sleep(20);
+    expect(driver.transport.records('t').length).toBeGreaterThan(rounds);
+    await driver.stop();
+    await sending;
+    const stoppedAt = driver.transport.records('t').length;
+    await sleep(20);
+    expect(driver.transport.records('t').length).toBe(stoppedAt);
   });
 });

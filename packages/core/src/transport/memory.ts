@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { ConfigError, EddyError } from '../errors.js';
 import type {
+  CaughtUp,
   ConsumerListener,
   Headers,
   IncomingRecord,
@@ -28,6 +29,7 @@ export interface MemoryTransportOptions {
 }
 
 const emptyHeaders: Headers = Object.freeze({});
+const atTheEnd: CaughtUp = Object.freeze({ forMs: Infinity, confirmedAgoMs: 0 });
 
 /**
  * One partition's log. Offsets only grow; records may leave the front (retention, deleted
@@ -106,6 +108,8 @@ interface Group {
 }
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * The embedded broker: an in-process partitioned log with consumer groups and committed offsets.
@@ -326,12 +330,16 @@ export class MemoryTransport implements Transport {
     await Promise.all(members.map((member, index) => member.assign(wanted[index]!)));
   }
 
-  /** Resolves when no member has records left to deliver and no delivery is running. */
+  /**
+   * Resolves when no member has records left to deliver and no delivery is running. A pipeline
+   * that writes a topic it reads (`{ cycle: true }`) may never be idle; timers still run meanwhile.
+   */
   async idle(): Promise<void> {
     for (;;) {
       const busy = [...this.#groups.values()].flatMap((group) => group.members).filter((member) => member.hasWork());
       if (busy.length === 0) return;
       await Promise.all(busy.map((member) => member.drain()));
+      await yieldToEventLoop();
     }
   }
 
@@ -401,34 +409,47 @@ class MemoryConsumer implements TransportConsumer {
     });
   }
 
-  /** Delivers every available record, one partition batch at a time; one pass runs at a time. */
+  /**
+   * Runs one delivery pass: one batch from each assigned partition; one pass runs at a time. A pass
+   * that delivered something schedules the next with {@link wake}, so that the event loop turns
+   * between passes: a pipeline feeding its own input would otherwise run in microtasks forever,
+   * and no timer or I/O callback would ever run.
+   */
   drain(): Promise<void> {
     if (this.#draining) return this.#draining;
-    this.#draining = this.#deliver().finally(() => {
-      this.#draining = undefined;
-    });
+    this.#draining = this.#deliverPass().then(
+      (delivered) => {
+        this.#draining = undefined;
+        if (delivered) this.wake();
+      },
+      (error: unknown) => {
+        this.#draining = undefined;
+        throw error;
+      },
+    );
     return this.#draining;
   }
 
-  async #deliver(): Promise<void> {
-    let delivered = true;
-    while (delivered && !this.#closed) {
-      delivered = false;
-      for (const entry of [...this.#positions.values()]) {
-        if (this.#closed) return;
-        const batch = this.broker.readSlice(entry.topic, entry.partition, entry.position, this.broker.maxBatchSize);
-        if (batch.length === 0) continue;
-        // Offsets may have gaps (compaction, deleted records): continue after the last one read.
-        entry.position = batch[batch.length - 1]!.offset + 1;
-        delivered = true;
-        await this.listener.onRecords(batch);
-      }
+  /** Whether the pass delivered any record. */
+  async #deliverPass(): Promise<boolean> {
+    let delivered = false;
+    for (const entry of [...this.#positions.values()]) {
+      if (this.#closed) return false;
+      const batch = this.broker.readSlice(entry.topic, entry.partition, entry.position, this.broker.maxBatchSize);
+      if (batch.length === 0) continue;
+      // Offsets may have gaps (compaction, deleted records): continue after the last one read.
+      entry.position = batch[batch.length - 1]!.offset + 1;
+      delivered = true;
+      await this.listener.onRecords(batch);
     }
+    return delivered;
   }
 
-  hasPending({ topic, partition }: TopicPartition): boolean {
+  /** In process, the log answers at once and for as long as nothing new is appended. */
+  caughtUp({ topic, partition }: TopicPartition): CaughtUp | undefined {
     const entry = this.#positions.get(tpKey(topic, partition));
-    return entry !== undefined && entry.position < this.broker.logEnd(topic, partition);
+    if (entry === undefined || entry.position < this.broker.logEnd(topic, partition)) return undefined;
+    return atTheEnd;
   }
 
   lag({ topic, partition }: TopicPartition): number | undefined {

@@ -4,6 +4,8 @@
  * 2^53 in practice).
  */
 
+import type { EddyError } from '../errors.js';
+
 /** Record headers: string values only, so they travel unchanged through any transport. */
 export type Headers = Readonly<Record<string, string>>;
 
@@ -102,6 +104,11 @@ export interface ConsumerListener {
   onAssign(partitions: readonly TopicPartition[]): Promise<void | readonly TopicPartitionOffset[]>;
   /** Partitions taken away; the runtime finishes, commits and closes their work first. */
   onRevoke(partitions: readonly TopicPartition[]): Promise<void>;
+  /**
+   * The member cannot go on (its client gave up, and will not rejoin the group by itself): the
+   * app stops and tells its host. Retriable trouble is not reported here; the transport rides it out.
+   */
+  onFatal?(error: EddyError): void;
   /** A batch of records of one partition, in offset order. */
   onRecords(records: readonly IncomingRecord[]): Promise<void>;
   /**
@@ -113,16 +120,29 @@ export interface ConsumerListener {
   onSkipped?(range: { readonly topic: string; readonly partition: number; readonly from: number; readonly to: number }): Promise<void>;
 }
 
+/**
+ * A member at the end of a partition, by the log's word (see {@link TransportConsumer.caughtUp}).
+ * Durations, not times, so that a transport on the system clock and a runtime on a virtual one agree.
+ */
+export interface CaughtUp {
+  /** For how long, up to now, every answer of the log has found the member at the end. */
+  readonly forMs: number;
+  /** How long ago the log last answered so (0: it answers in process, at once). */
+  readonly confirmedAgoMs: number;
+}
+
 /** A member of a consumer group. */
 export interface TransportConsumer {
   commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
   /** The group's committed offset for a partition, if any. */
   committed(partition: TopicPartition): Promise<number | undefined>;
   /**
-   * Whether records of an assigned partition are known to wait for delivery (the member is behind
-   * the log end). A task that is behind is never taken for idle.
+   * Whether the log itself says this member has read everything of an assigned partition, and for
+   * how long it has said so without a break. Undefined when it is behind, has just been assigned
+   * or moved, or the log has not answered lately (fetches failing, broker unreachable): a task is
+   * taken for idle only on the log's word, never for a gap in delivery.
    */
-  hasPending?(partition: TopicPartition): boolean;
+  caughtUp(partition: TopicPartition): CaughtUp | undefined;
   /** Records of an assigned partition not yet delivered (log end minus position), if known. */
   lag?(partition: TopicPartition): number | undefined;
   /** Moves the read position of an assigned partition (used to skip what restored state covers). */
