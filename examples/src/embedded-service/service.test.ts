@@ -30,6 +30,9 @@ describe('the embedded service', () => {
     ];
     let service = await startService(options);
     const post = (body: unknown) => fetch(`${service.url}/events`, { method: 'POST', body: JSON.stringify(body) });
+    const ready = await fetch(`${service.url}/ready`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ok', reasons: [] });
 
     expect((await post(views.slice(0, 3))).status).toBe(202);
     await until(async () => (await fetch(`${service.url}/stats/%2Fhome`)).status === 200);
@@ -49,6 +52,12 @@ describe('the embedded service', () => {
     const all = (await (await fetch(`${service.url}/stats`)).json()) as Array<{ key: string }>;
     expect(all.map((row) => row.key)).toEqual(['/docs', '/home']);
     expect(await (await fetch(`${service.url}/metrics`)).text()).toContain('eddy_records_in_total');
+    expect(await (await fetch(`${service.url}/windows/%2Fnobody`)).json()).toEqual([]);
+    await service.app.stop();
+    // The pipeline is gone while the server still answers: the readiness probe says so.
+    const notReady = await fetch(`${service.url}/ready`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toEqual({ status: 'failed', reasons: ['the app is stopped'] });
     await service.stop();
   });
 });

@@ -1,8 +1,8 @@
 /**
  * An existing-style Node HTTP service with Eddy embedded: POST /events feeds a pipeline through
  * `app.send()`, GET /stats/:key serves the live per-key aggregates from `app.store()`, GET
- * /windows/:key the open one-minute windows. State is durable (LevelDB + changelog), so a restart
- * picks up where it stopped.
+ * /windows/:key the open one-minute windows, GET /ready answers 200 only while `app.health()` is
+ * ok (a readiness probe), and an app that stops on its own is reported (`app.on('error')`).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createApp, type App, type AppOptions } from '@eddy/core';
@@ -78,6 +78,8 @@ function reply(response: ServerResponse, status: number, body: unknown): void {
 export async function startService(options: ServiceOptions): Promise<RunningService> {
   const app = createApp({ id: 'page-stats-service', state: levelState({ dir: options.stateDir }), ...options.app });
   declarePipeline(app);
+  // The pipeline stopped on its own: /ready says so from now on, and the operator learns why.
+  app.on('error', (error) => process.stderr.write(`page stats pipeline failed (${error.code}): ${error.message}\n`));
   await app.start();
 
   const server = createServer((request, response) => {
@@ -101,7 +103,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       } else if (request.method === 'GET' && resource === 'stats') {
         reply(response, 200, await app.store('page-stats').range());
       } else if (request.method === 'GET' && resource === 'windows' && key) {
-        reply(response, 200, (await app.store('views-per-minute').get(decodeURIComponent(key))) ?? []);
+        reply(response, 200, await app.store('views-per-minute').get(decodeURIComponent(key)));
+      } else if (request.method === 'GET' && resource === 'ready') {
+        const health = app.health();
+        reply(response, health.status === 'ok' ? 200 : 503, health);
       } else if (request.method === 'GET' && resource === 'metrics') {
         response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
         response.end(app.metrics('prometheus'));
