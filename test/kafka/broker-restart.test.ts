@@ -13,7 +13,7 @@
  *
  * The shared broker of the run is not touched; each test starts (and restarts) its own.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp, partitionForKey, type App } from '@eddy/core';
@@ -24,7 +24,7 @@ import type { Admin, Producer } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { startKafka, type KafkaBroker } from '../../scripts/src/kafka.ts';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type LogEntry, sensorRounds } from './helpers.ts';
+import { allCommitted, cleanUpAfterOutage, createTopics, gatherTopic, recordingLogger, sensorRounds, sleep, testKafka, troubles, waitFor } from './helpers.ts';
 
 const { Partitioners } = kafkajs;
 
@@ -45,21 +45,6 @@ interface Result {
   sensor: string;
   start: number;
   sum: number;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Resolves with `promise`, or with undefined after `ms` (so that clean-up cannot hang). */
-const within = <T,>(promise: Promise<T>, ms: number) => Promise.race([promise, sleep(ms).then(() => undefined)]);
-
-/** What the app logged at warn and error, by message, with counts (connection refusals left out). */
-function troubles(entries: readonly LogEntry[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const { level, message } of entries) {
-    if ((level !== 'warn' && level !== 'error') || /ECONNREFUSED|Failed to connect to seed broker/.test(message)) continue;
-    counts[message] = (counts[message] ?? 0) + 1;
-  }
-  return counts;
 }
 
 /**
@@ -192,17 +177,7 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
   } finally {
     await output?.stop().catch(() => undefined);
     await producer?.disconnect().catch(() => undefined);
-    if (broker) {
-      // With the broker up, the app can commit and leave; do not wait for it for long either way.
-      await within(app?.stop().catch(() => undefined) ?? Promise.resolve(), 20_000);
-      const topics = await admin?.listTopics().catch(() => [] as string[]);
-      await admin?.deleteTopics({ topics: (topics ?? []).filter((topic) => topic.startsWith(`${appId}-`)) }).catch(() => undefined);
-    } else {
-      void app?.stop().catch(() => undefined);
-    }
-    await admin?.disconnect().catch(() => undefined);
-    await broker?.stop(5_000);
-    await rm(scratch, { recursive: true, force: true });
+    await cleanUpAfterOutage({ app, appId, admin, broker, scratch });
   }
 }
 

@@ -2,13 +2,20 @@
  * Shared helpers of the @eddy/kafka tests on the real broker: a logger that keeps what it is
  * told, polling with a deadline, and a consumer that gathers everything written to a topic.
  */
-import type { Logger, TopicSpec } from '@eddy/core';
+import { rm } from 'node:fs/promises';
+import type { App, Logger, TopicSpec } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
+import type { KafkaBroker } from '../../scripts/src/kafka.ts';
 import { uniqueName } from './broker.ts';
 
-const { logLevel } = kafkajs;
+const { AssignerProtocol, logLevel } = kafkajs;
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Resolves with `promise`, or with undefined after `ms` (so that clean-up cannot hang). */
+export const within = <T,>(promise: Promise<T>, ms: number) => Promise.race([promise, sleep(ms).then(() => undefined)]);
 
 export interface LogEntry {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -155,4 +162,50 @@ export function sensorRounds(sensors: readonly string[], { windowMs, stepMs, ste
     });
   }
   return { base, farFuture: base + steps * stepMs + 5 * windowMs, expected, rounds };
+}
+
+/** What an app logged at warn and error, by message, with counts (connection refusals left out). */
+export function troubles(entries: readonly LogEntry[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const { level, message } of entries) {
+    if ((level !== 'warn' && level !== 'error') || /ECONNREFUSED|Failed to connect to seed broker|Connection error/.test(message)) continue;
+    counts[message] = (counts[message] ?? 0) + 1;
+  }
+  return counts;
+}
+
+/** Members of a group by client id, with the partitions of `topic` each holds (sorted); undefined while the group is not stable. */
+export async function assignment(admin: Admin, groupId: string, topic: string): Promise<Map<string, number[]> | undefined> {
+  const { groups } = await admin.describeGroups([groupId]);
+  const group = groups[0];
+  if (!group || group.state !== 'Stable') return undefined;
+  const result = new Map<string, number[]>();
+  for (const member of group.members) {
+    const decoded = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+    result.set(member.clientId, [...(decoded?.assignment[topic] ?? [])].sort((a, b) => a - b));
+  }
+  return result;
+}
+
+/** Deletes the topics an app made or a test made for it (`<appId>-...`), best effort. */
+export async function deleteAppTopics(admin: Admin | undefined, appId: string): Promise<void> {
+  const topics = (await admin?.listTopics().catch(() => [] as string[])) ?? [];
+  await admin?.deleteTopics({ topics: topics.filter((topic) => topic.startsWith(`${appId}-`)) }).catch(() => undefined);
+}
+
+/**
+ * Clean-up of a test that ran an app on a broker of its own that it killed and restarted: with the
+ * broker up, the app may commit and leave (not waited for long) and the app's topics go; without
+ * it, the app is left to fail. Then the broker stops and its data goes.
+ */
+export async function cleanUpAfterOutage(run: { app: App | undefined; appId: string; admin: Admin | undefined; broker: KafkaBroker | undefined; scratch: string }): Promise<void> {
+  if (run.broker) {
+    await within(run.app?.stop().catch(() => undefined) ?? Promise.resolve(), 20_000);
+    await deleteAppTopics(run.admin, run.appId);
+  } else {
+    void run.app?.stop().catch(() => undefined);
+  }
+  await run.admin?.disconnect().catch(() => undefined);
+  await run.broker?.stop(5_000);
+  await rm(run.scratch, { recursive: true, force: true });
 }

@@ -13,13 +13,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { partitionForKey } from '@eddy/core';
 import kafkajs from 'kafkajs';
-import type { Admin, Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
 import { kill, startMember, type Member } from './children.ts';
-import { allCommitted, createTopics, gatherTopic, testKafka, waitFor } from './helpers.ts';
+import { allCommitted, assignment, createTopics, deleteAppTopics, gatherTopic, sleep, testKafka, waitFor } from './helpers.ts';
 
-const { AssignerProtocol, Partitioners } = kafkajs;
+const { Partitioners } = kafkajs;
 
 const partitions = 2;
 const windowMs = 5_000; // the fixture's tumbling window
@@ -37,8 +37,6 @@ interface Result {
   sum: number;
   by: string;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Every 100 ms, a reading per sensor stamped with the clock; `stop()` resolves once all are written. */
 function keepProducing(producer: Producer, topic: string) {
@@ -58,16 +56,6 @@ function keepProducing(producer: Producer, topic: string) {
       await sending;
     },
   };
-}
-
-/** The partitions of `topic` each member (by client id) holds, once the group is stable. */
-async function assignment(admin: Admin, groupId: string, topic: string): Promise<Map<string, number[]> | undefined> {
-  const { groups } = await admin.describeGroups([groupId]);
-  const group = groups[0];
-  if (!group || group.state !== 'Stable') return undefined;
-  const result = new Map<string, number[]>();
-  for (const member of group.members) result.set(member.clientId, [...(AssignerProtocol.MemberAssignment.decode(member.memberAssignment)?.assignment[topic] ?? [])]);
-  return result;
 }
 
 describeKafka('a partition taken over by a member whose first fetch is slow', (brokers) => {
@@ -145,8 +133,7 @@ describeKafka('a partition taken over by a member whose first fetch is slow', (b
         await input?.stop().catch(() => undefined);
         await output?.stop().catch(() => undefined);
         await producer.disconnect().catch(() => undefined);
-        const topics = await admin.listTopics().catch(() => [] as string[]);
-        await admin.deleteTopics({ topics: topics.filter((topic) => topic.startsWith(`${appId}-`)) }).catch(() => undefined);
+        await deleteAppTopics(admin, appId);
         await admin.disconnect().catch(() => undefined);
         await Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true })));
       }

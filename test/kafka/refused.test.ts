@@ -8,13 +8,13 @@
  * its host instead of starting the task again forever. Under `onError: 'stop'` the app stops at
  * the first and commits nothing past it.
  */
-import { createApp, type App, type EddyError } from '@eddy/core';
+import { createApp, type EddyError } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import kafkajs from 'kafkajs';
 import type { Admin, Kafka } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered } from './helpers.ts';
+import { allCommitted, createTopics, deleteAppTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered } from './helpers.ts';
 
 const { ConfigResourceTypes, Partitioners } = kafkajs;
 
@@ -169,7 +169,7 @@ describeKafka('records the broker refuses', (brokers) => {
       } finally {
         await Promise.all(gathered.map((gatherer) => gatherer.stop()));
         await app.stop().catch(() => undefined);
-        await deleteTopics(admin, id);
+        await deleteAppTopics(admin, id);
       }
     }, 90_000);
   }
@@ -191,7 +191,7 @@ describeKafka('records the broker refuses', (brokers) => {
       expect(await allCommitted(admin, id, [names.input])).toBe(false);
     } finally {
       await app.stop().catch(() => undefined);
-      await deleteTopics(admin, id);
+      await deleteAppTopics(admin, id);
     }
   }, 60_000);
 });
@@ -216,9 +216,4 @@ async function headersOf(kafka: Kafka, topic: string): Promise<Array<Record<stri
   return out;
 }
 
-async function deleteTopics(admin: Admin, prefix: string): Promise<void> {
-  const topics = (await admin.listTopics().catch(() => [] as string[])).filter((topic) => topic.startsWith(`${prefix}-`));
-  await admin.deleteTopics({ topics }).catch(() => undefined);
-}
 
-export type { App };

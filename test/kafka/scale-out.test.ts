@@ -10,13 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { partitionForKey } from '@eddy/core';
 import kafkajs from 'kafkajs';
-import type { Admin } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
 import { kill, startMember, type Member } from './children.ts';
-import { allCommitted, createTopics, gatherTopic, testKafka, waitFor, sensorRounds } from './helpers.ts';
+import { allCommitted, assignment, createTopics, deleteAppTopics, gatherTopic, sensorRounds, sleep, testKafka, waitFor } from './helpers.ts';
 
-const { AssignerProtocol, Partitioners } = kafkajs;
+const { Partitioners } = kafkajs;
 
 const partitions = 6;
 const windowMs = 5_000; // the fixture's tumbling window
@@ -30,21 +29,6 @@ interface Result {
   sum: number;
   by: string;
 }
-
-/** Members of the group by client id (= fixture name), with the partitions of `topic` each holds; undefined while not stable. */
-async function assignment(admin: Admin, groupId: string, topic: string): Promise<Map<string, number[]> | undefined> {
-  const { groups } = await admin.describeGroups([groupId]);
-  const group = groups[0];
-  if (!group || group.state !== 'Stable') return undefined;
-  const result = new Map<string, number[]>();
-  for (const member of group.members) {
-    const decoded = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
-    result.set(member.clientId, [...(decoded?.assignment[topic] ?? [])].sort((a, b) => a - b));
-  }
-  return result;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
   it('spreads partitions over three processes and, after one is SIGKILLed, the others take them over with their state: no window lost, no wrong value', async () => {
@@ -206,8 +190,7 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
       await output?.stop().catch(() => undefined);
       await repartition?.stop().catch(() => undefined);
       await producer.disconnect().catch(() => undefined);
-      const topics = await admin.listTopics().catch(() => [] as string[]);
-      await admin.deleteTopics({ topics: topics.filter((topic) => topic.startsWith(`${appId}-`)) }).catch(() => undefined);
+      await deleteAppTopics(admin, appId);
       await admin.disconnect().catch(() => undefined);
       await Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true })));
     }

@@ -248,6 +248,33 @@ describe('the app’s life, as its host sees it', () => {
     expect(logger.lines.some((line) => line.level === 'error' && /no app\.on\('error'\) listener/.test(line.message))).toBe(true);
   });
 
+  it('a transport that fails for good stops the app, which tells its host once', async () => {
+    class Failing extends MemoryTransport {
+      fail: ((error: EddyError) => void) | undefined;
+      override async subscribe(...args: Parameters<MemoryTransport['subscribe']>) {
+        this.fail = (error) => args[2].onFatal?.(error);
+        return super.subscribe(...args);
+      }
+    }
+    const transport = new Failing();
+    const app = summing();
+    const errors: EddyError[] = [];
+    const states: AppState[] = [];
+    app.on('error', (error) => errors.push(error));
+    app.on('state', (state) => states.push(state));
+    const driver = await TestDriver.start(app, { transport });
+    await driver.send('readings', { sensor: 'a', value: 1, ts: 1_000 });
+    const failure = new EddyError('TRANSPORT_FAILED', 'the consumer failed and does not restart');
+    transport.fail!(failure);
+    transport.fail!(new EddyError('TRANSPORT_FAILED', 'and again'));
+    await app.stop();
+    expect(errors).toEqual([failure]);
+    expect(app.failure).toBe(failure);
+    expect(states).toEqual(['starting', 'running', 'failed']);
+    expect(app.health()).toEqual({ status: 'failed', reasons: ['failed: TRANSPORT_FAILED: the consumer failed and does not restart'] });
+    await expect(app.send('readings', { sensor: 'a', value: 1, ts: 2_000 })).rejects.toMatchObject({ code: 'APP_STOPPED' });
+  });
+
   it('a start that fails leaves the app failed, with the reason, and emits no error event', async () => {
     const app = createApp({ id: 'empty', logger: recording() });
     const errors: unknown[] = [];
