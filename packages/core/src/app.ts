@@ -11,7 +11,7 @@ import { partitionForKey } from './murmur2.js';
 import { CacheBudget } from './runtime/cache.js';
 import { Lifecycle, type AppEvents, type AppState } from './runtime/lifecycle.js';
 import { Metrics, type MetricsSnapshot } from './runtime/metrics.js';
-import { Task, type TaskHost } from './runtime/task.js';
+import { Task, type CommitRecord, type TaskHost } from './runtime/task.js';
 import { checkSerde, defaultKeySerde, json, type Serde } from './serde.js';
 import type { StateBackend } from './state/backend.js';
 import { memoryState } from './state/memory.js';
@@ -132,6 +132,8 @@ export class App {
   readonly #commitIntervalMs: number;
   readonly #maxPending: number;
   readonly #stallTimeoutMs: number;
+  /** Per task id, its commits on this instance (see `CommitRecord`): kept while the task is started again after failures. */
+  readonly #commitRecords = new Map<string, CommitRecord>();
   /** Tasks reported stuck (see `stallTimeout`), so that each stall is logged once, and its end. */
   readonly #stalled = new Set<string>();
   #logger: Logger;
@@ -715,7 +717,10 @@ export class App {
    * task's producer exists (and has fenced its previous owner's) before its state is read.
    */
   async #openTask(sub: SubTopology, partition: number): Promise<{ task: Task; positions: readonly TopicPartitionOffset[] }> {
-    const task = new Task(this.#host(), sub, partition, await this.#transactionalProducer(sub, partition));
+    const taskId = `${sub.index}_${partition}`;
+    let committed = this.#commitRecords.get(taskId);
+    if (!committed) this.#commitRecords.set(taskId, (committed = { at: this.#clock.now(), failures: 0, error: undefined }));
+    const task = new Task(this.#host(), sub, partition, { transactional: await this.#transactionalProducer(sub, partition), committed });
     try {
       for (const storeName of sub.storeNames) {
         task.stores.set(storeName, await this.#state.open({ appId: this.id, storeName, partition, changelogTopic: changelogTopic(this.id, storeName) }));
@@ -852,6 +857,7 @@ export class App {
   async #revoke(partitions: readonly TopicPartition[]): Promise<void> {
     const keys = new Set(partitions.map(({ topic, partition }) => this.#taskKey(topic, partition)));
     for (const key of keys) {
+      this.#commitRecords.delete(key);
       const task = this.#tasks.get(key);
       if (!task) continue;
       this.#revoking.add(task);

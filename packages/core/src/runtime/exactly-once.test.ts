@@ -6,7 +6,7 @@
  * protocol on a real broker (test/kafka/exactly-once.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { createApp, EddyError, memoryTransport, silentLogger, type App, type IncomingRecord, type MemoryTransport, type OutgoingRecord } from '../index.js';
+import { createApp, EddyError, memoryTransport, silentLogger, type App, type Duration, type IncomingRecord, type MemoryTransport, type OutgoingRecord } from '../index.js';
 import type { ConsumerListener, TopicPartitionOffset, TopicSpec, TransactionalProducer, Transport, TransportConsumer, TransportProducer } from '../transport/types.js';
 
 /** The embedded broker with transactions: a transaction's records and offsets are applied at commit. */
@@ -26,6 +26,8 @@ class TransactionalMemory implements Transport {
   /** What the group says when the app asks whether it still owns its partitions. */
   ownership: 'owned' | 'revoked' | 'unsure' = 'owned';
   ownershipChecks = 0;
+  /** Every transaction's commit fails while set (a broker that keeps aborting them). */
+  failCommits = false;
   transactionsCommitted = 0;
   #consumer: TransportConsumer | undefined;
 
@@ -81,6 +83,10 @@ class TransactionalMemory implements Transport {
       },
       commit: async () => {
         live();
+        if (this.failCommits) {
+          open = false;
+          throw new EddyError('TRANSPORT_FAILED', 'the coordinator aborted the transaction', { retriable: true });
+        }
         open = false;
         this.log.append(records);
         // The consumer's own commit, not the counting wrapper: these offsets come with the transaction.
@@ -98,8 +104,8 @@ class TransactionalMemory implements Transport {
 
 const sensors = ['a', 'b', 'c', 'd', 'e'];
 
-function windowedApp(transport: Transport, id: string): App {
-  const app = createApp({ id, transport, guarantee: 'exactly-once', commitInterval: '20ms', idleTimeout: false, logger: silentLogger });
+function windowedApp(transport: Transport, id: string, stallTimeout?: Duration): App {
+  const app = createApp({ id, transport, guarantee: 'exactly-once', commitInterval: '20ms', idleTimeout: false, logger: silentLogger, ...(stallTimeout ? { stallTimeout } : {}) });
   app
     .from<{ sensor: string; ts: number }>('in', { timestamp: (reading) => reading.ts })
     .keyBy((reading) => reading.sensor)
@@ -179,6 +185,33 @@ describe('exactly-once commit protocol', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     await restarted.stop();
     expect(readOut(transport.log)).toHaveLength(25);
+  });
+
+  it('a task whose transactions keep failing starts again each time, and shows as stuck once that lasts past stallTimeout', async () => {
+    const transport = new TransactionalMemory();
+    transport.log.createTopic({ name: 'in', partitions: 1 });
+    const app = windowedApp(transport, 'stuck', '300ms');
+    await app.start();
+    transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
+    await waitFor(() => readOut(transport.log).length === 1, 'the first window');
+    expect(app.health().status).toBe('ok');
+    transport.failCommits = true;
+    transport.log.append([readingRecord('a', 2500)]);
+    await waitFor(() => (transport.epochs.get('stuck:in:0') ?? 0) >= 3, 'the task to start again, twice');
+    await waitFor(() => app.health().status === 'degraded', 'the app to say a task is stuck');
+    expect(app.health().reasons.join('\n')).toMatch(/no commit for \d+ ms \(\d+ failed\).*aborted the transaction/);
+    expect(app.metrics().commitFailures).toBeGreaterThanOrEqual(2);
+    transport.failCommits = false;
+    await waitFor(() => app.health().status === 'ok', 'the app to commit again');
+    transport.log.append([readingRecord('a', 9000)]);
+    await waitFor(() => readOut(transport.log).length === 3, 'every window');
+    await app.stop();
+    expect(app.failure).toBeUndefined();
+    expect(readOut(transport.log)).toEqual([
+      { sensor: 'a', start: 0, count: 1 },
+      { sensor: 'a', start: 1000, count: 1 },
+      { sensor: 'a', start: 2000, count: 1 },
+    ]);
   });
 
   it('a task whose transaction fails starts again from its last commit while the group says it owns it: each window once', async () => {

@@ -84,6 +84,17 @@ export interface HandedOff extends RecordSignal {
   readonly replayIndex: number;
 }
 
+/**
+ * When a task last committed (or first opened on this instance), and the commits that failed
+ * since, with the latest error. It outlives the task object: a task started again after a failure
+ * (see the app's rebuild) goes on with it, so a task that keeps failing shows as stuck.
+ */
+export interface CommitRecord {
+  at: number;
+  failures: number;
+  error: unknown;
+}
+
 /** What a restore found. */
 export interface RestoreResult {
   /** Changelog records replayed. */
@@ -146,8 +157,7 @@ export class Task implements TaskContext {
   #processing = false;
   /** Successful commits so far (a task that handed records here waits for one after its hand-off). */
   commits = 0;
-  /** When the task last committed (or opened), and the failures since, with the latest error. */
-  #committed: { at: number; failures: number; error: unknown };
+  readonly #committed: CommitRecord;
   /** Since when sends have failed with none going through (undefined: the last one went through). */
   #sendFailingSince: number | undefined;
 
@@ -155,9 +165,10 @@ export class Task implements TaskContext {
     private readonly host: TaskHost,
     readonly subTopology: SubTopology,
     readonly partition: number,
-    transactional?: TransactionalProducer,
+    options: { readonly transactional?: TransactionalProducer; readonly committed?: CommitRecord } = {},
   ) {
-    this.#transactional = transactional;
+    this.#transactional = options.transactional;
+    this.#committed = options.committed ?? { at: host.clock.now(), failures: 0, error: undefined };
     this.taskId = `${subTopology.index}_${partition}`;
     this.appId = host.appId;
     this.clock = host.clock;
@@ -165,7 +176,6 @@ export class Task implements TaskContext {
     this.cache = host.cache;
     this.keepsValues = host.keepsValues;
     this.#lastInput = { clock: host.clock.now(), streamTime: -Infinity };
-    this.#committed = { at: host.clock.now(), failures: 0, error: undefined };
     this.#build();
   }
 
@@ -790,11 +800,12 @@ export class Task implements TaskContext {
       if (this.#halted) throw new EddyError('APP_STOPPED', `task ${this.taskId} is halted and commits no more`);
       await this.#commit(commitOffsets);
       this.commits++;
-      this.#committed = { at: this.clock.now(), failures: 0, error: undefined };
+      Object.assign(this.#committed, { at: this.clock.now(), failures: 0, error: undefined });
     } catch (error) {
       if (this.#transactional) this.#transactionFailure ??= { error };
       this.metrics.commitFailures++;
-      this.#committed = { ...this.#committed, failures: this.#committed.failures + 1, error };
+      this.#committed.failures++;
+      this.#committed.error = error;
       throw error;
     }
   }

@@ -459,7 +459,10 @@ class MemoryConsumer implements TransportConsumer {
 
   seek({ topic, partition, offset }: TopicPartitionOffset): void {
     const entry = this.#positions.get(tpKey(topic, partition));
-    if (entry) entry.position = offset;
+    if (!entry) return;
+    entry.position = offset;
+    // Moved back (a task started again from its last commit): what lies ahead is delivered again.
+    this.wake();
   }
 
   async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
