@@ -3,7 +3,7 @@
  * told, polling with a deadline, and a consumer that gathers everything written to a topic.
  */
 import { rm } from 'node:fs/promises';
-import type { App, Logger, TopicSpec } from '@eddy/core';
+import { partitionForKey, type App, type Logger, type TopicSpec } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
@@ -208,4 +208,36 @@ export async function cleanUpAfterOutage(run: { app: App | undefined; appId: str
   await run.admin?.disconnect().catch(() => undefined);
   await run.broker?.stop(5_000);
   await rm(run.scratch, { recursive: true, force: true });
+}
+
+/**
+ * Produces messages so that each is written once, also right after the topic was made (when a
+ * partition may answer "not the leader" for a moment): one request per partition (the broker
+ * writes a partition's batch whole or not at all), each tried again on a fresh idempotent
+ * producer if it fails; kafkajs's own retry of a multi-partition request can be refused as out of
+ * order after it rolled back the sequence numbers of partitions it had written.
+ */
+export async function produceOnce(kafka: Kafka, topic: string, messages: ReadonlyArray<{ key: string | null; value: string; timestamp?: string }>, partitions: number): Promise<void> {
+  const byPartition = new Map<number, Array<{ key: string | null; value: string; timestamp?: string; partition: number }>>();
+  for (const message of messages) {
+    const partition = message.key === null ? 0 : partitionForKey(new TextEncoder().encode(message.key), partitions);
+    let batch = byPartition.get(partition);
+    if (!batch) byPartition.set(partition, (batch = []));
+    batch.push({ ...message, partition });
+  }
+  for (const batch of byPartition.values()) {
+    for (let attempt = 1; ; attempt++) {
+      const producer = kafka.producer({ idempotent: true });
+      try {
+        await producer.connect();
+        await producer.send({ topic, messages: batch });
+        break;
+      } catch (error) {
+        if (attempt >= 5) throw error;
+        await sleep(200 * attempt);
+      } finally {
+        await producer.disconnect().catch(() => undefined);
+      }
+    }
+  }
 }

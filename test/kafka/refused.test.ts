@@ -14,9 +14,9 @@ import kafkajs from 'kafkajs';
 import type { Admin, Kafka } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, createTopics, deleteAppTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered } from './helpers.ts';
+import { allCommitted, createTopics, deleteAppTopics, gatherTopic, produceOnce, recordingLogger, testKafka, waitFor, type Gathered } from './helpers.ts';
 
-const { ConfigResourceTypes, Partitioners } = kafkajs;
+const { ConfigResourceTypes } = kafkajs;
 
 interface Reading {
   sensor: string;
@@ -74,10 +74,7 @@ describeKafka('records the broker refuses', (brokers) => {
     const ahead: Reading = { sensor: 'a', ts: Date.now() + 2 * 3_600_000, pad: '' };
     messages.push({ key: 'a', value: JSON.stringify(ahead), timestamp: String(Date.now()) });
     messages.push({ key: null, value: JSON.stringify({ sensor: 'nobody', ts: base, pad: '' }), timestamp: String(Date.now()) });
-    const producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
-    await producer.connect();
-    await producer.send({ topic: input, messages });
-    await producer.disconnect();
+    await produceOnce(kafka, input, messages, 3);
     return { base, ahead };
   }
 
@@ -120,10 +117,7 @@ describeKafka('records the broker refuses', (brokers) => {
         const [dead, results, copies] = await Promise.all([gatherTopic(kafka, `${id}-dlq`), gatherTopic(kafka, names.results), gatherTopic(kafka, names.copies)]);
         gathered = [dead, results, copies];
         // Closes every window of the input: a reading per sensor far past them (not past the broker's limit).
-        const producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
-        await producer.connect();
-        await producer.send({ topic: names.input, messages: sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: base + 40_000, pad: '' }) })) });
-        await producer.disconnect();
+        await produceOnce(kafka, names.input, sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: base + 40_000, pad: '' }) })), 3);
 
         const windows = 3 * (sensors.length - 1);
         if (guarantee === 'exactly-once') {
