@@ -183,6 +183,11 @@ describeKafka('event time across a broker outage, default idle timeout', () => {
       await broker.stop();
       broker = undefined;
       await sleep(downMs);
+      // Nothing silent: the host sees the tasks stuck (stallTimeout: five 300 ms commit intervals).
+      const whileDown = running.health();
+      expect(whileDown.status, JSON.stringify(whileDown)).toBe('degraded');
+      expect(whileDown.reasons.some((reason) => /no commit for \d+ ms|sends have failed/.test(reason))).toBe(true);
+      expect(Math.max(...Object.values(running.metrics().lastCommitAgeMs))).toBeGreaterThan(5_000);
       broker = await startKafka({ port, controllerPort, dataDir, log, config });
       const backAt = Date.now();
       log(`broker back ${((backAt - killedAt) / 1000).toFixed(1)} s after the kill; late so far ${running.metrics().lateRecords}; readings waiting to be sent ${producing.pending()}`);
@@ -207,6 +212,8 @@ describeKafka('event time across a broker outage, default idle timeout', () => {
         }
       };
       await settled('every reading to be processed and committed');
+      await waitFor('the app to be healthy again', () => running.health().status === 'ok', { timeoutMs: 20_000, intervalMs: 100 });
+      expect(logger.entries.some((entry) => entry.message === 'a task is stuck: its work is not committed')).toBe(true);
 
       // A far-future reading per sensor closes the last windows; its own windows are left out.
       const farFuture = Math.max(...created.map((reading) => reading.ts)) + 10 * sizeMs;
