@@ -248,6 +248,22 @@ describe('the app’s life, as its host sees it', () => {
     expect(logger.lines.some((line) => line.level === 'error' && /no app\.on\('error'\) listener/.test(line.message))).toBe(true);
   });
 
+  it('is rebalancing while partitions move to a member that joins or from one that leaves', async () => {
+    const transport = new MemoryTransport({ defaultPartitions: 2 });
+    const first = summing();
+    const second = summing();
+    const seen: AppState[] = [];
+    first.on('state', (state) => seen.push(state));
+    await TestDriver.start(first, { transport });
+    await TestDriver.start(second, { transport });
+    expect(seen).toEqual(['starting', 'running', 'rebalancing', 'running']);
+    expect(first.metrics().tasks + second.metrics().tasks).toBe(4);
+    await second.stop();
+    expect(seen).toEqual(['starting', 'running', 'rebalancing', 'running', 'rebalancing', 'running']);
+    expect(first.metrics().tasks).toBe(4);
+    await first.stop();
+  });
+
   it('a transport that fails for good stops the app, which tells its host once', async () => {
     class Failing extends MemoryTransport {
       fail: ((error: EddyError) => void) | undefined;
