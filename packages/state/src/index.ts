@@ -14,3 +14,5 @@ export type { LevelStateOptions } from './level-state.js';
 export type { LevelTuning, StateLogger } from './recovery.js';
 export { StateError } from './errors.js';
 export type { StateErrorCode } from './errors.js';
+export { levelTransport, LevelTransport } from './level-transport.js';
+export type { LevelTransportOptions } from './level-transport.js';

@@ -58,6 +58,37 @@ export interface LevelTuning {
   readonly compression?: boolean;
 }
 
+/** What a database holds, to tell its own from damage: its format marker and key layout, and what losing it means. */
+export interface DatabaseFormat {
+  readonly markerKey: Uint8Array;
+  readonly markerValue: Uint8Array;
+  readonly version: string;
+  /** Why an entry does not fit the layout, or undefined if it does. */
+  violation(key: Uint8Array, value: Uint8Array): string | undefined;
+  /** What it is, for messages ("Eddy state"), and what starting empty means. */
+  readonly name: string;
+  readonly consequence: string;
+  /** The error to raise when another process or backend holds it (`STATE_LOCKED`, `TRANSPORT_LOCKED`). */
+  locked(location: string, cause: unknown): Error;
+}
+
+/** The state backend's databases. */
+export const stateFormat: DatabaseFormat = {
+  markerKey: FORMAT_KEY,
+  markerValue: FORMAT_VALUE,
+  version: FORMAT_VERSION,
+  violation: layoutViolation,
+  name: 'Eddy state',
+  consequence: 'every store of this app will be restored from its changelog',
+  locked: (location, cause) =>
+    new StateError(
+      'STATE_LOCKED',
+      `Eddy state at ${location} is locked by another process or another backend in this process ` +
+        `(${rootMessage(cause)}); is another instance of this app running with the same state dir?`,
+      { cause, retriable: true },
+    ),
+};
+
 /** What {@link openDatabase} needs: the resolved options of `levelState` and the app's path. */
 export interface OpenDatabaseOptions {
   readonly location: string;
@@ -65,6 +96,8 @@ export interface OpenDatabaseOptions {
   readonly keepCorruptCopies: number;
   readonly verifyOnOpen: boolean;
   readonly tuning: LevelTuning;
+  /** Default: the state backend's. */
+  readonly format?: DatabaseFormat;
 }
 
 type Attempt = { readonly db: LevelDatabase } | { readonly damage: string };
@@ -74,26 +107,44 @@ type Attempt = { readonly db: LevelDatabase } | { readonly damage: string };
  * and replaced by an empty one; a locked one fails with `STATE_LOCKED`.
  */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<LevelDatabase> {
-  const first = await attemptOpen(options);
+  const format = options.format ?? stateFormat;
+  // LevelDB's lock is per process, and a second open in the same process that fails on it closes
+  // its own handle of the LOCK file, which drops the process's lock (POSIX locks belong to the
+  // process): another process could then open the database too. So a second open in this
+  // process never reaches LevelDB.
+  if (openHere.has(options.location)) throw format.locked(options.location, new Error('it is open in this process'));
+  openHere.add(options.location);
+  try {
+    const db = await openOrSetAside(options, format);
+    db.once('closed', () => openHere.delete(options.location));
+    return db;
+  } catch (error) {
+    openHere.delete(options.location);
+    throw error;
+  }
+}
+
+/** Databases this process has open, by location: shared by every copy of this module. */
+const openHere: Set<string> = ((globalThis as Record<symbol, Set<string> | undefined>)[Symbol.for('eddy.state.openDatabases')] ??= new Set<string>());
+
+async function openOrSetAside(options: OpenDatabaseOptions, format: DatabaseFormat): Promise<LevelDatabase> {
+  const first = await attemptOpen(options, format);
   if ('db' in first) return first.db;
 
   const movedTo = await setAside(options.location, first.damage, options.keepCorruptCopies);
   options.logger.warn(
     { location: options.location, reason: first.damage, movedTo: movedTo ?? null },
-    `Eddy state at ${options.location} is damaged (${first.damage}); ` +
+    `${format.name} at ${options.location} is damaged (${first.damage}); ` +
       (movedTo === undefined ? 'deleted it' : `moved it to ${movedTo}`) +
-      ' and starting empty: every store of this app will be restored from its changelog',
+      ` and starting empty: ${format.consequence}`,
   );
 
-  const second = await attemptOpen(options);
+  const second = await attemptOpen(options, format);
   if ('db' in second) return second.db;
-  throw new StateError(
-    'STATE_FAILED',
-    `Eddy state at ${options.location} is still unusable after setting the damaged copy aside: ${second.damage}`,
-  );
+  throw new StateError('STATE_FAILED', `${format.name} at ${options.location} is still unusable after setting the damaged copy aside: ${second.damage}`);
 }
 
-async function attemptOpen(options: OpenDatabaseOptions): Promise<Attempt> {
+async function attemptOpen(options: OpenDatabaseOptions, format: DatabaseFormat): Promise<Attempt> {
   const { location, tuning } = options;
   await prepareLocation(location);
 
@@ -103,7 +154,7 @@ async function attemptOpen(options: OpenDatabaseOptions): Promise<Attempt> {
     // start a new one next to the old files, and replay old logs into it.
     await db.open({ ...tuning, createIfMissing: false });
   } catch (error) {
-    throwIfLocked(error, location);
+    throwIfLocked(error, location, format);
     if (!/does not exist \(create_if_missing is false\)/.test(rootMessage(error))) {
       return { damage: `LevelDB could not open it: ${rootMessage(error)}` };
     }
@@ -115,25 +166,25 @@ async function attemptOpen(options: OpenDatabaseOptions): Promise<Attempt> {
     try {
       await db.open({ ...tuning, createIfMissing: true });
     } catch (createError) {
-      throwIfLocked(createError, location);
+      throwIfLocked(createError, location, format);
       return { damage: `LevelDB could not create it: ${rootMessage(createError)}` };
     }
   }
 
   let damage: string | undefined;
   try {
-    damage = (await recoveryLogDamage(location)) ?? (await contentDamage(db, options.verifyOnOpen));
+    damage = (await recoveryLogDamage(location)) ?? (await contentDamage(db, options.verifyOnOpen, format));
   } catch (error) {
     await db.close().catch(() => undefined);
     throw error instanceof StateError
       ? error
-      : new StateError('STATE_FAILED', `checking the Eddy state at ${location} failed: ${rootMessage(error)}`, { cause: error });
+      : new StateError('STATE_FAILED', `checking the ${format.name} at ${location} failed: ${rootMessage(error)}`, { cause: error });
   }
   if (damage !== undefined) {
     await db.close();
     return { damage };
   }
-  if (options.verifyOnOpen) options.logger.info({ location }, `Eddy state at ${location} opened and verified`);
+  if (options.verifyOnOpen) options.logger.info({ location }, `${format.name} at ${location} opened and verified`);
   return { db };
 }
 
@@ -153,15 +204,8 @@ async function prepareLocation(location: string): Promise<void> {
   }
 }
 
-function throwIfLocked(error: unknown, location: string): void {
-  if (levelErrorCode(error) === 'LEVEL_LOCKED') {
-    throw new StateError(
-      'STATE_LOCKED',
-      `Eddy state at ${location} is locked by another process or another backend in this process ` +
-        `(${rootMessage(error)}); is another instance of this app running with the same state dir?`,
-      { cause: error, retriable: true },
-    );
-  }
+function throwIfLocked(error: unknown, location: string, format: DatabaseFormat): void {
+  if (levelErrorCode(error) === 'LEVEL_LOCKED') throw format.locked(location, error);
 }
 
 /** Files that only exist once LevelDB has written data. LOG, LOG.old and LOCK do not count. */
@@ -189,17 +233,17 @@ async function recoveryLogDamage(location: string): Promise<string | undefined> 
  * it now beats a task failing on it mid-stream. Entries that decode but do not fit the key layout
  * are damage too.
  */
-async function contentDamage(db: LevelDatabase, verify: boolean): Promise<string | undefined> {
+async function contentDamage(db: LevelDatabase, verify: boolean, format: DatabaseFormat): Promise<string | undefined> {
   try {
-    const marker = await db.get(FORMAT_KEY);
+    const marker = await db.get(format.markerKey);
     if (marker === undefined) {
       const [any] = await db.keys({ limit: 1 }).all();
       if (any !== undefined) return 'its format marker is missing although it holds data';
-      await db.put(FORMAT_KEY, FORMAT_VALUE);
+      await db.put(format.markerKey, format.markerValue);
       return undefined;
     }
-    const format = new TextDecoder().decode(marker);
-    if (format !== FORMAT_VERSION) return `it has format ${JSON.stringify(format)}, this version reads ${FORMAT_VERSION}`;
+    const version = new TextDecoder().decode(marker);
+    if (version !== format.version) return `it has format ${JSON.stringify(version)}, this version reads ${format.version}`;
     if (!verify) return undefined;
 
     const iterator = db.iterator({ fillCache: false });
@@ -208,7 +252,7 @@ async function contentDamage(db: LevelDatabase, verify: boolean): Promise<string
         const entries = await iterator.nextv(1000);
         if (entries.length === 0) return undefined;
         for (const [key, value] of entries) {
-          const violation = layoutViolation(key, value);
+          const violation = format.violation(key, value);
           if (violation !== undefined) return `it holds ${violation}`;
         }
       }

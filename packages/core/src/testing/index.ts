@@ -56,7 +56,7 @@ export class TestDriver {
   /** Starts `app` on the driver's clock and broker. The app must not have been started. */
   static async start(app: App, options: TestDriverOptions = {}): Promise<TestDriver> {
     const clock = new VirtualClock(options.startTime ?? 0);
-    const transport = options.transport ?? new MemoryTransport({ defaultPartitions: options.partitions ?? 1 });
+    const transport = options.transport ?? new MemoryTransport({ defaultPartitions: options.partitions ?? 1, clock });
     app.configureForTest({ clock, transport });
     await app.start();
     const driver = new TestDriver(app, clock, transport);

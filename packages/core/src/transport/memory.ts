@@ -1,5 +1,7 @@
-import { Buffer } from 'node:buffer';
+import { systemClock, type Clock } from '../clock.js';
+import { toMs, type Duration } from '../duration.js';
 import { ConfigError, EddyError } from '../errors.js';
+import { PartitionLog, type Compaction, type Retention } from './partition-log.js';
 import type {
   CaughtUp,
   ConsumerListener,
@@ -21,81 +23,46 @@ export interface MemoryTransportOptions {
   /** Records handed to a task per batch. Default 500. */
   maxBatchSize?: number;
   /**
-   * Records kept per partition of ordinary topics; older ones are dropped, as Kafka's retention
-   * does. Default: unbounded. Repartition topics are trimmed as their records are committed and
-   * changelog topics are compacted, whatever this says.
+   * What each partition of an ordinary topic keeps; older records are dropped, as Kafka's
+   * retention does. Default: everything. Repartition topics are trimmed as their records are
+   * committed and changelog topics are compacted, whatever this says.
    */
+  retention?: RetentionOptions;
+  /** The same as `retention.records` (kept for older code). */
   retentionRecords?: number;
+  /** How long a compacted topic keeps a tombstone (a delete) after it was written. Default `'1d'`, as Kafka's `delete.retention.ms`. */
+  tombstoneRetention?: Duration;
+  /** The clock that retention by age reads; the TestDriver gives its virtual one. Default: the system clock. */
+  clock?: Clock;
+}
+
+/** What each partition of an ordinary topic keeps (see {@link MemoryTransportOptions.retention}); unset limits do not apply. */
+export interface RetentionOptions {
+  /** Records kept. */
+  readonly records?: number;
+  /** Bytes of keys, values and headers kept. */
+  readonly bytes?: number;
+  /** How long a record is kept after it was written, e.g. `'7d'`. */
+  readonly age?: Duration;
+}
+
+/** Checks retention options once, at the API edge, into milliseconds. */
+export function resolveRetention(options: RetentionOptions | undefined, what: string): Retention {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null) throw new ConfigError(`${what}: retention must be an object, got ${String(options)}`);
+  const count = (value: number | undefined, name: string) => {
+    if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new ConfigError(`${what}: retention.${name} must be a positive integer, got ${String(value)}`);
+    return value;
+  };
+  return {
+    records: count(options.records, 'records'),
+    bytes: count(options.bytes, 'bytes'),
+    ms: options.age === undefined ? undefined : toMs(options.age, `${what}: retention.age`),
+  };
 }
 
 const emptyHeaders: Headers = Object.freeze({});
 const atTheEnd: CaughtUp = Object.freeze({ forMs: Infinity, confirmedAgoMs: 0 });
-
-/**
- * One partition's log. Offsets only grow; records may leave the front (retention, deleted
- * records of repartition topics) or the middle (compaction), so lookups by offset search.
- */
-class PartitionLog {
-  /** Offsets of the records held, ascending (dense unless compacted). */
-  readonly offsets: number[] = [];
-  readonly records: IncomingRecord[] = [];
-  /** The offset the next record gets. */
-  end = 0;
-  /** Records held after the last compaction, to pace the next one. */
-  compactedSize = 0;
-
-  push(record: IncomingRecord): void {
-    this.offsets.push(record.offset);
-    this.records.push(record);
-    this.end = record.offset + 1;
-  }
-
-  /** The index of the first record at or after `offset`. */
-  indexOf(offset: number): number {
-    const offsets = this.offsets;
-    const first = offsets[0];
-    // Without compaction the offsets are dense: index arithmetic, no search.
-    if (first === undefined || offset <= first) return 0;
-    const guess = offset - first;
-    if (guess < offsets.length && offsets[guess] === offset) return guess;
-    let low = 0;
-    let high = offsets.length;
-    while (low < high) {
-      const middle = (low + high) >> 1;
-      if (offsets[middle]! < offset) low = middle + 1;
-      else high = middle;
-    }
-    return low;
-  }
-
-  slice(from: number, max: number): IncomingRecord[] {
-    const start = this.indexOf(from);
-    return this.records.slice(start, start + max);
-  }
-
-  /** Drops records before `offset`. */
-  truncateBefore(offset: number): void {
-    const count = this.indexOf(offset);
-    if (count === 0) return;
-    this.offsets.splice(0, count);
-    this.records.splice(0, count);
-  }
-
-  /** Keeps only the latest record of each key (tombstones included), in offset order. */
-  compact(): void {
-    const latest = new Map<string, number>();
-    this.records.forEach((record, index) => latest.set(record.key ? Buffer.from(record.key).toString('latin1') : `#${index}`, index));
-    const keep = [...latest.values()].sort((a, b) => a - b);
-    const records = keep.map((index) => this.records[index]!);
-    this.records.length = 0;
-    this.offsets.length = 0;
-    for (const record of records) {
-      this.records.push(record);
-      this.offsets.push(record.offset);
-    }
-    this.compactedSize = records.length;
-  }
-}
 
 interface Topic {
   readonly spec: TopicSpec;
@@ -103,8 +70,15 @@ interface Topic {
 }
 
 interface Group {
+  readonly id: string;
   readonly members: MemoryConsumer[];
   readonly committed: Map<string, number>;
+}
+
+/** A record allocated its offset, on its way into its partition's log. */
+interface Allocated {
+  readonly log: PartitionLog;
+  readonly record: IncomingRecord;
 }
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -125,30 +99,36 @@ export function memoryTransport(options: MemoryTransportOptions = {}): MemoryTra
 }
 
 export class MemoryTransport implements Transport {
-  readonly kind = 'memory';
-  readonly keepsValues = true;
+  readonly kind: string = 'memory';
+  readonly keepsValues: boolean = true;
   /**
    * The broker lives and dies with the process, so no failure can separate a task's outputs from
    * its committed offsets: exactly-once holds here by construction.
    */
-  readonly exactlyOnce = true;
+  readonly exactlyOnce: boolean = true;
   readonly #topics = new Map<string, Topic>();
   readonly #groups = new Map<string, Group>();
   readonly defaultPartitions: number;
   readonly maxBatchSize: number;
-  readonly #retentionRecords: number | undefined;
+  readonly #retention: Retention;
+  readonly #compaction: Compaction;
+  /** Per partition log, the next offset to give a record (ahead of `end` while records are being written). */
+  readonly #nextOffset = new Map<PartitionLog, number>();
+  protected readonly clock: Clock;
 
-  constructor(options: MemoryTransportOptions = {}) {
+  constructor(options: MemoryTransportOptions = {}, what = 'memoryTransport') {
     const { defaultPartitions = 1, maxBatchSize = 500, retentionRecords } = options;
     if (retentionRecords !== undefined && (!Number.isInteger(retentionRecords) || retentionRecords < 1)) {
-      throw new ConfigError(`memoryTransport: retentionRecords must be a positive integer, got ${String(retentionRecords)}`);
+      throw new ConfigError(`${what}: retentionRecords must be a positive integer, got ${String(retentionRecords)}`);
     }
-    this.#retentionRecords = retentionRecords;
+    this.#retention = { ...resolveRetention(options.retention, what), ...(retentionRecords === undefined ? {} : { records: retentionRecords }) };
+    this.#compaction = { tombstoneMs: toMs(options.tombstoneRetention ?? '1d', `${what}: tombstoneRetention`) };
+    this.clock = options.clock ?? systemClock;
     if (!Number.isInteger(defaultPartitions) || defaultPartitions < 1) {
-      throw new ConfigError(`memoryTransport: defaultPartitions must be a positive integer, got ${String(defaultPartitions)}`);
+      throw new ConfigError(`${what}: defaultPartitions must be a positive integer, got ${String(defaultPartitions)}`);
     }
     if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
-      throw new ConfigError(`memoryTransport: maxBatchSize must be a positive integer, got ${String(maxBatchSize)}`);
+      throw new ConfigError(`${what}: maxBatchSize must be a positive integer, got ${String(maxBatchSize)}`);
     }
     this.defaultPartitions = defaultPartitions;
     this.maxBatchSize = maxBatchSize;
@@ -170,6 +150,50 @@ export class MemoryTransport implements Transport {
       throw new ConfigError(`topic ${spec.name}: partitions must be a positive integer, got ${String(spec.partitions)}`);
     }
     this.#topics.set(spec.name, { spec, partitions: Array.from({ length: spec.partitions }, () => new PartitionLog()) });
+    this.topicCreated(spec);
+  }
+
+  // --- where a broker that keeps its log on disk takes over (levelTransport, in @eddy/state) ---
+
+  /** Writes records durably before they are delivered; the memory broker keeps nothing (no wait). */
+  protected write(records: readonly IncomingRecord[]): Promise<void> | undefined {
+    void records;
+    return undefined;
+  }
+
+  /** Keeps committed offsets durably before the commit resolves. */
+  protected writeCommitted(groupId: string, offsets: readonly TopicPartitionOffset[]): Promise<void> | undefined {
+    void groupId;
+    void offsets;
+    return undefined;
+  }
+
+  /** A topic was created. */
+  protected topicCreated(spec: TopicSpec): void {
+    void spec;
+  }
+
+  /** Records left a partition (retention, compaction, deleted records). */
+  protected recordsDropped(topic: string, partition: number, offsets: readonly number[]): void {
+    void topic;
+    void partition;
+    void offsets;
+  }
+
+  /** Puts a partition's records back as they were kept (a broker loading its log): `writtenAt` per record, and the partition's end. */
+  protected restorePartition(topic: string, partition: number, records: readonly IncomingRecord[], writtenAt: readonly number[], end: number): void {
+    const log = this.#partitionLog(topic, partition, false);
+    records.forEach((record, index) => log.push(record, writtenAt[index]!));
+    log.end = Math.max(log.end, end);
+    log.compactedSize = log.records.length;
+    this.#nextOffset.set(log, log.end);
+    // What expired while the broker was down goes now, not with the next record.
+    this.#retain(log, this.clock.now());
+  }
+
+  /** Puts a group's committed offset back (a broker loading its log). */
+  protected restoreCommitted(groupId: string, topic: string, partition: number, offset: number): void {
+    this.#group(groupId).committed.set(tpKey(topic, partition), offset);
   }
 
   async partitionCount(topic: string): Promise<number | undefined> {
@@ -183,64 +207,97 @@ export class MemoryTransport implements Transport {
 
   async createProducer(): Promise<TransportProducer> {
     return {
-      send: async (records) => this.append(records),
+      send: (records) => this.produce(records),
       close: async () => {},
     };
   }
 
-  /** Appends records and wakes the consumers of the partitions written. */
+  /**
+   * Appends records (written first, where the broker keeps its log on disk), then delivers them;
+   * resolves with the offset of the last record written to each partition.
+   */
+  protected produce(records: readonly OutgoingRecord[]): Promise<TopicPartitionOffset[]> {
+    try {
+      const allocated = this.#allocate(records);
+      const writing = this.write(allocated.map(({ record }) => record));
+      if (!writing) return Promise.resolve(this.#publish(allocated));
+      return writing.then(() => this.#publish(allocated));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Appends records and wakes the consumers of the partitions written (the memory broker, at once). */
   append(records: readonly OutgoingRecord[]): TopicPartitionOffset[] {
-    const written: IncomingRecord[] = [];
-    const touched = new Set<PartitionLog>();
+    return this.#publish(this.#allocate(records));
+  }
+
+  /** Gives each record its offset in its partition, in order. */
+  #allocate(records: readonly OutgoingRecord[]): Allocated[] {
+    const allocated: Allocated[] = [];
     let log: PartitionLog | undefined;
     let logTopic = '';
     let logPartition = -1;
+    let next = 0;
     for (const record of records) {
       // Batches mostly go to one partition: look the log up only when it changes.
       if (record.partition !== logPartition || record.topic !== logTopic) {
+        if (log) this.#nextOffset.set(log, next);
         log = this.#partitionLog(record.topic, record.partition, true);
-        touched.add(log);
+        next = this.#nextOffset.get(log) ?? log.end;
         logTopic = record.topic;
         logPartition = record.partition;
       }
       const stored: IncomingRecord = {
         topic: record.topic,
         partition: record.partition,
-        offset: log!.end,
+        offset: next++,
         key: record.key,
         value: record.value,
         timestamp: record.timestamp,
         headers: record.headers ?? emptyHeaders,
         decoded: record.decoded,
       };
-      log!.push(stored);
-      written.push(stored);
+      allocated.push({ log: log!, record: stored });
     }
-    for (const written of touched) this.#retain(written);
+    if (log) this.#nextOffset.set(log, next);
+    return allocated;
+  }
+
+  /** Puts allocated records into their logs, keeps each log within its limits, and wakes the consumers. */
+  #publish(allocated: readonly Allocated[]): TopicPartitionOffset[] {
+    const now = this.clock.now();
+    const touched = new Set<PartitionLog>();
+    const last = new Map<PartitionLog, IncomingRecord>();
+    for (const { log, record } of allocated) {
+      // Writes finish in the order they were given offsets; anything else would reorder a partition.
+      if (record.offset < log.end) throw new EddyError('TRANSPORT_FAILED', `${record.topic}[${record.partition}]: offset ${record.offset} written after ${log.end - 1}`);
+      log.push(record, now);
+      touched.add(log);
+      last.set(log, record);
+    }
+    for (const log of touched) this.#retain(log, now);
     for (const group of this.#groups.values()) {
       for (const member of group.members) member.wake();
     }
-    // The last offset written per partition; later runs of a partition overwrite earlier ones.
-    const last = new Map<string, TopicPartitionOffset>();
-    for (let index = 0; index < written.length; index++) {
-      const current = written[index]!;
-      const next = written[index + 1];
-      if (next && next.partition === current.partition && next.topic === current.topic) continue;
-      last.set(tpKey(current.topic, current.partition), { topic: current.topic, partition: current.partition, offset: current.offset });
-    }
-    return [...last.values()];
+    return [...last.values()].map(({ topic, partition, offset }) => ({ topic, partition, offset }));
   }
 
-  /** Compaction for compacted topics, the record limit for ordinary ones. */
-  #retain(log: PartitionLog): void {
+  /** Compaction for compacted topics, retention for ordinary ones; repartition topics are trimmed as committed. */
+  #retain(log: PartitionLog, now: number): void {
     const first = log.records[0];
     if (!first) return;
     const spec = this.#topics.get(first.topic)!.spec;
+    let dropped: number[];
     if (spec.compacted) {
-      if (log.records.length > Math.max(1_000, 2 * log.compactedSize)) log.compact();
-    } else if (this.#retentionRecords !== undefined && log.records.length > this.#retentionRecords) {
-      log.truncateBefore(log.end - this.#retentionRecords);
+      if (log.records.length <= Math.max(1_000, 2 * log.compactedSize)) return;
+      dropped = log.compact(this.#compaction, now);
+    } else if (spec.unlimitedRetention) {
+      return;
+    } else {
+      dropped = log.retain(this.#retention, now);
     }
+    if (dropped.length > 0) this.recordsDropped(first.topic, first.partition, dropped);
   }
 
   /**
@@ -248,7 +305,8 @@ export class MemoryTransport implements Transport {
    * repartition records every consumer has committed.
    */
   async deleteRecords({ topic, partition }: TopicPartition, offset: number): Promise<void> {
-    this.#topics.get(topic)?.partitions[partition]?.truncateBefore(offset);
+    const dropped = this.#topics.get(topic)?.partitions[partition]?.truncateBefore(offset) ?? [];
+    if (dropped.length > 0) this.recordsDropped(topic, partition, dropped);
   }
 
   #partitionLog(topic: string, partition: number, create: boolean): PartitionLog {
@@ -294,11 +352,7 @@ export class MemoryTransport implements Transport {
 
   async subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer> {
     for (const topic of topics) this.#partitionLog(topic, 0, true);
-    let group = this.#groups.get(groupId);
-    if (!group) {
-      group = { members: [], committed: new Map() };
-      this.#groups.set(groupId, group);
-    }
+    const group = this.#group(groupId);
     const member = new MemoryConsumer(this, group, topics, listener);
     group.members.push(member);
     await this.#rebalance(group);
@@ -345,6 +399,23 @@ export class MemoryTransport implements Transport {
 
   committedOffset(group: Group, topic: string, partition: number): number | undefined {
     return group.committed.get(tpKey(topic, partition));
+  }
+
+  /** Commits a group's offsets (kept durably first, where the broker keeps its log on disk); they never move backwards. */
+  async commitOffsets(group: Group, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    const forward = offsets.filter(({ topic, partition, offset }) => (group.committed.get(tpKey(topic, partition)) ?? -1) < offset);
+    if (forward.length === 0) return;
+    await this.writeCommitted(group.id, forward);
+    for (const { topic, partition, offset } of forward) {
+      const key = tpKey(topic, partition);
+      if ((group.committed.get(key) ?? -1) < offset) group.committed.set(key, offset);
+    }
+  }
+
+  #group(groupId: string): Group {
+    let group = this.#groups.get(groupId);
+    if (!group) this.#groups.set(groupId, (group = { id: groupId, members: [], committed: new Map() }));
+    return group;
   }
 }
 
@@ -465,12 +536,8 @@ class MemoryConsumer implements TransportConsumer {
     this.wake();
   }
 
-  async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    for (const { topic, partition, offset } of offsets) {
-      const key = tpKey(topic, partition);
-      // Committed offsets never move backwards.
-      if ((this.group.committed.get(key) ?? -1) < offset) this.group.committed.set(key, offset);
-    }
+  commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    return this.broker.commitOffsets(this.group, offsets);
   }
 
   async committed({ topic, partition }: TopicPartition): Promise<number | undefined> {

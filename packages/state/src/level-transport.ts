@@ -1,0 +1,396 @@
+import { join, resolve } from 'node:path';
+import { EddyError, MemoryTransport, type Clock, type Duration, type IncomingRecord, type RetentionOptions, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer, type ConsumerListener } from '@eddy/core';
+import { rootMessage } from './errors.js';
+import {
+  committedKey,
+  decodeOffset,
+  decodeRecord,
+  decodeTopic,
+  encodeOffset,
+  encodeRecord,
+  encodeTopic,
+  endKey,
+  LOG_FORMAT_KEY,
+  LOG_FORMAT_VALUE,
+  LOG_FORMAT_VERSION,
+  logLayoutViolation,
+  readPartitionKey,
+  recordKey,
+  TAG_COMMITTED,
+  TAG_END,
+  TAG_RECORD,
+  TAG_TOPIC,
+  tagRange,
+  topicKey,
+} from './log-layout.js';
+import { openDatabase, type DatabaseFormat, type LevelDatabase, type LevelTuning, type StateLogger } from './recovery.js';
+
+/**
+ * Options of {@link levelTransport}.
+ *
+ * @example
+ * ```ts
+ * const options: LevelTransportOptions = { dir: '/var/lib/sensors', sync: true, retention: { age: '1d' } };
+ * ```
+ */
+export interface LevelTransportOptions {
+  /**
+   * The directory; the log lives in `<dir>/@broker`, so `levelState` may be given the same dir
+   * (it keeps `<dir>/<app id>`). Created if missing; relative to the working directory.
+   */
+  readonly dir: string;
+  /**
+   * fsync every write, so that what a send acknowledged survives a machine crash too. Default
+   * false: acknowledged records survive a process crash (they are in the OS), not a power loss.
+   */
+  readonly sync?: boolean;
+  /**
+   * What each partition of an ordinary topic keeps. Default `{ age: '7d', bytes: 256 MiB }`, no
+   * limit on records. Changelogs are compacted and repartition topics trimmed once committed,
+   * whatever this says.
+   */
+  readonly retention?: RetentionOptions;
+  /** How long a compacted topic keeps a tombstone. Default `'1d'`. */
+  readonly tombstoneRetention?: Duration;
+  /** Partitions of topics created implicitly (by a send or a subscription). Default 1. */
+  readonly defaultPartitions?: number;
+  /** Records handed to a task per batch. Default 500. */
+  readonly maxBatchSize?: number;
+  /** Where warnings (a damaged log set aside) go; a pino logger fits. Default: the console. */
+  readonly logger?: StateLogger;
+  /** Damaged logs kept as `<dir>/@broker.corrupt-<n>`, newest first; 0 deletes them. Default 1. */
+  readonly keepCorruptCopies?: number;
+  /** Read every entry when the log opens, so that damage is found then. Default true. */
+  readonly verifyOnOpen?: boolean;
+  readonly leveldb?: LevelTuning;
+  /** The clock that retention by age reads. Default: the system clock. */
+  readonly clock?: Clock;
+}
+
+/** Kept per partition of an ordinary topic unless `retention` says otherwise. */
+const DEFAULT_RETENTION: RetentionOptions = { age: '7d', bytes: 256 * 1024 * 1024 };
+
+/** The log's folder under `dir`: a name no app id can take (ids are letters, digits, `.`, `_`, `-`). */
+const LOG_FOLDER = '@broker';
+
+type BatchOp = { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array } | { readonly type: 'del'; readonly key: Uint8Array };
+
+/**
+ * The embedded broker with its log on disk, in LevelDB: topics, partitions, consumer groups of the
+ * apps of this process, compacted changelogs, repartition records deleted once committed,
+ * timestamps and headers, as `memoryTransport()` — and every record and committed offset survives
+ * a restart. A send resolves once its records are written (with `sync`, flushed to disk);
+ * consumers see records only then. One process per dir: another fails at start with
+ * `TRANSPORT_LOCKED`. A damaged log is moved aside with a warning and the broker starts empty.
+ *
+ * @example
+ * ```ts
+ * import { createApp } from '@eddy/core';
+ * import { levelState, levelTransport } from '@eddy/state';
+ *
+ * const app = createApp({ id: 'svc', transport: levelTransport({ dir: '.eddy' }), state: levelState({ dir: '.eddy' }) });
+ * ```
+ */
+export function levelTransport(options: LevelTransportOptions): LevelTransport {
+  if (options === null || typeof options !== 'object') throw new TypeError(`levelTransport needs an options object with a dir, got ${String(options)}`);
+  if (typeof options.dir !== 'string' || options.dir.trim() === '') {
+    throw new TypeError(`levelTransport option dir must be a non-empty path, got ${JSON.stringify(options.dir)}`);
+  }
+  return new LevelTransport(options);
+}
+
+export class LevelTransport extends MemoryTransport {
+  override readonly kind: string = 'level';
+  /** Records travel as bytes: they are written to disk (and local tasks hand them over directly, as on Kafka). */
+  override readonly keepsValues: boolean = false;
+  /** A crash can come between a task's outputs and its offsets; transactions are not implemented here. */
+  override readonly exactlyOnce: boolean = false;
+  /** Where the log lives: `<dir>/@broker`. */
+  readonly location: string;
+  readonly #options: LevelTransportOptions;
+  readonly #logger: StateLogger;
+  #db: LevelDatabase | undefined;
+  #opening: Promise<LevelDatabase> | undefined;
+  /** Apps connected; the database closes when the last one closes. */
+  #users = 0;
+  /** Whether the log was read into memory (once: the in-memory log then stays the copy in use). */
+  #loaded = false;
+  #restoring = false;
+  readonly #topicIds = new Map<string, number>();
+  #nextTopicId = 1;
+  readonly #writer: GroupCommit;
+
+  constructor(options: LevelTransportOptions) {
+    super({ ...options, retention: { ...DEFAULT_RETENTION, ...options.retention } }, 'levelTransport');
+    this.#options = options;
+    this.location = join(resolve(options.dir), LOG_FOLDER);
+    this.#logger = options.logger ?? consoleLogger;
+    const keep = options.keepCorruptCopies ?? 1;
+    if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`levelTransport option keepCorruptCopies must be a non-negative integer, got ${String(keep)}`);
+    this.#writer = new GroupCommit(() => this.#db, options.sync === true);
+  }
+
+  /** Opens the log (reading it into memory the first time); each app that connects closes once. */
+  override async connect(): Promise<void> {
+    await this.#open();
+    this.#users++;
+  }
+
+  /** Writes what is pending; the last app to close closes the database (the data stays). */
+  override async close(): Promise<void> {
+    if (this.#users > 0) this.#users--;
+    if (this.#users > 0) return;
+    const opening = this.#opening;
+    this.#opening = undefined;
+    const db = await opening?.catch(() => undefined);
+    if (!db) return;
+    await this.#writer.idle();
+    this.#db = undefined;
+    await db.close();
+  }
+
+  override async ensureTopics(specs: readonly TopicSpec[]): Promise<void> {
+    await this.#open();
+    await super.ensureTopics(specs);
+  }
+
+  override async partitionCount(topic: string): Promise<number | undefined> {
+    await this.#open();
+    return super.partitionCount(topic);
+  }
+
+  override async createProducer(): Promise<TransportProducer> {
+    await this.#open();
+    return super.createProducer();
+  }
+
+  override async subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer> {
+    await this.#open();
+    return super.subscribe(groupId, topics, listener);
+  }
+
+  override async endOffset(partition: TopicPartition): Promise<number> {
+    await this.#open();
+    return super.endOffset(partition);
+  }
+
+  /** The memory broker's synchronous append skips the disk: here records go through a producer. */
+  override append(): TopicPartitionOffset[] {
+    throw new EddyError('TRANSPORT_FAILED', 'levelTransport: append() is the memory broker’s; send records through a producer (or app.send)');
+  }
+
+  // --- the log on disk -----------------------------------------------------------------------
+
+  protected override write(records: readonly IncomingRecord[]): Promise<void> {
+    const now = this.clock.now();
+    const ops: BatchOp[] = [];
+    const ends = new Map<string, { topicId: number; partition: number; end: number }>();
+    for (const record of records) {
+      const topicId = this.#topicId(record.topic);
+      ops.push({ type: 'put', key: recordKey(topicId, record.partition, record.offset), value: encodeRecord(record, now) });
+      const end = ends.get(`${record.topic}\u0000${record.partition}`);
+      if (end) end.end = record.offset + 1;
+      else ends.set(`${record.topic}\u0000${record.partition}`, { topicId, partition: record.partition, end: record.offset + 1 });
+    }
+    for (const { topicId, partition, end } of ends.values()) ops.push({ type: 'put', key: endKey(topicId, partition), value: encodeOffset(end) });
+    return this.#writer.write(ops);
+  }
+
+  protected override writeCommitted(groupId: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    return this.#writer.write(offsets.map(({ topic, partition, offset }) => ({ type: 'put', key: committedKey(this.#topicId(topic), partition, groupId), value: encodeOffset(offset) })));
+  }
+
+  protected override topicCreated(spec: TopicSpec): void {
+    if (this.#restoring) return;
+    const id = this.#nextTopicId++;
+    this.#topicIds.set(spec.name, id);
+    // Ahead of the topic's first records in the same queue; a failure is logged (and the records' own write fails too).
+    this.#writer.write([{ type: 'put', key: topicKey(spec.name), value: encodeTopic({ id, spec }) }]).catch((error: unknown) => {
+      this.#logger.warn({ location: this.location, topic: spec.name, error: rootMessage(error) }, 'writing a topic to the Eddy broker log failed');
+    });
+  }
+
+  protected override recordsDropped(topic: string, partition: number, offsets: readonly number[]): void {
+    const topicId = this.#topicId(topic);
+    // Best effort: records that stay on disk are dropped again when the log is next read.
+    this.#writer.write(offsets.map((offset) => ({ type: 'del', key: recordKey(topicId, partition, offset) }))).catch((error: unknown) => {
+      this.#logger.warn({ location: this.location, topic, partition, error: rootMessage(error) }, 'deleting records from the Eddy broker log failed');
+    });
+  }
+
+  #topicId(topic: string): number {
+    const id = this.#topicIds.get(topic);
+    if (id === undefined) throw new EddyError('TRANSPORT_FAILED', `levelTransport: topic ${topic} has no id (it was never created)`);
+    return id;
+  }
+
+  #open(): Promise<LevelDatabase> {
+    this.#opening ??= (async () => {
+      const db = await openDatabase({
+        location: this.location,
+        logger: this.#logger,
+        keepCorruptCopies: this.#options.keepCorruptCopies ?? 1,
+        verifyOnOpen: this.#options.verifyOnOpen ?? true,
+        tuning: { ...this.#options.leveldb },
+        format: brokerLogFormat,
+      });
+      this.#db = db;
+      if (!this.#loaded) {
+        try {
+          await this.#load(db);
+        } catch (error) {
+          this.#db = undefined;
+          await db.close().catch(() => undefined);
+          throw new EddyError('TRANSPORT_FAILED', `reading the Eddy broker log at ${this.location} failed: ${rootMessage(error)}`, { cause: error });
+        }
+        this.#loaded = true;
+      }
+      return db;
+    })();
+    const opening = this.#opening;
+    opening.catch(() => {
+      if (this.#opening === opening) this.#opening = undefined;
+    });
+    return opening;
+  }
+
+  /** Reads the whole log into the in-memory broker: topics, records, ends, committed offsets. */
+  async #load(db: LevelDatabase): Promise<void> {
+    this.#restoring = true;
+    try {
+      const names = new Map<number, string>();
+      for (const [, value] of await entries(db, TAG_TOPIC)) {
+        const { id, spec } = decodeTopic(value);
+        names.set(id, spec.name);
+        this.#topicIds.set(spec.name, id);
+        this.#nextTopicId = Math.max(this.#nextTopicId, id + 1);
+        this.createTopic(spec);
+      }
+      const ends = new Map<string, number>();
+      for (const [key, value] of await entries(db, TAG_END)) {
+        const { topicId, partition } = readPartitionKey(key);
+        ends.set(`${topicId}/${partition}`, decodeOffset(value));
+      }
+      let records = 0;
+      const iterator = db.iterator({ ...tagRange(TAG_RECORD), fillCache: false });
+      try {
+        let current: { topicId: number; partition: number; records: IncomingRecord[]; writtenAt: number[] } | undefined;
+        const restore = () => {
+          if (!current) return;
+          const name = names.get(current.topicId);
+          if (name !== undefined) this.restorePartition(name, current.partition, current.records, current.writtenAt, ends.get(`${current.topicId}/${current.partition}`) ?? 0);
+          ends.delete(`${current.topicId}/${current.partition}`);
+        };
+        for (;;) {
+          const batch = await iterator.nextv(10_000);
+          if (batch.length === 0) break;
+          for (const [key, value] of batch) {
+            const { topicId, partition, rest } = readPartitionKey(key);
+            if (!current || current.topicId !== topicId || current.partition !== partition) {
+              restore();
+              current = { topicId, partition, records: [], writtenAt: [] };
+            }
+            const name = names.get(topicId) ?? '';
+            const { record, writtenAt } = decodeRecord(name, partition, Number(rest.readBigUInt64BE(0)), value);
+            current.records.push(record);
+            current.writtenAt.push(writtenAt);
+            records++;
+          }
+        }
+        restore();
+      } finally {
+        await iterator.close();
+      }
+      // Partitions whose records have all gone keep their end.
+      for (const [key, end] of ends) {
+        const [topicId, partition] = key.split('/').map(Number) as [number, number];
+        const name = names.get(topicId);
+        if (name !== undefined) this.restorePartition(name, partition, [], [], end);
+      }
+      for (const [key, value] of await entries(db, TAG_COMMITTED)) {
+        const { topicId, partition, rest } = readPartitionKey(key);
+        const name = names.get(topicId);
+        if (name !== undefined) this.restoreCommitted(rest.toString('utf8'), name, partition, decodeOffset(value));
+      }
+      if (records > 0) this.#logger.info({ location: this.location, topics: names.size, records }, 'Eddy broker log read');
+    } finally {
+      this.#restoring = false;
+    }
+  }
+}
+
+/** Every entry of one tag (small ranges: topics, ends, committed offsets). */
+async function entries(db: LevelDatabase, tag: number): Promise<Array<[Uint8Array, Uint8Array]>> {
+  return (await db.iterator(tagRange(tag)).all()) as Array<[Uint8Array, Uint8Array]>;
+}
+
+/**
+ * Writes to the log in as few batches as it can: what is asked for while a batch is being written
+ * goes into the next one, together (a group commit). Batches are written one at a time, in the
+ * order asked, so records reach the disk in offset order.
+ */
+class GroupCommit {
+  readonly #db: () => LevelDatabase | undefined;
+  readonly #sync: boolean;
+  #pending: Array<{ readonly ops: readonly BatchOp[]; readonly resolve: () => void; readonly reject: (error: unknown) => void }> = [];
+  #running: Promise<void> | undefined;
+
+  constructor(db: () => LevelDatabase | undefined, sync: boolean) {
+    this.#db = db;
+    this.#sync = sync;
+  }
+
+  write(ops: readonly BatchOp[]): Promise<void> {
+    if (ops.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ ops, resolve, reject });
+      this.#running ??= this.#run();
+    });
+  }
+
+  /** Resolves once everything asked so far is written (or failed). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  async #run(): Promise<void> {
+    // What else is asked for in this turn joins the first batch.
+    await Promise.resolve();
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending;
+        this.#pending = [];
+        const db = this.#db();
+        try {
+          if (!db) throw new EddyError('TRANSPORT_FAILED', 'the Eddy broker log is closed');
+          await db.batch(batch.flatMap((entry) => entry.ops) as Array<{ type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array }>, { sync: this.#sync });
+          for (const entry of batch) entry.resolve();
+        } catch (error) {
+          const failure = error instanceof EddyError ? error : new EddyError('TRANSPORT_FAILED', `writing to the Eddy broker log failed: ${rootMessage(error)}`, { cause: error, retriable: true });
+          for (const entry of batch) entry.reject(failure);
+        }
+      }
+    } finally {
+      this.#running = undefined;
+    }
+  }
+}
+
+const brokerLogFormat: DatabaseFormat = {
+  markerKey: LOG_FORMAT_KEY,
+  markerValue: LOG_FORMAT_VALUE,
+  version: LOG_FORMAT_VERSION,
+  violation: logLayoutViolation,
+  name: 'Eddy broker log',
+  consequence: 'its topics start empty (records and committed offsets of the damaged copy are not used)',
+  locked: (location, cause) =>
+    new EddyError('TRANSPORT_LOCKED', `the Eddy broker log at ${location} is in use by another process (or another levelTransport of this one): ${rootMessage(cause)}`, {
+      cause,
+      retriable: true,
+    }),
+};
+
+const consoleLogger: StateLogger = {
+  warn: (fields, message) => console.warn(`[eddy/broker] ${message}`, fields),
+  info: () => undefined,
+};

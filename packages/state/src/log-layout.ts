@@ -1,0 +1,182 @@
+/**
+ * How the durable embedded broker (levelTransport) lays its log out in LevelDB. One byte tags
+ * each kind of entry; numbers are big-endian so that a partition's records sort by offset.
+ *
+ * - `00 "broker-format"` → the format version.
+ * - `01 <topic name>` → the topic (JSON: its id, partitions, compaction, retention).
+ * - `02 <topic id u32> <partition u32>` → the partition's end offset (u64), kept when records go.
+ * - `03 <topic id u32> <partition u32> <offset u64>` → a record (see {@link encodeRecord}).
+ * - `04 <topic id u32> <partition u32> <group id>` → a group's committed offset (u64).
+ */
+import { Buffer } from 'node:buffer';
+import type { Headers, IncomingRecord, TopicSpec } from '@eddy/core';
+
+export const LOG_FORMAT_VERSION = '1';
+const TAG_META = 0x00;
+export const TAG_TOPIC = 0x01;
+export const TAG_END = 0x02;
+export const TAG_RECORD = 0x03;
+export const TAG_COMMITTED = 0x04;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export const LOG_FORMAT_KEY = Uint8Array.of(TAG_META, ...encoder.encode('broker-format'));
+export const LOG_FORMAT_VALUE = encoder.encode(LOG_FORMAT_VERSION);
+
+/** A topic as the log keeps it: its spec and the id its keys use. */
+export interface StoredTopic {
+  readonly id: number;
+  readonly spec: TopicSpec;
+}
+
+/** The first key of a tag's range, and the first after it. */
+export const tagRange = (tag: number) => ({ gte: Uint8Array.of(tag), lt: Uint8Array.of(tag + 1) });
+
+export const topicKey = (name: string): Uint8Array => Uint8Array.of(TAG_TOPIC, ...encoder.encode(name));
+export const encodeTopic = (topic: StoredTopic): Uint8Array => encoder.encode(JSON.stringify(topic));
+export function decodeTopic(value: Uint8Array): StoredTopic {
+  const topic = JSON.parse(decoder.decode(value)) as StoredTopic;
+  if (!Number.isInteger(topic.id) || typeof topic.spec?.name !== 'string' || !Number.isInteger(topic.spec.partitions)) throw new Error('not a topic');
+  return topic;
+}
+
+function partitionKey(tag: number, topicId: number, partition: number, extra: number): Buffer {
+  const key = Buffer.allocUnsafe(9 + extra);
+  key[0] = tag;
+  key.writeUInt32BE(topicId, 1);
+  key.writeUInt32BE(partition, 5);
+  return key;
+}
+
+export const endKey = (topicId: number, partition: number): Uint8Array => partitionKey(TAG_END, topicId, partition, 0);
+
+export function recordKey(topicId: number, partition: number, offset: number): Uint8Array {
+  const key = partitionKey(TAG_RECORD, topicId, partition, 8);
+  key.writeBigUInt64BE(BigInt(offset), 9);
+  return key;
+}
+
+/** The keys of a partition's records from `from` (inclusive) to `to` (exclusive). */
+export const recordRange = (topicId: number, partition: number, from: number, to: number) => ({ gte: recordKey(topicId, partition, from), lt: recordKey(topicId, partition, to) });
+
+export function committedKey(topicId: number, partition: number, groupId: string): Uint8Array {
+  const group = encoder.encode(groupId);
+  const key = partitionKey(TAG_COMMITTED, topicId, partition, group.length);
+  key.set(group, 9);
+  return key;
+}
+
+/** The topic id and partition of an end, record or committed key, and what follows them. */
+export function readPartitionKey(key: Uint8Array): { topicId: number; partition: number; rest: Buffer } {
+  const view = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  return { topicId: view.readUInt32BE(1), partition: view.readUInt32BE(5), rest: view.subarray(9) };
+}
+
+export function encodeOffset(offset: number): Uint8Array {
+  const bytes = Buffer.allocUnsafe(8);
+  bytes.writeBigUInt64BE(BigInt(offset));
+  return bytes;
+}
+
+export function decodeOffset(bytes: Uint8Array): number {
+  if (bytes.length !== 8) throw new Error(`an offset of ${bytes.length} bytes`);
+  return Number(Buffer.from(bytes.buffer, bytes.byteOffset, 8).readBigUInt64BE());
+}
+
+/**
+ * A record's value in the log: when it was written (ms), its timestamp, key, value and headers.
+ * Lengths are u32 with 0xffffffff for null.
+ */
+export function encodeRecord(record: IncomingRecord, writtenAt: number): Uint8Array {
+  const headers = Object.entries(record.headers).map(([name, value]) => [Buffer.from(name), Buffer.from(value)] as const);
+  let size = 8 + 8 + 4 + (record.key?.byteLength ?? 0) + 4 + (record.value?.byteLength ?? 0) + 2;
+  for (const [name, value] of headers) size += 2 + name.length + 4 + value.length;
+  const bytes = Buffer.allocUnsafe(size);
+  let at = bytes.writeDoubleBE(writtenAt, 0);
+  at = bytes.writeDoubleBE(record.timestamp, at);
+  at = writeBytes(bytes, at, record.key);
+  at = writeBytes(bytes, at, record.value);
+  at = bytes.writeUInt16BE(headers.length, at);
+  for (const [name, value] of headers) {
+    at = bytes.writeUInt16BE(name.length, at);
+    at += name.copy(bytes, at);
+    at = bytes.writeUInt32BE(value.length, at);
+    at += value.copy(bytes, at);
+  }
+  return bytes;
+}
+
+function writeBytes(target: Buffer, at: number, bytes: Uint8Array | null): number {
+  if (bytes === null) return target.writeUInt32BE(0xffffffff, at);
+  at = target.writeUInt32BE(bytes.byteLength, at);
+  target.set(bytes, at);
+  return at + bytes.byteLength;
+}
+
+/** A record back from the log, as consumers get it, and when it was written. */
+export function decodeRecord(topic: string, partition: number, offset: number, value: Uint8Array): { record: IncomingRecord; writtenAt: number } {
+  const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  let at = 0;
+  const writtenAt = bytes.readDoubleBE(at);
+  at += 8;
+  const timestamp = bytes.readDoubleBE(at);
+  at += 8;
+  const readBytes = (): Uint8Array | null => {
+    const length = bytes.readUInt32BE(at);
+    at += 4;
+    if (length === 0xffffffff) return null;
+    if (at + length > bytes.length) throw new Error('a field runs past the record');
+    // A copy: the record outlives the read buffer, and consumers get plain Uint8Arrays.
+    const field = new Uint8Array(bytes.subarray(at, at + length));
+    at += length;
+    return field;
+  };
+  const key = readBytes();
+  const payload = readBytes();
+  const count = bytes.readUInt16BE(at);
+  at += 2;
+  const headers: Record<string, string> = {};
+  for (let index = 0; index < count; index++) {
+    const nameLength = bytes.readUInt16BE(at);
+    at += 2;
+    const name = bytes.toString('utf8', at, at + nameLength);
+    at += nameLength;
+    const valueLength = bytes.readUInt32BE(at);
+    at += 4;
+    headers[name] = bytes.toString('utf8', at, at + valueLength);
+    at += valueLength;
+  }
+  if (at !== bytes.length) throw new Error('bytes left after the record');
+  return { record: { topic, partition, offset, key, value: payload, timestamp, headers: headers as Headers }, writtenAt };
+}
+
+/** Why an entry does not fit the broker log's layout (damage), or undefined. */
+export function logLayoutViolation(key: Uint8Array, value: Uint8Array): string | undefined {
+  try {
+    switch (key[0]) {
+      case TAG_META:
+        return Buffer.from(key).equals(Buffer.from(LOG_FORMAT_KEY)) ? undefined : 'an unknown meta key';
+      case TAG_TOPIC:
+        decodeTopic(value);
+        return undefined;
+      case TAG_END:
+        if (key.length !== 9) return 'an end key of the wrong size';
+        decodeOffset(value);
+        return undefined;
+      case TAG_RECORD: {
+        if (key.length !== 17) return 'a record key of the wrong size';
+        decodeRecord('', 0, 0, value);
+        return undefined;
+      }
+      case TAG_COMMITTED:
+        if (key.length < 9) return 'a committed-offset key too short';
+        decodeOffset(value);
+        return undefined;
+      default:
+        return `a key with unknown tag ${key[0]}`;
+    }
+  } catch (error) {
+    return `an entry that does not decode (${(error as Error).message})`;
+  }
+}
