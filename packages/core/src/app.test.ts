@@ -136,6 +136,33 @@ describe('tables and app.store()', () => {
   });
 });
 
+describe('input from the host', () => {
+  it('sendBatch writes many records in one call, with their keys, timestamps and headers, partitioned as send does', async () => {
+    const app = createApp({ id: 'batch', idleTimeout: false });
+    app.from<Reading>('in').keyBy((r) => r.sensor).count({ name: 'counts' });
+    const driver = await TestDriver.start(app, { partitions: 3 });
+    const records = Array.from({ length: 30 }, (_, i) => ({ value: reading(`s${i % 5}`, i, i * 10), key: `s${i % 5}`, timestamp: i * 10, headers: { n: String(i) } }));
+    await app.sendBatch('in', records);
+    await app.send('in', reading('s0', 99, 500), { key: 's0', timestamp: 500 });
+    await app.sendBatch('in', []);
+    await driver.advanceTime(0);
+    const stored = driver.transport.records('in');
+    expect(stored).toHaveLength(31);
+    for (const record of stored.filter((each) => each.headers['n'] !== undefined)) {
+      const i = Number(record.headers['n']);
+      expect([new TextDecoder().decode(record.key!), record.timestamp]).toEqual([`s${i % 5}`, i * 10]);
+    }
+    // One key, one partition, whichever way it came in.
+    expect(new Set(stored.filter((record) => new TextDecoder().decode(record.key!) === 's0').map((record) => record.partition)).size).toBe(1);
+    expect(await app.store('counts').get('s0')).toBe(7);
+    await expect(app.sendBatch('in', [{ value: reading('s1', 1, 1), timestamp: Number.NaN }])).rejects.toThrow(/timestamp must be a finite number, got NaN/);
+    await expect(app.sendBatch('in', 'nope' as never)).rejects.toThrow(/expected an array/);
+    await driver.stop();
+    await expect(app.sendBatch('in', records)).rejects.toMatchObject({ code: 'APP_STOPPED' });
+    await expect(app.send('in', reading('s1', 1, 1))).rejects.toMatchObject({ code: 'APP_STOPPED' });
+  });
+});
+
 describe('the embedded broker', () => {
   it('lets a restarted app resume from its committed offsets and restore its windows from the changelog', async () => {
     const transport = memoryTransport();

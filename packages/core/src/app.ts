@@ -16,7 +16,19 @@ import { checkSerde, defaultKeySerde, json, type Serde } from './serde.js';
 import type { StateBackend } from './state/backend.js';
 import { memoryState } from './state/memory.js';
 import { memoryTransport } from './transport/memory.js';
-import type { CaughtUp, Headers, TopicPartition, TopicPartitionOffset, TransactionalProducer, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
+import type { CaughtUp, Headers, OutgoingRecord, TopicPartition, TopicPartitionOffset, TransactionalProducer, Transport, TransportConsumer, TransportProducer } from './transport/types.js';
+
+/** How the host's records reach one topic (see `App.send`). */
+interface HostRoute {
+  readonly topic: string;
+  readonly partitions: number;
+  readonly keySerde: Serde<unknown>;
+  readonly valueSerde: Serde<unknown>;
+  readonly producer: TransportProducer;
+}
+
+const nothing = (): void => undefined;
+const emptyHeaders: Headers = Object.freeze({});
 
 const isTransactional = (producer: TransportProducer): producer is TransactionalProducer =>
   typeof (producer as Partial<TransactionalProducer>).begin === 'function' && typeof (producer as Partial<TransactionalProducer>).sendOffsets === 'function';
@@ -264,7 +276,8 @@ export class App {
       await this.#transport.connect();
       await this.#createTopics(topology);
       await Promise.all(this.#batchHandlers().map((handler) => handler.start()));
-      this.#producer = await this.#transport.createProducer();
+      // A producer that `send()` opened before start serves the app too.
+      this.#producer ??= await this.#transport.createProducer();
       const topics = topology.subTopologies.flatMap((sub) => sub.sources.map((source) => source.topic));
       this.#nextCommitAt = this.#clock.now() + this.#commitIntervalMs;
       this.#open = true;
@@ -358,31 +371,85 @@ export class App {
 
   /**
    * Produces a record from the host service (JSON value unless the topic's source says otherwise;
-   * a Uint8Array is sent as raw bytes).
+   * a Uint8Array is sent as raw bytes). Resolves once the transport has it (on `levelTransport`,
+   * written to disk; on Kafka, acknowledged).
    * @example
    * await app.send('readings', { sensor: 's1', value: 20.5, ts: Date.now() }, { key: 's1' });
    */
-  async send(topic: string, value: unknown, options: SendOptions = {}): Promise<void> {
-    if (['stopping', 'stopped', 'failed'].includes(this.#life.state)) throw new EddyError('APP_STOPPED', `send: app ${this.id} is ${this.#life.state}`);
-    await this.produceTo(topic, value, options);
+  send(topic: string, value: unknown, options: SendOptions = {}): Promise<void> {
+    const stopped = this.#stoppedForSends('send');
+    if (stopped) return Promise.reject(stopped);
+    return this.produceTo(topic, value, options);
+  }
+
+  /**
+   * Produces many records to one topic in one write: the cheapest way in for a host that has
+   * records at hand (a request body, a file, a queue it drains).
+   * @example
+   * await app.sendBatch('readings', events.map((event) => ({ value: event, key: event.sensor, timestamp: event.ts })));
+   */
+  sendBatch(topic: string, records: ReadonlyArray<SendOptions & { value: unknown }>): Promise<void> {
+    const stopped = this.#stoppedForSends('sendBatch');
+    if (stopped) return Promise.reject(stopped);
+    if (!Array.isArray(records)) return Promise.reject(new ConfigError(`sendBatch: expected an array of { value, key?, timestamp?, headers? }, got ${typeof records}`));
+    return this.#produce(topic, records, 'sendBatch');
   }
 
   /** @internal Shared by `send` and the TestDriver. */
-  async produceTo(topic: string, value: unknown, options: SendOptions): Promise<void> {
-    if (typeof topic !== 'string' || topic.length === 0) throw new ConfigError(`send: invalid topic ${JSON.stringify(topic)}`);
-    const timestamp = options.timestamp ?? this.#clock.now();
-    if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) throw new ConfigError(`send: timestamp must be a finite number, got ${String(timestamp)}`);
+  produceTo(topic: string, value: unknown, options: SendOptions): Promise<void> {
+    const route = this.#routes.get(topic);
+    // The usual case, once a topic has been written to: no await before the producer's own.
+    if (route) {
+      try {
+        return route.producer.send([this.#outgoing(route, value, options, 'send')]).then(nothing);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.#produce(topic, [{ ...options, value }], 'send');
+  }
+
+  async #produce(topic: string, records: ReadonlyArray<SendOptions & { value: unknown }>, what: string): Promise<void> {
+    const route = this.#routes.get(topic) ?? (await this.#route(topic, what));
+    if (records.length === 0) return;
+    await route.producer.send(records.map((record) => this.#outgoing(route, record.value, record, what)));
+  }
+
+  /** How the host's records for `topic` are written: its source's serdes, its partitions, the producer. */
+  async #route(topic: string, what: string): Promise<HostRoute> {
+    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`${what}: invalid topic ${JSON.stringify(topic)}`);
     const source = this.#graph.nodes.find((node) => node.kind === 'source' && node.topic === topic);
-    const valueSerde = source?.kind === 'source' ? source.valueSerde : json();
-    const keySerde = source?.kind === 'source' ? source.keySerde : defaultKeySerde;
-    const key = options.key === undefined || options.key === null ? null : options.key instanceof Uint8Array ? options.key : keySerde.serialize(options.key);
-    const bytes = value === null || value === undefined ? null : value instanceof Uint8Array ? value : valueSerde.serialize(value);
     const partitions = await this.#partitionCount(topic);
-    const partition = key ? partitionForKey(key, partitions) : this.#roundRobin++ % partitions;
     this.#producer ??= await this.#transport.createProducer();
-    await this.#producer.send([{ topic, partition, key, value: bytes, timestamp, headers: (options.headers ?? {}) as Headers }]);
+    const route: HostRoute = {
+      topic,
+      partitions,
+      keySerde: source?.kind === 'source' ? source.keySerde : defaultKeySerde,
+      valueSerde: source?.kind === 'source' ? source.valueSerde : json(),
+      producer: this.#producer,
+    };
+    this.#routes.set(topic, route);
+    return route;
+  }
+  /** Per topic the host writes, how (see `#route`). */
+  readonly #routes = new Map<string, HostRoute>();
+
+  #outgoing(route: HostRoute, value: unknown, options: SendOptions, what: string): OutgoingRecord {
+    const timestamp = options.timestamp ?? this.#clock.now();
+    if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) throw new ConfigError(`${what}: timestamp must be a finite number, got ${String(timestamp)}`);
+    const key = options.key === undefined || options.key === null ? null : options.key instanceof Uint8Array ? options.key : route.keySerde.serialize(options.key);
+    const bytes = value === null || value === undefined ? null : value instanceof Uint8Array ? value : route.valueSerde.serialize(value);
+    const partition = key ? partitionForKey(key, route.partitions) : this.#roundRobin++ % route.partitions;
+    return { topic: route.topic, partition, key, value: bytes, timestamp, headers: (options.headers ?? emptyHeaders) as Headers };
   }
   #roundRobin = 0;
+
+  /** Why the host may not send any more, if it may not. */
+  #stoppedForSends(what: string): EddyError | undefined {
+    const state = this.#life.state;
+    if (state === 'stopping' || state === 'stopped' || state === 'failed') return new EddyError('APP_STOPPED', `${what}: app ${this.id} is ${state}`);
+    return undefined;
+  }
 
   /**
    * Reads a state store from the host service: a table's value per key, or a window store's open
