@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { memoryTransport, silentLogger } from '@eddy/core';
 import { startService, type PageView } from './service.js';
+import { startServiceProcess } from './service-process.js';
 
 const directories: string[] = [];
 afterAll(async () => Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true }))));
@@ -59,5 +60,42 @@ describe('the embedded service', () => {
     expect(notReady.status).toBe(503);
     expect(await notReady.json()).toEqual({ status: 'failed', reasons: ['the app is stopped'] });
     await service.stop();
+  });
+});
+
+describe('the embedded service as a process', () => {
+  it('keeps every accepted event across a SIGTERM and a SIGKILL, with its state and open windows', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'eddy-service-process-'));
+    directories.push(stateDir);
+    let service = await startServiceProcess(stateDir);
+    const post = async (body: unknown) => (await fetch(`${service.url}/events`, { method: 'POST', body: JSON.stringify(body) })).status;
+    const stats = async (page: string) => (await (await fetch(`${service.url}/stats/${encodeURIComponent(page)}`)).json()) as { views: number };
+    const settled = async (page: string, views: number) => until(async () => (await stats(page)).views === views);
+    try {
+      expect(await post([
+        { page: '/home', user: 'ann', durationMs: 100, ts: 1_000 },
+        { page: '/home', user: 'bob', durationMs: 200, ts: 2_000 },
+        { page: '/docs', user: 'ann', durationMs: 300, ts: 3_000 },
+      ])).toBe(202);
+      await settled('/home', 2);
+
+      expect(await service.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+      service = await startServiceProcess(stateDir);
+      expect(await stats('/home')).toMatchObject({ views: 2, users: { ann: 1, bob: 1 } });
+      // Its stores came back from their local checkpoint: nothing to read from the changelog.
+      expect(await (await fetch(`${service.url}/metrics`)).text()).toMatch(/^eddy_restored_records_total\{[^}]*\} 0$/m);
+
+      // Accepted, then killed before anything was committed: the event is on disk, and counted after the restart.
+      expect(await post({ page: '/home', user: 'cat', durationMs: 400, ts: 4_000 })).toBe(202);
+      expect((await service.stop('SIGKILL')).signal).toBe('SIGKILL');
+      service = await startServiceProcess(stateDir);
+      await settled('/home', 3);
+      expect(await stats('/home')).toMatchObject({ views: 3, totalDurationMs: 700, users: { ann: 1, bob: 1, cat: 1 } });
+      // The open one-minute window survived both stops.
+      expect(await (await fetch(`${service.url}/windows/%2Fhome`)).json()).toEqual([{ start: 0, end: 60_000, value: 3 }]);
+      expect(service.stderr()).toBe('');
+    } finally {
+      await service.stop('SIGTERM');
+    }
   });
 });

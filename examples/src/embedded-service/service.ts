@@ -1,12 +1,14 @@
 /**
- * An existing-style Node HTTP service with Eddy embedded: POST /events feeds a pipeline through
- * `app.send()`, GET /stats/:key serves the live per-key aggregates from `app.store()`, GET
- * /windows/:key the open one-minute windows, GET /ready answers 200 only while `app.health()` is
- * ok (a readiness probe), and an app that stops on its own is reported (`app.on('error')`).
+ * An existing-style Node HTTP service with Eddy embedded, and no Kafka: POST /events feeds a
+ * pipeline through `app.sendBatch()` (202 once the events are on disk), GET /stats/:key serves the
+ * live per-key aggregates from `app.store()`, GET /windows/:key the open one-minute windows, GET
+ * /ready answers 200 only while `app.health()` is ok (a readiness probe), and an app that stops on
+ * its own is reported (`app.on('error')`). The log and the state live under one directory
+ * (`levelTransport` + `levelState`): a restart, even after a kill, picks up where it stopped.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createApp, type App, type AppOptions } from '@eddy/core';
-import { levelState } from '@eddy/state';
+import { levelState, levelTransport } from '@eddy/state';
 
 /** What clients post. */
 export interface PageView {
@@ -76,7 +78,12 @@ function reply(response: ServerResponse, status: number, body: unknown): void {
 
 /** Starts the app, then the HTTP server. */
 export async function startService(options: ServiceOptions): Promise<RunningService> {
-  const app = createApp({ id: 'page-stats-service', state: levelState({ dir: options.stateDir }), ...options.app });
+  const app = createApp({
+    id: 'page-stats-service',
+    transport: levelTransport({ dir: options.stateDir }),
+    state: levelState({ dir: options.stateDir }),
+    ...options.app,
+  });
   declarePipeline(app);
   // The pipeline stopped on its own: /ready says so from now on, and the operator learns why.
   app.on('error', (error) => process.stderr.write(`page stats pipeline failed (${error.code}): ${error.message}\n`));
@@ -94,8 +101,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
           reply(response, 400, { error: `invalid JSON: ${(error as Error).message}` });
           return;
         }
-        const events = Array.isArray(body) ? body : [body];
-        for (const event of events as PageView[]) await app.send('page-views', event, { key: event?.page, timestamp: event?.ts });
+        const events = (Array.isArray(body) ? body : [body]) as PageView[];
+        // One write for the request: all of it is on disk when the client hears 202, or none was promised.
+        await app.sendBatch('page-views', events.map((event) => ({ value: event, key: event?.page, timestamp: event?.ts })));
         reply(response, 202, { accepted: events.length });
       } else if (request.method === 'GET' && resource === 'stats' && key) {
         const stats = await app.store('page-stats').get(decodeURIComponent(key));
