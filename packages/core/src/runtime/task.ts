@@ -151,7 +151,7 @@ export class Task implements TaskContext {
   /** Local hand-off: per internal topic, the task of this partition that takes its records directly. */
   readonly #handOffTargets = new Map<string, Task>();
   /** Records handed off during the current batch, per target task. */
-  #handedOff = new Map<Task, { topic: string; records: HandedOff[] }>();
+  #handedOff: Array<{ readonly target: Task; readonly topic: string; readonly records: HandedOff[] }> = [];
   /** Per topic, the offset of the last record this task wrote to its partition of it. */
   readonly #lastWritten = new Map<string, number>();
   #processing = false;
@@ -403,19 +403,20 @@ export class Task implements TaskContext {
     if (!this.#processing || partition !== this.partition) return false;
     const target = this.#handOffTargets.get(topic);
     if (!target) return false;
-    let batch = this.#handedOff.get(target);
-    if (!batch) this.#handedOff.set(target, (batch = { topic, records: [] }));
-    batch.records.push({ type: 'record', key, value, timestamp, origin: upstream, replaySource: source, replayOffset: offset, replayIndex: index });
+    // In the order written, as runs of one topic: the reading task meets the records of two
+    // topics interleaved as they were written, as through the topics themselves.
+    let run = this.#handedOff[this.#handedOff.length - 1];
+    if (!run || run.topic !== topic) this.#handedOff.push((run = { target, topic, records: [] }));
+    run.records.push({ type: 'record', key, value, timestamp, origin: upstream, replaySource: source, replayOffset: offset, replayIndex: index });
     this.metrics.recordsHandedOff++;
     return true;
   }
 
-  /** The records handed off during the last batch, per target; clears them. */
-  takeHandOffs(): Array<{ target: Task; topic: string; records: readonly HandedOff[] }> {
-    if (this.#handedOff.size === 0) return [];
-    const batches = [...this.#handedOff].map(([target, { topic, records }]) => ({ target, topic, records }));
-    this.#handedOff = new Map();
-    return batches;
+  /** The records handed off during the last batch, in runs of one topic, in the order written; clears them. */
+  takeHandOffs(): ReadonlyArray<{ readonly target: Task; readonly topic: string; readonly records: readonly HandedOff[] }> {
+    const runs = this.#handedOff;
+    if (runs.length > 0) this.#handedOff = [];
+    return runs;
   }
 
   handOffTarget(topic: string): Task | undefined {
