@@ -9,6 +9,7 @@ import { isBatchHandler, type WindowBatchHandler } from './handler.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { partitionForKey } from './murmur2.js';
 import { CacheBudget } from './runtime/cache.js';
+import { HostSends } from './runtime/host-sends.js';
 import { Lifecycle, type AppEvents, type AppState } from './runtime/lifecycle.js';
 import { Metrics, type MetricsSnapshot } from './runtime/metrics.js';
 import { Task, type CommitRecord, type TaskHost } from './runtime/task.js';
@@ -24,10 +25,11 @@ interface HostRoute {
   readonly partitions: number;
   readonly keySerde: Serde<unknown>;
   readonly valueSerde: Serde<unknown>;
-  readonly producer: TransportProducer;
+  readonly sends: HostSends;
+  /** Keys sent lately, serialized and hashed to their partition. */
+  readonly keys: Map<unknown, { readonly bytes: Uint8Array; readonly partition: number }>;
 }
 
-const nothing = (): void => undefined;
 const emptyHeaders: Headers = Object.freeze({});
 
 const isTransactional = (producer: TransportProducer): producer is TransactionalProducer =>
@@ -401,7 +403,7 @@ export class App {
     // The usual case, once a topic has been written to: no await before the producer's own.
     if (route) {
       try {
-        return route.producer.send([this.#outgoing(route, value, options, 'send')]).then(nothing);
+        return route.sends.send([this.#outgoing(route, value, options, 'send')]);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -412,7 +414,7 @@ export class App {
   async #produce(topic: string, records: ReadonlyArray<SendOptions & { value: unknown }>, what: string): Promise<void> {
     const route = this.#routes.get(topic) ?? (await this.#route(topic, what));
     if (records.length === 0) return;
-    await route.producer.send(records.map((record) => this.#outgoing(route, record.value, record, what)));
+    await route.sends.send(records.map((record) => this.#outgoing(route, record.value, record, what)));
   }
 
   /** How the host's records for `topic` are written: its source's serdes, its partitions, the producer. */
@@ -421,26 +423,42 @@ export class App {
     const source = this.#graph.nodes.find((node) => node.kind === 'source' && node.topic === topic);
     const partitions = await this.#partitionCount(topic);
     this.#producer ??= await this.#transport.createProducer();
+    if (this.#hostSends?.producer !== this.#producer) this.#hostSends = { producer: this.#producer, sends: new HostSends(this.#producer) };
     const route: HostRoute = {
       topic,
       partitions,
       keySerde: source?.kind === 'source' ? source.keySerde : defaultKeySerde,
       valueSerde: source?.kind === 'source' ? source.valueSerde : json(),
-      producer: this.#producer,
+      sends: this.#hostSends.sends,
+      keys: new Map(),
     };
     this.#routes.set(topic, route);
     return route;
   }
   /** Per topic the host writes, how (see `#route`). */
   readonly #routes = new Map<string, HostRoute>();
+  /** The host's sends of a turn, together (see HostSends), for the producer they go through. */
+  #hostSends: { readonly producer: TransportProducer; readonly sends: HostSends } | undefined;
 
   #outgoing(route: HostRoute, value: unknown, options: SendOptions, what: string): OutgoingRecord {
     const timestamp = options.timestamp ?? this.#clock.now();
     if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) throw new ConfigError(`${what}: timestamp must be a finite number, got ${String(timestamp)}`);
-    const key = options.key === undefined || options.key === null ? null : options.key instanceof Uint8Array ? options.key : route.keySerde.serialize(options.key);
     const bytes = value === null || value === undefined ? null : value instanceof Uint8Array ? value : route.valueSerde.serialize(value);
-    const partition = key ? partitionForKey(key, route.partitions) : this.#roundRobin++ % route.partitions;
-    return { topic: route.topic, partition, key, value: bytes, timestamp, headers: (options.headers ?? emptyHeaders) as Headers };
+    const headers = (options.headers ?? emptyHeaders) as Headers;
+    const key = options.key;
+    if (key === undefined || key === null) return { topic: route.topic, partition: this.#roundRobin++ % route.partitions, key: null, value: bytes, timestamp, headers };
+    if (key instanceof Uint8Array) return { topic: route.topic, partition: partitionForKey(key, route.partitions), key, value: bytes, timestamp, headers };
+    // Keys repeat: serialize and hash each one once (as sinks do).
+    let keyed = typeof key === 'object' ? undefined : route.keys.get(key);
+    if (!keyed) {
+      const keyBytes = route.keySerde.serialize(key);
+      keyed = { bytes: keyBytes, partition: partitionForKey(keyBytes, route.partitions) };
+      if (typeof key !== 'object') {
+        if (route.keys.size >= 10_000) route.keys.clear();
+        route.keys.set(key, keyed);
+      }
+    }
+    return { topic: route.topic, partition: keyed.partition, key: keyed.bytes, value: bytes, timestamp, headers };
   }
   #roundRobin = 0;
 
