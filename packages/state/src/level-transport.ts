@@ -2,12 +2,13 @@ import { join, resolve } from 'node:path';
 import { EddyError, MemoryTransport, type Clock, type Duration, type IncomingRecord, type RetentionOptions, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer, type ConsumerListener } from '@eddy/core';
 import { rootMessage } from './errors.js';
 import {
+  chunkKey,
   committedKey,
+  decodeChunk,
   decodeOffset,
-  decodeRecord,
   decodeTopic,
+  encodeChunk,
   encodeOffset,
-  encodeRecord,
   encodeTopic,
   endKey,
   LOG_FORMAT_KEY,
@@ -15,10 +16,11 @@ import {
   LOG_FORMAT_VERSION,
   logLayoutViolation,
   readPartitionKey,
-  recordKey,
+  startKey,
   TAG_COMMITTED,
   TAG_END,
   TAG_RECORD,
+  TAG_START,
   TAG_TOPIC,
   tagRange,
   topicKey,
@@ -75,6 +77,15 @@ const LOG_FOLDER = '@broker';
 
 type BatchOp = { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array } | { readonly type: 'del'; readonly key: Uint8Array };
 
+/** Records per chunk when a compacted partition is written again. */
+const CHUNK_RECORDS = 1_000;
+
+/** A chunk of a partition on disk: the offsets of its first and last record. */
+interface Chunk {
+  readonly first: number;
+  readonly last: number;
+}
+
 /**
  * The embedded broker with its log on disk, in LevelDB: topics, partitions, consumer groups of the
  * apps of this process, compacted changelogs, repartition records deleted once committed,
@@ -118,6 +129,8 @@ export class LevelTransport extends MemoryTransport {
   #restoring = false;
   readonly #topicIds = new Map<string, number>();
   #nextTopicId = 1;
+  /** Per partition (`topic\0partition`), its chunks on disk in offset order. */
+  readonly #chunks = new Map<string, Chunk[]>();
   readonly #writer: GroupCommit;
 
   constructor(options: LevelTransportOptions) {
@@ -181,18 +194,25 @@ export class LevelTransport extends MemoryTransport {
 
   // --- the log on disk -----------------------------------------------------------------------
 
+  /** One chunk per partition written, and its new end. */
   protected override write(records: readonly IncomingRecord[]): Promise<void> {
     const now = this.clock.now();
-    const ops: BatchOp[] = [];
-    const ends = new Map<string, { topicId: number; partition: number; end: number }>();
+    const byPartition = new Map<string, IncomingRecord[]>();
     for (const record of records) {
-      const topicId = this.#topicId(record.topic);
-      ops.push({ type: 'put', key: recordKey(topicId, record.partition, record.offset), value: encodeRecord(record, now) });
-      const end = ends.get(`${record.topic}\u0000${record.partition}`);
-      if (end) end.end = record.offset + 1;
-      else ends.set(`${record.topic}\u0000${record.partition}`, { topicId, partition: record.partition, end: record.offset + 1 });
+      const key = `${record.topic}\u0000${record.partition}`;
+      const run = byPartition.get(key);
+      if (run) run.push(record);
+      else byPartition.set(key, [record]);
     }
-    for (const { topicId, partition, end } of ends.values()) ops.push({ type: 'put', key: endKey(topicId, partition), value: encodeOffset(end) });
+    const ops: BatchOp[] = [];
+    for (const [key, run] of byPartition) {
+      const { topic, partition } = run[0]!;
+      const topicId = this.#topicId(topic);
+      const chunk = { first: run[0]!.offset, last: run[run.length - 1]!.offset };
+      ops.push({ type: 'put', key: chunkKey(topicId, partition, chunk.first), value: encodeChunk(run, () => now) });
+      ops.push({ type: 'put', key: endKey(topicId, partition), value: encodeOffset(chunk.last + 1) });
+      this.#chunksOf(key).push(chunk);
+    }
     return this.#writer.write(ops);
   }
 
@@ -210,12 +230,53 @@ export class LevelTransport extends MemoryTransport {
     });
   }
 
-  protected override recordsDropped(topic: string, partition: number, offsets: readonly number[]): void {
+  /** Records before `start` are gone: the chunks that hold only such records go, and the start is kept for those that hold later ones too. */
+  protected override logTruncated(topic: string, partition: number, start: number): void {
     const topicId = this.#topicId(topic);
-    // Best effort: records that stay on disk are dropped again when the log is next read.
-    this.#writer.write(offsets.map((offset) => ({ type: 'del', key: recordKey(topicId, partition, offset) }))).catch((error: unknown) => {
-      this.#logger.warn({ location: this.location, topic, partition, error: rootMessage(error) }, 'deleting records from the Eddy broker log failed');
+    const chunks = this.#chunksOf(`${topic}\u0000${partition}`);
+    let gone = 0;
+    while (gone < chunks.length && chunks[gone]!.last < start) gone++;
+    const ops: BatchOp[] = chunks.splice(0, gone).map((chunk) => ({ type: 'del', key: chunkKey(topicId, partition, chunk.first) }));
+    ops.push({ type: 'put', key: startKey(topicId, partition), value: encodeOffset(start) });
+    this.#bestEffort(ops, topic, partition);
+  }
+
+  /**
+   * The partition holds `records` now: its chunks up to their end are written again, in one batch.
+   * Chunks of records being written meanwhile (past the end) stay as they are.
+   */
+  protected override logCompacted(topic: string, partition: number, records: readonly IncomingRecord[], writtenAt: readonly number[]): void {
+    const topicId = this.#topicId(topic);
+    const chunks = this.#chunksOf(`${topic}\u0000${partition}`);
+    const end = records.length === 0 ? -1 : records[records.length - 1]!.offset;
+    let covered = 0;
+    while (covered < chunks.length && chunks[covered]!.first <= end) covered++;
+    const ops: BatchOp[] = [];
+    const rewritten: Chunk[] = [];
+    for (let from = 0; from < records.length; from += CHUNK_RECORDS) {
+      const slice = records.slice(from, from + CHUNK_RECORDS);
+      const chunk = { first: slice[0]!.offset, last: slice[slice.length - 1]!.offset };
+      ops.push({ type: 'put', key: chunkKey(topicId, partition, chunk.first), value: encodeChunk(slice, (index) => writtenAt[from + index]!) });
+      rewritten.push(chunk);
+    }
+    // A chunk whose first offset starts a rewritten one is written over, not deleted.
+    const kept = new Set(rewritten.map((chunk) => chunk.first));
+    for (const chunk of chunks.splice(0, covered)) if (!kept.has(chunk.first)) ops.push({ type: 'del', key: chunkKey(topicId, partition, chunk.first) });
+    chunks.unshift(...rewritten);
+    this.#bestEffort(ops, topic, partition);
+  }
+
+  /** A rewrite that may fail: what stays on disk is dropped again when the log is next read. */
+  #bestEffort(ops: readonly BatchOp[], topic: string, partition: number): void {
+    this.#writer.write(ops).catch((error: unknown) => {
+      this.#logger.warn({ location: this.location, topic, partition, error: rootMessage(error) }, 'dropping records from the Eddy broker log failed');
     });
+  }
+
+  #chunksOf(key: string): Chunk[] {
+    let chunks = this.#chunks.get(key);
+    if (!chunks) this.#chunks.set(key, (chunks = []));
+    return chunks;
   }
 
   #topicId(topic: string): number {
@@ -271,6 +332,11 @@ export class LevelTransport extends MemoryTransport {
         const { topicId, partition } = readPartitionKey(key);
         ends.set(`${topicId}/${partition}`, decodeOffset(value));
       }
+      const starts = new Map<string, number>();
+      for (const [key, value] of await entries(db, TAG_START)) {
+        const { topicId, partition } = readPartitionKey(key);
+        starts.set(`${topicId}/${partition}`, decodeOffset(value));
+      }
       let records = 0;
       const iterator = db.iterator({ ...tagRange(TAG_RECORD), fillCache: false });
       try {
@@ -282,7 +348,7 @@ export class LevelTransport extends MemoryTransport {
           ends.delete(`${current.topicId}/${current.partition}`);
         };
         for (;;) {
-          const batch = await iterator.nextv(10_000);
+          const batch = await iterator.nextv(100);
           if (batch.length === 0) break;
           for (const [key, value] of batch) {
             const { topicId, partition, rest } = readPartitionKey(key);
@@ -291,10 +357,16 @@ export class LevelTransport extends MemoryTransport {
               current = { topicId, partition, records: [], writtenAt: [] };
             }
             const name = names.get(topicId) ?? '';
-            const { record, writtenAt } = decodeRecord(name, partition, Number(rest.readBigUInt64BE(0)), value);
-            current.records.push(record);
-            current.writtenAt.push(writtenAt);
-            records++;
+            const first = Number(rest.readBigUInt64BE(0));
+            const chunk = decodeChunk(name, partition, first, value);
+            const start = starts.get(`${topicId}/${partition}`) ?? 0;
+            chunk.records.forEach((record, index) => {
+              if (record.offset < start) return;
+              current!.records.push(record);
+              current!.writtenAt.push(chunk.writtenAt[index]!);
+            });
+            if (chunk.records.length > 0) this.#chunksOf(`${name}\u0000${partition}`).push({ first, last: chunk.records[chunk.records.length - 1]!.offset });
+            records += chunk.records.length;
           }
         }
         restore();

@@ -5,8 +5,11 @@
  * - `00 "broker-format"` → the format version.
  * - `01 <topic name>` → the topic (JSON: its id, partitions, compaction, retention).
  * - `02 <topic id u32> <partition u32>` → the partition's end offset (u64), kept when records go.
- * - `03 <topic id u32> <partition u32> <offset u64>` → a record (see {@link encodeRecord}).
+ * - `03 <topic id u32> <partition u32> <first offset u64>` → a chunk: records written together
+ *   (see {@link encodeChunk}); one entry per write, not per record, keeps the log cheap to write.
  * - `04 <topic id u32> <partition u32> <group id>` → a group's committed offset (u64).
+ * - `05 <topic id u32> <partition u32>` → the partition's first offset (u64): records before it,
+ *   still in a chunk that also holds later ones, are gone.
  */
 import { Buffer } from 'node:buffer';
 import type { Headers, IncomingRecord, TopicSpec } from '@eddy/core';
@@ -17,6 +20,7 @@ export const TAG_TOPIC = 0x01;
 export const TAG_END = 0x02;
 export const TAG_RECORD = 0x03;
 export const TAG_COMMITTED = 0x04;
+export const TAG_START = 0x05;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -50,15 +54,13 @@ function partitionKey(tag: number, topicId: number, partition: number, extra: nu
 }
 
 export const endKey = (topicId: number, partition: number): Uint8Array => partitionKey(TAG_END, topicId, partition, 0);
+export const startKey = (topicId: number, partition: number): Uint8Array => partitionKey(TAG_START, topicId, partition, 0);
 
-export function recordKey(topicId: number, partition: number, offset: number): Uint8Array {
+export function chunkKey(topicId: number, partition: number, first: number): Uint8Array {
   const key = partitionKey(TAG_RECORD, topicId, partition, 8);
-  key.writeBigUInt64BE(BigInt(offset), 9);
+  key.writeBigUInt64BE(BigInt(first), 9);
   return key;
 }
-
-/** The keys of a partition's records from `from` (inclusive) to `to` (exclusive). */
-export const recordRange = (topicId: number, partition: number, from: number, to: number) => ({ gte: recordKey(topicId, partition, from), lt: recordKey(topicId, partition, to) });
 
 export function committedKey(topicId: number, partition: number, groupId: string): Uint8Array {
   const group = encoder.encode(groupId);
@@ -85,25 +87,38 @@ export function decodeOffset(bytes: Uint8Array): number {
 }
 
 /**
- * A record's value in the log: when it was written (ms), its timestamp, key, value and headers.
- * Lengths are u32 with 0xffffffff for null.
+ * Records written together, as one entry: their count, then per record its offset after the
+ * chunk's first, when it was written (ms), its timestamp, key, value and headers. Lengths are u32,
+ * 0xffffffff for null.
  */
-export function encodeRecord(record: IncomingRecord, writtenAt: number): Uint8Array {
-  const headers = Object.entries(record.headers).map(([name, value]) => [Buffer.from(name), Buffer.from(value)] as const);
-  let size = 8 + 8 + 4 + (record.key?.byteLength ?? 0) + 4 + (record.value?.byteLength ?? 0) + 2;
-  for (const [name, value] of headers) size += 2 + name.length + 4 + value.length;
+export function encodeChunk(records: readonly IncomingRecord[], writtenAt: (index: number) => number): Uint8Array {
+  const first = records[0]!.offset;
+  const headers = records.map((record) => {
+    const entries: Array<readonly [Buffer, Buffer]> = [];
+    for (const name in record.headers) entries.push([Buffer.from(name), Buffer.from(record.headers[name]!)]);
+    return entries;
+  });
+  let size = 4;
+  records.forEach((record, index) => {
+    size += 4 + 8 + 8 + 4 + (record.key?.byteLength ?? 0) + 4 + (record.value?.byteLength ?? 0) + 2;
+    for (const [name, value] of headers[index]!) size += 2 + name.length + 4 + value.length;
+  });
   const bytes = Buffer.allocUnsafe(size);
-  let at = bytes.writeDoubleBE(writtenAt, 0);
-  at = bytes.writeDoubleBE(record.timestamp, at);
-  at = writeBytes(bytes, at, record.key);
-  at = writeBytes(bytes, at, record.value);
-  at = bytes.writeUInt16BE(headers.length, at);
-  for (const [name, value] of headers) {
-    at = bytes.writeUInt16BE(name.length, at);
-    at += name.copy(bytes, at);
-    at = bytes.writeUInt32BE(value.length, at);
-    at += value.copy(bytes, at);
-  }
+  let at = bytes.writeUInt32BE(records.length, 0);
+  records.forEach((record, index) => {
+    at = bytes.writeUInt32BE(record.offset - first, at);
+    at = bytes.writeDoubleBE(writtenAt(index), at);
+    at = bytes.writeDoubleBE(record.timestamp, at);
+    at = writeBytes(bytes, at, record.key);
+    at = writeBytes(bytes, at, record.value);
+    at = bytes.writeUInt16BE(headers[index]!.length, at);
+    for (const [name, value] of headers[index]!) {
+      at = bytes.writeUInt16BE(name.length, at);
+      at += name.copy(bytes, at);
+      at = bytes.writeUInt32BE(value.length, at);
+      at += value.copy(bytes, at);
+    }
+  });
   return bytes;
 }
 
@@ -114,41 +129,50 @@ function writeBytes(target: Buffer, at: number, bytes: Uint8Array | null): numbe
   return at + bytes.byteLength;
 }
 
-/** A record back from the log, as consumers get it, and when it was written. */
-export function decodeRecord(topic: string, partition: number, offset: number, value: Uint8Array): { record: IncomingRecord; writtenAt: number } {
+/** A chunk's records back from the log, as consumers get them, and when each was written. */
+export function decodeChunk(topic: string, partition: number, first: number, value: Uint8Array): { records: IncomingRecord[]; writtenAt: number[] } {
   const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  const records: IncomingRecord[] = [];
+  const writtenAt: number[] = [];
   let at = 0;
-  const writtenAt = bytes.readDoubleBE(at);
-  at += 8;
-  const timestamp = bytes.readDoubleBE(at);
-  at += 8;
   const readBytes = (): Uint8Array | null => {
     const length = bytes.readUInt32BE(at);
     at += 4;
     if (length === 0xffffffff) return null;
-    if (at + length > bytes.length) throw new Error('a field runs past the record');
-    // A copy: the record outlives the read buffer, and consumers get plain Uint8Arrays.
+    if (at + length > bytes.length) throw new Error('a field runs past the chunk');
+    // A copy: records outlive the read buffer, and consumers get plain Uint8Arrays.
     const field = new Uint8Array(bytes.subarray(at, at + length));
     at += length;
     return field;
   };
-  const key = readBytes();
-  const payload = readBytes();
-  const count = bytes.readUInt16BE(at);
-  at += 2;
-  const headers: Record<string, string> = {};
+  const count = bytes.readUInt32BE(at);
+  at += 4;
   for (let index = 0; index < count; index++) {
-    const nameLength = bytes.readUInt16BE(at);
-    at += 2;
-    const name = bytes.toString('utf8', at, at + nameLength);
-    at += nameLength;
-    const valueLength = bytes.readUInt32BE(at);
+    const offset = first + bytes.readUInt32BE(at);
     at += 4;
-    headers[name] = bytes.toString('utf8', at, at + valueLength);
-    at += valueLength;
+    writtenAt.push(bytes.readDoubleBE(at));
+    at += 8;
+    const timestamp = bytes.readDoubleBE(at);
+    at += 8;
+    const key = readBytes();
+    const payload = readBytes();
+    const headerCount = bytes.readUInt16BE(at);
+    at += 2;
+    const headers: Record<string, string> = {};
+    for (let header = 0; header < headerCount; header++) {
+      const nameLength = bytes.readUInt16BE(at);
+      at += 2;
+      const name = bytes.toString('utf8', at, at + nameLength);
+      at += nameLength;
+      const valueLength = bytes.readUInt32BE(at);
+      at += 4;
+      headers[name] = bytes.toString('utf8', at, at + valueLength);
+      at += valueLength;
+    }
+    records.push({ topic, partition, offset, key, value: payload, timestamp, headers: headers as Headers });
   }
-  if (at !== bytes.length) throw new Error('bytes left after the record');
-  return { record: { topic, partition, offset, key, value: payload, timestamp, headers: headers as Headers }, writtenAt };
+  if (at !== bytes.length) throw new Error('bytes left after the chunk');
+  return { records, writtenAt };
 }
 
 /** Why an entry does not fit the broker log's layout (damage), or undefined. */
@@ -165,10 +189,14 @@ export function logLayoutViolation(key: Uint8Array, value: Uint8Array): string |
         decodeOffset(value);
         return undefined;
       case TAG_RECORD: {
-        if (key.length !== 17) return 'a record key of the wrong size';
-        decodeRecord('', 0, 0, value);
+        if (key.length !== 17) return 'a chunk key of the wrong size';
+        decodeChunk('', 0, 0, value);
         return undefined;
       }
+      case TAG_START:
+        if (key.length !== 9) return 'a start key of the wrong size';
+        decodeOffset(value);
+        return undefined;
       case TAG_COMMITTED:
         if (key.length < 9) return 'a committed-offset key too short';
         decodeOffset(value);

@@ -173,11 +173,19 @@ export class MemoryTransport implements Transport {
     void spec;
   }
 
-  /** Records left a partition (retention, compaction, deleted records). */
-  protected recordsDropped(topic: string, partition: number, offsets: readonly number[]): void {
+  /** A partition's records before `start` are gone (retention, deleted records). */
+  protected logTruncated(topic: string, partition: number, start: number): void {
     void topic;
     void partition;
-    void offsets;
+    void start;
+  }
+
+  /** A partition was compacted: it holds `records` now (written at `writtenAt`), and nothing else. */
+  protected logCompacted(topic: string, partition: number, records: readonly IncomingRecord[], writtenAt: readonly number[]): void {
+    void topic;
+    void partition;
+    void records;
+    void writtenAt;
   }
 
   /** Puts a partition's records back as they were kept (a broker loading its log): `writtenAt` per record, and the partition's end. */
@@ -288,16 +296,12 @@ export class MemoryTransport implements Transport {
     const first = log.records[0];
     if (!first) return;
     const spec = this.#topics.get(first.topic)!.spec;
-    let dropped: number[];
     if (spec.compacted) {
       if (log.records.length <= Math.max(1_000, 2 * log.compactedSize)) return;
-      dropped = log.compact(this.#compaction, now);
-    } else if (spec.unlimitedRetention) {
-      return;
-    } else {
-      dropped = log.retain(this.#retention, now);
+      if (log.compact(this.#compaction, now).length > 0) this.logCompacted(first.topic, first.partition, log.records, log.writtenAt);
+    } else if (!spec.unlimitedRetention && log.retain(this.#retention, now).length > 0) {
+      this.logTruncated(first.topic, first.partition, log.offsets[0] ?? log.end);
     }
-    if (dropped.length > 0) this.recordsDropped(first.topic, first.partition, dropped);
   }
 
   /**
@@ -305,8 +309,8 @@ export class MemoryTransport implements Transport {
    * repartition records every consumer has committed.
    */
   async deleteRecords({ topic, partition }: TopicPartition, offset: number): Promise<void> {
-    const dropped = this.#topics.get(topic)?.partitions[partition]?.truncateBefore(offset) ?? [];
-    if (dropped.length > 0) this.recordsDropped(topic, partition, dropped);
+    const log = this.#topics.get(topic)?.partitions[partition];
+    if (log && log.truncateBefore(offset).length > 0) this.logTruncated(topic, partition, Math.min(offset, log.end));
   }
 
   #partitionLog(topic: string, partition: number, create: boolean): PartitionLog {
