@@ -4,12 +4,12 @@
  */
 import { writeFileSync } from 'node:fs';
 import { runNaive, runSliced } from './baseline.js';
-import { cpuSince, runEngine, type EngineOptions } from './engine.js';
+import { cpuSince, runEngine, type EngineFeed, type EngineOptions } from './engine.js';
 import { Profiler, summarize, type CpuProfile, type ProfileSummary } from './profile.js';
 import { HOPPING_10S_1S, TUMBLING_10S, type AggregationKind, type RunOutput, type WindowShape } from './windowing.js';
 import { buildWorkload, defaultWorkload, type Workload } from './workload.js';
 
-export type Contender = 'engine' | 'baseline' | 'naive';
+export type Contender = 'engine' | 'send' | 'level' | 'baseline' | 'naive';
 
 export interface BenchmarkDef {
   readonly name: string;
@@ -25,6 +25,8 @@ function def(contender: Contender, shape: WindowShape, aggregation: AggregationK
   const what = `${describeShape(shape)}.${aggregation}()`;
   const description = {
     engine: `Eddy on memoryTransport: keyBy(r => r.sensor) → ${what} → onClose(summary) → to(topic)`,
+    send: `the same fed by the host: app.send per record (a JSON value), 1,000 sends in flight`,
+    level: `the same fed by app.send on levelTransport + levelState (log and state on disk)`,
     baseline: `hand loop, sliced: JSON decode + re-encode per record, one slice update per record, ${what} combined from slices at close`,
     naive: `hand loop, naive: JSON decode + re-encode per record, the record added to every overlapping window of ${what}`,
   }[contender];
@@ -41,6 +43,8 @@ export const benchmarks: readonly BenchmarkDef[] = [
   def('engine', TUMBLING_10S, 'count'),
   def('naive', HOPPING_10S_1S, 'count'),
   def('naive', HOPPING_10S_1S, 'collect'),
+  def('send', HOPPING_10S_1S, 'count'),
+  def('level', HOPPING_10S_1S, 'count'),
 ];
 
 export interface RunOptions extends EngineOptions {
@@ -116,11 +120,17 @@ export function workloadFor(records: number): Workload {
   return buildWorkload({ ...defaultWorkload, records });
 }
 
+/** How an engine contender is fed (see engine.ts); undefined for the hand loops. */
+export function engineFeed(contender: Contender): EngineFeed | undefined {
+  return contender === 'engine' ? 'append' : contender === 'send' || contender === 'level' ? contender : undefined;
+}
+
 /** One timed run on a fresh engine (set-up untimed) or hand loop. */
 export async function runOnce(benchmark: BenchmarkDef, workload: Workload, options: RunOptions): Promise<Sample> {
   const { input } = workload;
-  if (benchmark.contender === 'engine') {
-    const run = await runEngine(input, benchmark.shape, benchmark.aggregation, options);
+  const feed = engineFeed(benchmark.contender);
+  if (feed) {
+    const run = await runEngine(input, benchmark.shape, benchmark.aggregation, options, {}, feed);
     return {
       ms: run.ms,
       cpuMs: run.cpuMs,
@@ -149,13 +159,21 @@ export async function profileRuns(benchmark: BenchmarkDef, workload: Workload, o
   try {
     for (let round = 0; round < runs; round++) {
       collectGarbage();
-      if (benchmark.contender === 'engine') {
-        await runEngine(workload.input, benchmark.shape, benchmark.aggregation, options, {
-          beforeTimed: () => profiler.start(),
-          afterTimed: async () => {
-            profiles.push(await profiler.stop());
+      const feed = engineFeed(benchmark.contender);
+      if (feed) {
+        await runEngine(
+          workload.input,
+          benchmark.shape,
+          benchmark.aggregation,
+          options,
+          {
+            beforeTimed: () => profiler.start(),
+            afterTimed: async () => {
+              profiles.push(await profiler.stop());
+            },
           },
-        });
+          feed,
+        );
       } else {
         await profiler.start();
         await runOnce(benchmark, workload, options);

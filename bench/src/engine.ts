@@ -1,10 +1,19 @@
 /**
- * The engine contender: an Eddy app on a shared embedded broker (`memoryTransport()`), fed by
- * appending the pre-serialized input in batches straight to the broker (no `app.send` overhead),
- * timed from the first append until the broker is idle, i.e. every record, repartition record and
- * window result has been processed and produced.
+ * The engine contenders: an Eddy app timed from its first input record until every record,
+ * repartition record and window result has been processed and written, fed one of three ways:
+ *
+ * - `append`: the pre-serialized input appended in batches straight to the embedded broker
+ *   (`memoryTransport()`, memory state): the engine alone, no `app.send`.
+ * - `send`: the same broker, the input sent by the host, `app.send` per record (a JSON value),
+ *   awaited every 1,000 sends: what an embedding service pays on its input path.
+ * - `level`: as `send`, on the durable embedded broker and state (`levelTransport` +
+ *   `levelState`, one dir): every record written to disk before it is processed.
  */
-import { createApp, memoryTransport, silentLogger, type MetricsSnapshot } from '@eddy/core';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createApp, memoryTransport, silentLogger, type App, type MemoryTransport, type MetricsSnapshot } from '@eddy/core';
+import { levelState, levelTransport } from '@eddy/state';
 import { addSummary, emptyOutput, type AggregationKind, type RunOutput, type WindowShape, type WindowSummary } from './windowing.js';
 import { INPUT_TOPIC, type Reading } from './workload.js';
 import type { OutgoingRecord } from '@eddy/core';
@@ -23,6 +32,12 @@ export interface EngineOptions {
   /** Records the broker hands a task per batch (memoryTransport `maxBatchSize`). */
   readonly maxBatchSize: number;
 }
+
+/** How the input reaches the app (see the module comment). */
+export type EngineFeed = 'append' | 'send' | 'level';
+
+/** Sends awaited together when the host feeds the app. */
+const SENDS_IN_FLIGHT = 1_000;
 
 /** Called right before and after the timed part (the profiler starts and stops there). */
 export interface TimedHooks {
@@ -51,10 +66,15 @@ export async function runEngine(
   kind: AggregationKind,
   options: EngineOptions,
   hooks: TimedHooks = {},
+  feed: EngineFeed = 'append',
 ): Promise<EngineRun> {
-  const transport = memoryTransport({ defaultPartitions: 1, maxBatchSize: options.maxBatchSize });
-  transport.createTopic({ name: INPUT_TOPIC, partitions: 1 });
-  const app = createApp({ id: 'bench', transport, idleTimeout: false, logger: silentLogger });
+  const dir = feed === 'level' ? await mkdtemp(join(tmpdir(), 'eddy-bench-level-')) : undefined;
+  const quiet = { warn: () => undefined, info: () => undefined };
+  const transport: MemoryTransport = dir
+    ? levelTransport({ dir, defaultPartitions: 1, maxBatchSize: options.maxBatchSize, logger: quiet })
+    : memoryTransport({ defaultPartitions: 1, maxBatchSize: options.maxBatchSize });
+  await transport.ensureTopics([{ name: INPUT_TOPIC, partitions: 1 }]);
+  const app = createApp({ id: 'bench', transport, ...(dir ? { state: levelState({ dir, logger: quiet }) } : {}), idleTimeout: false, logger: silentLogger });
   const keyed = app.from<Reading>(INPUT_TOPIC).keyBy((reading) => reading.sensor);
   const windowed = shape.kind === 'hopping' ? keyed.hopping(shape.sizeMs, shape.slideMs, { grace: shape.graceMs }) : keyed.tumbling(shape.sizeMs, { grace: shape.graceMs });
   if (kind === 'count') {
@@ -69,21 +89,27 @@ export async function runEngine(
       .to(OUTPUT_TOPIC);
   }
   await app.start();
+  // What a host has in hand: values as objects, keys as text (not timed).
+  const decoder = new TextDecoder();
+  const values = feed === 'append' ? [] : input.map((record) => ({ value: JSON.parse(decoder.decode(record.value!)) as unknown, key: decoder.decode(record.key!), timestamp: record.timestamp }));
   try {
     await hooks.beforeTimed?.();
     const cpu = process.cpuUsage();
     const started = performance.now();
-    for (let from = 0; from < input.length; from += options.appendBatch) {
-      transport.append(input.slice(from, from + options.appendBatch));
-      await transport.idle();
+    if (feed === 'append') {
+      for (let from = 0; from < input.length; from += options.appendBatch) {
+        transport.append(input.slice(from, from + options.appendBatch));
+        await transport.idle();
+      }
+    } else {
+      await sendAll(app, values);
     }
-    await transport.idle();
+    await app.settle(() => transport.idle());
     const ms = performance.now() - started;
     const cpuMs = cpuSince(cpu);
     await hooks.afterTimed?.();
 
     const output = emptyOutput();
-    const decoder = new TextDecoder();
     for (const record of transport.records(OUTPUT_TOPIC)) addSummary(output, JSON.parse(decoder.decode(record.value!)) as WindowSummary);
     const snapshot = app.metrics();
     output.lateRecords = snapshot.lateRecords;
@@ -95,5 +121,19 @@ export async function runEngine(
     return { ms, cpuMs, output, metrics: { recordsIn, recordsOut, windowsClosed, lateRecords, deadLetters }, repartitioned };
   } finally {
     await app.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** `app.send` for each record, awaiting every {@link SENDS_IN_FLIGHT} sends. */
+async function sendAll(app: App, records: ReadonlyArray<{ value: unknown; key: string; timestamp: number }>): Promise<void> {
+  let inFlight: Promise<void>[] = [];
+  for (const { value, key, timestamp } of records) {
+    inFlight.push(app.send(INPUT_TOPIC, value, { key, timestamp }));
+    if (inFlight.length === SENDS_IN_FLIGHT) {
+      await Promise.all(inFlight);
+      inFlight = [];
+    }
+  }
+  await Promise.all(inFlight);
 }
