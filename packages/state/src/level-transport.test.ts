@@ -121,6 +121,23 @@ describe('levelTransport keeps its log across restarts', () => {
     });
   });
 
+  it('keeps records deleted from the middle of a write deleted (the partition’s start)', async () => {
+    const dir = await scratch();
+    await withBroker(dir, async (broker) => {
+      const producer = await broker.createProducer();
+      await producer.send(Array.from({ length: 10 }, (_, index) => record('mid', 0, String(index))));
+      await broker.deleteRecords({ topic: 'mid', partition: 0 }, 4);
+      expect((await readAll(broker, 'mid')).map((kept) => kept.offset)).toEqual([4, 5, 6, 7, 8, 9]);
+    });
+    await withBroker(dir, async (broker) => {
+      expect((await readAll(broker, 'mid')).map((kept) => text(kept.value))).toEqual(['4', '5', '6', '7', '8', '9']);
+      // A new group starts where the log starts now.
+      const { records, consumer } = await consume(broker, 'late-comer', ['mid'], 6);
+      expect(records.map((kept) => kept.offset)).toEqual([4, 5, 6, 7, 8, 9]);
+      await consumer.close();
+    });
+  });
+
   it('compacts changelogs on disk too, and drops tombstones once older than tombstoneRetention', async () => {
     const dir = await scratch();
     const clock = new VirtualClock(1_000_000);
