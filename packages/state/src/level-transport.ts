@@ -47,7 +47,7 @@ export interface LevelTransportOptions {
    */
   readonly sync?: boolean;
   /**
-   * What each partition of an ordinary topic keeps. Default `{ age: '7d', bytes: 256 MiB }`, no
+   * What each partition of an ordinary topic keeps. Default `{ age: '7d', bytes: 64 MiB }`, no
    * limit on records. Changelogs are compacted and repartition topics trimmed once committed,
    * whatever this says.
    */
@@ -70,7 +70,7 @@ export interface LevelTransportOptions {
 }
 
 /** Kept per partition of an ordinary topic unless `retention` says otherwise. */
-const DEFAULT_RETENTION: RetentionOptions = { age: '7d', bytes: 256 * 1024 * 1024 };
+const DEFAULT_RETENTION: RetentionOptions = { age: '7d', bytes: 64 * 1024 * 1024 };
 
 /** The log's folder under `dir`: a name no app id can take (ids are letters, digits, `.`, `_`, `-`). */
 const LOG_FOLDER = '@broker';
