@@ -138,6 +138,35 @@ describe('levelTransport keeps its log across restarts', () => {
     });
   });
 
+  it('keeps what every group has committed on disk only, and reads it back for a reader that goes back', async () => {
+    const dir = await scratch();
+    await withBroker(dir, async (broker) => {
+      const producer = await broker.createProducer();
+      for (let round = 0; round < 10; round++) await producer.send(Array.from({ length: 10 }, (_, index) => record('in', 0, String(round * 10 + index))));
+      const { consumer } = await consume(broker, 'done', ['in'], 100);
+      await consumer.commit([{ topic: 'in', partition: 0, offset: 95 }]);
+      await consumer.close();
+    });
+    await withBroker(dir, async (broker) => {
+      // In memory: only what the group has yet to read.
+      expect(broker.records('in').map((kept) => kept.offset)).toEqual([95, 96, 97, 98, 99]);
+      expect((await readAll(broker, 'in')).map((kept) => kept.offset)).toEqual([...Array(100).keys()]);
+      const producer = await broker.createProducer();
+      await producer.send([record('in', 0, 'new')]);
+      const fresh = await consume(broker, 'fresh', ['in'], 101);
+      expect(fresh.records.map((kept) => kept.offset)).toEqual([...Array(101).keys()]);
+      expect(text(fresh.records[42]!.value)).toBe('42');
+      const done = await consume(broker, 'done', ['in'], 6);
+      expect(done.records.map((kept) => kept.offset)).toEqual([95, 96, 97, 98, 99, 100]);
+      // Moved back to an old commit: read from disk again.
+      done.consumer.seek({ topic: 'in', partition: 0, offset: 10 });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(done.records.slice(6, 9).map((kept) => kept.offset)).toEqual([10, 11, 12]);
+      await fresh.consumer.close();
+      await done.consumer.close();
+    });
+  });
+
   it('compacts changelogs on disk too, and drops tombstones once older than tombstoneRetention', async () => {
     const dir = await scratch();
     const clock = new VirtualClock(1_000_000);

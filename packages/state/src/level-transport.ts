@@ -1,10 +1,12 @@
 import { join, resolve } from 'node:path';
-import { EddyError, MemoryTransport, type Clock, type Duration, type IncomingRecord, type RetentionOptions, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer, type ConsumerListener } from '@eddy/core';
+import { EddyError, MemoryTransport, resolveRetention, type Clock, type Duration, type IncomingRecord, type RetentionOptions, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer, type ConsumerListener } from '@eddy/core';
 import { rootMessage } from './errors.js';
 import {
   chunkKey,
+  chunkSummary,
   committedKey,
   decodeChunk,
+  decodeChunkAbove,
   decodeOffset,
   decodeTopic,
   encodeChunk,
@@ -80,10 +82,12 @@ type BatchOp = { readonly type: 'put'; readonly key: Uint8Array; readonly value:
 /** Records per chunk when a compacted partition is written again. */
 const CHUNK_RECORDS = 1_000;
 
-/** A chunk of a partition on disk: the offsets of its first and last record. */
+/** A chunk of a partition on disk: the offsets of its first and last record, its size, and when its newest record was written. */
 interface Chunk {
   readonly first: number;
   readonly last: number;
+  readonly bytes: number;
+  readonly newest: number;
 }
 
 /**
@@ -131,6 +135,11 @@ export class LevelTransport extends MemoryTransport {
   #nextTopicId = 1;
   /** Per partition (`topic\0partition`), its chunks on disk in offset order. */
   readonly #chunks = new Map<string, Chunk[]>();
+  /** Per partition, its first offset (records before it are gone). */
+  readonly #starts = new Map<string, number>();
+  /** Per partition whose older records are on disk only (see `#load`), the first offset held in memory. */
+  readonly #memoryStart = new Map<string, number>();
+  readonly #retention: ReturnType<typeof resolveRetention>;
   readonly #writer: GroupCommit;
 
   constructor(options: LevelTransportOptions) {
@@ -141,6 +150,7 @@ export class LevelTransport extends MemoryTransport {
     const keep = options.keepCorruptCopies ?? 1;
     if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`levelTransport option keepCorruptCopies must be a non-negative integer, got ${String(keep)}`);
     this.#writer = new GroupCommit(() => this.#db, options.sync === true);
+    this.#retention = resolveRetention({ ...DEFAULT_RETENTION, ...options.retention }, 'levelTransport');
   }
 
   /** Opens the log (reading it into memory the first time); each app that connects closes once. */
@@ -208,10 +218,12 @@ export class LevelTransport extends MemoryTransport {
     for (const [key, run] of byPartition) {
       const { topic, partition } = run[0]!;
       const topicId = this.#topicId(topic);
-      const chunk = { first: run[0]!.offset, last: run[run.length - 1]!.offset };
-      ops.push({ type: 'put', key: chunkKey(topicId, partition, chunk.first), value: encodeChunk(run, () => now) });
+      const value = encodeChunk(run, () => now);
+      const chunk = { first: run[0]!.offset, last: run[run.length - 1]!.offset, bytes: value.byteLength, newest: now };
+      ops.push({ type: 'put', key: chunkKey(topicId, partition, chunk.first), value });
       ops.push({ type: 'put', key: endKey(topicId, partition), value: encodeOffset(chunk.last + 1) });
       this.#chunksOf(key).push(chunk);
+      if (this.#memoryStart.has(key)) this.#retainCold(key);
     }
     return this.#writer.write(ops);
   }
@@ -238,6 +250,9 @@ export class LevelTransport extends MemoryTransport {
     while (gone < chunks.length && chunks[gone]!.last < start) gone++;
     const ops: BatchOp[] = chunks.splice(0, gone).map((chunk) => ({ type: 'del', key: chunkKey(topicId, partition, chunk.first) }));
     ops.push({ type: 'put', key: startKey(topicId, partition), value: encodeOffset(start) });
+    const key = `${topic}\u0000${partition}`;
+    this.#starts.set(key, Math.max(start, this.#starts.get(key) ?? 0));
+    if ((this.#memoryStart.get(key) ?? -1) <= start) this.#memoryStart.delete(key);
     this.#bestEffort(ops, topic, partition);
   }
 
@@ -255,8 +270,9 @@ export class LevelTransport extends MemoryTransport {
     const rewritten: Chunk[] = [];
     for (let from = 0; from < records.length; from += CHUNK_RECORDS) {
       const slice = records.slice(from, from + CHUNK_RECORDS);
-      const chunk = { first: slice[0]!.offset, last: slice[slice.length - 1]!.offset };
-      ops.push({ type: 'put', key: chunkKey(topicId, partition, chunk.first), value: encodeChunk(slice, (index) => writtenAt[from + index]!) });
+      const value = encodeChunk(slice, (index) => writtenAt[from + index]!);
+      const chunk = { first: slice[0]!.offset, last: slice[slice.length - 1]!.offset, bytes: value.byteLength, newest: Math.max(...writtenAt.slice(from, from + CHUNK_RECORDS)) };
+      ops.push({ type: 'put', key: chunkKey(topicId, partition, chunk.first), value });
       rewritten.push(chunk);
     }
     // A chunk whose first offset starts a rewritten one is written over, not deleted.
@@ -316,56 +332,76 @@ export class LevelTransport extends MemoryTransport {
   }
 
   /** Reads the whole log into the in-memory broker: topics, records, ends, committed offsets. */
+  /**
+   * Reads the log into the in-memory broker: topics, ends, committed offsets, and the records
+   * readers still need. Of an ordinary topic's partitions, the records every group has committed
+   * stay on disk only (`readCold` serves them to a reader that goes back); the rest, and every
+   * record of changelogs and repartition topics, come into memory.
+   */
   async #load(db: LevelDatabase): Promise<void> {
     this.#restoring = true;
     try {
-      const names = new Map<number, string>();
+      const topics = new Map<number, TopicSpec>();
       for (const [, value] of await entries(db, TAG_TOPIC)) {
         const { id, spec } = decodeTopic(value);
-        names.set(id, spec.name);
+        topics.set(id, spec);
         this.#topicIds.set(spec.name, id);
         this.#nextTopicId = Math.max(this.#nextTopicId, id + 1);
         this.createTopic(spec);
       }
-      const ends = new Map<string, number>();
-      for (const [key, value] of await entries(db, TAG_END)) {
-        const { topicId, partition } = readPartitionKey(key);
-        ends.set(`${topicId}/${partition}`, decodeOffset(value));
-      }
-      const starts = new Map<string, number>();
-      for (const [key, value] of await entries(db, TAG_START)) {
-        const { topicId, partition } = readPartitionKey(key);
-        starts.set(`${topicId}/${partition}`, decodeOffset(value));
-      }
+      const offsetsOf = async (tag: number) => {
+        const found = new Map<string, number>();
+        for (const [key, value] of await entries(db, tag)) {
+          const { topicId, partition } = readPartitionKey(key);
+          const name = topics.get(topicId)?.name;
+          const offset = decodeOffset(value);
+          if (name === undefined) continue;
+          const at = `${name}\u0000${partition}`;
+          // Committed offsets: the least of the groups' (the start of what some reader still needs).
+          found.set(at, Math.min(offset, found.get(at) ?? Infinity));
+        }
+        return found;
+      };
+      const ends = await offsetsOf(TAG_END);
+      const starts = await offsetsOf(TAG_START);
+      const committed = await offsetsOf(TAG_COMMITTED);
+      for (const [key, start] of starts) this.#starts.set(key, start);
       let records = 0;
+      let cold = 0;
       const iterator = db.iterator({ ...tagRange(TAG_RECORD), fillCache: false });
       try {
-        let current: { topicId: number; partition: number; records: IncomingRecord[]; writtenAt: number[] } | undefined;
+        let current: { name: string; partition: number; records: IncomingRecord[]; writtenAt: number[] } | undefined;
         const restore = () => {
           if (!current) return;
-          const name = names.get(current.topicId);
-          if (name !== undefined) this.restorePartition(name, current.partition, current.records, current.writtenAt, ends.get(`${current.topicId}/${current.partition}`) ?? 0);
-          ends.delete(`${current.topicId}/${current.partition}`);
+          const key = `${current.name}\u0000${current.partition}`;
+          this.restorePartition(current.name, current.partition, current.records, current.writtenAt, ends.get(key) ?? 0);
+          ends.delete(key);
         };
         for (;;) {
           const batch = await iterator.nextv(100);
           if (batch.length === 0) break;
           for (const [key, value] of batch) {
             const { topicId, partition, rest } = readPartitionKey(key);
-            if (!current || current.topicId !== topicId || current.partition !== partition) {
+            const spec = topics.get(topicId);
+            if (!spec) continue;
+            if (!current || current.name !== spec.name || current.partition !== partition) {
               restore();
-              current = { topicId, partition, records: [], writtenAt: [] };
+              current = { name: spec.name, partition, records: [], writtenAt: [] };
             }
-            const name = names.get(topicId) ?? '';
+            const at = `${spec.name}\u0000${partition}`;
             const first = Number(rest.readBigUInt64BE(0));
-            const chunk = decodeChunk(name, partition, first, value);
-            const start = starts.get(`${topicId}/${partition}`) ?? 0;
-            chunk.records.forEach((record, index) => {
-              if (record.offset < start) return;
-              current!.records.push(record);
-              current!.writtenAt.push(chunk.writtenAt[index]!);
-            });
-            if (chunk.records.length > 0) this.#chunksOf(`${name}\u0000${partition}`).push({ first, last: chunk.records[chunk.records.length - 1]!.offset });
+            const summary = chunkSummary(value);
+            const start = this.#starts.get(at) ?? 0;
+            const needed = spec.compacted || spec.unlimitedRetention ? 0 : (committed.get(at) ?? 0);
+            const chunk = decodeChunkAbove(spec.name, partition, first, value, Math.max(start, needed));
+            this.#chunksOf(at).push({ first, last: chunk.last, bytes: summary.bytes, newest: summary.newest });
+            if (needed > Math.max(start, first)) {
+              // Records below what every group has committed stay on disk.
+              this.#memoryStart.set(at, needed);
+              cold += Math.max(0, Math.min(chunk.last + 1, needed) - Math.max(start, first));
+            }
+            current.records.push(...chunk.records);
+            current.writtenAt.push(...chunk.writtenAt);
             records += chunk.records.length;
           }
         }
@@ -375,19 +411,79 @@ export class LevelTransport extends MemoryTransport {
       }
       // Partitions whose records have all gone keep their end.
       for (const [key, end] of ends) {
-        const [topicId, partition] = key.split('/').map(Number) as [number, number];
-        const name = names.get(topicId);
-        if (name !== undefined) this.restorePartition(name, partition, [], [], end);
+        const [name, partition] = key.split('\u0000') as [string, string];
+        this.restorePartition(name, Number(partition), [], [], end);
       }
       for (const [key, value] of await entries(db, TAG_COMMITTED)) {
         const { topicId, partition, rest } = readPartitionKey(key);
-        const name = names.get(topicId);
+        const name = topics.get(topicId)?.name;
         if (name !== undefined) this.restoreCommitted(rest.toString('utf8'), name, partition, decodeOffset(value));
       }
-      if (records > 0) this.#logger.info({ location: this.location, topics: names.size, records }, 'Eddy broker log read');
+      for (const key of this.#memoryStart.keys()) this.#retainCold(key);
+      if (records + cold > 0) this.#logger.info({ location: this.location, topics: topics.size, records, onDiskOnly: cold }, 'Eddy broker log read');
     } finally {
       this.#restoring = false;
     }
+  }
+
+  /**
+   * Records of a partition that are on disk only (every group had committed them when the log was
+   * read), for a reader that goes back: a new group, a task started again from an old commit.
+   */
+  protected override readCold(topic: string, partition: number, from: number, max: number): Promise<IncomingRecord[]> | undefined {
+    const key = `${topic}\u0000${partition}`;
+    const memoryStart = this.#memoryStart.get(key);
+    if (memoryStart === undefined || from >= memoryStart) return undefined;
+    return (async () => {
+      const db = await this.#open();
+      const topicId = this.#topicId(topic);
+      const start = Math.max(from, this.#starts.get(key) ?? 0);
+      const found: IncomingRecord[] = [];
+      for (const chunk of this.#chunksOf(key)) {
+        if (chunk.last < start) continue;
+        if (chunk.first >= memoryStart || found.length >= max) break;
+        const value = await db.get(chunkKey(topicId, partition, chunk.first));
+        // Gone meanwhile (retention): what follows is read from there on.
+        if (value === undefined) continue;
+        for (const record of decodeChunk(topic, partition, chunk.first, value).records) {
+          if (record.offset >= start && record.offset < memoryStart && found.length < max) found.push(record);
+        }
+      }
+      return found;
+    })();
+  }
+
+  /**
+   * Retention of the records on disk only, chunk by chunk, oldest first: by age, and by records and
+   * bytes on their own (the records in memory keep the same limits, so a partition holds at most
+   * about twice them).
+   */
+  #retainCold(key: string): void {
+    const memoryStart = this.#memoryStart.get(key);
+    if (memoryStart === undefined) return;
+    const chunks = this.#chunksOf(key);
+    const retention = this.#retention;
+    const now = this.clock.now();
+    let records = 0;
+    let bytes = 0;
+    for (const chunk of chunks) {
+      if (chunk.first >= memoryStart) break;
+      records += chunk.last - chunk.first + 1;
+      bytes += chunk.bytes;
+    }
+    let gone = 0;
+    while (gone < chunks.length && chunks[gone]!.last < memoryStart) {
+      const chunk = chunks[gone]!;
+      const old = retention.ms !== undefined && chunk.newest < now - retention.ms;
+      if (!old && !(retention.records !== undefined && records > retention.records) && !(retention.bytes !== undefined && bytes > retention.bytes)) break;
+      records -= chunk.last - chunk.first + 1;
+      bytes -= chunk.bytes;
+      gone++;
+    }
+    if (gone === 0) return;
+    const start = chunks[gone - 1]!.last + 1;
+    const [topic, partition] = key.split('\u0000') as [string, string];
+    this.logTruncated(topic, Number(partition), start);
   }
 }
 

@@ -87,9 +87,11 @@ export function decodeOffset(bytes: Uint8Array): number {
 }
 
 /**
- * Records written together, as one entry: their count, then per record its offset after the
- * chunk's first, when it was written (ms), its timestamp, key, value and headers. Lengths are u32,
- * 0xffffffff for null.
+ * Records written together, as one entry: their count, when the newest was written (ms) and the
+ * last's offset after the chunk's first, then
+ * per record its offset after the chunk's first, when it was written, its timestamp, key, value and
+ * headers. Lengths are u32, 0xffffffff for null. The header alone tells a chunk's age and size
+ * (see {@link chunkSummary}) without decoding its records.
  */
 export function encodeChunk(records: readonly IncomingRecord[], writtenAt: (index: number) => number): Uint8Array {
   const first = records[0]!.offset;
@@ -98,13 +100,17 @@ export function encodeChunk(records: readonly IncomingRecord[], writtenAt: (inde
     for (const name in record.headers) entries.push([Buffer.from(name), Buffer.from(record.headers[name]!)]);
     return entries;
   });
-  let size = 4;
+  let size = 4 + 8 + 4;
+  let newest = -Infinity;
   records.forEach((record, index) => {
+    newest = Math.max(newest, writtenAt(index));
     size += 4 + 8 + 8 + 4 + (record.key?.byteLength ?? 0) + 4 + (record.value?.byteLength ?? 0) + 2;
     for (const [name, value] of headers[index]!) size += 2 + name.length + 4 + value.length;
   });
   const bytes = Buffer.allocUnsafe(size);
   let at = bytes.writeUInt32BE(records.length, 0);
+  at = bytes.writeDoubleBE(newest, at);
+  at = bytes.writeUInt32BE(records[records.length - 1]!.offset - first, at);
   records.forEach((record, index) => {
     at = bytes.writeUInt32BE(record.offset - first, at);
     at = bytes.writeDoubleBE(writtenAt(index), at);
@@ -131,10 +137,25 @@ function writeBytes(target: Buffer, at: number, bytes: Uint8Array | null): numbe
 
 /** A chunk's records back from the log, as consumers get them, and when each was written. */
 export function decodeChunk(topic: string, partition: number, first: number, value: Uint8Array): { records: IncomingRecord[]; writtenAt: number[] } {
+  return decodeChunkAbove(topic, partition, first, value, -Infinity);
+}
+
+/**
+ * The records of a chunk from offset `above` on (the rest are walked over, not made), and the
+ * offset of its last record.
+ */
+export function decodeChunkAbove(topic: string, partition: number, first: number, value: Uint8Array, above: number): { records: IncomingRecord[]; writtenAt: number[]; last: number } {
   const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   const records: IncomingRecord[] = [];
   const writtenAt: number[] = [];
-  let at = 0;
+  const count = bytes.readUInt32BE(0);
+  const last = first + bytes.readUInt32BE(12);
+  if (last < above) return { records, writtenAt, last };
+  let at = 16;
+  const skipBytes = () => {
+    const length = bytes.readUInt32BE(at);
+    at += 4 + (length === 0xffffffff ? 0 : length);
+  };
   const readBytes = (): Uint8Array | null => {
     const length = bytes.readUInt32BE(at);
     at += 4;
@@ -145,11 +166,21 @@ export function decodeChunk(topic: string, partition: number, first: number, val
     at += length;
     return field;
   };
-  const count = bytes.readUInt32BE(at);
-  at += 4;
   for (let index = 0; index < count; index++) {
     const offset = first + bytes.readUInt32BE(at);
     at += 4;
+    if (offset < above) {
+      at += 16;
+      skipBytes();
+      skipBytes();
+      const headerCount = bytes.readUInt16BE(at);
+      at += 2;
+      for (let header = 0; header < headerCount; header++) {
+        at += 2 + bytes.readUInt16BE(at);
+        at += 4 + bytes.readUInt32BE(at);
+      }
+      continue;
+    }
     writtenAt.push(bytes.readDoubleBE(at));
     at += 8;
     const timestamp = bytes.readDoubleBE(at);
@@ -172,7 +203,13 @@ export function decodeChunk(topic: string, partition: number, first: number, val
     records.push({ topic, partition, offset, key, value: payload, timestamp, headers: headers as Headers });
   }
   if (at !== bytes.length) throw new Error('bytes left after the chunk');
-  return { records, writtenAt };
+  return { records, writtenAt, last };
+}
+
+/** What a chunk's header says: how many records, when the newest was written, and its size on disk. */
+export function chunkSummary(value: Uint8Array): { count: number; newest: number; bytes: number } {
+  const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return { count: bytes.readUInt32BE(0), newest: bytes.readDoubleBE(4), bytes: value.byteLength };
 }
 
 /** Why an entry does not fit the broker log's layout (damage), or undefined. */

@@ -343,11 +343,28 @@ export class MemoryTransport implements Transport {
     return this.#topics.get(topic)?.partitions[partition]?.slice(from, max) ?? [];
   }
 
+  /**
+   * @internal Records of a partition from `from` on, at most `max`: from memory, or, where the
+   * broker keeps older records on disk only (see `readCold`), from there.
+   */
+  readFrom(topic: string, partition: number, from: number, max: number): IncomingRecord[] | Promise<IncomingRecord[]> {
+    return this.readCold(topic, partition, from, max) ?? this.readSlice(topic, partition, from, max);
+  }
+
+  /** Records before the first one held in memory, read from where the broker keeps its log; undefined when `from` is in memory (always, here). */
+  protected readCold(topic: string, partition: number, from: number, max: number): Promise<IncomingRecord[]> | undefined {
+    void topic;
+    void partition;
+    void from;
+    void max;
+    return undefined;
+  }
+
   async *readPartition({ topic, partition }: TopicPartition, fromOffset: number): AsyncIterable<readonly IncomingRecord[]> {
     const end = this.logEnd(topic, partition);
     let offset = fromOffset;
     while (offset < end) {
-      const batch = this.readSlice(topic, partition, offset, this.maxBatchSize).filter((record) => record.offset < end);
+      const batch = (await this.readFrom(topic, partition, offset, this.maxBatchSize)).filter((record) => record.offset < end);
       if (batch.length === 0) return;
       yield batch;
       offset = batch[batch.length - 1]!.offset + 1;
@@ -510,8 +527,11 @@ class MemoryConsumer implements TransportConsumer {
     let delivered = false;
     for (const entry of [...this.#positions.values()]) {
       if (this.#closed) return false;
-      const batch = this.broker.readSlice(entry.topic, entry.partition, entry.position, this.broker.maxBatchSize);
-      if (batch.length === 0) continue;
+      const from = entry.position;
+      const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
+      const batch = Array.isArray(slice) ? slice : await slice;
+      // Read from disk: the partition may have moved (a seek) or gone (a revoke) meanwhile.
+      if (batch.length === 0 || entry.position !== from || this.#positions.get(tpKey(entry.topic, entry.partition)) !== entry) continue;
       // Offsets may have gaps (compaction, deleted records): continue after the last one read.
       entry.position = batch[batch.length - 1]!.offset + 1;
       delivered = true;
