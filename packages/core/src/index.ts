@@ -23,7 +23,6 @@ export type { Logger } from './logger.js';
 export { defaultLogger, silentLogger } from './logger.js';
 export { memoryTransport, MemoryTransport } from './transport/memory.js';
 export type { MemoryTransportOptions, RetentionOptions } from './transport/memory.js';
-export { resolveRetention } from './transport/memory.js';
 export type {
   CaughtUp,
   ConsumerListener,

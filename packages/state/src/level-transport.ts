@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { EddyError, MemoryTransport, resolveRetention, type Clock, type Duration, type IncomingRecord, type RetentionOptions, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer, type ConsumerListener } from '@eddy/core';
+import { EddyError, MemoryTransport, type Clock, type Duration, type IncomingRecord, type RetentionOptions, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer, type ConsumerListener } from '@eddy/core';
 import { rootMessage } from './errors.js';
 import {
   chunkKey,
@@ -139,7 +139,6 @@ export class LevelTransport extends MemoryTransport {
   readonly #starts = new Map<string, number>();
   /** Per partition whose older records are on disk only (see `#load`), the first offset held in memory. */
   readonly #memoryStart = new Map<string, number>();
-  readonly #retention: ReturnType<typeof resolveRetention>;
   readonly #writer: GroupCommit;
 
   constructor(options: LevelTransportOptions) {
@@ -150,7 +149,6 @@ export class LevelTransport extends MemoryTransport {
     const keep = options.keepCorruptCopies ?? 1;
     if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`levelTransport option keepCorruptCopies must be a non-negative integer, got ${String(keep)}`);
     this.#writer = new GroupCommit(() => this.#db, options.sync === true);
-    this.#retention = resolveRetention({ ...DEFAULT_RETENTION, ...options.retention }, 'levelTransport');
   }
 
   /** Opens the log (reading it into memory the first time); each app that connects closes once. */
@@ -462,7 +460,7 @@ export class LevelTransport extends MemoryTransport {
     const memoryStart = this.#memoryStart.get(key);
     if (memoryStart === undefined) return;
     const chunks = this.#chunksOf(key);
-    const retention = this.#retention;
+    const retention = this.retention;
     const now = this.clock.now();
     let records = 0;
     let bytes = 0;

@@ -47,7 +47,7 @@ export interface RetentionOptions {
 }
 
 /** Checks retention options once, at the API edge, into milliseconds. */
-export function resolveRetention(options: RetentionOptions | undefined, what: string): Retention {
+function resolveRetention(options: RetentionOptions | undefined, what: string): Retention {
   if (options === undefined) return {};
   if (typeof options !== 'object' || options === null) throw new ConfigError(`${what}: retention must be an object, got ${String(options)}`);
   const count = (value: number | undefined, name: string) => {
@@ -73,12 +73,6 @@ interface Group {
   readonly id: string;
   readonly members: MemoryConsumer[];
   readonly committed: Map<string, number>;
-}
-
-/** A record allocated its offset, on its way into its partition's log. */
-interface Allocated {
-  readonly log: PartitionLog;
-  readonly record: IncomingRecord;
 }
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -110,7 +104,8 @@ export class MemoryTransport implements Transport {
   readonly #groups = new Map<string, Group>();
   readonly defaultPartitions: number;
   readonly maxBatchSize: number;
-  readonly #retention: Retention;
+  /** What each partition of an ordinary topic keeps (resolved from the options once). */
+  protected readonly retention: Retention;
   readonly #compaction: Compaction;
   /** Per partition log, the next offset to give a record (ahead of `end` while records are being written). */
   readonly #nextOffset = new Map<PartitionLog, number>();
@@ -121,7 +116,7 @@ export class MemoryTransport implements Transport {
     if (retentionRecords !== undefined && (!Number.isInteger(retentionRecords) || retentionRecords < 1)) {
       throw new ConfigError(`${what}: retentionRecords must be a positive integer, got ${String(retentionRecords)}`);
     }
-    this.#retention = { ...resolveRetention(options.retention, what), ...(retentionRecords === undefined ? {} : { records: retentionRecords }) };
+    this.retention = { ...resolveRetention(options.retention, what), ...(retentionRecords === undefined ? {} : { records: retentionRecords }) };
     this.#compaction = { tombstoneMs: toMs(options.tombstoneRetention ?? '1d', `${what}: tombstoneRetention`) };
     this.clock = options.clock ?? systemClock;
     if (!Number.isInteger(defaultPartitions) || defaultPartitions < 1) {
@@ -149,7 +144,9 @@ export class MemoryTransport implements Transport {
     if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
       throw new ConfigError(`topic ${spec.name}: partitions must be a positive integer, got ${String(spec.partitions)}`);
     }
-    this.#topics.set(spec.name, { spec, partitions: Array.from({ length: spec.partitions }, () => new PartitionLog()) });
+    // Only a byte limit needs each record's size.
+    const countsBytes = this.retention.bytes !== undefined && !spec.compacted && !spec.unlimitedRetention;
+    this.#topics.set(spec.name, { spec, partitions: Array.from({ length: spec.partitions }, () => new PartitionLog(countsBytes)) });
     this.topicCreated(spec);
   }
 
@@ -227,7 +224,7 @@ export class MemoryTransport implements Transport {
   protected produce(records: readonly OutgoingRecord[]): Promise<TopicPartitionOffset[]> {
     try {
       const allocated = this.#allocate(records);
-      const writing = this.write(allocated.map(({ record }) => record));
+      const writing = this.write(allocated);
       if (!writing) return Promise.resolve(this.#publish(allocated));
       return writing.then(() => this.#publish(allocated));
     } catch (error) {
@@ -241,22 +238,18 @@ export class MemoryTransport implements Transport {
   }
 
   /** Gives each record its offset in its partition, in order. */
-  #allocate(records: readonly OutgoingRecord[]): Allocated[] {
-    const allocated: Allocated[] = [];
+  #allocate(records: readonly OutgoingRecord[]): IncomingRecord[] {
+    const allocated: IncomingRecord[] = [];
     let log: PartitionLog | undefined;
-    let logTopic = '';
-    let logPartition = -1;
     let next = 0;
     for (const record of records) {
       // Batches mostly go to one partition: look the log up only when it changes.
-      if (record.partition !== logPartition || record.topic !== logTopic) {
+      if (!log || record.partition !== allocated[allocated.length - 1]!.partition || record.topic !== allocated[allocated.length - 1]!.topic) {
         if (log) this.#nextOffset.set(log, next);
         log = this.#partitionLog(record.topic, record.partition, true);
         next = this.#nextOffset.get(log) ?? log.end;
-        logTopic = record.topic;
-        logPartition = record.partition;
       }
-      const stored: IncomingRecord = {
+      allocated.push({
         topic: record.topic,
         partition: record.partition,
         offset: next++,
@@ -265,30 +258,34 @@ export class MemoryTransport implements Transport {
         timestamp: record.timestamp,
         headers: record.headers ?? emptyHeaders,
         decoded: record.decoded,
-      };
-      allocated.push({ log: log!, record: stored });
+      });
     }
     if (log) this.#nextOffset.set(log, next);
     return allocated;
   }
 
   /** Puts allocated records into their logs, keeps each log within its limits, and wakes the consumers. */
-  #publish(allocated: readonly Allocated[]): TopicPartitionOffset[] {
+  #publish(allocated: readonly IncomingRecord[]): TopicPartitionOffset[] {
     const now = this.clock.now();
-    const touched = new Set<PartitionLog>();
-    const last = new Map<PartitionLog, IncomingRecord>();
-    for (const { log, record } of allocated) {
+    const written = new Map<PartitionLog, TopicPartitionOffset>();
+    let log: PartitionLog | undefined;
+    for (let index = 0; index < allocated.length; index++) {
+      const record = allocated[index]!;
+      if (!log || record.partition !== allocated[index - 1]!.partition || record.topic !== allocated[index - 1]!.topic) log = this.#partitionLog(record.topic, record.partition, false);
       // Writes finish in the order they were given offsets; anything else would reorder a partition.
       if (record.offset < log.end) throw new EddyError('TRANSPORT_FAILED', `${record.topic}[${record.partition}]: offset ${record.offset} written after ${log.end - 1}`);
       log.push(record, now);
-      touched.add(log);
-      last.set(log, record);
+      const next = allocated[index + 1];
+      // The last of a run of the partition: keep it in bounds, and report its offset (a later run overwrites it).
+      if (!next || next.partition !== record.partition || next.topic !== record.topic) {
+        this.#retain(log, now);
+        written.set(log, { topic: record.topic, partition: record.partition, offset: record.offset });
+      }
     }
-    for (const log of touched) this.#retain(log, now);
     for (const group of this.#groups.values()) {
       for (const member of group.members) member.wake();
     }
-    return [...last.values()].map(({ topic, partition, offset }) => ({ topic, partition, offset }));
+    return [...written.values()];
   }
 
   /** Compaction for compacted topics, retention for ordinary ones; repartition topics are trimmed as committed. */
@@ -299,7 +296,7 @@ export class MemoryTransport implements Transport {
     if (spec.compacted) {
       if (log.records.length <= Math.max(1_000, 2 * log.compactedSize)) return;
       if (log.compact(this.#compaction, now).length > 0) this.logCompacted(first.topic, first.partition, log.records, log.writtenAt);
-    } else if (!spec.unlimitedRetention && log.retain(this.#retention, now).length > 0) {
+    } else if (!spec.unlimitedRetention && log.retain(this.retention, now).length > 0) {
       this.logTruncated(first.topic, first.partition, log.offsets[0] ?? log.end);
     }
   }

@@ -37,16 +37,19 @@ export class PartitionLog {
   readonly writtenAt: number[] = [];
   /** The offset after the last record written. */
   end = 0;
-  /** Bytes of the records held (see {@link recordBytes}). */
+  /** Bytes of the records held (see {@link recordBytes}), counted only for a log that `countsBytes`. */
   bytes = 0;
   /** Records held after the last compaction, to pace the next one. */
   compactedSize = 0;
+
+  /** `countsBytes`: keep {@link bytes} (a retention by bytes needs it; nothing else does). */
+  constructor(readonly countsBytes = false) {}
 
   push(record: IncomingRecord, writtenAt: number): void {
     this.offsets.push(record.offset);
     this.records.push(record);
     this.writtenAt.push(writtenAt);
-    this.bytes += recordBytes(record);
+    if (this.countsBytes) this.bytes += recordBytes(record);
     this.end = record.offset + 1;
   }
 
@@ -83,7 +86,7 @@ export class PartitionLog {
     let count = 0;
     if (retention.records !== undefined && this.records.length > retention.records) count = this.records.length - retention.records;
     if (retention.ms !== undefined) while (count < this.writtenAt.length && this.writtenAt[count]! < now - retention.ms) count++;
-    if (retention.bytes !== undefined && this.bytes > retention.bytes) {
+    if (this.countsBytes && retention.bytes !== undefined && this.bytes > retention.bytes) {
       let bytes = this.bytes;
       for (let index = 0; index < count; index++) bytes -= recordBytes(this.records[index]!);
       while (bytes > retention.bytes && count < this.records.length) bytes -= recordBytes(this.records[count++]!);
@@ -111,7 +114,7 @@ export class PartitionLog {
       this.records[kept] = record;
       this.offsets[kept] = record.offset;
       this.writtenAt[kept] = this.writtenAt[index]!;
-      bytes += recordBytes(record);
+      if (this.countsBytes) bytes += recordBytes(record);
       kept++;
     }
     this.records.length = this.offsets.length = this.writtenAt.length = kept;
@@ -122,7 +125,7 @@ export class PartitionLog {
 
   #dropFront(count: number): number[] {
     if (count <= 0) return [];
-    for (let index = 0; index < count; index++) this.bytes -= recordBytes(this.records[index]!);
+    if (this.countsBytes) for (let index = 0; index < count; index++) this.bytes -= recordBytes(this.records[index]!);
     const dropped = this.offsets.splice(0, count);
     this.records.splice(0, count);
     this.writtenAt.splice(0, count);
