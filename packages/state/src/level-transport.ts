@@ -137,8 +137,11 @@ export class LevelTransport extends MemoryTransport {
   readonly #chunks = new Map<string, Chunk[]>();
   /** Per partition, its first offset (records before it are gone). */
   readonly #starts = new Map<string, number>();
-  /** Per partition whose older records are on disk only (see `#load`), the first offset held in memory. */
-  readonly #memoryStart = new Map<string, number>();
+  /**
+   * Per partition whose older records are on disk only (see `#load`): the first offset held in
+   * memory, and the records and bytes of the chunks below it (for their retention).
+   */
+  readonly #cold = new Map<string, { readonly memoryStart: number; records: number; bytes: number }>();
   readonly #writer: GroupCommit;
 
   constructor(options: LevelTransportOptions) {
@@ -207,7 +210,7 @@ export class LevelTransport extends MemoryTransport {
     const now = this.clock.now();
     const byPartition = new Map<string, IncomingRecord[]>();
     for (const record of records) {
-      const key = `${record.topic}\u0000${record.partition}`;
+      const key = keyOf(record.topic, record.partition);
       const run = byPartition.get(key);
       if (run) run.push(record);
       else byPartition.set(key, [record]);
@@ -221,7 +224,7 @@ export class LevelTransport extends MemoryTransport {
       ops.push({ type: 'put', key: chunkKey(topicId, partition, chunk.first), value });
       ops.push({ type: 'put', key: endKey(topicId, partition), value: encodeOffset(chunk.last + 1) });
       this.#chunksOf(key).push(chunk);
-      if (this.#memoryStart.has(key)) this.#retainCold(key);
+      if (this.#cold.has(key)) this.#retainCold(key);
     }
     return this.#writer.write(ops);
   }
@@ -243,14 +246,21 @@ export class LevelTransport extends MemoryTransport {
   /** Records before `start` are gone: the chunks that hold only such records go, and the start is kept for those that hold later ones too. */
   protected override logTruncated(topic: string, partition: number, start: number): void {
     const topicId = this.#topicId(topic);
-    const chunks = this.#chunksOf(`${topic}\u0000${partition}`);
+    const key = keyOf(topic, partition);
+    const chunks = this.#chunksOf(key);
+    const cold = this.#cold.get(key);
     let gone = 0;
     while (gone < chunks.length && chunks[gone]!.last < start) gone++;
-    const ops: BatchOp[] = chunks.splice(0, gone).map((chunk) => ({ type: 'del', key: chunkKey(topicId, partition, chunk.first) }));
+    const ops: BatchOp[] = chunks.splice(0, gone).map((chunk) => {
+      if (cold && chunk.first < cold.memoryStart) {
+        cold.records -= chunk.last - chunk.first + 1;
+        cold.bytes -= chunk.bytes;
+      }
+      return { type: 'del', key: chunkKey(topicId, partition, chunk.first) };
+    });
     ops.push({ type: 'put', key: startKey(topicId, partition), value: encodeOffset(start) });
-    const key = `${topic}\u0000${partition}`;
     this.#starts.set(key, Math.max(start, this.#starts.get(key) ?? 0));
-    if ((this.#memoryStart.get(key) ?? -1) <= start) this.#memoryStart.delete(key);
+    if (cold && cold.memoryStart <= start) this.#cold.delete(key);
     this.#bestEffort(ops, topic, partition);
   }
 
@@ -260,7 +270,7 @@ export class LevelTransport extends MemoryTransport {
    */
   protected override logCompacted(topic: string, partition: number, records: readonly IncomingRecord[], writtenAt: readonly number[]): void {
     const topicId = this.#topicId(topic);
-    const chunks = this.#chunksOf(`${topic}\u0000${partition}`);
+    const chunks = this.#chunksOf(keyOf(topic, partition));
     const end = records.length === 0 ? -1 : records[records.length - 1]!.offset;
     let covered = 0;
     while (covered < chunks.length && chunks[covered]!.first <= end) covered++;
@@ -347,23 +357,23 @@ export class LevelTransport extends MemoryTransport {
         this.#nextTopicId = Math.max(this.#nextTopicId, id + 1);
         this.createTopic(spec);
       }
-      const offsetsOf = async (tag: number) => {
+      /** Per partition, an offset of each entry of a tag (the least, where there are several), and what else each key holds. */
+      const offsetsOf = async (tag: number, each?: (name: string, partition: number, rest: Buffer, offset: number) => void) => {
         const found = new Map<string, number>();
         for (const [key, value] of await entries(db, tag)) {
-          const { topicId, partition } = readPartitionKey(key);
+          const { topicId, partition, rest } = readPartitionKey(key);
           const name = topics.get(topicId)?.name;
-          const offset = decodeOffset(value);
           if (name === undefined) continue;
-          const at = `${name}\u0000${partition}`;
-          // Committed offsets: the least of the groups' (the start of what some reader still needs).
-          found.set(at, Math.min(offset, found.get(at) ?? Infinity));
+          const offset = decodeOffset(value);
+          found.set(keyOf(name, partition), Math.min(offset, found.get(keyOf(name, partition)) ?? Infinity));
+          each?.(name, partition, rest, offset);
         }
         return found;
       };
       const ends = await offsetsOf(TAG_END);
-      const starts = await offsetsOf(TAG_START);
-      const committed = await offsetsOf(TAG_COMMITTED);
-      for (const [key, start] of starts) this.#starts.set(key, start);
+      for (const [key, start] of await offsetsOf(TAG_START)) this.#starts.set(key, start);
+      // The least offset the groups committed is where some reader still needs records from.
+      const committed = await offsetsOf(TAG_COMMITTED, (name, partition, group, offset) => this.restoreCommitted(group.toString('utf8'), name, partition, offset));
       let records = 0;
       let cold = 0;
       const iterator = db.iterator({ ...tagRange(TAG_RECORD), fillCache: false });
@@ -371,7 +381,7 @@ export class LevelTransport extends MemoryTransport {
         let current: { name: string; partition: number; records: IncomingRecord[]; writtenAt: number[] } | undefined;
         const restore = () => {
           if (!current) return;
-          const key = `${current.name}\u0000${current.partition}`;
+          const key = keyOf(current.name, current.partition);
           this.restorePartition(current.name, current.partition, current.records, current.writtenAt, ends.get(key) ?? 0);
           ends.delete(key);
         };
@@ -386,7 +396,7 @@ export class LevelTransport extends MemoryTransport {
               restore();
               current = { name: spec.name, partition, records: [], writtenAt: [] };
             }
-            const at = `${spec.name}\u0000${partition}`;
+            const at = keyOf(spec.name, partition);
             const first = Number(rest.readBigUInt64BE(0));
             const summary = chunkSummary(value);
             const start = this.#starts.get(at) ?? 0;
@@ -395,8 +405,12 @@ export class LevelTransport extends MemoryTransport {
             this.#chunksOf(at).push({ first, last: chunk.last, bytes: summary.bytes, newest: summary.newest });
             if (needed > Math.max(start, first)) {
               // Records below what every group has committed stay on disk.
-              this.#memoryStart.set(at, needed);
-              cold += Math.max(0, Math.min(chunk.last + 1, needed) - Math.max(start, first));
+              const onDisk = Math.max(0, Math.min(chunk.last + 1, needed) - Math.max(start, first));
+              const known = this.#cold.get(at) ?? { memoryStart: needed, records: 0, bytes: 0 };
+              known.records += chunk.last - first + 1;
+              known.bytes += summary.bytes;
+              this.#cold.set(at, known);
+              cold += onDisk;
             }
             current.records.push(...chunk.records);
             current.writtenAt.push(...chunk.writtenAt);
@@ -408,16 +422,8 @@ export class LevelTransport extends MemoryTransport {
         await iterator.close();
       }
       // Partitions whose records have all gone keep their end.
-      for (const [key, end] of ends) {
-        const [name, partition] = key.split('\u0000') as [string, string];
-        this.restorePartition(name, Number(partition), [], [], end);
-      }
-      for (const [key, value] of await entries(db, TAG_COMMITTED)) {
-        const { topicId, partition, rest } = readPartitionKey(key);
-        const name = topics.get(topicId)?.name;
-        if (name !== undefined) this.restoreCommitted(rest.toString('utf8'), name, partition, decodeOffset(value));
-      }
-      for (const key of this.#memoryStart.keys()) this.#retainCold(key);
+      for (const [key, end] of ends) this.restorePartition(...splitKey(key), [], [], end);
+      for (const key of this.#cold.keys()) this.#retainCold(key);
       if (records + cold > 0) this.#logger.info({ location: this.location, topics: topics.size, records, onDiskOnly: cold }, 'Eddy broker log read');
     } finally {
       this.#restoring = false;
@@ -429,8 +435,8 @@ export class LevelTransport extends MemoryTransport {
    * read), for a reader that goes back: a new group, a task started again from an old commit.
    */
   protected override readCold(topic: string, partition: number, from: number, max: number): Promise<IncomingRecord[]> | undefined {
-    const key = `${topic}\u0000${partition}`;
-    const memoryStart = this.#memoryStart.get(key);
+    const key = keyOf(topic, partition);
+    const memoryStart = this.#cold.get(key)?.memoryStart;
     if (memoryStart === undefined || from >= memoryStart) return undefined;
     return (async () => {
       const db = await this.#open();
@@ -457,33 +463,31 @@ export class LevelTransport extends MemoryTransport {
    * about twice them).
    */
   #retainCold(key: string): void {
-    const memoryStart = this.#memoryStart.get(key);
-    if (memoryStart === undefined) return;
+    const cold = this.#cold.get(key);
+    if (!cold) return;
     const chunks = this.#chunksOf(key);
-    const retention = this.retention;
+    const { records, bytes, ms } = this.retention;
     const now = this.clock.now();
-    let records = 0;
-    let bytes = 0;
-    for (const chunk of chunks) {
-      if (chunk.first >= memoryStart) break;
-      records += chunk.last - chunk.first + 1;
-      bytes += chunk.bytes;
-    }
+    let left = { records: cold.records, bytes: cold.bytes };
     let gone = 0;
-    while (gone < chunks.length && chunks[gone]!.last < memoryStart) {
+    while (gone < chunks.length && chunks[gone]!.last < cold.memoryStart) {
       const chunk = chunks[gone]!;
-      const old = retention.ms !== undefined && chunk.newest < now - retention.ms;
-      if (!old && !(retention.records !== undefined && records > retention.records) && !(retention.bytes !== undefined && bytes > retention.bytes)) break;
-      records -= chunk.last - chunk.first + 1;
-      bytes -= chunk.bytes;
+      const over = (ms !== undefined && chunk.newest < now - ms) || (records !== undefined && left.records > records) || (bytes !== undefined && left.bytes > bytes);
+      if (!over) break;
+      left = { records: left.records - (chunk.last - chunk.first + 1), bytes: left.bytes - chunk.bytes };
       gone++;
     }
-    if (gone === 0) return;
-    const start = chunks[gone - 1]!.last + 1;
-    const [topic, partition] = key.split('\u0000') as [string, string];
-    this.logTruncated(topic, Number(partition), start);
+    // The totals follow in logTruncated, with the chunks.
+    if (gone > 0) this.logTruncated(...splitKey(key), chunks[gone - 1]!.last + 1);
   }
 }
+
+/** A partition's key in this broker's maps. */
+const keyOf = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+const splitKey = (key: string): [topic: string, partition: number] => {
+  const at = key.lastIndexOf('\u0000');
+  return [key.slice(0, at), Number(key.slice(at + 1))];
+};
 
 /** Every entry of one tag (small ranges: topics, ends, committed offsets). */
 async function entries(db: LevelDatabase, tag: number): Promise<Array<[Uint8Array, Uint8Array]>> {
