@@ -12,7 +12,7 @@ import { CacheBudget } from './runtime/cache.js';
 import { HostSends } from './runtime/host-sends.js';
 import { Lifecycle, type AppEvents, type AppState } from './runtime/lifecycle.js';
 import { Metrics, type MetricsSnapshot } from './runtime/metrics.js';
-import { Task, type CommitRecord, type TaskHost } from './runtime/task.js';
+import { Task, taskIdOf, type CommitRecord, type TaskHost } from './runtime/task.js';
 import { checkSerde, defaultKeySerde, json, type Serde } from './serde.js';
 import type { StateBackend } from './state/backend.js';
 import { memoryState } from './state/memory.js';
@@ -31,6 +31,9 @@ interface HostRoute {
 }
 
 const emptyHeaders: Headers = Object.freeze({});
+
+/** A worker pool that takes no more windows: the sources pause (see backpressure in `start`). */
+const isFull = (handler: WindowBatchHandler<unknown, unknown>): boolean => handler.queueDepth >= handler.maxQueue;
 
 const isTransactional = (producer: TransportProducer): producer is TransactionalProducer =>
   typeof (producer as Partial<TransactionalProducer>).begin === 'function' && typeof (producer as Partial<TransactionalProducer>).sendOffsets === 'function';
@@ -306,7 +309,7 @@ export class App {
           });
           // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
           // pauses its source until the work in flight is done.
-          if (task.pendingWork > this.#maxPending || this.#batchHandlers().some((handler) => handler.queueDepth >= handler.maxQueue)) {
+          if (task.pendingWork > this.#maxPending || this.#batchHandlers().some(isFull)) {
             await task.drain();
             task.restartIdleCountdown();
           }
@@ -584,8 +587,8 @@ export class App {
     if (state === 'created' || state === 'starting') return { status: 'degraded', reasons: [`the app is ${state}`] };
     const reasons = this.#stalls(this.#clock.now());
     if (state === 'rebalancing') reasons.push('the app is rebalancing');
-    for (const handler of this.#batchHandlers()) {
-      if (handler.queueDepth >= handler.maxQueue) reasons.push(`a worker pool's queue is full (${handler.queueDepth} of ${handler.maxQueue}): sources are paused`);
+    for (const handler of this.#batchHandlers().filter(isFull)) {
+      reasons.push(`a worker pool's queue is full (${handler.queueDepth} of ${handler.maxQueue}): sources are paused`);
     }
     return { status: reasons.length === 0 ? 'ok' : 'degraded', reasons };
   }
@@ -740,7 +743,7 @@ export class App {
 
   #taskKey(topic: string, partition: number): string {
     const sub = this.#topology!.subTopologies.find((candidate) => candidate.sources.some((source) => source.topic === topic));
-    return `${sub?.index ?? -1}_${partition}`;
+    return taskIdOf(sub?.index ?? -1, partition);
   }
 
   #host(): TaskHost {
@@ -770,7 +773,7 @@ export class App {
   #caughtUp(topic: string, partition: number, seen = new Set<Task>()): CaughtUp | undefined {
     const own = this.#consumer?.caughtUp({ topic, partition });
     const writer = own && this.#topology?.repartitionTopics.get(topic);
-    const upstream = writer && this.#tasks.get(`${writer.index}_${partition}`);
+    const upstream = writer && this.#tasks.get(taskIdOf(writer.index, partition));
     if (!upstream || !this.#handOffFloors.has(upstream) || seen.has(upstream)) return own;
     seen.add(upstream);
     let combined: CaughtUp = own;
@@ -802,7 +805,7 @@ export class App {
    * task's producer exists (and has fenced its previous owner's) before its state is read.
    */
   async #openTask(sub: SubTopology, partition: number): Promise<{ task: Task; positions: readonly TopicPartitionOffset[] }> {
-    const taskId = `${sub.index}_${partition}`;
+    const taskId = taskIdOf(sub.index, partition);
     let committed = this.#commitRecords.get(taskId);
     if (!committed) this.#commitRecords.set(taskId, (committed = { at: this.#clock.now(), failures: 0, error: undefined }));
     const task = new Task(this.#host(), sub, partition, { transactional: await this.#transactionalProducer(sub, partition), committed });

@@ -107,6 +107,9 @@ export interface RestoreResult {
   readonly positions: readonly TopicPartitionOffset[];
 }
 
+/** A task's id: its sub-topology and partition, as in Kafka Streams (`0_3`). */
+export const taskIdOf = (subTopology: number, partition: number): string => `${subTopology}_${partition}`;
+
 /**
  * One partition of one sub-topology: its own RxJS operator graph, stream time, state and offsets.
  * Records enter through `process`; `commit` runs the commit protocol of DESIGN.md.
@@ -169,7 +172,7 @@ export class Task implements TaskContext {
   ) {
     this.#transactional = options.transactional;
     this.#committed = options.committed ?? { at: host.clock.now(), failures: 0, error: undefined };
-    this.taskId = `${subTopology.index}_${partition}`;
+    this.taskId = taskIdOf(subTopology.index, partition);
     this.appId = host.appId;
     this.clock = host.clock;
     this.metrics = host.metrics;
@@ -725,7 +728,7 @@ export class Task implements TaskContext {
       } else {
         const tooLarge = reason === 'MESSAGE_TOO_LARGE' || reason === 'RECORD_LIST_TOO_LARGE';
         const failure = new EddyError('RECORD_REJECTED', `the log refused a record for ${record.topic}[${record.partition}] (${reason}): ${refusal.message}`, { cause: refusal });
-        this.#deadLetter(failure, `to ${record.topic}`, undefined, record.key, tooLarge ? null : record.value, { reason, timestamp: String(record.timestamp), ...(tooLarge ? { dropped: 'value (too large)' } : {}) });
+        this.#deadLetter(failure, `to ${record.topic}`, undefined, record.key, tooLarge ? null : record.value, { 'error.reason': reason, 'timestamp': String(record.timestamp), ...(tooLarge ? { dropped: 'value (too large)' } : {}) });
       }
     }
     // The dead letters go out now; the commit waits for them too.
@@ -742,21 +745,14 @@ export class Task implements TaskContext {
     this.#deadLetter(error, step, { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset }, incoming.key, incoming.value);
   }
 
-  #deadLetter(error: EddyError, step: string, origin: Origin | undefined, key: Uint8Array | null, value: Uint8Array | null, extra: Record<string, string> = {}): void {
+  /** `headers` adds to the error's own (`error`, `error.code`, `step`, `task`, and the origin's place). */
+  #deadLetter(error: EddyError, step: string, origin: Origin | undefined, key: Uint8Array | null, value: Uint8Array | null, headers: Record<string, string> = {}): void {
     if (!this.host.recordFailed(error)) {
       this.#halted = true;
       return;
     }
     this.metrics.deadLetters++;
-    const headers: Record<string, string> = {
-      'error': error.message,
-      'error.code': error.code,
-      ...(extra.reason === undefined ? {} : { 'error.reason': extra.reason }),
-      'step': step,
-      'task': this.taskId,
-    };
-    if (extra.timestamp !== undefined) headers['timestamp'] = extra.timestamp;
-    if (extra.dropped !== undefined) headers['dropped'] = extra.dropped;
+    Object.assign(headers, { 'error': error.message, 'error.code': error.code, 'step': step, 'task': this.taskId });
     if (origin) {
       headers['topic'] = origin.topic;
       headers['partition'] = String(origin.partition);
