@@ -38,6 +38,7 @@ export type {
   TransportConsumer,
   TransportProducer,
 } from './transport/types.js';
+export { partitionKey } from './transport/types.js';
 export { memoryState } from './state/memory.js';
 export type { KeyRange, PartitionStore, StateBackend, StoreEntry, StoreSpec } from './state/backend.js';
 export { compareBytes, decodeWindowKey, encodeWindowKey, keyPrefix } from './state/keys.js';

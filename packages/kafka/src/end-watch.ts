@@ -1,5 +1,4 @@
-import { systemClock, type CaughtUp, type TopicPartition } from '@eddy/core';
-import { partitionKey } from './records.js';
+import { partitionKey, systemClock, type CaughtUp, type TopicPartition } from '@eddy/core';
 
 /** A partition's offsets as the broker gave them: its first and its end offset. */
 export interface PartitionOffsets {

@@ -1,4 +1,4 @@
-import { EddyError, type CaughtUp, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TransportConsumer } from '@eddy/core';
+import { EddyError, partitionKey, type CaughtUp, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TransportConsumer } from '@eddy/core';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, IMemberAssignment, Kafka } from 'kafkajs';
 import { copartitionedAssigner, holdJoins } from './assigner.js';
@@ -6,7 +6,7 @@ import { EndWatch } from './end-watch.js';
 import { isMembershipError, transportError } from './errors.js';
 import { deliverLazily } from './fetch-fixes.js';
 import type { KafkaSettings } from './options.js';
-import { partitionKey, toIncomingRecord } from './records.js';
+import { toIncomingRecord } from './records.js';
 
 /** Records handed to the runtime at a time, from a fetched batch (see `#onBatch`). */
 const DELIVERY_SLICE = 1000;

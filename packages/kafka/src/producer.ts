@@ -1,4 +1,4 @@
-import { EddyError, RecordsRejectedError, systemClock, type OutgoingRecord, type RejectedRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
+import { EddyError, partitionKey, RecordsRejectedError, systemClock, type OutgoingRecord, type RejectedRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
 import type { ICustomPartitioner, Kafka, Message, Producer, RecordMetadata, TopicMessages, Transaction } from 'kafkajs';
 import { isFenced, recordRefusal, transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
@@ -143,7 +143,7 @@ export class KafkaProducer implements TransportProducer {
   async #sendAll(pending: readonly PendingSend[]): Promise<void> {
     try {
       const limits = new Map<string, TopicLimits>();
-      for (const topic of new Set(pending.flatMap((send) => send.records.map((record) => record.topic)))) limits.set(topic, await this.#limitsOf(topic));
+      for (const send of pending) for (const { topic } of send.records) if (!limits.has(topic)) limits.set(topic, await this.#limitsOf(topic));
       for (const entries of splitRequests(pending, limits, systemClock.now())) await this.#sendEntries(entries);
     } catch (error) {
       const failure = transportError(`producing to ${topicsOf(pending)}`, error);
@@ -418,7 +418,7 @@ function splitRequests(pending: readonly PendingSend[], limits: ReadonlyMap<stri
 function groupByPartition(entries: readonly RequestEntry[]): RequestEntry[][] {
   const groups = new Map<string, RequestEntry[]>();
   for (const entry of entries) {
-    const key = `${entry.record.topic}\u0000${entry.record.partition}`;
+    const key = partitionKey(entry.record.topic, entry.record.partition);
     let group = groups.get(key);
     if (!group) groups.set(key, (group = []));
     group.push(entry);

@@ -56,6 +56,3 @@ export function approximateSize(record: OutgoingRecord): number {
   if (hasEntries(record.headers)) for (const [name, value] of Object.entries(record.headers)) size += 8 + Buffer.byteLength(name) + Buffer.byteLength(value);
   return size;
 }
-
-/** A map key for a topic partition. */
-export const partitionKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;

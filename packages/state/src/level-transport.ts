@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { EddyError, MemoryTransport, type Clock, type Duration, type IncomingRecord, type RetentionOptions, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer, type ConsumerListener } from '@eddy/core';
+import { EddyError, MemoryTransport, partitionKey, type Clock, type Duration, type IncomingRecord, type RetentionOptions, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer, type ConsumerListener } from '@eddy/core';
 import { rootMessage } from './errors.js';
 import {
   chunkKey,
@@ -210,7 +210,7 @@ export class LevelTransport extends MemoryTransport {
     const now = this.clock.now();
     const byPartition = new Map<string, IncomingRecord[]>();
     for (const record of records) {
-      const key = keyOf(record.topic, record.partition);
+      const key = partitionKey(record.topic, record.partition);
       const run = byPartition.get(key);
       if (run) run.push(record);
       else byPartition.set(key, [record]);
@@ -246,7 +246,7 @@ export class LevelTransport extends MemoryTransport {
   /** Records before `start` are gone: the chunks that hold only such records go, and the start is kept for those that hold later ones too. */
   protected override logTruncated(topic: string, partition: number, start: number): void {
     const topicId = this.#topicId(topic);
-    const key = keyOf(topic, partition);
+    const key = partitionKey(topic, partition);
     const chunks = this.#chunksOf(key);
     const cold = this.#cold.get(key);
     let gone = 0;
@@ -270,7 +270,7 @@ export class LevelTransport extends MemoryTransport {
    */
   protected override logCompacted(topic: string, partition: number, records: readonly IncomingRecord[], writtenAt: readonly number[]): void {
     const topicId = this.#topicId(topic);
-    const chunks = this.#chunksOf(keyOf(topic, partition));
+    const chunks = this.#chunksOf(partitionKey(topic, partition));
     const end = records.length === 0 ? -1 : records[records.length - 1]!.offset;
     let covered = 0;
     while (covered < chunks.length && chunks[covered]!.first <= end) covered++;
@@ -365,7 +365,7 @@ export class LevelTransport extends MemoryTransport {
           const name = topics.get(topicId)?.name;
           if (name === undefined) continue;
           const offset = decodeOffset(value);
-          found.set(keyOf(name, partition), Math.min(offset, found.get(keyOf(name, partition)) ?? Infinity));
+          found.set(partitionKey(name, partition), Math.min(offset, found.get(partitionKey(name, partition)) ?? Infinity));
           each?.(name, partition, rest, offset);
         }
         return found;
@@ -381,7 +381,7 @@ export class LevelTransport extends MemoryTransport {
         let current: { name: string; partition: number; records: IncomingRecord[]; writtenAt: number[] } | undefined;
         const restore = () => {
           if (!current) return;
-          const key = keyOf(current.name, current.partition);
+          const key = partitionKey(current.name, current.partition);
           this.restorePartition(current.name, current.partition, current.records, current.writtenAt, ends.get(key) ?? 0);
           ends.delete(key);
         };
@@ -396,7 +396,7 @@ export class LevelTransport extends MemoryTransport {
               restore();
               current = { name: spec.name, partition, records: [], writtenAt: [] };
             }
-            const at = keyOf(spec.name, partition);
+            const at = partitionKey(spec.name, partition);
             const first = Number(rest.readBigUInt64BE(0));
             const summary = chunkSummary(value);
             const start = this.#starts.get(at) ?? 0;
@@ -435,7 +435,7 @@ export class LevelTransport extends MemoryTransport {
    * read), for a reader that goes back: a new group, a task started again from an old commit.
    */
   protected override readCold(topic: string, partition: number, from: number, max: number): Promise<IncomingRecord[]> | undefined {
-    const key = keyOf(topic, partition);
+    const key = partitionKey(topic, partition);
     const memoryStart = this.#cold.get(key)?.memoryStart;
     if (memoryStart === undefined || from >= memoryStart) return undefined;
     return (async () => {
@@ -482,8 +482,7 @@ export class LevelTransport extends MemoryTransport {
   }
 }
 
-/** A partition's key in this broker's maps. */
-const keyOf = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+/** The topic and partition of a `partitionKey`. */
 const splitKey = (key: string): [topic: string, partition: number] => {
   const at = key.lastIndexOf('\u0000');
   return [key.slice(0, at), Number(key.slice(at + 1))];

@@ -2,18 +2,19 @@ import { systemClock, type Clock } from '../clock.js';
 import { toMs, type Duration } from '../duration.js';
 import { ConfigError, EddyError } from '../errors.js';
 import { PartitionLog, type Compaction, type Retention } from './partition-log.js';
-import type {
-  CaughtUp,
-  ConsumerListener,
-  Headers,
-  IncomingRecord,
-  OutgoingRecord,
-  TopicPartition,
-  TopicPartitionOffset,
-  TopicSpec,
-  Transport,
-  TransportConsumer,
-  TransportProducer,
+import {
+  partitionKey,
+  type CaughtUp,
+  type ConsumerListener,
+  type Headers,
+  type IncomingRecord,
+  type OutgoingRecord,
+  type TopicPartition,
+  type TopicPartitionOffset,
+  type TopicSpec,
+  type Transport,
+  type TransportConsumer,
+  type TransportProducer,
 } from './types.js';
 
 /** Options of the embedded broker. */
@@ -75,7 +76,6 @@ interface Group {
   readonly committed: Map<string, number>;
 }
 
-const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -198,7 +198,7 @@ export class MemoryTransport implements Transport {
 
   /** Puts a group's committed offset back (a broker loading its log). */
   protected restoreCommitted(groupId: string, topic: string, partition: number, offset: number): void {
-    this.#group(groupId).committed.set(tpKey(topic, partition), offset);
+    this.#group(groupId).committed.set(partitionKey(topic, partition), offset);
   }
 
   async partitionCount(topic: string): Promise<number | undefined> {
@@ -416,16 +416,16 @@ export class MemoryTransport implements Transport {
   }
 
   committedOffset(group: Group, topic: string, partition: number): number | undefined {
-    return group.committed.get(tpKey(topic, partition));
+    return group.committed.get(partitionKey(topic, partition));
   }
 
   /** Commits a group's offsets (kept durably first, where the broker keeps its log on disk); they never move backwards. */
   async commitOffsets(group: Group, offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    const forward = offsets.filter(({ topic, partition, offset }) => (group.committed.get(tpKey(topic, partition)) ?? -1) < offset);
+    const forward = offsets.filter(({ topic, partition, offset }) => (group.committed.get(partitionKey(topic, partition)) ?? -1) < offset);
     if (forward.length === 0) return;
     await this.writeCommitted(group.id, forward);
     for (const { topic, partition, offset } of forward) {
-      const key = tpKey(topic, partition);
+      const key = partitionKey(topic, partition);
       if ((group.committed.get(key) ?? -1) < offset) group.committed.set(key, offset);
     }
   }
@@ -452,22 +452,22 @@ class MemoryConsumer implements TransportConsumer {
   ) {}
 
   async assign(partitions: readonly TopicPartition[]): Promise<void> {
-    const added = partitions.filter((tp) => !this.#positions.has(tpKey(tp.topic, tp.partition)));
+    const added = partitions.filter((tp) => !this.#positions.has(partitionKey(tp.topic, tp.partition)));
     if (added.length === 0) return;
     for (const tp of added) {
       const position = this.broker.committedOffset(this.group, tp.topic, tp.partition) ?? 0;
-      this.#positions.set(tpKey(tp.topic, tp.partition), { ...tp, position });
+      this.#positions.set(partitionKey(tp.topic, tp.partition), { ...tp, position });
     }
     const positions = await this.listener.onAssign(added);
     for (const position of positions ?? []) {
-      const entry = this.#positions.get(tpKey(position.topic, position.partition));
+      const entry = this.#positions.get(partitionKey(position.topic, position.partition));
       if (entry && entry.position < position.offset) entry.position = position.offset;
     }
     this.wake();
   }
 
   async revokeExcept(keep: readonly TopicPartition[]): Promise<void> {
-    const keepKeys = new Set(keep.map((tp) => tpKey(tp.topic, tp.partition)));
+    const keepKeys = new Set(keep.map((tp) => partitionKey(tp.topic, tp.partition)));
     const revoked = [...this.#positions.entries()].filter(([key]) => !keepKeys.has(key));
     if (revoked.length === 0) return;
     await this.#draining;
@@ -528,7 +528,7 @@ class MemoryConsumer implements TransportConsumer {
       const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
       const batch = Array.isArray(slice) ? slice : await slice;
       // Read from disk: the partition may have moved (a seek) or gone (a revoke) meanwhile.
-      if (batch.length === 0 || entry.position !== from || this.#positions.get(tpKey(entry.topic, entry.partition)) !== entry) continue;
+      if (batch.length === 0 || entry.position !== from || this.#positions.get(partitionKey(entry.topic, entry.partition)) !== entry) continue;
       // Offsets may have gaps (compaction, deleted records): continue after the last one read.
       entry.position = batch[batch.length - 1]!.offset + 1;
       delivered = true;
@@ -539,18 +539,18 @@ class MemoryConsumer implements TransportConsumer {
 
   /** In process, the log answers at once and for as long as nothing new is appended. */
   caughtUp({ topic, partition }: TopicPartition): CaughtUp | undefined {
-    const entry = this.#positions.get(tpKey(topic, partition));
+    const entry = this.#positions.get(partitionKey(topic, partition));
     if (entry === undefined || entry.position < this.broker.logEnd(topic, partition)) return undefined;
     return atTheEnd;
   }
 
   lag({ topic, partition }: TopicPartition): number | undefined {
-    const entry = this.#positions.get(tpKey(topic, partition));
+    const entry = this.#positions.get(partitionKey(topic, partition));
     return entry === undefined ? undefined : this.broker.logEnd(topic, partition) - entry.position;
   }
 
   seek({ topic, partition, offset }: TopicPartitionOffset): void {
-    const entry = this.#positions.get(tpKey(topic, partition));
+    const entry = this.#positions.get(partitionKey(topic, partition));
     if (!entry) return;
     entry.position = offset;
     // Moved back (a task started again from its last commit): what lies ahead is delivered again.

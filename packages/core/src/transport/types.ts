@@ -50,6 +50,9 @@ export interface TopicPartition {
   readonly partition: number;
 }
 
+/** A topic partition as a map key (`topic` NUL `partition`). */
+export const partitionKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+
 export interface TopicPartitionOffset extends TopicPartition {
   /** The next offset to read (Kafka's committed-offset convention). */
   readonly offset: number;
