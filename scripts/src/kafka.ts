@@ -213,6 +213,13 @@ function brokerConfig(
     'group.initial.rebalance.delay.ms': 0,
     // Lets tests of consumer failure use short session timeouts (the default floor is 6 s).
     'group.min.session.timeout.ms': 1000,
+    // The same for groups on the consumer group protocol of KIP-848 (defaults: 45 s sessions,
+    // 5 s heartbeats, and floors as high), which Eddy's members speak: a member that stops
+    // heartbeating loses its partitions after 10 s, and a rebalance takes a heartbeat or two.
+    'group.consumer.min.session.timeout.ms': 1000,
+    'group.consumer.session.timeout.ms': 10_000,
+    'group.consumer.min.heartbeat.interval.ms': 100,
+    'group.consumer.heartbeat.interval.ms': 500,
     // Sized for 2 cores and a 512 MiB heap; the cleaner's default 128 MiB buffer would take a
     // quarter of it.
     'num.network.threads': 2,
