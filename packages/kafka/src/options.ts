@@ -1,4 +1,6 @@
 import { ConfigError, defaultLogger, toMs, type Duration, type Logger } from '@eddy/core';
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import type { SASLOptions } from '@platformatic/kafka';
 import type { KafkaConfig, RetryOptions } from 'kafkajs';
 
 /** How much kafkajs itself logs (through {@link KafkaTransportOptions.logger}). */
@@ -93,11 +95,25 @@ export interface KafkaTransportOptions {
   readonly retry?: KafkaRetryOptions;
   /** Consumer group tuning. */
   readonly consumer?: KafkaConsumerTuning;
+  /**
+   * Static membership (KIP-345, on the consumer group protocol of KIP-848): a stable id for this
+   * instance, unique in the group (say, the pod or host name). An instance that stops and comes
+   * back with the same id within the group's session timeout gets its partitions back with no
+   * rebalance, and so with no restore elsewhere.
+   */
+  readonly groupInstanceId?: string;
+  /** @internal Which client runs the transport while the move off kafkajs is under way. */
+  readonly client?: 'kafkajs' | 'platformatic';
 }
 
 /** The validated options, durations in milliseconds. */
 export interface KafkaSettings {
   readonly brokers: string[];
+  readonly groupInstanceId: string | undefined;
+  readonly client: 'kafkajs' | 'platformatic';
+  /** TLS and SASL as @platformatic/kafka takes them. */
+  readonly tls: TlsOptions | undefined;
+  readonly saslOptions: SASLOptions | undefined;
   readonly clientId: string;
   readonly ssl: KafkaConfig['ssl'];
   readonly sasl: KafkaConfig['sasl'];
@@ -142,8 +158,17 @@ export function resolveSettings(options: KafkaTransportOptions): KafkaSettings {
     throw new ConfigError(`kafkaTransport: consumer.heartbeatInterval (${heartbeatIntervalMs} ms) must be below consumer.sessionTimeout (${sessionTimeoutMs} ms)`);
   }
 
+  const { groupInstanceId } = options;
+  if (groupInstanceId !== undefined && (typeof groupInstanceId !== 'string' || groupInstanceId.trim() === '')) {
+    throw new ConfigError(`kafkaTransport: groupInstanceId must be a non-empty string, got ${JSON.stringify(groupInstanceId)}`);
+  }
+
   return {
     brokers: brokers.map((broker) => broker.trim()),
+    groupInstanceId,
+    client: options.client ?? (process.env.EDDY_KAFKA_CLIENT === 'platformatic' ? 'platformatic' : 'kafkajs'),
+    tls: options.ssl === true ? {} : options.ssl ? (options.ssl as TlsOptions) : undefined,
+    saslOptions: saslOf(options.sasl),
     clientId,
     ssl: options.ssl,
     sasl: options.sasl,
@@ -164,6 +189,16 @@ export function resolveSettings(options: KafkaTransportOptions): KafkaSettings {
     maxWaitTimeMs: toMs(consumer.maxWaitTime ?? '500ms', 'kafkaTransport: consumer.maxWaitTime'),
     maxBytesPerPartition: positiveInteger(consumer.maxBytesPerPartition ?? 1024 * 1024, 'consumer.maxBytesPerPartition'),
   };
+}
+
+/** kafkajs-style SASL options as @platformatic/kafka takes them. */
+function saslOf(sasl: KafkaConfig['sasl']): SASLOptions | undefined {
+  if (!sasl) return undefined;
+  const mechanisms = { plain: 'PLAIN', 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512', oauthbearer: 'OAUTHBEARER' } as const;
+  const mechanism = mechanisms[sasl.mechanism as keyof typeof mechanisms];
+  if (!mechanism) throw new ConfigError(`kafkaTransport: sasl.mechanism must be one of ${Object.keys(mechanisms).join(', ')}, got ${JSON.stringify(sasl.mechanism)}`);
+  const { username, password } = sasl as { username?: string; password?: string };
+  return { mechanism, username, password };
 }
 
 function positiveInteger(value: number, what: string, { allowZero = false } = {}): number {

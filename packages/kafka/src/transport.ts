@@ -17,6 +17,7 @@ import kafkajs from 'kafkajs';
 import type { Admin, Kafka } from 'kafkajs';
 import { isStaleMetadata, transportError } from './errors.js';
 import { KafkaGroupMember } from './group-member.js';
+import { GroupMember } from './member.js';
 import { kafkaLogCreator, kafkaLogLevel } from './logging.js';
 import { resolveSettings, type KafkaSettings, type KafkaTransportOptions } from './options.js';
 import { KafkaProducer, KafkaTransactionalProducer } from './producer.js';
@@ -64,7 +65,7 @@ export class KafkaTransport implements Transport {
   readonly #retiredAdmins = new Set<Promise<Admin>>();
   #replicationFactor: Promise<number> | undefined;
   readonly #producers = new Set<KafkaProducer>();
-  readonly #members = new Set<KafkaGroupMember>();
+  readonly #members = new Set<KafkaGroupMember | GroupMember>();
   /** Topics known to exist (topics are never deleted under a running app). */
   readonly #knownTopics = new Set<string>();
   /** What each topic accepts (see topic-limits.ts), read again now and then: a topic's configuration may change. */
@@ -172,6 +173,12 @@ export class KafkaTransport implements Transport {
   async subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer> {
     if (typeof groupId !== 'string' || groupId === '') throw new ConfigError(`subscribe: invalid group id ${JSON.stringify(groupId)}`);
     if (!Array.isArray(topics) || topics.length === 0) throw new ConfigError(`subscribe ${groupId}: expected at least one topic, got ${JSON.stringify(topics)}`);
+    if (this.#settings.client === 'platformatic') {
+      const member = new GroupMember(this.#settings, groupId, [...new Set(topics)], listener, (closed) => this.#members.delete(closed));
+      this.#members.add(member);
+      await member.start();
+      return member;
+    }
     const member = new KafkaGroupMember(
       { kafka: this.#kafka, settings: this.#settings, withAdmin: (operation) => this.#withAdmin(operation), closed: (closed) => this.#members.delete(closed) },
       groupId,

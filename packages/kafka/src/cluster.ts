@@ -1,0 +1,112 @@
+import { EddyError, partitionKey, type TopicPartition } from '@eddy/core';
+import {
+  Consumer,
+  FetchIsolationLevels,
+  FindCoordinatorKeyTypes,
+  findCoordinatorV6,
+  listOffsetsV9,
+  type ClusterMetadata,
+  type ClusterTopicMetadata,
+  type Connection,
+} from '@platformatic/kafka';
+import type { KafkaSettings } from './options.js';
+
+/** Options every @platformatic/kafka client of the transport is made with. */
+export function clientOptions(settings: KafkaSettings) {
+  return {
+    clientId: settings.clientId,
+    bootstrapBrokers: settings.brokers,
+    // Our own loops retry with backoff and know what may be retried; the client tries a few times.
+    retries: 3,
+    retryDelay: 250,
+    connectTimeout: 10_000,
+    requestTimeout: 30_000,
+    ...(settings.tls ? { tls: settings.tls } : {}),
+    ...(settings.saslOptions ? { sasl: settings.saslOptions } : {}),
+  };
+}
+
+/** An offset a ListOffsets request asks for: the log's end (latest) or start (earliest). */
+export type OffsetSpec = 'latest' | 'earliest';
+
+/**
+ * What the transport asks the cluster directly, through @platformatic/kafka's public protocol
+ * API: metadata (topic ids, partition leaders), connections to brokers and coordinators, and
+ * where partitions start and end. One per group member or reader; its client joins no group.
+ */
+export class Cluster {
+  readonly client: Consumer;
+  readonly #topicNames = new Map<string, string>();
+
+  constructor(settings: KafkaSettings, role: string, groupId = `${settings.clientId}-${role}`) {
+    this.client = new Consumer({ ...clientOptions(settings), groupId });
+  }
+
+  async metadata(topics: readonly string[], forceUpdate = false): Promise<ClusterMetadata> {
+    const metadata = await this.client.metadata({ topics: [...topics], forceUpdate, autocreateTopics: false });
+    for (const [name, topic] of metadata.topics) this.#topicNames.set(topic.id, name);
+    return metadata;
+  }
+
+  async topic(topic: string, forceUpdate = false): Promise<ClusterTopicMetadata> {
+    const found = (await this.metadata([topic], forceUpdate)).topics.get(topic);
+    if (!found) throw new EddyError('TRANSPORT_FAILED', `topic ${topic} does not exist`, { retriable: true });
+    return found;
+  }
+
+  /** A topic's name from its id, once the metadata of `topics` named it. */
+  async topicName(topicId: string, topics: readonly string[]): Promise<string | undefined> {
+    if (!this.#topicNames.has(topicId)) await this.metadata(topics, true);
+    return this.#topicNames.get(topicId);
+  }
+
+  async connection(nodeId: number): Promise<Connection> {
+    const connection = (await this.client.connectToBrokers([nodeId])).get(nodeId);
+    if (!connection) throw new EddyError('TRANSPORT_FAILED', `no connection to broker ${nodeId}`, { retriable: true });
+    return connection;
+  }
+
+  /** A connection to the coordinator of group `groupId`. */
+  async groupCoordinator(groupId: string): Promise<Connection> {
+    const metadata = await this.metadata([]);
+    const any = [...metadata.brokers.keys()][0];
+    if (any === undefined) throw new EddyError('TRANSPORT_FAILED', 'the cluster lists no brokers', { retriable: true });
+    const response = await findCoordinatorV6.api.async(await this.connection(any), FindCoordinatorKeyTypes.GROUP, [groupId]);
+    const coordinator = response.coordinators[0];
+    if (!coordinator || coordinator.errorCode !== 0) throw new EddyError('TRANSPORT_FAILED', `no coordinator for group ${groupId} (error ${coordinator?.errorCode})`, { retriable: true });
+    return this.connection(coordinator.nodeId);
+  }
+
+  /**
+   * Where partitions end (`latest`: the last stable offset, so an open transaction counts as not
+   * yet written) or start (`earliest`), by partition key; partitions of missing topics are left out.
+   */
+  async listOffsets(partitions: readonly TopicPartition[], spec: OffsetSpec): Promise<Map<string, number>> {
+    const topics = [...new Set(partitions.map(({ topic }) => topic))];
+    const metadata = await this.metadata(topics);
+    const byLeader = new Map<number, Map<string, number[]>>();
+    for (const { topic, partition } of partitions) {
+      const leader = metadata.topics.get(topic)?.partitions[partition]?.leader;
+      if (leader === undefined) continue;
+      const ofLeader = byLeader.get(leader) ?? new Map<string, number[]>();
+      byLeader.set(leader, ofLeader);
+      ofLeader.set(topic, [...(ofLeader.get(topic) ?? []), partition]);
+    }
+    const timestamp = spec === 'latest' ? -1n : -2n;
+    const offsets = new Map<string, number>();
+    await Promise.all(
+      [...byLeader].map(async ([leader, ofLeader]) => {
+        const request = [...ofLeader].map(([name, indexes]) => ({ name, partitions: indexes.map((partitionIndex) => ({ partitionIndex, currentLeaderEpoch: -1, timestamp })) }));
+        const response = await listOffsetsV9.api.async(await this.connection(leader), -1, FetchIsolationLevels.READ_COMMITTED, request);
+        for (const topic of response.topics) {
+          for (const entry of topic.partitions) if (entry.errorCode === 0) offsets.set(partitionKey(topic.name, entry.partitionIndex), Number(entry.offset));
+        }
+      }),
+    );
+    return offsets;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close(true);
+  }
+}
