@@ -5,6 +5,7 @@
 import { rm } from 'node:fs/promises';
 import { partitionForKey, type App, type Logger, type TopicSpec } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
+import { Consumer as PlatformaticConsumer, createAPI, Writer, type Reader } from '@platformatic/kafka';
 import kafkajs from 'kafkajs';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { KafkaBroker } from '../../scripts/src/kafka.ts';
@@ -176,6 +177,7 @@ export function troubles(entries: readonly LogEntry[]): Record<string, number> {
 
 /** Members of a group by client id, with the partitions of `topic` each holds (sorted); undefined while the group is not stable. */
 export async function assignment(admin: Admin, groupId: string, topic: string): Promise<Map<string, number[]> | undefined> {
+  if (process.env.EDDY_KAFKA_CLIENT === 'platformatic') return consumerGroupAssignment(admin, groupId, topic);
   const { groups } = await admin.describeGroups([groupId]);
   const group = groups[0];
   if (!group || group.state !== 'Stable') return undefined;
@@ -185,6 +187,74 @@ export async function assignment(admin: Admin, groupId: string, topic: string): 
     result.set(member.clientId, [...(decoded?.assignment[topic] ?? [])].sort((a, b) => a - b));
   }
   return result;
+}
+
+/**
+ * ConsumerGroupDescribe (v0). @platformatic/kafka 1.35's own parser reads `subscribed_topic_names`
+ * as one string and leaves out the tagged fields after each assignment, so it fails on a group
+ * with members; this one follows Kafka's schema.
+ */
+const describeConsumerGroups = createAPI<[groupIds: string[]], Array<{ errorCode: number; groupState: string; members: Array<{ clientId: string; assignment: Array<{ topicName: string; partitions: number[] }>; target: Array<{ topicName: string; partitions: number[] }> }> }>>(
+  69,
+  0,
+  (groupIds: string[]) => Writer.create().appendArray(groupIds, (w, id) => w.appendString(id), true, false).appendBoolean(false).appendTaggedFields(),
+  (_correlationId, _apiKey, _apiVersion, reader: Reader) => {
+    reader.readInt32();
+    const assignment = (r: Reader) => {
+      const partitions = r.readArray((t) => ({ topicId: t.readUUID(), topicName: t.readString(), partitions: t.readArray((p) => p.readInt32(), true, false) }));
+      r.readTaggedFields();
+      return partitions;
+    };
+    const groups = reader.readArray((r) => {
+      const errorCode = r.readInt16();
+      r.readNullableString();
+      r.readString();
+      const groupState = r.readString();
+      r.readInt32();
+      r.readInt32();
+      r.readString();
+      const members = r.readArray((m) => {
+        m.readString();
+        m.readNullableString();
+        m.readNullableString();
+        m.readInt32();
+        const clientId = m.readString();
+        m.readString();
+        m.readArray((t) => t.readString(), true, false);
+        m.readNullableString();
+        return { clientId, assignment: assignment(m), target: assignment(m) };
+      });
+      r.readInt32();
+      return { errorCode, groupState, members };
+    });
+    reader.readTaggedFields();
+    return groups;
+  },
+  true,
+  true,
+);
+
+/** The same for a group on the consumer group protocol of KIP-848 (ConsumerGroupDescribe): stable once every member holds its target assignment. */
+async function consumerGroupAssignment(admin: Admin, groupId: string, topic: string): Promise<Map<string, number[]> | undefined> {
+  const { brokers } = await admin.describeCluster();
+  const client = new PlatformaticConsumer({ clientId: 'eddy-test', groupId, bootstrapBrokers: brokers.map(({ host, port }) => `${host}:${port}`) });
+  try {
+    const coordinator = await client.findGroupCoordinator();
+    const connection = (await client.connectToBrokers([coordinator])).get(coordinator)!;
+    const [group] = await describeConsumerGroups.async(connection, [groupId]);
+    if (!group || group.errorCode !== 0 || group.groupState !== 'Stable') return undefined;
+    const result = new Map<string, number[]>();
+    const held = (assigned: ReadonlyArray<{ topicName: string; partitions: number[] }>) =>
+      assigned.filter((entry) => entry.topicName === topic).flatMap((entry) => entry.partitions).sort((a, b) => a - b);
+    for (const member of group.members) {
+      const now = held(member.assignment);
+      if (now.join() !== held(member.target).join()) return undefined;
+      result.set(member.clientId, now);
+    }
+    return result;
+  } finally {
+    await client.close(true);
+  }
 }
 
 /** Deletes the topics an app made or a test made for it (`<appId>-...`), best effort. */
