@@ -1,4 +1,5 @@
 import { EddyError } from '@eddy/core';
+import { kafkaErrorNames } from './protocol-errors.js';
 
 /** Protocol errors that mean this member no longer owns what it tried to commit. */
 const membershipErrors = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS', 'FENCED_INSTANCE_ID']);
@@ -9,7 +10,16 @@ interface KafkaJsErrorShape {
   readonly type?: string;
   readonly retriable?: boolean;
   readonly cause?: unknown;
+  /** @platformatic/kafka's: an error code (`PLT_KFK_…`) and whether a retry may succeed. */
+  readonly code?: unknown;
+  readonly canRetry?: boolean;
 }
+
+/** Whether an error comes from @platformatic/kafka. */
+const isPlatformaticError = (error: unknown): boolean => {
+  const { code } = shape(error);
+  return typeof code === 'string' && code.startsWith('PLT_KFK_');
+};
 
 const shape = (error: unknown): KafkaJsErrorShape => (typeof error === 'object' && error !== null ? (error as KafkaJsErrorShape) : {});
 
@@ -25,11 +35,13 @@ function originalCause(error: unknown): unknown {
 }
 
 /**
- * Whether retrying the failed operation later may succeed, by kafkajs's own rule (the one it uses
+ * Whether retrying the failed operation later may succeed. By kafkajs's own rule (the one it uses
  * to restart a crashed consumer): it ran out of retries of a retriable error, or the error at the
- * root of the chain says it is retriable.
+ * root of the chain says it is retriable. By @platformatic/kafka's: the error says so, or it
+ * carries no Kafka error at all (a connection lost, a request timed out).
  */
 export function isRetriable(error: unknown): boolean {
+  if (isPlatformaticError(error)) return shape(error).canRetry === true || kafkaErrorNames(error).length === 0;
   if (shape(error).name === 'KafkaJSNumberOfRetriesExceeded') return true;
   return shape(originalCause(error)).retriable === true;
 }
@@ -85,11 +97,15 @@ export function isStaleMetadata(error: unknown): boolean {
 }
 
 /**
- * Wraps a kafkajs failure as an `EddyError` of code `TRANSPORT_FAILED`, saying what failed and
- * whether it is retriable. An `EddyError` passes through unchanged.
+ * Wraps a client's failure as an `EddyError` of code `TRANSPORT_FAILED`, saying what failed (with
+ * the Kafka errors it carries) and whether it is retriable. An `EddyError` passes through unchanged.
  */
 export function transportError(what: string, error: unknown): EddyError {
   if (error instanceof EddyError) return error;
+  if (isPlatformaticError(error)) {
+    const names = kafkaErrorNames(error);
+    return new EddyError('TRANSPORT_FAILED', `${what}: ${names.length > 0 ? `${names.join(', ')}: ` : ''}${String(error)}`, { cause: error, retriable: isRetriable(error) });
+  }
   const { name, message } = shape(error);
   const root = shape(originalCause(error));
   const detail = root.message && root.message !== message ? `${message ?? String(error)} (${root.message})` : (message ?? String(error));

@@ -26,9 +26,10 @@ type FetchResponse = fetchV17.FetchResponse;
 type FetchResponsePartition = fetchV17.FetchResponsePartition;
 import { Cluster } from './cluster.js';
 import { EndWatch } from './end-watch.js';
+import { transportError } from './errors.js';
 import { emptyHeaders } from './headers.js';
 import type { KafkaSettings } from './options.js';
-import { hasKafkaError, kafkaErrorCodes, kafkaErrorNames, responseOf } from './protocol-errors.js';
+import { hasKafkaError, OFFSET_OUT_OF_RANGE, responseOf } from './protocol-errors.js';
 
 /** Records handed to the listener at a time, from a fetched partition. */
 const DELIVERY_SLICE = 1000;
@@ -517,13 +518,13 @@ export class GroupMember implements TransportConsumer {
     }
     const fetched = await Promise.all(
       [...byLeader].map(async ([leader, ofLeader]) => {
-        const asked = ofLeader.map((delivering) => ({ delivering, position: delivering.position, seeks: delivering.seeks }));
+        const asked = ofLeader.map((delivering) => ({ delivering, seeks: delivering.seeks }));
         const byTopicId = new Map<string, Array<{ partition: number; currentLeaderEpoch: number; fetchOffset: bigint; lastFetchedEpoch: number; partitionMaxBytes: number }>>();
-        for (const { delivering, position } of asked) {
+        for (const { delivering } of asked) {
           const topicId = metadata.topics.get(delivering.tp.topic)!.id;
           byTopicId.set(topicId, [
             ...(byTopicId.get(topicId) ?? []),
-            { partition: delivering.tp.partition, currentLeaderEpoch: -1, fetchOffset: BigInt(position), lastFetchedEpoch: -1, partitionMaxBytes: this.#settings.maxBytesPerPartition },
+            { partition: delivering.tp.partition, currentLeaderEpoch: -1, fetchOffset: BigInt(delivering.position), lastFetchedEpoch: -1, partitionMaxBytes: this.#settings.maxBytesPerPartition },
           ]);
         }
         const request = [...byTopicId].map(([topicId, parts]) => ({ topicId, partitions: parts }));
@@ -535,19 +536,20 @@ export class GroupMember implements TransportConsumer {
           if (!partial || !Array.isArray(partial.responses)) throw error;
           response = partial;
         }
-        return { asked, response, topicNames: new Map([...metadata.topics].map(([name, topic]) => [topic.id, name])) };
+        return { asked, response };
       }),
     );
+    const topicNames = new Map([...metadata.topics].map(([name, topic]) => [topic.id, name]));
     let stale = false;
-    for (const { asked, response, topicNames } of fetched) {
+    for (const { asked, response } of fetched) {
       for (const topic of response.responses) {
         const name = topicNames.get(topic.topicId);
         for (const result of topic.partitions) {
           const entry = asked.find(({ delivering }) => delivering.tp.topic === name && delivering.tp.partition === result.partitionIndex);
           if (!entry) continue;
-          const { delivering, position, seeks } = entry;
+          const { delivering, seeks } = entry;
           // Revoked or moved (seek) since it was asked for: drop what came.
-          if (this.#stopping || this.#delivering.get(partitionKey(delivering.tp.topic, delivering.tp.partition)) !== delivering || delivering.seeks !== seeks || delivering.position !== position) continue;
+          if (this.#stopping || this.#delivering.get(partitionKey(delivering.tp.topic, delivering.tp.partition)) !== delivering || delivering.seeks !== seeks) continue;
           if (result.errorCode !== 0) {
             stale ||= await this.#partitionError(delivering, result.errorCode);
             continue;
@@ -564,7 +566,7 @@ export class GroupMember implements TransportConsumer {
   /** Handles a partition's fetch error; true when the cluster's metadata should be read again. */
   async #partitionError(delivering: Delivering, errorCode: number): Promise<boolean> {
     const { tp } = delivering;
-    if (errorCode === kafkaErrorCodes.OFFSET_OUT_OF_RANGE) {
+    if (errorCode === OFFSET_OUT_OF_RANGE) {
       // Deleted by retention (or DeleteRecords) before it was read: go on from where the log starts now.
       const start = (await this.#cluster.listOffsets([tp], 'earliest')).get(partitionKey(tp.topic, tp.partition));
       if (start !== undefined && start > delivering.position) {
@@ -573,7 +575,7 @@ export class GroupMember implements TransportConsumer {
       }
       return false;
     }
-    this.#log('debug', 'a partition could not be fetched', { partition: `${tp.topic}[${tp.partition}]`, error: kafkaErrorNames({ errors: [{ apiId: String(errorCode) }] }).join() });
+    this.#log('debug', 'a partition could not be fetched', { partition: `${tp.topic}[${tp.partition}]`, errorCode });
     return true;
   }
 
@@ -584,7 +586,6 @@ export class GroupMember implements TransportConsumer {
   async #deliver(delivering: Delivering, result: FetchResponsePartition): Promise<void> {
     const { tp } = delivering;
     const { records, next } = committedRecords(tp, result, delivering.position);
-    this.#ends.delivered(tp, delivering.position);
     for (let from = 0; from < records.length; from += DELIVERY_SLICE) {
       const slice = records.slice(from, from + DELIVERY_SLICE);
       const seeks = delivering.seeks;
@@ -671,13 +672,4 @@ const names = (partitions: readonly TopicPartition[]) => partitions.map(({ topic
 const backoff = (attempt: number) => Math.min(BACKOFF_MS[1], BACKOFF_MS[0] * 2 ** attempt) * (0.8 + Math.random() * 0.4);
 
 const isUnsupportedApi = (error: unknown) => typeof error === 'object' && error !== null && (error as { code?: string }).code === 'PLT_KFK_UNSUPPORTED_API';
-
-/** A failure of the client as an EddyError (retriable when the client says a later attempt may succeed). */
-export function transportError(what: string, error: unknown): EddyError {
-  if (error instanceof EddyError) return error;
-  const canRetry = typeof error === 'object' && error !== null && (error as { canRetry?: boolean }).canRetry === true;
-  const names = kafkaErrorNames(error);
-  const detail = names.length > 0 ? `${names.join(', ')}: ${String(error)}` : String(error);
-  return new EddyError('TRANSPORT_FAILED', `${what}: ${detail}`, { cause: error, retriable: canRetry || names.length === 0 });
-}
 

@@ -32,20 +32,5 @@ export function responseOf<T>(error: unknown): T | undefined {
   return typeof error === 'object' && error !== null && 'response' in error ? ((error as { response?: T }).response ?? undefined) : undefined;
 }
 
-/** Kafka errors by code, for responses read field by field (a partition's `errorCode`). */
-export const kafkaErrorCodes = {
-  OFFSET_OUT_OF_RANGE: 1,
-  UNKNOWN_TOPIC_OR_PARTITION: 3,
-  LEADER_NOT_AVAILABLE: 5,
-  NOT_LEADER_OR_FOLLOWER: 6,
-  COORDINATOR_LOAD_IN_PROGRESS: 14,
-  COORDINATOR_NOT_AVAILABLE: 15,
-  NOT_COORDINATOR: 16,
-  UNKNOWN_MEMBER_ID: 25,
-  FENCED_LEADER_EPOCH: 74,
-  UNKNOWN_LEADER_EPOCH: 75,
-  UNKNOWN_TOPIC_ID: 100,
-  FENCED_MEMBER_EPOCH: 110,
-  UNRELEASED_INSTANCE_ID: 111,
-  STALE_MEMBER_EPOCH: 113,
-} as const;
+/** Kafka's error code for a fetch from an offset the log no longer (or does not yet) hold. */
+export const OFFSET_OUT_OF_RANGE = 1;

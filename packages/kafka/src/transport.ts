@@ -173,18 +173,12 @@ export class KafkaTransport implements Transport {
   async subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer> {
     if (typeof groupId !== 'string' || groupId === '') throw new ConfigError(`subscribe: invalid group id ${JSON.stringify(groupId)}`);
     if (!Array.isArray(topics) || topics.length === 0) throw new ConfigError(`subscribe ${groupId}: expected at least one topic, got ${JSON.stringify(topics)}`);
-    if (this.#settings.client === 'platformatic') {
-      const member = new GroupMember(this.#settings, groupId, [...new Set(topics)], listener, (closed) => this.#members.delete(closed));
-      this.#members.add(member);
-      await member.start();
-      return member;
-    }
-    const member = new KafkaGroupMember(
-      { kafka: this.#kafka, settings: this.#settings, withAdmin: (operation) => this.#withAdmin(operation), closed: (closed) => this.#members.delete(closed) },
-      groupId,
-      [...new Set(topics)],
-      listener,
-    );
+    const unique = [...new Set(topics)];
+    const closed = (member: KafkaGroupMember | GroupMember) => this.#members.delete(member);
+    const member =
+      this.#settings.client === 'platformatic'
+        ? new GroupMember(this.#settings, groupId, unique, listener, closed)
+        : new KafkaGroupMember({ kafka: this.#kafka, settings: this.#settings, withAdmin: (operation) => this.#withAdmin(operation), closed }, groupId, unique, listener);
     this.#members.add(member);
     await member.start();
     return member;
