@@ -27,9 +27,7 @@ import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import kafkajs from 'kafkajs';
-
-const { Kafka, logLevel } = kafkajs;
+import { Admin } from '@platformatic/kafka';
 
 // Resolved from this file so that the same code works from scripts/src (vitest) and scripts/dist.
 const scriptsDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -576,7 +574,7 @@ export interface WaitForKafkaOptions {
 }
 
 /**
- * Resolves once the cluster answers a kafkajs admin metadata request. A listening socket is not
+ * Resolves once the cluster answers an admin metadata request. A listening socket is not
  * enough: a KRaft broker accepts connections before it has caught up with the metadata log and
  * can serve clients.
  *
@@ -598,23 +596,14 @@ export async function waitForKafka(
   for (;;) {
     const gone = brokerGone();
     if (gone) throw new Error(`gave up waiting for Kafka (${gone})`);
-    const kafka = new Kafka({
-      clientId: 'eddy-kafka-probe',
-      brokers,
-      logLevel: logLevel.NOTHING,
-      connectionTimeout: 1_000,
-      requestTimeout: 2_000,
-      retry: { retries: 0 },
-    });
-    const admin = kafka.admin();
+    const admin = new Admin({ clientId: 'eddy-kafka-probe', bootstrapBrokers: brokers, connectTimeout: 1_000, requestTimeout: 2_000, retries: 0 });
     let answeredBy: string | undefined;
     try {
-      await admin.connect();
-      answeredBy = (await admin.describeCluster()).clusterId;
+      answeredBy = (await admin.metadata({ topics: [] })).id;
     } catch (error) {
       lastError = error;
     } finally {
-      await admin.disconnect().catch(() => undefined);
+      await admin.close().catch(() => undefined);
     }
     // An answer that crossed the broker's death came from another process.
     if (answeredBy !== undefined && !brokerGone()) {
@@ -622,10 +611,24 @@ export async function waitForKafka(
       lastError = new Error(`cluster ${answeredBy} answers there, not ours (${options.clusterId}): another broker has the port`);
     }
     if (Date.now() >= deadline) {
-      throw new Error(`Kafka at ${brokers.join(',')} not ready after ${timeoutMs} ms: ${(lastError as Error)?.message ?? lastError}`);
+      throw new Error(`Kafka at ${brokers.join(',')} not ready after ${timeoutMs} ms: ${causes(lastError)}`);
     }
     await sleep(150, options.signal);
   }
+}
+
+/** An error's message with those of the first error it wraps, down to the socket's ("... failed: connect ECONNREFUSED ..."). */
+function causes(error: unknown): string {
+  const messages: string[] = [];
+  for (let current = error; current !== undefined && messages.length < 5; ) {
+    if (!(current instanceof Error)) {
+      messages.push(String(current));
+      break;
+    }
+    messages.push(current.message.replace(/\.$/, ''));
+    current = (current as Error & { errors?: unknown[] }).errors?.[0] ?? current.cause;
+  }
+  return messages.join(': ');
 }
 
 // ---------------------------------------------------------------------------------------------

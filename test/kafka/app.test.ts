@@ -5,9 +5,9 @@
  */
 import { createApp, partitionForKey, serdes, type App } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor, type Gathered, produceReadings } from './helpers.ts';
+import { committedOffsets, createTopics, endOffsets, gatherTopic, produceReadings, recordingLogger, testAdmin, waitFor, type Gathered } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -61,26 +61,24 @@ function sensorsCovering(partitions: number, count: number): string[] {
 
 
 describeKafka('an Eddy app on Kafka', (brokers) => {
-  const kafka = testKafka(brokers);
-  const admin = kafka.admin();
+  const admin = testAdmin(brokers);
 
-  beforeAll(() => admin.connect());
-  afterAll(() => admin.disconnect());
+  afterAll(() => admin.close());
 
-  it('hands a bytes() serde plain Uint8Arrays, as the embedded broker does (kafkajs fetches Node Buffers)', async () => {
+  it('hands a bytes() serde plain Uint8Arrays, as the embedded broker does (the Kafka client fetches Node Buffers)', async () => {
     const id = uniqueName('eddy-bytes');
     const [input, output] = [`${id}-in`, `${id}-out`];
     await createTopics(brokers, [
       { name: input, partitions: 1 },
       { name: output, partitions: 1 },
     ]);
-    await produceReadings(kafka, input, [{ sensor: 'a', ts: 1 }]);
+    await produceReadings(brokers, input, [{ sensor: 'a', ts: 1 }]);
     const app = createApp({ id, transport: kafkaTransport({ brokers, logger: recordingLogger() }), idleTimeout: false });
     app
       .from<Uint8Array>(input, { value: serdes.bytes() })
       .map((value) => ({ type: value.constructor.name, json: JSON.stringify(value).slice(0, 8), text: new TextDecoder().decode(value) }))
       .to(output);
-    const out = await gatherTopic(kafka, output);
+    const out = await gatherTopic(brokers, output);
     try {
       await app.start();
       await waitFor('the record', () => out.records.length === 1);
@@ -112,25 +110,23 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
     try {
       // Windows 0..2: 0 and 1 close (stream time reaches window 2), 2 stays open.
       const before = readings(sensors, base, [0, 1, 2], perWindow);
-      await produceReadings(kafka, input, before);
+      await produceReadings(brokers, input, before);
       const first = (running = build());
       await first.start();
       // The app created its output topic with the transport's defaultPartitions.
-      expect((await admin.fetchTopicMetadata({ topics: [output] })).topics[0]!.partitions).toHaveLength(2);
-      gathered = await gatherTopic(kafka, output);
+      expect((await admin.metadata({ topics: [output] })).topics.get(output)!.partitionsCount).toBe(2);
+      gathered = await gatherTopic(brokers, output);
       const outputs = gathered.records;
       await waitFor('windows 0 and 1 of every sensor, and all input read', () => decode(outputs).length >= sensors.length * 2 && first.metrics().recordsIn === before.length);
       await first.stop();
       running = undefined;
       // The stop committed everything the instance read.
-      const [committed] = await admin.fetchOffsets({ groupId: id, topics: [input] });
-      const ends = await admin.fetchTopicOffsets(input);
-      for (const { partition, high } of ends) expect(committed!.partitions.find((entry) => entry.partition === partition)?.offset).toBe(high);
+      expect(await committedOffsets(admin, id, input)).toEqual(await endOffsets(admin, input));
       const firstOutputs = outputs.length;
 
       // More of window 2, then 3..5: window 2 closes with the records of both runs; 5 stays open.
       const after = readings(sensors, base, [2, 3, 4, 5], (sensor, window) => (window === 2 ? 1 : perWindow(sensor, window)));
-      await produceReadings(kafka, input, after);
+      await produceReadings(brokers, input, after);
       const second = (running = build());
       await second.start();
       await waitFor('windows 2..4 of every sensor', () => decode(outputs).length >= sensors.length * 5);
@@ -176,12 +172,12 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
       app.from<Reading>(input, { timestamp: (reading) => reading.ts }).keyBy((reading) => reading.sensor).tumbling(windowMs).count().toStream().to(output);
       return app;
     };
-    const gathered = await gatherTopic(kafka, output);
+    const gathered = await gatherTopic(brokers, output);
     const first = build();
     const second = build();
     try {
       const round1 = readings(sensors, base, [0, 1, 2], perWindow);
-      await produceReadings(kafka, input, round1);
+      await produceReadings(brokers, input, round1);
       await first.start();
       expect(first.metrics().tasks).toBe(8);
       await waitFor('window 0 of every sensor', () => decode(gathered.records).filter((result) => result.start === base).length >= sensors.length);
@@ -189,20 +185,20 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
       // The second instance joins while input keeps coming.
       const round2 = readings(sensors, base, [2, 3, 4, 5], (sensor, window) => (window === 2 ? 2 : perWindow(sensor, window)));
       const joining = second.start();
-      await produceReadings(kafka, input, round2.slice(0, round2.length / 2));
+      await produceReadings(brokers, input, round2.slice(0, round2.length / 2));
       await joining;
-      await produceReadings(kafka, input, round2.slice(round2.length / 2));
+      await produceReadings(brokers, input, round2.slice(round2.length / 2));
       // Window 6 closes window 5 everywhere and stays open itself.
       const round3 = readings(sensors, base, [6], () => 1);
-      await produceReadings(kafka, input, round3);
+      await produceReadings(brokers, input, round3);
 
       expect(first.metrics().tasks + second.metrics().tasks, 'every task runs on exactly one instance').toBe(8);
       expect(second.metrics().tasks, 'partitions moved to the second instance').toBeGreaterThan(0);
       expect(first.metrics().tasks).toBeGreaterThan(0);
 
       // The input holds each reading once (a count that is off below is the app's doing).
-      const inputEnds = await admin.fetchTopicOffsets(input);
-      expect(inputEnds.reduce((sum, { high }) => sum + Number(high), 0)).toBe(round1.length + round2.length + round3.length);
+      const inputEnds = await endOffsets(admin, input);
+      expect(inputEnds.reduce((sum, end) => sum + end, 0)).toBe(round1.length + round2.length + round3.length);
       const expected = expectedCounts([...round1, ...round2, ...round3], base);
       const closedKeys = [...expected.keys()].filter((key) => !key.endsWith(`@${base + 6 * windowMs}`));
       await waitFor('windows 0..5 of every sensor', () => {
@@ -220,7 +216,7 @@ describeKafka('an Eddy app on Kafka', (brokers) => {
       await second.stop();
       await waitFor('the first instance to run every task again', () => first.metrics().tasks === 8);
       const round4 = readings(sensors, base, [6, 7], () => 1);
-      await produceReadings(kafka, input, round4);
+      await produceReadings(brokers, input, round4);
       const all = expectedCounts([...round1, ...round2, ...round3, ...round4], base);
       const window6 = [...all.keys()].filter((key) => key.endsWith(`@${base + 6 * windowMs}`));
       await waitFor('window 6 of every sensor', () => {

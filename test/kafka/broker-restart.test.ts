@@ -7,8 +7,8 @@
  *
  * Three cases: an outage the clients' retries outlast (the default retry budget is about a minute:
  * requests hang, then succeed), one that outlasts them (a short retry budget: sends fail and
- * are retried by the runtime, the consumer crashes and is restarted by kafkajs, partitions are
- * lost and assigned again), and the latter under exactly-once, where transactions fail and their
+ * are retried by the runtime, the consumer fails and starts again, partitions are lost and
+ * assigned again), and the latter under exactly-once, where transactions fail and their
  * tasks start again from their last commit: every window exactly once (read_committed).
  *
  * The shared broker of the run is not touched; each test starts (and restarts) its own.
@@ -19,14 +19,11 @@ import { join } from 'node:path';
 import { createApp, partitionForKey, type App } from '@eddy/core';
 import { kafkaTransport, type KafkaRetryOptions } from '@eddy/kafka';
 import { levelState } from '@eddy/state';
-import kafkajs from 'kafkajs';
-import type { Admin, Producer } from 'kafkajs';
+import type { Admin } from '@platformatic/kafka';
 import { expect, it } from 'vitest';
 import { startKafka, type KafkaBroker } from '../../scripts/src/kafka.ts';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, cleanUpAfterOutage, createTopics, gatherTopic, recordingLogger, sensorRounds, sleep, testKafka, troubles, waitFor } from './helpers.ts';
-
-const { Partitioners } = kafkajs;
+import { allCommitted, cleanUpAfterOutage, createTopics, gatherTopic, recordingLogger, sensorRounds, sleep, testAdmin, testProducer, troubles, waitFor, type TestProducer } from './helpers.ts';
 
 const partitions = 3;
 const windowMs = 1_000;
@@ -63,7 +60,7 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
   let broker: KafkaBroker | undefined;
   const logger = recordingLogger();
   let app: App | undefined;
-  let producer: Producer | undefined;
+  let producer: TestProducer | undefined;
   let admin: Admin | undefined;
   let output: Awaited<ReturnType<typeof gatherTopic>> | undefined;
   const appId = uniqueName(`broker-restart-${name}`);
@@ -101,18 +98,16 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
     const running = app;
 
     // The first half of the input arrives while the app runs.
-    const kafka = testKafka(brokers);
-    producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
-    await producer.connect();
+    producer = testProducer(brokers);
     const killAtRound = rounds.length / 2;
     for (let round = 0; round < killAtRound; round++) {
-      await producer.send({ topic: inTopic, messages: rounds[round]! });
+      await producer.send(inTopic, rounds[round]!);
       await sleep(100);
     }
     const readBefore = running.metrics().recordsIn;
-    await producer.send({ topic: inTopic, messages: rounds[killAtRound]! });
+    await producer.send(inTopic, rounds[killAtRound]!);
     await waitFor('the app to take in the round before the kill', () => running.metrics().recordsIn > readBefore, { timeoutMs: 10_000, intervalMs: 5 });
-    await producer.disconnect();
+    await producer.close();
     producer = undefined;
 
     // Kill the broker while the app works on that round: its sends and commits are in flight.
@@ -125,16 +120,14 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
     log(`broker back ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; app troubles so far ${JSON.stringify(troubles(logger.entries))}`);
 
     // The rest of the input, through a new producer.
-    producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
-    await producer.connect();
+    producer = testProducer(brokers);
     for (let round = killAtRound + 1; round < rounds.length; round++) {
-      await producer.send({ topic: inTopic, messages: rounds[round]! });
+      await producer.send(inTopic, rounds[round]!);
       await sleep(100);
     }
 
     // Processing resumes: everything (input and the repartition topic) is processed and committed.
-    admin = kafka.admin();
-    await admin.connect();
+    admin = testAdmin(brokers);
     const repartition = (await admin.listTopics()).filter((topic) => topic.startsWith(`${appId}-`) && topic.endsWith('-repartition'));
     expect(repartition).toHaveLength(1);
     const committed = admin;
@@ -149,11 +142,8 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
     }
 
     // A far-future reading per sensor closes the last windows.
-    await producer.send({
-      topic: inTopic,
-      messages: sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farFuture, value: 0 }), timestamp: String(farFuture) })),
-    });
-    output = await gatherTopic(kafka, outTopic);
+    await producer.send(inTopic, sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farFuture, value: 0 }), timestamp: farFuture })));
+    output = await gatherTopic(brokers, outTopic);
     const results = () => output!.records.map((record) => JSON.parse(record.value!) as Result);
     await waitFor(
       'every window to be reported',
@@ -176,7 +166,7 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
     log(`${all.length} results for ${expected.size} windows; app troubles ${JSON.stringify(troubles(logger.entries))}`);
   } finally {
     await output?.stop().catch(() => undefined);
-    await producer?.disconnect().catch(() => undefined);
+    await producer?.close().catch(() => undefined);
     await cleanUpAfterOutage({ app, appId, admin, broker, scratch });
   }
 }

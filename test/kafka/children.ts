@@ -7,9 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Producer } from 'kafkajs';
 import { uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, testKafka } from './helpers.ts';
+import { createTopics, gatherTopic, testProducer, type TestProducer } from './helpers.ts';
 
 /** Starts `node <fixture> ...args`; `started` resolves on its 'started' line, rejects if it exits first. */
 export function startChild(fixture: string, args: string[]): { child: ChildProcess; started: Promise<void> } {
@@ -107,7 +106,7 @@ export function sensorInput(): SensorInput {
 /** A crash test's world: topics, input, a producer, the output being gathered, and the fixture's arguments. */
 export interface CrashSetup extends SensorInput {
   readonly inTopic: string;
-  readonly producer: Producer;
+  readonly producer: TestProducer;
   readonly output: Awaited<ReturnType<typeof gatherTopic>>;
   /** Arguments of fixtures/windowed-app.mjs for this app, guarantee and a 6 s session timeout. */
   readonly args: string[];
@@ -132,10 +131,8 @@ export async function crashSetup(brokers: string[], name: string, guarantee: 'at
     { name: inTopic, partitions: 3 },
     { name: outTopic, partitions: 1 },
   ]);
-  const kafka = testKafka(brokers);
-  const producer = kafka.producer();
-  await producer.connect();
-  const output = await gatherTopic(kafka, outTopic);
+  const producer = testProducer(brokers);
+  const output = await gatherTopic(brokers, outTopic);
   return {
     ...sensorInput(),
     inTopic,
@@ -144,7 +141,7 @@ export async function crashSetup(brokers: string[], name: string, guarantee: 'at
     args: [brokers.join(','), appId, inTopic, outTopic, stateDir, '--guarantee', guarantee, '--session-timeout', '6s'],
     close: async () => {
       await output.stop();
-      await producer.disconnect();
+      await producer.close();
       await rm(stateDir, { recursive: true, force: true });
     },
   };

@@ -26,7 +26,7 @@ describeKafka('crash recovery (SIGKILL) on Kafka under exactly-once', (brokers) 
         await started;
         const feeding = (async () => {
           for (let from = slice * size; from < Math.min((slice + 1) * size, messages.length); from += chunk) {
-            await producer.send({ topic: inTopic, messages: messages.slice(from, Math.min(from + chunk, (slice + 1) * size)) });
+            await producer.send(inTopic, messages.slice(from, Math.min(from + chunk, (slice + 1) * size)));
             await new Promise((resolve) => setTimeout(resolve, 30));
           }
         })();

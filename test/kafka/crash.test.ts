@@ -18,7 +18,7 @@ describeKafka('crash recovery (SIGKILL) on Kafka', (brokers) => {
       for (let slice = 0; slice < slices; slice++) {
         const { child, started } = startChild(windowedFixture, args);
         await started;
-        await producer.send({ topic: inTopic, messages: messages.slice(slice * size, (slice + 1) * size) });
+        await producer.send(inTopic, messages.slice(slice * size, (slice + 1) * size));
         if (slice < slices - 1) {
           await new Promise((resolve) => setTimeout(resolve, 300 + Math.floor(Math.random() * 1500)));
           await kill(child);

@@ -36,7 +36,7 @@ describeKafka('the consumer group protocol (KIP-848) on a real broker', (brokers
   const logger = recordingLogger();
   const transports: KafkaTransport[] = [];
   const transport = (options: { groupInstanceId?: string } = {}) => {
-    const made = kafkaTransport({ brokers, logger, client: 'platformatic', consumer: { maxWaitTime: '100ms' }, ...options });
+    const made = kafkaTransport({ brokers, logger, consumer: { maxWaitTime: '100ms' }, ...options });
     transports.push(made);
     return made;
   };

@@ -7,7 +7,7 @@ import { createApp } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, produceOnce, recordingLogger, testKafka, waitFor } from './helpers.ts';
+import { createTopics, gatherTopic, produce, recordingLogger, waitFor } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -30,16 +30,14 @@ describeKafka('local hand-off on Kafka', (brokers) => {
     const counts = readings.keyBy((reading) => reading.sensor).tumbling('10s').count().onClose((window) => ({ b: 'count', k: window.key, c: window.value }));
     const sums = readings.keyBy((reading) => reading.sensor, { name: 'by-sensor-for-sums' }).tumbling('10s').sum((reading) => reading.v).onClose((window) => ({ b: 'sum', k: window.key, c: window.value }));
     counts.merge(sums).to(output);
-    const kafka = testKafka(brokers);
-    const gathered = await gatherTopic(kafka, output);
+    const gathered = await gatherTopic(brokers, output);
     try {
       await app.start();
       const base = Math.floor((Date.now() - 60_000) / 10_000) * 10_000;
-      await produceOnce(
-        kafka,
+      await produce(
+        brokers,
         input,
         [[1_000, 2], [3_000, 3], [50_000, 0]].map(([t, v]) => ({ key: 'K', value: JSON.stringify({ sensor: 's', v, ts: base + t! }) })),
-        1,
       );
       await waitFor('both branches’ windows', () => gathered.records.length >= 2, { timeoutMs: 30_000, intervalMs: 100 });
       expect(gathered.records.map((record) => JSON.parse(record.value!) as unknown)).toEqual(expect.arrayContaining([{ b: 'count', k: 's', c: 2 }, { b: 'sum', k: 's', c: 5 }]));

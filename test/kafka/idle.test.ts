@@ -7,12 +7,9 @@
  */
 import { createApp, partitionForKey, type App } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import kafkajs from 'kafkajs';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, recordingLogger, testKafka, waitFor } from './helpers.ts';
-
-const { Partitioners } = kafkajs;
+import { createTopics, gatherTopic, recordingLogger, testProducer, waitFor } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -49,16 +46,14 @@ describeKafka('a quiet stream on Kafka', (brokers) => {
         .count()
         .onClose((window) => ({ site: window.key, start: window.start, count: window.value }))
         .to(outTopic);
-      const kafka = testKafka(brokers);
-      const producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
-      const output = await gatherTopic(kafka, outTopic);
+      const producer = testProducer(brokers);
+      const output = await gatherTopic(brokers, outTopic);
       try {
         await app.start();
-        await producer.connect();
         const expected = new Map<string, number>();
         for (let step = 0; step < 20; step++) {
           const ts = Date.now();
-          await producer.send({ topic: inTopic, messages: pairs.map(({ sensor, site }) => ({ key: sensor, value: JSON.stringify({ sensor, site, ts }) })) });
+          await producer.send(inTopic, pairs.map(({ sensor, site }) => ({ key: sensor, value: JSON.stringify({ sensor, site, ts }) })));
           for (const { site } of pairs) {
             const window = `${site}@${Math.floor(ts / windowMs) * windowMs}`;
             expected.set(window, (expected.get(window) ?? 0) + 1);
@@ -78,7 +73,7 @@ describeKafka('a quiet stream on Kafka', (brokers) => {
         console.log(`[idle ${guarantee}] ${expected.size} windows closed ${(closedAfterMs / 1000).toFixed(1)} s after the input went quiet`);
       } finally {
         await output.stop();
-        await producer.disconnect().catch(() => undefined);
+        await producer.close().catch(() => undefined);
         await app.stop().catch(() => undefined);
       }
     }, 60_000);

@@ -17,14 +17,11 @@ import { join } from 'node:path';
 import { createApp, type App } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { levelState } from '@eddy/state';
-import kafkajs from 'kafkajs';
-import type { Admin, Producer } from 'kafkajs';
+import type { Admin } from '@platformatic/kafka';
 import { expect, it } from 'vitest';
 import { startKafka, type KafkaBroker } from '../../scripts/src/kafka.ts';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, cleanUpAfterOutage, createTopics, gatherTopic, recordingLogger, sleep, testKafka, troubles, waitFor } from './helpers.ts';
-
-const { Partitioners, logLevel } = kafkajs;
+import { allCommitted, cleanUpAfterOutage, createTopics, endOffsets, gatherTopic, recordingLogger, sleep, testAdmin, testProducer, troubles, waitFor, type TestProducer } from './helpers.ts';
 
 const sizeMs = 2_000;
 const slideMs = 1_000;
@@ -61,7 +58,7 @@ function windowStarts(ts: number): number[] {
  * is down (a long retry budget: an idempotent producer that retries a request itself never writes
  * it twice), so what was created meanwhile goes out as one backlog once the broker is back.
  */
-function startProducing(producer: Producer, topic: string) {
+function startProducing(producer: TestProducer, topic: string) {
   let queue: Reading[] = [];
   let seq = 0;
   let ticking = true;
@@ -86,10 +83,7 @@ function startProducing(producer: Producer, topic: string) {
       const batch = queue;
       queue = [];
       try {
-        await producer.send({
-          topic,
-          messages: batch.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading), timestamp: String(reading.ts) })),
-        });
+        await producer.send(topic, batch.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading), timestamp: reading.ts })));
       } catch {
         // Sent again, in order; the reference reads the log, so a copy written twice counts as the app counts it.
         failedSends++;
@@ -128,7 +122,7 @@ describeKafka('event time across a broker outage, default idle timeout', () => {
     let broker: KafkaBroker | undefined;
     const logger = recordingLogger();
     let app: App | undefined;
-    let producer: Producer | undefined;
+    let producer: TestProducer | undefined;
     let producing: ReturnType<typeof startProducing> | undefined;
     let admin: Admin | undefined;
     let input: Awaited<ReturnType<typeof gatherTopic>> | undefined;
@@ -163,16 +157,8 @@ describeKafka('event time across a broker outage, default idle timeout', () => {
       await app.start();
       const running = app;
 
-      const kafka = testKafka(brokers);
       // Retries for about a minute, well past the outage: the send hangs, then succeeds.
-      const producerKafka = new kafkajs.Kafka({
-        clientId: 'eddy-outage-idle',
-        brokers,
-        logLevel: logLevel.NOTHING,
-        retry: { retries: 60, initialRetryTime: 200, maxRetryTime: 1_000 },
-      });
-      producer = producerKafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
-      await producer.connect();
+      producer = testProducer(brokers, { retries: 60, retryDelayMs: 1_000 });
       producing = startProducing(producer, inTopic);
 
       await sleep(beforeKillMs);
@@ -198,8 +184,7 @@ describeKafka('event time across a broker outage, default idle timeout', () => {
       log(`${created.length} readings created and acknowledged (${producing.failedSends()} failed sends); ${((Date.now() - backAt) / 1000).toFixed(1)} s after the broker came back`);
 
       // Everything is processed and committed (input, and the repartition topic if used).
-      admin = kafka.admin();
-      await admin.connect();
+      admin = testAdmin(brokers);
       const committed = admin;
       const repartition = (await admin.listTopics()).filter((topic) => topic.startsWith(`${appId}-`) && topic.endsWith('-repartition'));
       const watched = [inTopic, ...repartition];
@@ -217,21 +202,18 @@ describeKafka('event time across a broker outage, default idle timeout', () => {
 
       // A far-future reading per sensor closes the last windows; its own windows are left out.
       const farFuture = Math.max(...created.map((reading) => reading.ts)) + 10 * sizeMs;
-      await producer.send({
-        topic: inTopic,
-        messages: sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farFuture, seq: -1 }), timestamp: String(farFuture) })),
-      });
+      await producer.send(inTopic, sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farFuture, seq: -1 }), timestamp: farFuture })));
       await settled('the far-future readings to be processed and committed');
 
       // The reference: what the input topic holds, each log record once.
-      const [inEnd] = await admin.fetchTopicOffsets(inTopic);
-      const [outEnd] = await admin.fetchTopicOffsets(outTopic);
-      input = await gatherTopic(kafka, inTopic);
-      output = await gatherTopic(kafka, outTopic);
+      const [inEnd] = await endOffsets(admin, inTopic);
+      const [outEnd] = await endOffsets(admin, outTopic);
+      input = await gatherTopic(brokers, inTopic);
+      output = await gatherTopic(brokers, outTopic);
       const gatheredInput = input;
       const gatheredOutput = output;
-      await waitFor('the input topic to be read back', () => gatheredInput.records.length >= Number(inEnd!.high), { timeoutMs: 30_000, intervalMs: 100 });
-      await waitFor('the output topic to be read back', () => gatheredOutput.records.length >= Number(outEnd!.high), { timeoutMs: 30_000, intervalMs: 100 });
+      await waitFor('the input topic to be read back', () => gatheredInput.records.length >= inEnd!, { timeoutMs: 30_000, intervalMs: 100 });
+      await waitFor('the output topic to be read back', () => gatheredOutput.records.length >= outEnd!, { timeoutMs: 30_000, intervalMs: 100 });
 
       const logged = input.records.map((record) => JSON.parse(record.value!) as Reading).filter((reading) => reading.ts < farFuture);
       const expected = new Map<string, number>();
@@ -267,7 +249,7 @@ describeKafka('event time across a broker outage, default idle timeout', () => {
       producing?.halt();
       await input?.stop().catch(() => undefined);
       await output?.stop().catch(() => undefined);
-      await producer?.disconnect().catch(() => undefined);
+      await producer?.close().catch(() => undefined);
       await cleanUpAfterOutage({ app, appId, admin, broker, scratch });
     }
   }, 150_000);

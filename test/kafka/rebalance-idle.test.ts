@@ -12,14 +12,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { partitionForKey } from '@eddy/core';
-import kafkajs from 'kafkajs';
-import type { Producer } from 'kafkajs';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
 import { kill, startMember, type Member } from './children.ts';
-import { allCommitted, assignment, createTopics, deleteAppTopics, gatherTopic, sleep, testKafka, waitFor } from './helpers.ts';
-
-const { Partitioners } = kafkajs;
+import { allCommitted, assignment, createTopics, deleteAppTopics, endOffsets, gatherTopic, sleep, testAdmin, testProducer, waitFor, type TestProducer } from './helpers.ts';
 
 const partitions = 2;
 const windowMs = 5_000; // the fixture's tumbling window
@@ -39,14 +35,14 @@ interface Result {
 }
 
 /** Every 100 ms, a reading per sensor stamped with the clock; `stop()` resolves once all are written. */
-function keepProducing(producer: Producer, topic: string) {
+function keepProducing(producer: TestProducer, topic: string) {
   let value = 0;
   let running = true;
   const sending = (async () => {
     while (running) {
       const ts = Date.now();
       const readings: Reading[] = sensors.map((sensor) => ({ sensor, ts, value: value++ }));
-      await producer.send({ topic, messages: readings.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading), timestamp: String(ts) })) });
+      await producer.send(topic, readings.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading), timestamp: ts })));
       await sleep(100);
     }
   })();
@@ -69,17 +65,14 @@ describeKafka('a partition taken over by a member whose first fetch is slow', (b
         { name: outTopic, partitions: 1 },
       ]);
       expect(new Set(sensors.map((sensor) => partitionForKey(new TextEncoder().encode(sensor), partitions))).size).toBe(partitions);
-      const kafka = testKafka(brokers);
-      const admin = kafka.admin();
-      const producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
+      const admin = testAdmin(brokers);
+      const producer = testProducer(brokers);
       const members: Member[] = [];
       const directories: string[] = [];
       let output: Awaited<ReturnType<typeof gatherTopic>> | undefined;
       let input: Awaited<ReturnType<typeof gatherTopic>> | undefined;
       try {
-        await admin.connect();
-        await producer.connect();
-        output = await gatherTopic(kafka, outTopic);
+        output = await gatherTopic(brokers, outTopic);
         const member = async (name: string) => {
           const stateDir = await mkdtemp(join(tmpdir(), 'eddy-rebalance-idle-'));
           directories.push(stateDir);
@@ -105,12 +98,12 @@ describeKafka('a partition taken over by a member whose first fetch is slow', (b
 
         // A reading per sensor far ahead closes every window of the input.
         const farAhead = Date.now() + 30_000;
-        await producer.send({ topic: inTopic, messages: sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farAhead, value: 0 }), timestamp: String(Date.now()) })) });
+        await producer.send(inTopic, sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farAhead, value: 0 }), timestamp: Date.now() })));
         await waitFor('every reading processed and committed', () => allCommitted(admin, appId, [inTopic]), { timeoutMs: 30_000, intervalMs: 200 });
 
         // The reference: sums per window over the input as the log holds it.
-        input = await gatherTopic(kafka, inTopic);
-        const end = (await admin.fetchTopicOffsets(inTopic)).reduce((sum, partition) => sum + Number(partition.high), 0);
+        input = await gatherTopic(brokers, inTopic);
+        const end = (await endOffsets(admin, inTopic)).reduce((sum, partitionEnd) => sum + partitionEnd, 0);
         await waitFor('the input read back', () => input!.records.length >= end, { timeoutMs: 20_000 });
         const expected = new Map<string, number>();
         for (const record of input.records) {
@@ -132,9 +125,9 @@ describeKafka('a partition taken over by a member whose first fetch is slow', (b
         await Promise.all(members.map((each) => kill(each.child)));
         await input?.stop().catch(() => undefined);
         await output?.stop().catch(() => undefined);
-        await producer.disconnect().catch(() => undefined);
+        await producer.close().catch(() => undefined);
         await deleteAppTopics(admin, appId);
-        await admin.disconnect().catch(() => undefined);
+        await admin.close().catch(() => undefined);
         await Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true })));
       }
     }, 120_000);

@@ -10,13 +10,10 @@
  */
 import { createApp, type EddyError } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import kafkajs from 'kafkajs';
-import type { Admin, Kafka } from 'kafkajs';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ConfigResourceTypes } from '@platformatic/kafka';
+import { afterAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, createTopics, deleteAppTopics, gatherTopic, produceOnce, recordingLogger, testKafka, waitFor, type Gathered } from './helpers.ts';
-
-const { ConfigResourceTypes } = kafkajs;
+import { allCommitted, createTopics, deleteAppTopics, endOffsets, gatherTopic, produce, recordingLogger, testAdmin, waitFor, type Gathered, type TestMessage } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -30,17 +27,9 @@ const sensors = ['a', 'b', 'c', 'd', 'big'];
 const smallLimit = 4_000;
 
 describeKafka('records the broker refuses', (brokers) => {
-  let kafka: Kafka;
-  let admin: Admin;
+  const admin = testAdmin(brokers);
 
-  beforeAll(async () => {
-    kafka = testKafka(brokers);
-    admin = kafka.admin();
-    await admin.connect();
-  });
-  afterAll(async () => {
-    await admin?.disconnect();
-  });
+  afterAll(() => admin.close());
 
   /** Topics of one run: input (3 partitions), results with a small record limit, and a compacted copy of the input. */
   async function topics(prefix: string) {
@@ -51,8 +40,7 @@ describeKafka('records the broker refuses', (brokers) => {
       { name: names.copies, partitions: 3, compacted: true },
     ]);
     await admin.alterConfigs({
-      validateOnly: false,
-      resources: [{ type: ConfigResourceTypes.TOPIC, name: names.results, configEntries: [{ name: 'max.message.bytes', value: String(smallLimit) }] }],
+      resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: names.results, configs: [{ name: 'max.message.bytes', value: String(smallLimit) }] }],
     });
     return names;
   }
@@ -62,19 +50,19 @@ describeKafka('records the broker refuses', (brokers) => {
    * readings padded so its windows collect past the limit; one reading two hours ahead; one
    * reading without a key; then a reading per sensor well past every window, to close them.
    */
-  async function produce(input: string) {
+  async function produceInput(input: string) {
     const base = Math.floor((Date.now() - 60_000) / windowMs) * windowMs;
-    const messages: Array<{ key: string | null; value: string; timestamp: string }> = [];
+    const messages: TestMessage[] = [];
     for (let step = 0; step < 30; step++) {
       for (const sensor of sensors) {
         const reading: Reading = { sensor, ts: base + step * 100, pad: sensor === 'big' ? 'x'.repeat(500) : '' };
-        messages.push({ key: sensor, value: JSON.stringify(reading), timestamp: String(Date.now()) });
+        messages.push({ key: sensor, value: JSON.stringify(reading), timestamp: Date.now() });
       }
     }
     const ahead: Reading = { sensor: 'a', ts: Date.now() + 2 * 3_600_000, pad: '' };
-    messages.push({ key: 'a', value: JSON.stringify(ahead), timestamp: String(Date.now()) });
-    messages.push({ key: null, value: JSON.stringify({ sensor: 'nobody', ts: base, pad: '' }), timestamp: String(Date.now()) });
-    await produceOnce(kafka, input, messages, 3);
+    messages.push({ key: 'a', value: JSON.stringify(ahead), timestamp: Date.now() });
+    messages.push({ key: null, value: JSON.stringify({ sensor: 'nobody', ts: base, pad: '' }), timestamp: Date.now() });
+    await produce(brokers, input, messages);
     return { base, ahead };
   }
 
@@ -106,7 +94,7 @@ describeKafka('records the broker refuses', (brokers) => {
     it(`${guarantee}: each refused record is dead-lettered with the broker's reason, the rest is processed, the offsets move on`, async () => {
       const id = uniqueName(`refused-${guarantee}`);
       const names = await topics(id);
-      const { base, ahead } = await produce(names.input);
+      const { base, ahead } = await produceInput(names.input);
       const { app, logger } = buildApp(id, names, { guarantee });
       const errors: EddyError[] = [];
       app.on('error', (error) => errors.push(error));
@@ -114,10 +102,10 @@ describeKafka('records the broker refuses', (brokers) => {
       try {
         await app.start();
         // The app made the dead-letter topic.
-        const [dead, results, copies] = await Promise.all([gatherTopic(kafka, `${id}-dlq`), gatherTopic(kafka, names.results), gatherTopic(kafka, names.copies)]);
+        const [dead, results, copies] = await Promise.all([gatherTopic(brokers, `${id}-dlq`), gatherTopic(brokers, names.results), gatherTopic(brokers, names.copies)]);
         gathered = [dead, results, copies];
         // Closes every window of the input: a reading per sensor far past them (not past the broker's limit).
-        await produceOnce(kafka, names.input, sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: base + 40_000, pad: '' }) })), 3);
+        await produce(brokers, names.input, sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: base + 40_000, pad: '' }) })));
 
         const windows = 3 * (sensors.length - 1);
         if (guarantee === 'exactly-once') {
@@ -134,7 +122,9 @@ describeKafka('records the broker refuses', (brokers) => {
         await waitFor('the window results', () => new Set(parsed(results.records).map((result) => `${result.sensor}@${result.start}`)).size >= windows, { timeoutMs: 30_000, intervalMs: 200 });
 
         // What the dead letters say: where each was bound, and the broker's reason.
-        const letters = await headersOf(kafka, `${id}-dlq`);
+        const deadLetters = (await endOffsets(admin, `${id}-dlq`)).reduce((sum, end) => sum + end, 0);
+        await waitFor(`the ${deadLetters} records of the dead letters`, () => dead.records.length >= deadLetters, { timeoutMs: 20_000 });
+        const letters = dead.records.map((record) => record.headers);
         const refusals = letters.map((headers) => `${headers['step']}: ${headers['error.reason']}`).sort();
         const keyless = letters.find((headers) => headers['step'] === `to ${names.copies}` && headers['error.reason'] !== 'INVALID_TIMESTAMP');
         expect(keyless?.['error.reason'], 'a keyless record for a compacted topic').toMatch(/^(INVALID_RECORD|CORRUPT_MESSAGE)$/);
@@ -171,7 +161,7 @@ describeKafka('records the broker refuses', (brokers) => {
   it('onError "stop": the app stops at the first refused record, tells its host, and commits nothing past it', async () => {
     const id = uniqueName('refused-stop');
     const names = await topics(id);
-    await produce(names.input);
+    await produceInput(names.input);
     const { app } = buildApp(id, names, { onError: 'stop' });
     const errors: EddyError[] = [];
     app.on('error', (error) => errors.push(error));
@@ -189,25 +179,3 @@ describeKafka('records the broker refuses', (brokers) => {
     }
   }, 60_000);
 });
-
-/** The headers of every record of a topic, as text. */
-async function headersOf(kafka: Kafka, topic: string): Promise<Array<Record<string, string>>> {
-  const out: Array<Record<string, string>> = [];
-  const consumer = kafka.consumer({ groupId: uniqueName('headers'), maxWaitTimeInMs: 100 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  const admin = kafka.admin();
-  await admin.connect();
-  const end = (await admin.fetchTopicOffsets(topic)).reduce((sum, partition) => sum + Number(partition.high), 0);
-  await admin.disconnect();
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      out.push(Object.fromEntries(Object.entries(message.headers ?? {}).map(([name, value]) => [name, String(value)])));
-    },
-  });
-  await waitFor(`the ${end} records of ${topic}`, () => out.length >= end, { timeoutMs: 20_000 });
-  await consumer.disconnect();
-  return out;
-}
-
-

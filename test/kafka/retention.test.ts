@@ -1,20 +1,19 @@
 /** Repartition topics on Kafka: unlimited retention (old event times), trimmed with DeleteRecords. */
 import { expect, it } from 'vitest';
 import { kafkaTransport } from '@eddy/kafka';
-import kafkajs from 'kafkajs';
+import { ConfigResourceTypes } from '@platformatic/kafka';
 import { describeKafka, uniqueName } from './broker.ts';
-import { testKafka } from './helpers.ts';
+import { testAdmin } from './helpers.ts';
 
 describeKafka('repartition topic retention on Kafka', (brokers) => {
   it('creates them with retention.ms=-1 and deletes committed records on request', async () => {
     const topic = uniqueName('repartition');
     const transport = kafkaTransport({ brokers, logLevel: 'nothing' });
-    const admin = testKafka(brokers).admin();
-    await admin.connect();
+    const admin = testAdmin(brokers);
     try {
       await transport.ensureTopics([{ name: topic, partitions: 1, unlimitedRetention: true }]);
-      const described = await admin.describeConfigs({ resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic }], includeSynonyms: false });
-      expect(described.resources[0]!.configEntries.find((entry) => entry.configName === 'retention.ms')?.configValue).toBe('-1');
+      const described = await admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic }], includeSynonyms: false });
+      expect(described[0]!.configs.find((entry) => entry.name === 'retention.ms')?.value).toBe('-1');
 
       const producer = await transport.createProducer();
       // Event times a year old: time-based retention would drop these at once.
@@ -26,7 +25,7 @@ describeKafka('repartition topic retention on Kafka', (brokers) => {
       expect(left).toEqual([6, 7, 8, 9]);
       await producer.close();
     } finally {
-      await admin.disconnect();
+      await admin.close();
       await transport.close();
     }
   });

@@ -9,13 +9,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { partitionForKey } from '@eddy/core';
-import kafkajs from 'kafkajs';
 import { expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
 import { kill, startMember, type Member } from './children.ts';
-import { allCommitted, assignment, createTopics, deleteAppTopics, gatherTopic, sensorRounds, sleep, testKafka, waitFor } from './helpers.ts';
-
-const { Partitioners } = kafkajs;
+import { allCommitted, assignment, createTopics, deleteAppTopics, gatherTopic, sensorRounds, sleep, testAdmin, testProducer, waitFor } from './helpers.ts';
 
 const partitions = 6;
 const windowMs = 5_000; // the fixture's tumbling window
@@ -47,18 +44,15 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
 
     const { base, farFuture, expected, rounds } = sensorRounds(sensors, { windowMs, stepMs, steps, stepsPerRound });
 
-    const kafka = testKafka(brokers);
-    const admin = kafka.admin();
-    const producer = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
+    const admin = testAdmin(brokers);
+    const producer = testProducer(brokers);
     const directories: string[] = [];
     const members: Member[] = [];
     let output: Awaited<ReturnType<typeof gatherTopic>> | undefined;
     let repartition: Awaited<ReturnType<typeof gatherTopic>> | undefined;
     const results = () => output!.records.map((record) => JSON.parse(record.value!) as Result);
     try {
-      await admin.connect();
-      await producer.connect();
-      output = await gatherTopic(kafka, outTopic);
+      output = await gatherTopic(brokers, outTopic);
 
       for (const name of ['member-a', 'member-b', 'member-c']) {
         const stateDir = await mkdtemp(join(tmpdir(), `eddy-scale-${name}-`));
@@ -71,7 +65,7 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
       // The app created its repartition topic on start; reading it shows what the kill made repeat.
       const repartitionTopics = (await admin.listTopics()).filter((topic) => topic.startsWith(`${appId}-`) && topic.endsWith('-repartition'));
       expect(repartitionTopics).toHaveLength(1);
-      repartition = await gatherTopic(kafka, repartitionTopics[0]!);
+      repartition = await gatherTopic(brokers, repartitionTopics[0]!);
 
       // The work is spread: once the group settles, each member holds two input partitions.
       let before: Map<string, number[]> | undefined;
@@ -93,7 +87,7 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
       const lost = before!.get(victim.name)!;
       const killAtRound = 7;
       for (let round = 0; round < killAtRound; round++) {
-        await producer.send({ topic: inTopic, messages: rounds[round]! });
+        await producer.send(inTopic, rounds[round]!);
         if (round === 5) {
           // Windows 0 and 1 have closed everywhere: each member reports the sensors of its partitions.
           await waitFor('a result from every member', () => new Set(results().map((result) => result.by)).size === 3, { timeoutMs: 30_000, intervalMs: 50 });
@@ -107,7 +101,7 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
       // Kill member-b as soon as it has taken in the next round, before its next commit: what it
       // passed on for those records is out, their input offsets are not committed. Input keeps coming.
       const readBefore = victim.metrics()!.recordsIn;
-      await producer.send({ topic: inTopic, messages: rounds[killAtRound]! });
+      await producer.send(inTopic, rounds[killAtRound]!);
       await waitFor(`${victim.name} to take in round ${killAtRound}`, () => victim.metrics()!.recordsIn > readBefore, { timeoutMs: 10_000, intervalMs: 5 });
       await kill(victim.child);
       // Results the victim had sent before it died may still be on their way to our reader.
@@ -115,7 +109,7 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
       const killedAt = output.records.length;
       for (let round = killAtRound + 1; round < rounds.length; round++) {
         await sleep(200);
-        await producer.send({ topic: inTopic, messages: rounds[round]! });
+        await producer.send(inTopic, rounds[round]!);
       }
       const survivors = members.filter((member) => member !== victim);
 
@@ -138,10 +132,7 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
       });
 
       // Now a far-future reading per sensor closes the last windows.
-      await producer.send({
-        topic: inTopic,
-        messages: sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farFuture, value: 0 }), timestamp: String(farFuture) })),
-      });
+      await producer.send(inTopic, sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: farFuture, value: 0 }), timestamp: farFuture })));
       await waitFor(
         'every window to be reported',
         () => {
@@ -189,9 +180,9 @@ describeKafka('scale-out on Kafka: three processes, one killed', (brokers) => {
       await Promise.all(members.map((member) => kill(member.child)));
       await output?.stop().catch(() => undefined);
       await repartition?.stop().catch(() => undefined);
-      await producer.disconnect().catch(() => undefined);
+      await producer.close().catch(() => undefined);
       await deleteAppTopics(admin, appId);
-      await admin.disconnect().catch(() => undefined);
+      await admin.close().catch(() => undefined);
       await Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true })));
     }
   }, 120_000);

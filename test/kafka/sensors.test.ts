@@ -6,11 +6,10 @@
 import { expect, it } from 'vitest';
 import { memoryTransport, silentLogger } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import kafkajs from 'kafkajs';
 import { buildSensorsApp } from '../../examples/src/sensors/pipeline.js';
 import { simulate } from '../../examples/src/sensors/simulator.js';
 import { describeKafka, uniqueName } from './broker.ts';
-import { createTopics, gatherTopic, testKafka, waitFor } from './helpers.ts';
+import { createTopics, gatherTopic, testProducer, waitFor } from './helpers.ts';
 
 const PARTITIONS = 3;
 
@@ -45,18 +44,16 @@ describeKafka('the sensors pipeline on Kafka', (brokers) => {
       { name: topicNames.predictions, partitions: 1 },
       { name: topicNames.lateReadings, partitions: 1 },
     ]);
-    const kafka = testKafka(brokers);
-    const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
-    await producer.connect();
+    const producer = testProducer(brokers);
     const toMessages = (batch: typeof readings) => batch.map((reading) => ({ key: reading.sensor, value: JSON.stringify(reading) }));
-    const predictions = await gatherTopic(kafka, topicNames.predictions);
-    const late = await gatherTopic(kafka, topicNames.lateReadings);
+    const predictions = await gatherTopic(brokers, topicNames.predictions);
+    const late = await gatherTopic(brokers, topicNames.lateReadings);
     const app = buildSensorsApp({ id, topicNames, transport: kafkaTransport({ brokers, logLevel: 'nothing' }), idleTimeout: false, logger: silentLogger });
     try {
       await app.start();
-      for (let from = 0; from < readings.length; from += 2000) await producer.send({ topic: topicNames.readings, messages: toMessages(readings.slice(from, from + 2000)) });
+      for (let from = 0; from < readings.length; from += 2000) await producer.send(topicNames.readings, toMessages(readings.slice(from, from + 2000)));
       await waitFor('the data to be processed', () => app.metrics().recordsIn >= readings.length && app.metrics().lag === 0, { timeoutMs: 90_000, intervalMs: 100 });
-      await producer.send({ topic: topicNames.readings, messages: toMessages(closers) });
+      await producer.send(topicNames.readings, toMessages(closers));
       await waitFor('every prediction', () => predictions.records.length >= expectedPredictions.length, { timeoutMs: 90_000, intervalMs: 100 });
       await waitFor('every late notice', () => late.records.length >= expectedLate.length, { timeoutMs: 30_000, intervalMs: 100 });
       // At-least-once may repeat a result after a rebalance; no run here has one, so none repeats.
@@ -66,7 +63,7 @@ describeKafka('the sensors pipeline on Kafka', (brokers) => {
       await app.stop();
       await predictions.stop();
       await late.stop();
-      await producer.disconnect();
+      await producer.close();
     }
   }, 180_000);
 });

@@ -11,14 +11,28 @@ import {
 } from '@platformatic/kafka';
 import type { KafkaSettings } from './options.js';
 
-/** Options every @platformatic/kafka client of the transport is made with. */
-export function clientOptions(settings: KafkaSettings) {
+/** The wait before retry number `attempt` (from 1) by the transport's `retry` option: exponential, capped, randomized by `factor`. */
+export function retryDelayMs(settings: KafkaSettings, attempt: number): number {
+  const { initialRetryTimeMs, maxRetryTimeMs, factor, multiplier } = settings.retry;
+  return Math.min(maxRetryTimeMs, initialRetryTimeMs * multiplier ** (attempt - 1)) * (1 - factor + Math.random() * 2 * factor);
+}
+
+/**
+ * Options every @platformatic/kafka client of the transport is made with. A group member's loops
+ * retry with backoff themselves and know what may be retried, so by default the client tries a
+ * few times only; producers retry by the transport's `retry` option (the admin client retries in
+ * KafkaAdmin, which refreshes metadata between attempts).
+ */
+export function clientOptions(settings: KafkaSettings, { retrying = false } = {}) {
   return {
     clientId: settings.clientId,
     bootstrapBrokers: settings.brokers,
-    // Our own loops retry with backoff and know what may be retried; the client tries a few times.
-    retries: 3,
-    retryDelay: 250,
+    ...(retrying
+      ? {
+          retries: settings.retry.retries,
+          retryDelay: (_client: unknown, _operation: string, attempt: number) => retryDelayMs(settings, attempt),
+        }
+      : { retries: 3, retryDelay: 250 }),
     connectTimeout: 10_000,
     requestTimeout: 30_000,
     ...(settings.tls ? { tls: settings.tls } : {}),
@@ -32,14 +46,31 @@ export type OffsetSpec = 'latest' | 'earliest';
 /**
  * What the transport asks the cluster directly, through @platformatic/kafka's public protocol
  * API: metadata (topic ids, partition leaders), connections to brokers and coordinators, and
- * where partitions start and end. One per group member or reader; its client joins no group.
+ * where partitions start and end. One per group member or reader; its clients join no group.
+ *
+ * Fetches go over connections of their own: a broker answers the requests of one connection one
+ * at a time, in order, so a fetch waiting up to `maxWaitTime` for records would hold back every
+ * heartbeat, offset commit and ListOffsets sent behind it on the same connection.
  */
 export class Cluster {
   readonly client: Consumer;
+  readonly #settings: KafkaSettings;
+  readonly #groupId: string;
+  #fetchClient: Consumer | undefined;
   readonly #topicNames = new Map<string, string>();
 
   constructor(settings: KafkaSettings, role: string, groupId = `${settings.clientId}-${role}`) {
+    this.#settings = settings;
+    this.#groupId = groupId;
     this.client = new Consumer({ ...clientOptions(settings), groupId });
+  }
+
+  /** A connection to broker `nodeId` for fetches only (see above). */
+  async fetchConnection(nodeId: number): Promise<Connection> {
+    this.#fetchClient ??= new Consumer({ ...clientOptions(this.#settings), groupId: this.#groupId });
+    const connection = (await this.#fetchClient.connectToBrokers([nodeId])).get(nodeId);
+    if (!connection) throw new EddyError('TRANSPORT_FAILED', `no connection to broker ${nodeId}`, { retriable: true });
+    return connection;
   }
 
   async metadata(topics: readonly string[], forceUpdate = false): Promise<ClusterMetadata> {
@@ -107,6 +138,8 @@ export class Cluster {
   }
 
   async close(): Promise<void> {
-    await this.client.close(true);
+    const fetchClient = this.#fetchClient;
+    this.#fetchClient = undefined;
+    await Promise.all([this.client.close(true), fetchClient?.close(true)]);
   }
 }

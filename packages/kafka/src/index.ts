@@ -1,5 +1,5 @@
 /**
- * @eddy/kafka: Eddy's transport on Apache Kafka, through kafkajs.
+ * @eddy/kafka: Eddy's transport on Apache Kafka, through @platformatic/kafka's public API.
  *
  * @example
  * ```ts
@@ -10,7 +10,4 @@
  * ```
  */
 export { kafkaTransport, KafkaTransport } from './transport.js';
-/** Whether kafkajs's producers and fetches in this process use `@eddy/kafka`'s fixes (false if kafkajs loaded first). */
-export { producerFixesInstalled } from './producer-fixes.js';
-export { fetchFixInstalled } from './fetch-fixes.js';
-export type { KafkaConsumerTuning, KafkaLogLevel, KafkaRetryOptions, KafkaTransportOptions } from './options.js';
+export type { KafkaConsumerTuning, KafkaLogLevel, KafkaRetryOptions, KafkaSasl, KafkaTransportOptions } from './options.js';

@@ -18,6 +18,7 @@ import {
   fetchV17,
   offsetCommitV9,
   offsetFetchV9,
+  txnOffsetCommitV4,
   type Connection,
 } from '@platformatic/kafka';
 
@@ -27,8 +28,10 @@ type FetchResponsePartition = fetchV17.FetchResponsePartition;
 import { Cluster } from './cluster.js';
 import { EndWatch } from './end-watch.js';
 import { transportError } from './errors.js';
-import { emptyHeaders } from './headers.js';
+/** The headers of every record that has none. */
+const emptyHeaders: Headers = Object.freeze({});
 import type { KafkaSettings } from './options.js';
+import type { TransactionIdentity } from './producer.js';
 import { hasKafkaError, OFFSET_OUT_OF_RANGE, responseOf } from './protocol-errors.js';
 
 /** Records handed to the listener at a time, from a fetched partition. */
@@ -138,9 +141,16 @@ export class GroupMember implements TransportConsumer {
   }
 
   /** Joins the group; resolves once the listener has taken a first assignment (or none came for a while). */
+  /** The group this member belongs to. */
+  get groupId(): string {
+    return this.#groupId;
+  }
+
   async start(): Promise<void> {
     const first = new Promise<void>((resolve, reject) => (this.#firstAssignment = { resolve, reject }));
-    const waited = setTimeout(() => this.#firstAssignment?.resolve(), FIRST_ASSIGNMENT_WAIT_MS);
+    // Past the wait, start resolves once the app has taken what it was given so far (restored it):
+    // a member may have no partitions of some topic, or none at all, in a group larger than them.
+    const waited = setTimeout(() => void this.#assigning.then(() => this.#firstAssignment?.resolve()), FIRST_ASSIGNMENT_WAIT_MS);
     void this.#heartbeatLoop();
     void this.#fetchLoop();
     try {
@@ -164,11 +174,7 @@ export class GroupMember implements TransportConsumer {
     }
     if (notHeld.length > 0) this.#log('debug', 'not committing offsets of partitions this member no longer owns', { partitions: notHeld });
     if (commits.size === 0) return;
-    const byTopic = new Map<string, Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number }>>();
-    for (const { topic, partition, offset } of commits.values()) {
-      byTopic.set(topic, [...(byTopic.get(topic) ?? []), { partitionIndex: partition, committedOffset: BigInt(offset), committedLeaderEpoch: -1 }]);
-    }
-    const request = [...byTopic].map(([name, partitions]) => ({ name, partitions }));
+    const request = offsetsByTopic([...commits.values()]);
     for (let attempt = 0; ; attempt++) {
       try {
         await offsetCommitV9.api.async(await this.#coordinatorConnection(), this.#groupId, this.#epoch, this.#memberId, this.#settings.groupInstanceId ?? null, request);
@@ -184,6 +190,33 @@ export class GroupMember implements TransportConsumer {
       }
     }
     for (const [key, { offset }] of commits) this.#lastCommitted.set(key, offset);
+  }
+
+  /**
+   * Commits offsets with a producer's open transaction (TxnOffsetCommit) as this member: the
+   * coordinator takes them only from a member of the group at its current epoch. An epoch that
+   * moved on under the commit (a rebalance elsewhere in the group) is retried at the new one
+   * while this member still owns the partitions; partitions it lost fail the commit, and with it
+   * the transaction.
+   */
+  async commitTransactional(transaction: TransactionIdentity, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const notHeld = offsets.filter(({ topic, partition }) => !this.#owned.has(partitionKey(topic, partition)));
+      if (notHeld.length > 0) {
+        throw new EddyError('TRANSPORT_FAILED', `committing offsets of group ${this.#groupId} in transaction ${transaction.transactionalId}: this member no longer owns ${names(notHeld)}`, { retriable: false });
+      }
+      try {
+        const member = { memberId: this.#memberId, epoch: this.#epoch, groupInstanceId: this.#settings.groupInstanceId ?? null };
+        await commitTransactionalOffsets(await this.#coordinatorConnection(), transaction, this.#groupId, member, offsets);
+        return;
+      } catch (error) {
+        const epochMoved = hasKafkaError(error, 'ILLEGAL_GENERATION', 'STALE_MEMBER_EPOCH');
+        if (attempt >= 8 || (!epochMoved && !this.#retriable(error))) throw transportError(`committing offsets of group ${this.#groupId} in transaction ${transaction.transactionalId}`, error);
+        if (hasKafkaError(error, 'NOT_COORDINATOR', 'COORDINATOR_NOT_AVAILABLE')) this.#coordinator = undefined;
+        // A moved epoch is learnt with the next heartbeat.
+        await sleep(epochMoved ? this.#settings.heartbeatIntervalMs / 2 : backoff(attempt));
+      }
+    }
   }
 
   async committed({ topic, partition }: TopicPartition): Promise<number | undefined> {
@@ -355,7 +388,16 @@ export class GroupMember implements TransportConsumer {
     if (this.#topics.every((topic) => topics.has(topic))) this.#firstAssignment?.resolve();
   }
 
-  async #assign(partitions: readonly TopicPartition[]): Promise<void> {
+  /** Resolves once no assignment is being taken by the app. */
+  #assigning: Promise<void> = Promise.resolve();
+
+  #assign(partitions: readonly TopicPartition[]): Promise<void> {
+    const assigning = this.#takeAssignment(partitions);
+    this.#assigning = assigning.catch(() => undefined);
+    return assigning;
+  }
+
+  async #takeAssignment(partitions: readonly TopicPartition[]): Promise<void> {
     for (const tp of partitions) this.#owned.set(partitionKey(tp.topic, tp.partition), tp);
     const given = (await this.#listener.onAssign(partitions)) ?? [];
     const positions = new Map(given.map((position) => [partitionKey(position.topic, position.partition), position.offset]));
@@ -530,7 +572,7 @@ export class GroupMember implements TransportConsumer {
         const request = [...byTopicId].map(([topicId, parts]) => ({ topicId, partitions: parts }));
         let response: FetchResponse;
         try {
-          response = await fetchV17.api.async(await this.#cluster.connection(leader), this.#settings.maxWaitTimeMs, 1, 50 * 1024 * 1024, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
+          response = await fetchV17.api.async(await this.#cluster.fetchConnection(leader), this.#settings.maxWaitTimeMs, 1, 50 * 1024 * 1024, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
         } catch (error) {
           const partial = responseOf<FetchResponse>(error);
           if (!partial || !Array.isArray(partial.responses)) throw error;
@@ -611,6 +653,31 @@ export class GroupMember implements TransportConsumer {
   #log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {
     this.#settings.logger[level]({ component: 'eddy-kafka', group: this.#groupId, member: this.#memberId, ...fields }, message);
   }
+}
+
+/** Offsets to commit as the OffsetCommit and TxnOffsetCommit requests group them. */
+function offsetsByTopic(offsets: readonly TopicPartitionOffset[]): Array<{ name: string; partitions: Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number }> }> {
+  const byTopic = new Map<string, Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number }>>();
+  for (const { topic, partition, offset } of offsets) {
+    let partitions = byTopic.get(topic);
+    if (!partitions) byTopic.set(topic, (partitions = []));
+    partitions.push({ partitionIndex: partition, committedOffset: BigInt(offset), committedLeaderEpoch: -1 });
+  }
+  return [...byTopic].map(([name, partitions]) => ({ name, partitions }));
+}
+
+/** The member a transactional offset commit names: a member of the group, or none (`''`, epoch -1) for a group without members. */
+export interface CommittingMember {
+  readonly memberId: string;
+  readonly epoch: number;
+  readonly groupInstanceId: string | null;
+}
+
+/** TxnOffsetCommit: offsets (the next offset to read) of `groupId` that become visible when the transaction commits. */
+export async function commitTransactionalOffsets(connection: Connection, transaction: TransactionIdentity, groupId: string, member: CommittingMember, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+  const topics = offsetsByTopic(offsets);
+  const { transactionalId, producerId, producerEpoch } = transaction;
+  await txnOffsetCommitV4.api.async(connection, transactionalId, groupId, producerId, producerEpoch, member.epoch, member.memberId, member.groupInstanceId, topics);
 }
 
 /**

@@ -1,9 +1,8 @@
 import { ConfigError, defaultLogger, toMs, type Duration, type Logger } from '@eddy/core';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import type { SASLOptions } from '@platformatic/kafka';
-import type { KafkaConfig, RetryOptions } from 'kafkajs';
 
-/** How much kafkajs itself logs (through {@link KafkaTransportOptions.logger}). */
+/** How much the transport logs (through {@link KafkaTransportOptions.logger}). */
 export type KafkaLogLevel = 'nothing' | 'error' | 'warn' | 'info' | 'debug';
 
 /**
@@ -39,17 +38,40 @@ export interface KafkaRetryOptions {
  * ```
  */
 export interface KafkaConsumerTuning {
-  /** A member silent for this long leaves the group. Default `'30s'`. */
+  /**
+   * A member silent for this long leaves the group. Kafka's consumer group protocol keeps it per
+   * group: given here, it is set as the group's `consumer.session.timeout.ms` when the app joins
+   * (within the broker's `group.consumer.min/max.session.timeout.ms`, 45 s to 60 s by default;
+   * a value the broker refuses is logged, and the group keeps its own). Default: the group's,
+   * which is the broker's `group.consumer.session.timeout.ms` (45 s by default).
+   */
   readonly sessionTimeout?: Duration;
   /** How long the group waits for members to rejoin (and finish revoking) in a rebalance. Default `'60s'`. */
   readonly rebalanceTimeout?: Duration;
-  /** Heartbeats, also the latency of noticing a rebalance. Must be below sessionTimeout. Default `'1s'`. */
+  /**
+   * Heartbeats, also the latency of noticing a rebalance; must be below sessionTimeout. Like the
+   * session timeout, the group's own (`consumer.heartbeat.interval.ms`, bounded by the broker's
+   * `group.consumer.min/max.heartbeat.interval.ms`). Default: the group's (5 s on a default broker).
+   */
   readonly heartbeatInterval?: Duration;
   /** How long the broker holds a fetch that finds no records. Default `'500ms'`. */
   readonly maxWaitTime?: Duration;
   /** Bytes fetched per partition per request. Default 1 MiB. */
   readonly maxBytesPerPartition?: number;
 }
+
+/**
+ * SASL authentication. PLAIN and SCRAM take a username and password; OAUTHBEARER a token, or a
+ * function that gives a fresh one at each authentication.
+ *
+ * @example
+ * ```ts
+ * const sasl: KafkaSasl = { mechanism: 'scram-sha-512', username: 'eddy', password: process.env.KAFKA_PASSWORD! };
+ * ```
+ */
+export type KafkaSasl =
+  | { readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; readonly username: string; readonly password: string }
+  | { readonly mechanism: 'oauthbearer'; readonly token: string | (() => string | Promise<string>) };
 
 /**
  * Options of {@link kafkaTransport}.
@@ -72,9 +94,9 @@ export interface KafkaTransportOptions {
   /** The client id brokers see in their logs and quotas. Default `'eddy'`. */
   readonly clientId?: string;
   /** TLS: `true` for the system's CAs, or Node's `tls.connect` options. */
-  readonly ssl?: KafkaConfig['ssl'];
-  /** SASL authentication (plain, scram-sha-256/512, aws, oauthbearer), as kafkajs takes it. */
-  readonly sasl?: KafkaConfig['sasl'];
+  readonly ssl?: boolean | TlsOptions;
+  /** SASL authentication (plain, scram-sha-256, scram-sha-512, oauthbearer). */
+  readonly sasl?: KafkaSasl;
   /**
    * Partitions of the topics Eddy creates without being told a count: outputs (`to(topic)`) and
    * sources that do not exist yet. Unset by default, in which case the runtime falls back to 1
@@ -83,13 +105,12 @@ export interface KafkaTransportOptions {
   readonly defaultPartitions?: number;
   /**
    * Replicas of the topics Eddy creates (internal topics, and the ones above). Default: the
-   * broker's `default.replication.factor`, or, if that cannot be read, the smaller of 3 and the
-   * number of brokers.
+   * broker's `default.replication.factor`.
    */
   readonly replicationFactor?: number;
-  /** How much kafkajs logs. Default `'warn'`. */
+  /** How much the transport logs. Default `'warn'`. */
   readonly logLevel?: KafkaLogLevel;
-  /** Where kafkajs and the transport log; a pino logger fits. Default: `@eddy/core`'s `defaultLogger`. */
+  /** Where the transport logs; a pino logger fits. Default: `@eddy/core`'s `defaultLogger`. */
   readonly logger?: Logger;
   /** Retries of retriable broker errors (connections, metadata, produce, commits). */
   readonly retry?: KafkaRetryOptions;
@@ -102,30 +123,26 @@ export interface KafkaTransportOptions {
    * rebalance, and so with no restore elsewhere.
    */
   readonly groupInstanceId?: string;
-  /** @internal Which client runs the transport while the move off kafkajs is under way. */
-  readonly client?: 'kafkajs' | 'platformatic';
 }
 
 /** The validated options, durations in milliseconds. */
 export interface KafkaSettings {
   readonly brokers: string[];
   readonly groupInstanceId: string | undefined;
-  readonly client: 'kafkajs' | 'platformatic';
   /** TLS and SASL as @platformatic/kafka takes them. */
   readonly tls: TlsOptions | undefined;
   readonly saslOptions: SASLOptions | undefined;
   readonly clientId: string;
-  readonly ssl: KafkaConfig['ssl'];
-  readonly sasl: KafkaConfig['sasl'];
   readonly defaultPartitions: number | undefined;
   readonly replicationFactor: number | undefined;
-  readonly logLevel: KafkaLogLevel;
+  /** The given logger, quiet below `logLevel`. */
   readonly logger: Logger;
-  /** In kafkajs's shape (milliseconds). */
-  readonly retry: RetryOptions;
+  readonly retry: { readonly retries: number; readonly initialRetryTimeMs: number; readonly maxRetryTimeMs: number; readonly factor: number; readonly multiplier: number };
   readonly sessionTimeoutMs: number;
   readonly rebalanceTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
+  /** The group's configurations the options ask for (a session timeout or heartbeat interval given explicitly). */
+  readonly groupConfigs: Readonly<Record<string, string>>;
   readonly maxWaitTimeMs: number;
   readonly maxBytesPerPartition: number;
 }
@@ -166,39 +183,58 @@ export function resolveSettings(options: KafkaTransportOptions): KafkaSettings {
   return {
     brokers: brokers.map((broker) => broker.trim()),
     groupInstanceId,
-    client: options.client ?? (process.env.EDDY_KAFKA_CLIENT === 'platformatic' ? 'platformatic' : 'kafkajs'),
-    tls: options.ssl === true ? {} : options.ssl ? (options.ssl as TlsOptions) : undefined,
+    tls: options.ssl === true ? {} : options.ssl ? options.ssl : undefined,
     saslOptions: saslOf(options.sasl),
     clientId,
-    ssl: options.ssl,
-    sasl: options.sasl,
     defaultPartitions: options.defaultPartitions === undefined ? undefined : positiveInteger(options.defaultPartitions, 'defaultPartitions'),
     replicationFactor: options.replicationFactor === undefined ? undefined : positiveInteger(options.replicationFactor, 'replicationFactor'),
-    logLevel,
-    logger: options.logger ?? defaultLogger,
+    logger: atLevel(options.logger ?? defaultLogger, logLevel),
     retry: {
       retries,
-      initialRetryTime: toMs(retry.initialRetryTime ?? '300ms', 'kafkaTransport: retry.initialRetryTime'),
-      maxRetryTime: toMs(retry.maxRetryTime ?? '30s', 'kafkaTransport: retry.maxRetryTime'),
+      initialRetryTimeMs: toMs(retry.initialRetryTime ?? '300ms', 'kafkaTransport: retry.initialRetryTime'),
+      maxRetryTimeMs: toMs(retry.maxRetryTime ?? '30s', 'kafkaTransport: retry.maxRetryTime'),
       factor,
       multiplier,
     },
     sessionTimeoutMs,
     rebalanceTimeoutMs: toMs(consumer.rebalanceTimeout ?? '60s', 'kafkaTransport: consumer.rebalanceTimeout'),
     heartbeatIntervalMs,
+    groupConfigs: {
+      ...(consumer.sessionTimeout === undefined ? {} : { 'consumer.session.timeout.ms': String(sessionTimeoutMs) }),
+      ...(consumer.heartbeatInterval === undefined ? {} : { 'consumer.heartbeat.interval.ms': String(heartbeatIntervalMs) }),
+    },
     maxWaitTimeMs: toMs(consumer.maxWaitTime ?? '500ms', 'kafkaTransport: consumer.maxWaitTime'),
     maxBytesPerPartition: positiveInteger(consumer.maxBytesPerPartition ?? 1024 * 1024, 'consumer.maxBytesPerPartition'),
   };
 }
 
-/** kafkajs-style SASL options as @platformatic/kafka takes them. */
-function saslOf(sasl: KafkaConfig['sasl']): SASLOptions | undefined {
+/** SASL options as @platformatic/kafka takes them. */
+function saslOf(sasl: KafkaSasl | undefined): SASLOptions | undefined {
   if (!sasl) return undefined;
-  const mechanisms = { plain: 'PLAIN', 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512', oauthbearer: 'OAUTHBEARER' } as const;
-  const mechanism = mechanisms[sasl.mechanism as keyof typeof mechanisms];
-  if (!mechanism) throw new ConfigError(`kafkaTransport: sasl.mechanism must be one of ${Object.keys(mechanisms).join(', ')}, got ${JSON.stringify(sasl.mechanism)}`);
-  const { username, password } = sasl as { username?: string; password?: string };
-  return { mechanism, username, password };
+  switch (sasl.mechanism) {
+    case 'plain':
+      return { mechanism: 'PLAIN', username: sasl.username, password: sasl.password };
+    case 'scram-sha-256':
+      return { mechanism: 'SCRAM-SHA-256', username: sasl.username, password: sasl.password };
+    case 'scram-sha-512':
+      return { mechanism: 'SCRAM-SHA-512', username: sasl.username, password: sasl.password };
+    case 'oauthbearer':
+      return { mechanism: 'OAUTHBEARER', token: sasl.token };
+    default:
+      throw new ConfigError(`kafkaTransport: sasl.mechanism must be one of plain, scram-sha-256, scram-sha-512, oauthbearer, got ${JSON.stringify((sasl as { mechanism?: unknown }).mechanism)}`);
+  }
+}
+
+/** A logger that drops what is below `level`. */
+function atLevel(logger: Logger, level: KafkaLogLevel): Logger {
+  const rank = logLevels.indexOf(level);
+  const quiet = () => undefined;
+  return {
+    error: rank >= 1 ? (fields, message) => logger.error(fields, message) : quiet,
+    warn: rank >= 2 ? (fields, message) => logger.warn(fields, message) : quiet,
+    info: rank >= 3 ? (fields, message) => logger.info(fields, message) : quiet,
+    debug: rank >= 4 ? (fields, message) => logger.debug(fields, message) : quiet,
+  };
 }
 
 function positiveInteger(value: number, what: string, { allowZero = false } = {}): number {

@@ -1,22 +1,43 @@
-import { EddyError, partitionKey, RecordsRejectedError, systemClock, type OutgoingRecord, type RejectedRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
-import type { ICustomPartitioner, Kafka, Message, Producer, RecordMetadata, TopicMessages, Transaction } from 'kafkajs';
-import { isFenced, recordRefusal, transportError } from './errors.js';
+import { Buffer } from 'node:buffer';
+import { EddyError, partitionKey, RecordsRejectedError, systemClock, type Headers, type OutgoingRecord, type RejectedRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
+import { addOffsetsToTxnV4, Producer, stringSerializer, type MessageToProduce, type ProduceResult } from '@platformatic/kafka';
+import { clientOptions } from './cluster.js';
+import { isFenced, isRetriable, recordRefusal, transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
-import { approximateSize, toKafkaMessage } from './records.js';
+import { hasKafkaError } from './protocol-errors.js';
 import { refusalOf, type TopicLimits } from './topic-limits.js';
 
 /** The limits of a topic, as far as they are known (see topic-limits.ts). */
 export type LimitsOf = (topic: string) => Promise<TopicLimits>;
 
+/** Who commits a transaction's consumer offsets: the app's member of the group, or the group's coordinator directly when none is here. */
+export type TransactionalOffsetCommit = (transaction: TransactionIdentity, groupId: string, offsets: readonly TopicPartitionOffset[]) => Promise<void>;
+
+/** What a TxnOffsetCommit names of the producer whose transaction it joins. */
+export interface TransactionIdentity {
+  readonly transactionalId: string;
+  readonly producerId: bigint;
+  readonly producerEpoch: number;
+}
+
+type EddyProducer = Producer<Uint8Array | null, Uint8Array | null, string, string>;
+type EddyMessage = MessageToProduce<Uint8Array | null, Uint8Array | null, string, string>;
+type Transaction = Awaited<ReturnType<EddyProducer['beginTransaction']>>;
+
+/** Keys and values are bytes already (a Buffer over the same memory, no copy); header values are text. */
+const asBuffer = (bytes?: Uint8Array | null): Buffer | undefined => (bytes === null || bytes === undefined ? undefined : Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+const serializers = { key: asBuffer, value: asBuffer, headerKey: stringSerializer, headerValue: stringSerializer };
+
 /**
- * Every record the runtime sends names its partition (murmur2 of the key, chosen in the sink), so
- * the producer's partitioner only passes it on. kafkajs's own partitioners do the same for such
- * records, but first filter the partition list per record.
+ * An idempotent producer (acks from all in-sync replicas, sequence numbers per partition) that
+ * never creates a topic: topics come from ensureTopics, and a typo must fail, not make a topic
+ * with broker defaults. With a transactional id, a transactional one.
  */
-const explicitPartition: ICustomPartitioner = () => ({ message }) => {
-  if (typeof message.partition !== 'number') throw new EddyError('TRANSPORT_FAILED', 'a record reached the producer without a partition');
-  return message.partition;
-};
+function createProducer(settings: KafkaSettings, transactionalId?: string): EddyProducer {
+  const options = clientOptions(settings, { retrying: true });
+  // The client takes fewer than 2 retries of an idempotent producer to mean retrying forever.
+  return new Producer({ ...options, retries: Math.max(2, options.retries), idempotent: true, autocreateTopics: false, serializers, ...(transactionalId === undefined ? {} : { transactionalId }) });
+}
 
 /**
  * Bytes of records per produce request. Kafka's default limit is 1 MiB per record batch (one per
@@ -36,45 +57,39 @@ interface PendingSend {
 }
 
 /**
- * An idempotent kafkajs producer (acks from all in-sync replicas) behind Eddy's producer contract.
+ * An idempotent @platformatic/kafka producer (acks from all in-sync replicas) behind Eddy's
+ * producer contract.
  *
- * Tasks send concurrently; kafkajs would serialize their requests one round trip each. Instead,
- * calls that arrive while a request is in flight are coalesced into the next one (split so no
+ * Tasks send concurrently, and an idempotent producer has one request in flight at a time.
+ * Calls that arrive while a request is in flight are coalesced into the next one (split so no
  * request grows past {@link maxRequestBytes}), and each call still learns the offsets of its own
  * records: within one request the records of a partition get consecutive offsets from the
  * partition's base offset, in the order they were given.
  */
 export class KafkaProducer implements TransportProducer {
-  #producer: Producer;
-  /** Makes a fresh kafkajs producer (a new producer id); undefined for transactional producers. */
-  #replacement: (() => Producer) | undefined;
+  #producer: EddyProducer;
+  /** Makes a fresh producer (a new producer id); undefined for transactional producers. */
+  #replacement: (() => EddyProducer) | undefined;
   readonly #onClose: (producer: KafkaProducer) => void;
   readonly #limitsOf: LimitsOf;
   #queue: PendingSend[] = [];
   #inFlight: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
-  protected constructor(producer: Producer, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf) {
+  protected constructor(producer: EddyProducer, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf) {
     this.#producer = producer;
     this.#onClose = onClose;
     this.#limitsOf = limitsOf;
   }
 
   /** Connects a producer (and gets its producer id) before any send. */
-  static async connect(kafka: Kafka, settings: KafkaSettings, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf): Promise<KafkaProducer> {
-    const create = () => kafka.producer({
-      // Broker-side deduplication of retried requests; kafkajs then sends with acks from all replicas.
-      idempotent: true,
-      createPartitioner: explicitPartition,
-      // Topics come from ensureTopics; a typo must fail, not create a topic with broker defaults.
-      allowAutoTopicCreation: false,
-      // kafkajs refuses an idempotent producer without retries.
-      retry: { ...settings.retry, retries: Math.max(1, settings.retry.retries ?? 1) },
-    });
+  static async connect(settings: KafkaSettings, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf): Promise<KafkaProducer> {
+    const create = () => createProducer(settings);
     const producer = create();
     try {
-      await producer.connect();
+      await producer.initIdempotentProducer({});
     } catch (error) {
+      await producer.close().catch(() => undefined);
       throw transportError('connecting the producer', error);
     }
     const connected = new KafkaProducer(producer, onClose, limitsOf);
@@ -83,18 +98,17 @@ export class KafkaProducer implements TransportProducer {
   }
 
   /**
-   * After a failed request kafkajs may have rolled back sequence numbers of a request the broker
-   * did write: the same producer would then be refused (out of order) or deduplicated into
-   * silence. A fresh producer id starts clean; the failed records are sent again by the runtime,
-   * so the worst case is a duplicate, never a loss.
+   * A request that failed may have been written by the broker all the same (its answer was
+   * lost). The client then sends the next records with the sequence numbers of the lost ones,
+   * which the broker would take for duplicates of what it holds and drop. A fresh producer id
+   * starts clean; the failed records are sent again by the runtime, so the worst case is a
+   * duplicate, never a loss.
    */
   async #replaceAfterFailure(): Promise<void> {
     if (!this.#replacement) return;
     const old = this.#producer;
-    const fresh = this.#replacement();
-    await old.disconnect().catch(() => undefined);
-    await fresh.connect().catch(() => undefined);
-    this.#producer = fresh;
+    this.#producer = this.#replacement();
+    await old.close().catch(() => undefined);
   }
 
   /**
@@ -115,9 +129,14 @@ export class KafkaProducer implements TransportProducer {
     this.#closing ??= (async () => {
       await this.idle();
       this.#onClose(this);
-      await this.#producer.disconnect().catch(() => undefined);
+      await this.#producer.close().catch(() => undefined);
     })();
     return this.#closing;
+  }
+
+  /** The client's producer, for the transactional requests of a subclass. */
+  protected get client(): EddyProducer {
+    return this.#producer;
   }
 
   /** Resolves once no send is queued or in flight. */
@@ -126,8 +145,8 @@ export class KafkaProducer implements TransportProducer {
   }
 
   /** One produce request (all its records acknowledged by every in-sync replica). */
-  protected sendBatch(topicMessages: TopicMessages[]): Promise<RecordMetadata[]> {
-    return this.#producer.sendBatch({ acks: -1, topicMessages });
+  protected produce(messages: EddyMessage[]): Promise<ProduceResult> {
+    return this.#producer.send({ messages });
   }
 
   #pump(): void {
@@ -163,14 +182,14 @@ export class KafkaProducer implements TransportProducer {
    * One produce request. When the broker refuses records for themselves, the partitions of the
    * request go again one by one, and a partition's batch that is refused again is halved until
    * each refused record stands alone; everything else is written. The broker takes a batch of a
-   * partition whole or not at all, and kafkajs has rolled back the sequence numbers of the failed
-   * request: a partition's batch the broker had written goes again as it was, and the broker knows
-   * it for a duplicate (the idempotent producer's promise). Partitions another broker had written
-   * (their requests went through) are written again: at least once.
+   * partition whole or not at all, and the client counts a failed request's sequence numbers as
+   * unused: a partition's batch the broker had written goes again as it was, with the same
+   * sequence numbers, and the broker answers it as the duplicate it is, with its offsets (the
+   * idempotent producer's promise).
    */
   async #sendEntries(entries: readonly RequestEntry[]): Promise<void> {
     try {
-      assignOffsets(entries, await this.sendBatch(toTopicMessages(entries)));
+      assignOffsets(entries, await this.produce(toMessages(entries)));
     } catch (error) {
       const reason = recordRefusal(error);
       if (reason === undefined || !this.isolatesRefusals) throw error;
@@ -196,62 +215,74 @@ export class KafkaProducer implements TransportProducer {
   }
 }
 
+/** Attempts at registering a transactional id while its previous producer's transaction completes. */
+const initAttempts = 8;
+
 /**
- * A transactional kafkajs producer (exactly-once), one per task: its transactional id is stable
- * per task, so the producer of a task's new owner fences the old one. Sends are coalesced like
+ * A transactional producer (exactly-once), one per task: its transactional id is stable per
+ * task, so the producer of a task's new owner fences the old one. Sends are coalesced like
  * {@link KafkaProducer}'s, into the open transaction.
  *
- * kafkajs cannot begin a transaction after a failed commit or abort: such a producer is broken
- * for good, and the runtime replaces the task (and with it the producer).
+ * A failed transactional request leaves the producer broken for good (it is never registered
+ * again, which would fence the task's new owner): the runtime replaces the task, and with it the
+ * producer.
  */
 export class KafkaTransactionalProducer extends KafkaProducer implements TransactionalProducer {
   readonly transactionalId: string;
-  readonly #producer: Producer;
-  /** The kafkajs transaction: opened on connect (to register the id), then by `begin`. */
+  readonly #commitOffsets: TransactionalOffsetCommit;
+  /** The client's transaction: opened on connect (to register the id), then by `begin`. */
   #transaction: Transaction | undefined;
   /** Whether `begin` opened the transaction (and `commit` or `abort` has not ended it yet). */
   #open = false;
+  /** Whether the broker knows the open transaction (records or offsets joined it); one it does not know ends on the client only. */
+  #joined = false;
+  /** Groups whose offsets joined the open transaction (AddOffsetsToTxn). */
+  readonly #groups = new Set<string>();
   #failure: EddyError | undefined;
   #closed = false;
 
-  private constructor(producer: Producer, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf, transactionalId: string, transaction: Transaction) {
+  private constructor(
+    producer: EddyProducer,
+    onClose: (producer: KafkaProducer) => void,
+    limitsOf: LimitsOf,
+    transactionalId: string,
+    transaction: Transaction,
+    commitOffsets: TransactionalOffsetCommit,
+  ) {
     super(producer, onClose, limitsOf);
-    this.#producer = producer;
     this.transactionalId = transactionalId;
     this.#transaction = transaction;
+    this.#commitOffsets = commitOffsets;
   }
 
   /**
    * Connects a producer with this transactional id and registers the id with its transaction
    * coordinator (InitProducerId). That fences every older producer of the id: the coordinator
-   * aborts its open transaction (and waits for the abort to complete), and its next send or commit
-   * fails. Only then may the new owner read the task's committed state.
+   * aborts its open transaction (and answers CONCURRENT_TRANSACTIONS until the abort is complete,
+   * which is waited through), and its next send or commit fails. Only then may the new owner read
+   * the task's committed state.
    */
   static async connectTransactional(
-    kafka: Kafka,
     settings: KafkaSettings,
     transactionalId: string,
     onClose: (producer: KafkaProducer) => void,
     limitsOf: LimitsOf,
+    commitOffsets: TransactionalOffsetCommit,
   ): Promise<KafkaTransactionalProducer> {
-    const producer = kafka.producer({
-      transactionalId,
-      idempotent: true,
-      // One request at a time per broker, as transactions (and idempotence) want.
-      maxInFlightRequests: 1,
-      createPartitioner: explicitPartition,
-      allowAutoTopicCreation: false,
-      retry: { ...settings.retry, retries: Math.max(1, settings.retry.retries ?? 1) },
-    });
-    try {
-      await producer.connect();
-      // kafkajs initializes the transactional id with the first transaction; it stays open on the
-      // client only (the broker knows a transaction once records or offsets join it).
-      const transaction = await producer.transaction();
-      return new KafkaTransactionalProducer(producer, onClose, limitsOf, transactionalId, transaction);
-    } catch (error) {
-      await producer.disconnect().catch(() => undefined);
-      throw transactionError(`starting transactional producer ${transactionalId}`, transactionalId, error);
+    for (let attempt = 1; ; attempt++) {
+      const producer = createProducer(settings, transactionalId);
+      try {
+        // The client registers the id with the first transaction; it stays open on the client
+        // only (the broker knows a transaction once records or offsets join it). A new producer
+        // names no earlier producer id and epoch (-1): the client's default (0, 0) claims to be
+        // producer 0, which the coordinator of an id used before answers with PRODUCER_FENCED.
+        const transaction = await producer.beginTransaction({ producerId: -1n, producerEpoch: -1 });
+        return new KafkaTransactionalProducer(producer, onClose, limitsOf, transactionalId, transaction, commitOffsets);
+      } catch (error) {
+        await producer.close().catch(() => undefined);
+        if (attempt >= initAttempts || isFenced(error) || !isRetriable(error)) throw transactionError(`starting transactional producer ${transactionalId}`, transactionalId, error);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** attempt)));
+      }
     }
   }
 
@@ -260,24 +291,32 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
     if (this.#open) throw new EddyError('TRANSPORT_FAILED', `transactional producer ${this.transactionalId}: a transaction is open already`);
     if (!this.#transaction) {
       try {
-        this.#transaction = await this.#producer.transaction();
+        this.#transaction = await this.client.beginTransaction();
       } catch (error) {
-        throw this.#broken(`beginning a transaction`, error);
+        throw this.#broken('beginning a transaction', error);
       }
     }
     this.#open = true;
+    this.#joined = false;
+    this.#groups.clear();
   }
 
+  /**
+   * Commits consumer group offsets (the next offset to read) with the open transaction: the group
+   * joins the transaction (AddOffsetsToTxn), then the offsets go to the group's coordinator
+   * (TxnOffsetCommit), which makes them visible only if the transaction commits.
+   */
   async sendOffsets(groupId: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    const transaction = this.#current('sendOffsets');
-    const byTopic = new Map<string, Array<{ partition: number; offset: string }>>();
-    for (const { topic, partition, offset } of offsets) {
-      let partitions = byTopic.get(topic);
-      if (!partitions) byTopic.set(topic, (partitions = []));
-      partitions.push({ partition, offset: String(offset) });
-    }
+    this.#current('sendOffsets');
+    if (offsets.length === 0) return;
+    const identity = this.#identity();
     try {
-      await transaction.sendOffsets({ consumerGroupId: groupId, topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
+      if (!this.#groups.has(groupId)) {
+        await this.#addOffsetsToTransaction(identity, groupId);
+        this.#groups.add(groupId);
+        this.#joined = true;
+      }
+      await this.#commitOffsets(identity, groupId, offsets);
     } catch (error) {
       throw this.#broken(`committing offsets of group ${groupId} in the transaction`, error);
     }
@@ -288,7 +327,8 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
     await this.idle();
     if (this.#failure) throw this.#failure;
     try {
-      await transaction.commit();
+      if (this.#joined) await transaction.commit();
+      else await transaction.cancel();
     } catch (error) {
       throw this.#broken('committing the transaction', error);
     } finally {
@@ -304,7 +344,8 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
     this.#transaction = undefined;
     await this.idle();
     try {
-      await transaction.abort();
+      if (this.#joined) await transaction.abort();
+      else await transaction.cancel();
     } catch (error) {
       throw this.#broken('aborting the transaction', error);
     }
@@ -325,14 +366,37 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
     return false;
   }
 
-  protected override sendBatch(topicMessages: TopicMessages[]): Promise<RecordMetadata[]> {
+  protected override produce(messages: EddyMessage[]): Promise<ProduceResult> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#open || !this.#transaction) {
       return Promise.reject(new EddyError('TRANSPORT_FAILED', `transactional producer ${this.transactionalId}: send outside a transaction`));
     }
-    return this.#transaction.sendBatch({ acks: -1, topicMessages }).catch((error: unknown) => {
+    this.#joined = true;
+    return this.#transaction.send({ messages }).catch((error: unknown) => {
       throw this.#broken('producing in the transaction', error);
     });
+  }
+
+  #identity(): TransactionIdentity {
+    const { producerId, producerEpoch } = this.client;
+    if (producerId === undefined || producerEpoch === undefined) throw new EddyError('TRANSPORT_FAILED', `transactional producer ${this.transactionalId} has no producer id`);
+    return { transactionalId: this.transactionalId, producerId, producerEpoch };
+  }
+
+  /** AddOffsetsToTxn at the transaction's coordinator, through the public protocol API (retried while the coordinator completes an earlier transaction). */
+  async #addOffsetsToTransaction({ transactionalId, producerId, producerEpoch }: TransactionIdentity, groupId: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const metadata = this.client.currentMetadata ?? (await this.client.metadata({ topics: [] }));
+        const broker = metadata.brokers.get(this.client.coordinatorId);
+        if (!broker) throw new EddyError('TRANSPORT_FAILED', `the transaction coordinator ${this.client.coordinatorId} of ${transactionalId} is not in the cluster's metadata`, { retriable: true });
+        await addOffsetsToTxnV4.api.async(await this.client.connections.get(broker), transactionalId, producerId, producerEpoch, groupId);
+        return;
+      } catch (error) {
+        if (attempt >= initAttempts || !hasKafkaError(error, 'CONCURRENT_TRANSACTIONS', 'COORDINATOR_LOAD_IN_PROGRESS')) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt));
+      }
+    }
   }
 
   #usable(what: string): void {
@@ -346,7 +410,7 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
     return this.#transaction;
   }
 
-  /** A failed transactional request leaves the transaction (and kafkajs's producer) unusable. */
+  /** A failed transactional request leaves the transaction (and the producer) unusable. */
   #broken(what: string, error: unknown): EddyError {
     const failure = transactionError(what, this.transactionalId, error);
     this.#failure ??= failure;
@@ -426,24 +490,34 @@ function groupByPartition(entries: readonly RequestEntry[]): RequestEntry[][] {
   return [...groups.values()];
 }
 
-function toTopicMessages(entries: readonly RequestEntry[]): TopicMessages[] {
-  const byTopic = new Map<string, Message[]>();
-  for (const { record } of entries) {
-    let messages = byTopic.get(record.topic);
-    if (!messages) byTopic.set(record.topic, (messages = []));
-    messages.push(toKafkaMessage(record));
+function toMessages(entries: readonly RequestEntry[]): EddyMessage[] {
+  const messages: EddyMessage[] = new Array(entries.length);
+  for (let index = 0; index < entries.length; index++) {
+    const { topic, partition, key, value, timestamp, headers } = entries[index]!.record;
+    messages[index] = hasEntries(headers) ? { topic, partition, key, value, timestamp: BigInt(timestamp), headers } : { topic, partition, key, value, timestamp: BigInt(timestamp) };
   }
-  return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+  return messages;
+}
+
+function hasEntries(headers: Headers | undefined): headers is Headers {
+  if (headers) for (const name in headers) if (Object.hasOwn(headers, name)) return true;
+  return false;
+}
+
+/** Roughly the bytes a record takes in a produce request, to keep requests under the broker's limits. */
+function approximateSize(record: OutgoingRecord): number {
+  let size = 70 + (record.key?.byteLength ?? 0) + (record.value?.byteLength ?? 0);
+  if (hasEntries(record.headers)) for (const [name, value] of Object.entries(record.headers)) size += 8 + Buffer.byteLength(name) + Buffer.byteLength(value);
+  return size;
 }
 
 /** Gives each record its offset: its partition's base offset plus its position among that partition's records. */
-function assignOffsets(entries: readonly RequestEntry[], metadata: readonly RecordMetadata[]): void {
+function assignOffsets(entries: readonly RequestEntry[], result: ProduceResult): void {
   const next = new Map<string, Map<number, number>>();
-  for (const { topicName, partition, baseOffset } of metadata) {
-    if (baseOffset === undefined) continue;
-    let partitions = next.get(topicName);
-    if (!partitions) next.set(topicName, (partitions = new Map()));
-    partitions.set(partition, Number(baseOffset));
+  for (const { topic, partition, offset } of result.offsets ?? []) {
+    let partitions = next.get(topic);
+    if (!partitions) next.set(topic, (partitions = new Map()));
+    partitions.set(partition, Number(offset));
   }
   // Per record, no strings or objects: consecutive records mostly share their topic and caller.
   let topic: string | undefined;

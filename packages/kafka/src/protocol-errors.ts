@@ -10,19 +10,22 @@ interface ProtocolErrorLike {
   readonly canRetry?: boolean;
 }
 
-/** The Kafka error names (`NOT_LEADER_OR_FOLLOWER`, …) an error carries, at any depth. */
-export function kafkaErrorNames(error: unknown): string[] {
-  const names: string[] = [];
+/** The Kafka errors (`NOT_LEADER_OR_FOLLOWER`, …) an error carries, at any depth, and whether each may go away on a retry. */
+export function kafkaErrors(error: unknown): Array<{ readonly name: string; readonly canRetry: boolean }> {
+  const found: Array<{ name: string; canRetry: boolean }> = [];
   const visit = (candidate: unknown, depth: number): void => {
-    if (typeof candidate !== 'object' || candidate === null || depth > 4) return;
-    const { apiId, errors, cause } = candidate as ProtocolErrorLike & { errors?: unknown; cause?: unknown };
-    if (typeof apiId === 'string') names.push(apiId);
+    if (typeof candidate !== 'object' || candidate === null || depth > 6) return;
+    const { apiId, canRetry, errors, cause } = candidate as ProtocolErrorLike & { errors?: unknown; cause?: unknown };
+    if (typeof apiId === 'string') found.push({ name: apiId, canRetry: canRetry === true });
     if (Array.isArray(errors)) for (const inner of errors) visit(inner, depth + 1);
     if (cause) visit(cause, depth + 1);
   };
   visit(error, 0);
-  return names;
+  return found;
 }
+
+/** The Kafka error names an error carries, at any depth. */
+export const kafkaErrorNames = (error: unknown): string[] => kafkaErrors(error).map(({ name }) => name);
 
 /** Whether an error carries the Kafka error `name`. */
 export const hasKafkaError = (error: unknown, ...names: string[]): boolean => kafkaErrorNames(error).some((name) => names.includes(name));

@@ -1,186 +1,164 @@
-import { randomUUID } from 'node:crypto';
-import { EddyError, type IncomingRecord, type TopicPartition } from '@eddy/core';
-import type { Admin, Kafka } from 'kafkajs';
-import { singlePartitionAssigner } from './assigner.js';
-import { transportError } from './errors.js';
+import { EddyError, partitionKey, systemClock, type IncomingRecord, type TopicPartition } from '@eddy/core';
+import { FetchIsolationLevels, fetchV17, UserError } from '@platformatic/kafka';
+import { Cluster } from './cluster.js';
+import { isRetriable, transportError } from './errors.js';
+import { committedRecords } from './member.js';
 import type { KafkaSettings } from './options.js';
-import { deliverLazily } from './fetch-fixes.js';
-import { toIncomingRecord } from './records.js';
+import { hasKafkaError } from './protocol-errors.js';
 
 /** Records per yielded batch at most. */
-const maxYieldRecords = 10_000;
-
+const MAX_YIELD_RECORDS = 10_000;
 /** A read that makes no progress for this long fails rather than hang a restore. */
-const stallTimeoutMs = 60_000;
+const STALL_TIMEOUT_MS = 60_000;
+/** Restore reads as fast as the broker serves: large fetches, and the records are there already. */
+const FETCH_MAX_BYTES = 64 * 1024 * 1024;
+const PARTITION_MAX_BYTES = 16 * 1024 * 1024;
+const FETCH_MAX_WAIT_MS = 100;
+/** Backoff after a failed attempt: doubles from the first value up to the second. */
+const BACKOFF_MS = [100, 2_000] as const;
 
-/** What reading a partition needs from its transport. */
-export interface PartitionReaderHost {
-  readonly kafka: Kafka;
-  readonly settings: KafkaSettings;
-  /** Runs an operation on the transport's admin client (retried on stale metadata). */
-  withAdmin<T>(operation: (admin: Admin) => Promise<T>): Promise<T>;
-  endOffset(partition: TopicPartition): Promise<number>;
-}
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
- * Reads one partition from `fromOffset` up to its end offset at the time of the call, in the
- * batches Kafka returns (changelog restore).
+ * Reads one partition's committed records (read_committed) from `fromOffset` up to its end at
+ * the time of the call, in batches of at most 10,000 records (changelog restore).
  *
- * kafkajs has no manual assignment, so this joins a throwaway consumer group of one member whose
- * assigner gives it exactly this partition, seeks to `fromOffset` as soon as the group is joined
- * (before the first fetch), and stops at the end offset; then it leaves and deletes the group.
- * Fetches are large and short-waiting, and the next fetch overlaps with the caller's handling of
- * the previous batch. An empty range costs one offset lookup and no group. Breaking out of the
- * loop early cleans up the same way.
+ * The end is the partition's last stable offset then; records of aborted transactions and
+ * transaction markers are skipped, and a transactional changelog ends with a marker, so the last
+ * record yielded may lie below it. Records deleted before they were read (retention,
+ * DeleteRecords) are skipped: the read goes on from where the log starts. A topic or partition
+ * that does not exist reads nothing. The next fetch runs while the caller handles a batch.
+ * A read that makes no progress for a minute fails; leaving the loop early closes the read.
  *
  * @example
  * ```ts
- * for await (const batch of readPartition(host, { topic: 'app-counts-changelog', partition: 3 }, checkpoint)) {
+ * for await (const batch of readPartition(settings, { topic: 'app-counts-changelog', partition: 3 }, checkpoint)) {
  *   await store.write(batch.map((record) => ({ key: record.key!, value: record.value })));
  * }
  * ```
  */
-export async function* readPartition(host: PartitionReaderHost, { topic, partition }: TopicPartition, fromOffset: number): AsyncGenerator<readonly IncomingRecord[]> {
-  const where = `reading ${topic}[${partition}] from offset ${fromOffset}`;
+export async function* readPartition(settings: KafkaSettings, tp: TopicPartition, fromOffset: number): AsyncGenerator<readonly IncomingRecord[]> {
+  const where = `reading ${tp.topic}[${tp.partition}] from offset ${fromOffset}`;
   if (!Number.isInteger(fromOffset) || fromOffset < 0) throw new EddyError('TRANSPORT_FAILED', `${where}: the offset must be a non-negative integer`);
-  const end = await host.endOffset({ topic, partition });
-  if (fromOffset >= end) return;
-
-  const { kafka, settings } = host;
-  // Named after the client id, so that ACLs can grant these groups by prefix.
-  const groupId = `${settings.clientId}-read-${randomUUID()}`;
-  const consumer = kafka.consumer({
-    groupId,
-    partitionAssigners: [singlePartitionAssigner(topic, partition)],
-    // Restore reads as fast as the broker serves; the short wait matters only at the end, where
-    // disconnecting waits for the fetch in flight.
-    maxWaitTimeInMs: 50,
-    maxBytesPerPartition: 16 * 1024 * 1024,
-    maxBytes: 64 * 1024 * 1024,
-    sessionTimeout: settings.sessionTimeoutMs,
-    heartbeatInterval: settings.heartbeatIntervalMs,
-    allowAutoTopicCreation: false,
-    // read_committed: a restore never applies a record of an aborted transaction.
-    readUncommitted: false,
-    retry: settings.retry,
-  });
-  // Records reach toIncomingRecord undecoded (see fetch-fixes.ts).
-  const endLazy = deliverLazily(groupId);
-  const batches = new Handoff<readonly IncomingRecord[]>();
-  let next = fromOffset;
-  const stall = setTimeout(() => batches.fail(new EddyError('TRANSPORT_FAILED', `${where}: no progress for ${stallTimeoutMs} ms`, { retriable: true })), stallTimeoutMs);
-  stall.unref();
-  const advance = (offset: number) => {
-    if (offset <= next) return;
-    next = offset;
-    stall.refresh();
-    if (next >= end) batches.end();
-  };
-
-  // GROUP_JOIN comes before the first fetch, so no record before fromOffset is fetched.
-  consumer.on(consumer.events.GROUP_JOIN, () => consumer.seek({ topic, partition, offset: String(next) }));
-  // Batches of control records only (transaction markers) never reach eachBatch, but count as progress.
-  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-    if (payload.topic === topic && payload.partition === partition) advance(Number(payload.lastOffset) + 1);
-  });
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    if (!payload.restart) batches.fail(transportError(where, payload.error));
-  });
-
+  const reader = new PartitionReader(settings, tp, where);
   try {
-    await consumer.connect();
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        const records: IncomingRecord[] = [];
-        for (const message of batch.messages) {
-          const record = toIncomingRecord(topic, partition, message);
-          if (record.offset >= next && record.offset < end) records.push(record);
-        }
-        if (records.length > 0) await batches.push(records);
-        advance(Number(batch.lastOffset()) + 1);
-      },
-    });
-    for (;;) {
-      const batch = await batches.take();
-      if (batch === undefined) return;
-      // A fetch can bring a hundred thousand records; smaller batches keep restore progress
-      // (and a store's write batches) moving in steps.
-      for (let start = 0; start < batch.length; start += maxYieldRecords) yield batch.slice(start, start + maxYieldRecords);
+    const end = await reader.end();
+    let next = fromOffset < end ? reader.read(fromOffset, end) : undefined;
+    while (next) {
+      const { records, position } = await next;
+      next = position < end ? reader.read(position, end) : undefined;
+      // Awaited on the next turn; until then its failure must not count as unhandled.
+      next?.catch(() => undefined);
+      for (let start = 0; start < records.length; start += MAX_YIELD_RECORDS) yield records.slice(start, start + MAX_YIELD_RECORDS);
     }
-  } catch (error) {
-    throw transportError(where, error);
   } finally {
-    clearTimeout(stall);
-    batches.close();
-    await consumer.disconnect().catch(() => undefined);
-    endLazy();
-    await host
-      .withAdmin((admin) => admin.deleteGroups([groupId]))
-      .catch((error: unknown) => settings.logger.debug({ component: 'eddy-kafka', group: groupId, error: String(error) }, 'could not delete a throwaway group; the broker expires it'));
+    await reader.close();
   }
 }
 
-/**
- * Hands batches from kafkajs's fetch loop to the reader one at a time: `push` resolves once the
- * reader has taken the batch, so at most one batch waits while the reader works on another.
- */
-class Handoff<T> {
-  readonly #items: Array<{ value: T; taken: () => void }> = [];
-  #waiter: { resolve: (value: T | undefined) => void; reject: (error: unknown) => void } | undefined;
-  #ended = false;
-  #failure: { error: unknown } | undefined;
+/** Fetches one partition through a cluster client of its own, which joins no group. */
+class PartitionReader {
+  readonly #settings: KafkaSettings;
+  readonly #tp: TopicPartition;
+  readonly #where: string;
+  readonly #cluster: Cluster;
+  /** Set by a failure: the next attempt reads the metadata again (a leader may have moved). */
+  #refreshMetadata = false;
+  #closed = false;
 
-  push(value: T): Promise<void> {
-    if (this.#ended || this.#failure) return Promise.resolve();
-    return new Promise((taken) => {
-      this.#items.push({ value, taken });
-      this.#wake();
+  constructor(settings: KafkaSettings, tp: TopicPartition, where: string) {
+    this.#settings = settings;
+    this.#tp = tp;
+    this.#where = where;
+    this.#cluster = new Cluster(settings, 'reader');
+  }
+
+  /** Where the partition's committed records end now (its last stable offset); 0 if it does not exist. */
+  end(): Promise<number> {
+    return this.#untilAnswered('looking up the end', async () => {
+      const { topic, partition } = this.#tp;
+      try {
+        const metadata = await this.#cluster.topic(topic, this.#takeRefresh());
+        if (metadata.partitions[partition] === undefined) return 0;
+      } catch (error) {
+        // How the client reports a topic the broker does not know, once its retries are spent.
+        if (error instanceof UserError) return 0;
+        throw error;
+      }
+      return (await this.#cluster.listOffsets([this.#tp], 'latest')).get(partitionKey(topic, partition));
     });
   }
 
-  /** The next batch, or undefined once the end is reached and everything was taken. */
-  take(): Promise<T | undefined> {
-    return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
-      this.#wake();
+  /** The committed records from `position` on, below `end`, and the position after them; tried again until it moves on. */
+  read(position: number, end: number): Promise<{ records: IncomingRecord[]; position: number }> {
+    return this.#untilAnswered(`at offset ${position} of ${end}`, async () => {
+      const fetched = await this.#fetch(position);
+      if (fetched.next <= position) return undefined;
+      return { records: fetched.records.filter((record) => record.offset < end), position: fetched.next };
     });
   }
 
-  /** No more batches after those already pushed. */
-  end(): void {
-    this.#ended = true;
-    this.#wake();
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#cluster.close().catch(() => undefined);
   }
 
-  fail(error: unknown): void {
-    this.#failure ??= { error };
-    this.#wake();
-  }
-
-  /** Releases every pending push (the reader has gone). */
-  close(): void {
-    this.#ended = true;
-    for (const item of this.#items.splice(0)) item.taken();
-  }
-
-  #wake(): void {
-    const waiter = this.#waiter;
-    if (!waiter) return;
-    if (this.#failure) {
-      this.#waiter = undefined;
-      waiter.reject(this.#failure.error);
-      return;
+  /** One fetch from the partition's leader: its committed records from `position`, and the offset after the fetched batches. */
+  async #fetch(position: number): Promise<{ records: IncomingRecord[]; next: number }> {
+    const { topic, partition } = this.#tp;
+    const metadata = await this.#cluster.topic(topic, this.#takeRefresh());
+    const leader = metadata.partitions[partition]?.leader;
+    if (leader === undefined || leader < 0) throw new EddyError('TRANSPORT_FAILED', `${topic}[${partition}] has no leader`, { retriable: true });
+    const request = [{ topicId: metadata.id, partitions: [{ partition, currentLeaderEpoch: -1, fetchOffset: BigInt(position), lastFetchedEpoch: -1, partitionMaxBytes: PARTITION_MAX_BYTES }] }];
+    let response: fetchV17.FetchResponse;
+    try {
+      response = await fetchV17.api.async(await this.#cluster.fetchConnection(leader), FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
+    } catch (error) {
+      if (hasKafkaError(error, 'OFFSET_OUT_OF_RANGE')) return { records: [], next: await this.#logStartAfter(position) };
+      throw error;
     }
-    const item = this.#items.shift();
-    if (item) {
-      this.#waiter = undefined;
-      item.taken();
-      waiter.resolve(item.value);
-    } else if (this.#ended) {
-      this.#waiter = undefined;
-      waiter.resolve(undefined);
+    const result = response.responses[0]?.partitions.find(({ partitionIndex }) => partitionIndex === partition);
+    return result ? committedRecords(this.#tp, result, position) : { records: [], next: position };
+  }
+
+  /** Where the log starts, after records below it were deleted (retention, DeleteRecords) before they were read. */
+  async #logStartAfter(position: number): Promise<number> {
+    const { topic, partition } = this.#tp;
+    const start = (await this.#cluster.listOffsets([this.#tp], 'earliest')).get(partitionKey(topic, partition)) ?? position;
+    if (start > position) {
+      this.#settings.logger.warn({ component: 'eddy-kafka', partition: `${topic}[${partition}]`, from: position, to: start }, 'records were deleted before they were read; reading on from where the partition starts now');
     }
+    return start;
+  }
+
+  /**
+   * Runs `attempt` until it gives an answer (undefined: none yet), backing off after failures
+   * that a retry may mend; fails once a minute has passed without one.
+   */
+  async #untilAnswered<T>(doing: string, attempt: () => Promise<T | undefined>): Promise<T> {
+    const deadline = systemClock.now() + STALL_TIMEOUT_MS;
+    let lastError: unknown;
+    for (let failures = 0; ; failures++) {
+      try {
+        const answer = await attempt();
+        if (answer !== undefined) return answer;
+      } catch (error) {
+        if (this.#closed || !isRetriable(error)) throw transportError(`${this.#where} (${doing})`, error);
+        lastError = error;
+        this.#refreshMetadata = true;
+      }
+      if (this.#closed) throw new EddyError('TRANSPORT_FAILED', `${this.#where}: the read was closed`);
+      if (systemClock.now() >= deadline) {
+        const why = lastError === undefined ? '' : `; last error: ${lastError instanceof Error ? lastError.message : String(lastError)}`;
+        throw new EddyError('TRANSPORT_FAILED', `${this.#where}: no progress for ${STALL_TIMEOUT_MS} ms (${doing})${why}`, { cause: lastError, retriable: true });
+      }
+      await sleep(Math.min(BACKOFF_MS[1], BACKOFF_MS[0] * 2 ** failures));
+    }
+  }
+
+  #takeRefresh(): boolean {
+    const refresh = this.#refreshMetadata;
+    this.#refreshMetadata = false;
+    return refresh;
   }
 }

@@ -1,9 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { OutgoingRecord } from '@eddy/core';
-import kafkajs from 'kafkajs';
-import type { Admin } from 'kafkajs';
-
-const { ConfigResourceTypes } = kafkajs;
+import { ConfigResourceTypes, type Admin } from '@platformatic/kafka';
 
 /** What a topic accepts, from its configuration (the topic's own values, else the broker's). */
 export interface TopicLimits {
@@ -26,8 +23,8 @@ const names = ['max.message.bytes', 'message.timestamp.type', 'message.timestamp
 
 /** Reads the limits of a topic (DescribeConfigs). */
 export async function readTopicLimits(admin: Admin, topic: string): Promise<TopicLimits> {
-  const { resources } = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: names }] });
-  const values = new Map((resources[0]?.configEntries ?? []).map((entry) => [entry.configName, entry.configValue]));
+  const [description] = await admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: names }], includeSynonyms: false });
+  const values = new Map((description?.configs ?? []).map((entry) => [entry.name, entry.value ?? undefined]));
   const number = (name: string) => {
     const value = Number(values.get(name));
     // Long.MAX_VALUE (the default of before.max.ms) means no limit.

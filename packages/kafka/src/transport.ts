@@ -1,42 +1,33 @@
-// First: kafkajs's producer and fetch code must load after these fixes (see producer-fixes.ts, fetch-fixes.ts).
-import { producerFixesInstalled } from './producer-fixes.js';
-import { fetchFixInstalled } from './fetch-fixes.js';
 import {
   ConfigError,
-  EddyError,
   systemClock,
   type ConsumerListener,
   type IncomingRecord,
   type TopicPartition,
+  type TopicPartitionOffset,
   type TopicSpec,
   type Transport,
   type TransportConsumer,
   type TransportProducer,
 } from '@eddy/core';
-import kafkajs from 'kafkajs';
-import type { Admin, Kafka } from 'kafkajs';
-import { isStaleMetadata, transportError } from './errors.js';
-import { KafkaGroupMember } from './group-member.js';
-import { GroupMember } from './member.js';
-import { kafkaLogCreator, kafkaLogLevel } from './logging.js';
+import { KafkaAdmin } from './admin.js';
+import { Cluster } from './cluster.js';
+import { transportError } from './errors.js';
+import { commitTransactionalOffsets, GroupMember } from './member.js';
 import { resolveSettings, type KafkaSettings, type KafkaTransportOptions } from './options.js';
-import { KafkaProducer, KafkaTransactionalProducer } from './producer.js';
+import { KafkaProducer, KafkaTransactionalProducer, type TransactionIdentity } from './producer.js';
 import { readPartition } from './read-partition.js';
-import { installReadCommittedFix } from './read-committed.js';
-import { readTopicLimits, unknownLimits, type TopicLimits } from './topic-limits.js';
-import { brokerReplicationFactor, createMissingTopics, uniqueSpecs } from './topics.js';
+import { unknownLimits, type TopicLimits } from './topic-limits.js';
 
 /** How long the limits read of a topic's configuration are trusted. */
 const TOPIC_LIMITS_TTL_MS = 60_000;
 
-// kafkajs's read_committed consumers deliver records of some aborted transactions; see read-committed.ts.
-installReadCommittedFix();
-
 /**
- * A transport on a Kafka cluster, through kafkajs: consumer groups with revoke-before-rejoin
- * rebalances, an idempotent producer, transactional producers for exactly-once, internal topics
- * created on start (changelogs compacted), and changelog restore. Consumers read committed
- * records only (read_committed).
+ * A transport on a Kafka cluster, through @platformatic/kafka's public API: consumer groups on
+ * Kafka's consumer protocol (KIP-848: incremental rebalances, static membership), an idempotent
+ * producer, transactional producers for exactly-once, internal topics created on start
+ * (changelogs compacted), and changelog restore. Consumers read committed records only
+ * (read_committed).
  *
  * Give each app its own transport: `close()` (which `app.stop()` calls) disconnects every client
  * the transport created. Clients connect lazily, and a closed transport connects again when used.
@@ -59,15 +50,11 @@ export class KafkaTransport implements Transport {
   readonly exactlyOnce = true;
   readonly defaultPartitions: number | undefined;
   readonly #settings: KafkaSettings;
-  readonly #kafka: Kafka;
-  #admin: Promise<Admin> | undefined;
-  /** Admin clients replaced after stale metadata, until they disconnect. */
-  readonly #retiredAdmins = new Set<Promise<Admin>>();
-  #replicationFactor: Promise<number> | undefined;
+  #admin: KafkaAdmin | undefined;
+  /** For transactional offset commits of a group that has no member in this transport. */
+  #cluster: Cluster | undefined;
   readonly #producers = new Set<KafkaProducer>();
-  readonly #members = new Set<KafkaGroupMember | GroupMember>();
-  /** Topics known to exist (topics are never deleted under a running app). */
-  readonly #knownTopics = new Set<string>();
+  readonly #members = new Set<GroupMember>();
   /** What each topic accepts (see topic-limits.ts), read again now and then: a topic's configuration may change. */
   readonly #limits = new Map<string, { readonly limits: Promise<TopicLimits>; readonly until: number }>();
 
@@ -79,51 +66,55 @@ export class KafkaTransport implements Transport {
     const now = systemClock.now();
     const cached = this.#limits.get(topic);
     if (cached && cached.until > now) return cached.limits;
-    const limits = this.#withAdmin((admin) => readTopicLimits(admin, topic)).catch((error: unknown) => {
-      this.#settings.logger.debug({ component: 'eddy-kafka', topic, error: String(error) }, 'the configuration of a topic could not be read; its records are checked by the broker alone');
-      return unknownLimits;
-    });
+    const limits = this.#adminClient()
+      .topicLimits(topic)
+      .catch((error: unknown) => {
+        this.#settings.logger.debug({ component: 'eddy-kafka', topic, error: String(error) }, 'the configuration of a topic could not be read; its records are checked by the broker alone');
+        return unknownLimits;
+      });
     this.#limits.set(topic, { limits, until: now + TOPIC_LIMITS_TTL_MS });
     return limits;
+  };
+
+  /**
+   * Commits a transaction's offsets of a group: as the group's member in this transport (the
+   * coordinator fences commits of a member that lost its partitions), or, for a group with no
+   * member here, as no member (which the coordinator takes only while the group has none).
+   */
+  readonly #commitTransactional = async (transaction: TransactionIdentity, groupId: string, offsets: readonly TopicPartitionOffset[]): Promise<void> => {
+    const member = [...this.#members].find((candidate) => candidate.groupId === groupId);
+    if (member) return member.commitTransactional(transaction, offsets);
+    this.#cluster ??= new Cluster(this.#settings, 'offsets');
+    try {
+      await commitTransactionalOffsets(await this.#cluster.groupCoordinator(groupId), transaction, groupId, { memberId: '', epoch: -1, groupInstanceId: null }, offsets);
+    } catch (error) {
+      throw transportError(`committing offsets of group ${groupId} in transaction ${transaction.transactionalId}`, error);
+    }
   };
 
   constructor(options: KafkaTransportOptions) {
     this.#settings = resolveSettings(options);
     this.defaultPartitions = this.#settings.defaultPartitions;
-    const { brokers, clientId, ssl, sasl, retry, logLevel, logger } = this.#settings;
-    this.#kafka = new kafkajs.Kafka({ brokers, clientId, ssl, sasl, retry, logLevel: kafkaLogLevel[logLevel], logCreator: kafkaLogCreator(logger) });
   }
 
   /**
-   * Connects the admin client (the first call of any other method does too).
+   * Connects to the cluster (the first call of any other method does too).
    * @example
    * await transport.connect();
    */
   async connect(): Promise<void> {
-    if (!producerFixesInstalled || !fetchFixInstalled) {
-      this.#settings.logger.warn(
-        { component: 'eddy-kafka', producerFixesInstalled, fetchFixInstalled },
-        'kafkajs was loaded before @eddy/kafka, so its speed fixes could not apply (import @eddy/kafka first)',
-      );
-    }
-    await this.#adminClient();
+    await this.#adminClient().topics();
   }
 
   /**
    * Creates the topics that do not exist, with the given partitions, `replicationFactor`
-   * replicas and, for changelogs, `cleanup.policy=compact`; waits until they have leaders.
-   * Existing topics are left as they are.
+   * replicas (default: the broker's `default.replication.factor`) and, for changelogs,
+   * `cleanup.policy=compact`; waits until they have leaders. Existing topics are left as they are.
    * @example
    * await transport.ensureTopics([{ name: 'app-counts-changelog', partitions: 4, compacted: true }]);
    */
   async ensureTopics(specs: readonly TopicSpec[]): Promise<void> {
-    const unique = uniqueSpecs(specs);
-    if (unique.length === 0) return;
-    await this.#withAdmin(async (admin) => {
-      const existing = await this.#listTopics(admin);
-      await createMissingTopics(admin, unique, existing, () => (this.#replicationFactor ??= this.#chooseReplicationFactor(admin)));
-    });
-    for (const spec of unique) this.#knownTopics.add(spec.name);
+    await this.#adminClient().ensureTopics(specs);
   }
 
   /**
@@ -131,16 +122,8 @@ export class KafkaTransport implements Transport {
    * @example
    * const partitions = (await transport.partitionCount('readings')) ?? 0;
    */
-  async partitionCount(topic: string): Promise<number | undefined> {
-    return this.#withAdmin(async (admin) => {
-      if (!(await this.#exists(admin, topic))) return undefined;
-      try {
-        const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
-        return metadata.topics.find((entry) => entry.name === topic)?.partitions.length;
-      } catch (error) {
-        throw transportError(`reading the metadata of ${topic}`, error);
-      }
-    });
+  partitionCount(topic: string): Promise<number | undefined> {
+    return this.#adminClient().partitionCount(topic);
   }
 
   /**
@@ -153,13 +136,14 @@ export class KafkaTransport implements Transport {
    */
   async createProducer(options: { transactionalId?: string } = {}): Promise<TransportProducer> {
     const { transactionalId } = options;
+    const closed = (producer: KafkaProducer) => this.#producers.delete(producer);
+    let producer: KafkaProducer;
     if (transactionalId !== undefined) {
       if (typeof transactionalId !== 'string' || transactionalId === '') throw new ConfigError(`createProducer: invalid transactionalId ${JSON.stringify(transactionalId)}`);
-      const producer = await KafkaTransactionalProducer.connectTransactional(this.#kafka, this.#settings, transactionalId, (closed) => this.#producers.delete(closed), this.#limitsOf);
-      this.#producers.add(producer);
-      return producer;
+      producer = await KafkaTransactionalProducer.connectTransactional(this.#settings, transactionalId, closed, this.#limitsOf, this.#commitTransactional);
+    } else {
+      producer = await KafkaProducer.connect(this.#settings, closed, this.#limitsOf);
     }
-    const producer = await KafkaProducer.connect(this.#kafka, this.#settings, (closed) => this.#producers.delete(closed), this.#limitsOf);
     this.#producers.add(producer);
     return producer;
   }
@@ -173,12 +157,8 @@ export class KafkaTransport implements Transport {
   async subscribe(groupId: string, topics: readonly string[], listener: ConsumerListener): Promise<TransportConsumer> {
     if (typeof groupId !== 'string' || groupId === '') throw new ConfigError(`subscribe: invalid group id ${JSON.stringify(groupId)}`);
     if (!Array.isArray(topics) || topics.length === 0) throw new ConfigError(`subscribe ${groupId}: expected at least one topic, got ${JSON.stringify(topics)}`);
-    const unique = [...new Set(topics)];
-    const closed = (member: KafkaGroupMember | GroupMember) => this.#members.delete(member);
-    const member =
-      this.#settings.client === 'platformatic'
-        ? new GroupMember(this.#settings, groupId, unique, listener, closed)
-        : new KafkaGroupMember({ kafka: this.#kafka, settings: this.#settings, withAdmin: (operation) => this.#withAdmin(operation), closed }, groupId, unique, listener);
+    await this.#configureGroup(groupId);
+    const member = new GroupMember(this.#settings, groupId, [...new Set(topics)], listener, (closed) => this.#members.delete(closed));
     this.#members.add(member);
     await member.start();
     return member;
@@ -190,17 +170,8 @@ export class KafkaTransport implements Transport {
    * @example
    * const end = await transport.endOffset({ topic: 'readings', partition: 0 });
    */
-  async endOffset({ topic, partition }: TopicPartition): Promise<number> {
-    return this.#withAdmin(async (admin) => {
-      if (!(await this.#exists(admin, topic))) return 0;
-      try {
-        const offsets = await admin.fetchTopicOffsets(topic);
-        const high = offsets.find((entry) => entry.partition === partition)?.high;
-        return high === undefined ? 0 : Number(high);
-      } catch (error) {
-        throw transportError(`reading the end offset of ${topic}[${partition}]`, error);
-      }
-    });
+  endOffset(partition: TopicPartition): Promise<number> {
+    return this.#adminClient().endOffset(partition);
   }
 
   /**
@@ -210,115 +181,48 @@ export class KafkaTransport implements Transport {
    * @example
    * await transport.deleteRecords({ topic: 'app-counts-repartition', partition: 0 }, 1200);
    */
-  async deleteRecords({ topic, partition }: TopicPartition, offset: number): Promise<void> {
-    await this.#withAdmin(async (admin) => {
-      try {
-        await admin.deleteTopicRecords({ topic, partitions: [{ partition, offset: String(offset) }] });
-      } catch (error) {
-        throw transportError(`deleting records of ${topic}[${partition}] before ${offset}`, error);
-      }
-    });
+  deleteRecords(partition: TopicPartition, offset: number): Promise<void> {
+    return this.#adminClient().deleteRecords(partition, offset);
   }
 
   /**
-   * Reads a partition from `fromOffset` up to its end offset at the time of the call, in batches
-   * (see `readPartition` in read-partition.ts for how, without manual assignment).
+   * Reads a partition from `fromOffset` up to its end at the time of the call, in batches, read
+   * committed (see read-partition.ts).
    * @example
    * for await (const batch of transport.readPartition({ topic: 'app-counts-changelog', partition: 0 }, 0)) apply(batch);
    */
   readPartition(partition: TopicPartition, fromOffset: number): AsyncIterable<readonly IncomingRecord[]> {
-    return readPartition(
-      { kafka: this.#kafka, settings: this.#settings, withAdmin: (operation) => this.#withAdmin(operation), endOffset: (target) => this.endOffset(target) },
-      partition,
-      fromOffset,
-    );
+    return readPartition(this.#settings, partition, fromOffset);
   }
 
   /**
    * Leaves the groups (each member revokes its partitions first), flushes and disconnects the
-   * producers, and disconnects the admin client.
+   * producers, and disconnects the other clients.
    * @example
    * await transport.close();
    */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#members].map((member) => member.close()));
     await Promise.allSettled([...this.#producers].map((producer) => producer.close()));
-    const admins = [...this.#retiredAdmins, ...(this.#admin ? [this.#admin] : [])];
+    const admin = this.#admin;
+    const cluster = this.#cluster;
     this.#admin = undefined;
-    this.#retiredAdmins.clear();
-    this.#replicationFactor = undefined;
-    await Promise.allSettled(admins.map((admin) => admin.then((client) => client.disconnect())));
+    this.#cluster = undefined;
+    await Promise.allSettled([admin?.close(), cluster?.close()]);
   }
 
-  #adminClient(): Promise<Admin> {
-    this.#admin ??= (async () => {
-      const admin = this.#kafka.admin({ retry: this.#settings.retry });
-      try {
-        await admin.connect();
-      } catch (error) {
-        this.#admin = undefined;
-        throw transportError(`connecting to ${this.#settings.brokers.join(',')}`, error);
-      }
-      return admin;
-    })();
-    return this.#admin;
-  }
-
-  /**
-   * Runs an admin operation, again on a fresh admin client (a few times, backing off) when the
-   * cluster's metadata has moved under it: kafkajs's admin refreshes its metadata only every few
-   * minutes, so a new leader (also right after a topic is created) answers "not the leader"
-   * until then, and a topic it once looked up and that was deleted since fails most requests.
-   */
-  async #withAdmin<T>(operation: (admin: Admin) => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      const admin = await this.#adminClient();
-      try {
-        return await operation(admin);
-      } catch (error) {
-        if (!isStaleMetadata(error) || attempt >= 5) throw error;
-        this.#knownTopics.clear();
-        this.#retireAdmin();
-        await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
-      }
-    }
-  }
-
-  /** Replaces the admin client; the old one disconnects a minute later, once the calls still using it are done. */
-  #retireAdmin(): void {
-    const stale = this.#admin;
-    if (!stale) return;
-    this.#admin = undefined;
-    this.#retiredAdmins.add(stale);
-    const disconnect = setTimeout(() => {
-      this.#retiredAdmins.delete(stale);
-      void stale.then((client) => client.disconnect()).catch(() => undefined);
-    }, 60_000);
-    disconnect.unref();
-  }
-
-  async #listTopics(admin: Admin): Promise<Set<string>> {
+  /** The group timeouts the options ask for; a refusal (bounds, permissions) leaves the group's own and says so. */
+  async #configureGroup(groupId: string): Promise<void> {
+    const configs = this.#settings.groupConfigs;
+    if (Object.keys(configs).length === 0) return;
     try {
-      const topics = new Set(await admin.listTopics());
-      for (const topic of topics) this.#knownTopics.add(topic);
-      return topics;
+      await this.#adminClient().configureGroup(groupId, configs);
     } catch (error) {
-      throw transportError('listing topics', error);
+      this.#settings.logger.warn({ component: 'eddy-kafka', group: groupId, configs, error: String(error) }, 'the group kept its own session timeout and heartbeat interval: the broker refused the ones asked for');
     }
   }
 
-  /** Whether a topic exists, asking the cluster only about topics not seen yet (kafkajs retries a missing topic for long). */
-  async #exists(admin: Admin, topic: string): Promise<boolean> {
-    return this.#knownTopics.has(topic) || (await this.#listTopics(admin)).has(topic);
-  }
-
-  async #chooseReplicationFactor(admin: Admin): Promise<number> {
-    if (this.#settings.replicationFactor !== undefined) return this.#settings.replicationFactor;
-    try {
-      return await brokerReplicationFactor(admin);
-    } catch (error) {
-      this.#replicationFactor = undefined;
-      throw new EddyError('TRANSPORT_FAILED', `choosing a replication factor: ${String(error)}`, { cause: error, retriable: true });
-    }
+  #adminClient(): KafkaAdmin {
+    return (this.#admin ??= new KafkaAdmin(this.#settings));
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The contract between Eddy's runtime and a log: the embedded memory broker implements it, and
- * `@eddy/kafka` implements it on kafkajs. Offsets are numbers (Kafka's int64 offsets stay below
+ * `@eddy/kafka` implements it on @platformatic/kafka. Offsets are numbers (Kafka's int64 offsets stay below
  * 2^53 in practice).
  */
 
