@@ -1047,12 +1047,13 @@ export class App {
       }
       if (ownership === 'unsure') continue;
       let opened: { task: Task; positions: readonly TopicPartitionOffset[] } | undefined;
+      const resumeAt: TopicPartitionOffset[] = [];
       try {
         opened = await this.#openTask(task.subTopology, task.partition);
         for (const { topic, partition } of partitions) {
           const restored = opened.positions.find((position) => position.topic === topic && position.partition === partition)?.offset ?? 0;
           const committed = (await consumer.committed({ topic, partition })) ?? 0;
-          consumer.seek({ topic, partition, offset: Math.max(restored, committed) });
+          resumeAt.push({ topic, partition, offset: Math.max(restored, committed) });
         }
       } catch (failure) {
         if (opened) await this.#closeTask(opened.task);
@@ -1063,7 +1064,11 @@ export class App {
         await this.#closeTask(opened.task);
         return;
       }
+      // The task takes its place and its partitions move back in one step: records (or skipped
+      // offsets) the consumer delivered while it had no task are dropped, so it must read them
+      // again from the task's position, and nothing it fetched before may reach the new task.
       this.#tasks.set(key, opened.task);
+      for (const position of resumeAt) consumer.seek(position);
       this.#log('info', 'task started again from its last commit', { task: key, attempts: attempt + 1 });
       this.#arm();
       return;

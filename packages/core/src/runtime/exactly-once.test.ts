@@ -26,6 +26,8 @@ class TransactionalMemory implements Transport {
   /** What the group says when the app asks whether it still owns its partitions. */
   ownership: 'owned' | 'revoked' | 'unsure' = 'owned';
   ownershipChecks = 0;
+  /** Awaited before the group answers check number `n` (from 1): a slow coordinator. */
+  ownershipDelay: (n: number) => Promise<void> = async () => undefined;
   /** Every transaction's commit fails while set (a broker that keeps aborting them). */
   failCommits = false;
   transactionsCommitted = 0;
@@ -47,7 +49,7 @@ class TransactionalMemory implements Transport {
       await commit(offsets);
     };
     consumer.confirmOwnership = async () => {
-      this.ownershipChecks++;
+      await this.ownershipDelay(++this.ownershipChecks);
       return this.ownership;
     };
     return consumer;
@@ -230,6 +232,35 @@ describe('exactly-once commit protocol', () => {
     await closeEveryWindow(transport, app);
     // The windows the failed transaction had closed come once, from the rebuilt task.
     expect(readOut(transport.log)).toEqual(eachWindowOnce);
+  });
+
+  it('records that arrive while the group confirms a rebuilt task reach that task: each window once, none short', async () => {
+    const transport = new TransactionalMemory();
+    transport.log.createTopic({ name: 'in', partitions: 1 });
+    const app = await withFirstWindow(transport, 'slow-group');
+    // The rebuild asks the group twice (before opening the task, and once it is restored); the
+    // second answer takes a while, and readings arrive meanwhile.
+    let answer: () => void = () => undefined;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    let asking = false;
+    transport.ownershipDelay = async (n) => {
+      if (n !== 2) return;
+      asking = true;
+      await answered;
+    };
+    await transport.createProducer({ transactionalId: 'slow-group:in:0' });
+    transport.log.append([readingRecord('a', 2500)]);
+    await waitFor(() => asking, 'the second question to the group');
+    transport.log.append([readingRecord('a', 2700), readingRecord('b', 2600)]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    answer();
+    await closeEveryWindow(transport, app);
+    expect(readOut(transport.log)).toEqual([
+      { sensor: 'a', start: 0, count: 1 },
+      { sensor: 'a', start: 1000, count: 1 },
+      { sensor: 'a', start: 2000, count: 2 },
+      { sensor: 'b', start: 2000, count: 1 },
+    ]);
   });
 
   it('with local hand-off: a failed transaction of the task handed records makes the handing task start again too; each window once', async () => {
