@@ -16,10 +16,9 @@
  * Each closed, non-empty window becomes a JSON-encoded `{ sensor, start, count }` with the UTF-8
  * sensor as key.
  *
- * Both run over `createHandWindows`, the same loop taking one record at a time, so that a
- * hand-written Kafka job (kafka-hand-job.ts) can keep one per partition, push each fetched record
- * and send the result records of the windows closed so far; it reads a topic already partitioned
- * by key and so skips the re-encoding (`reencode: false`).
+ * Both run over `createHandWindows`, the same loop taking one record at a time, so that the Kafka
+ * benchmark (kafka-input.ts) can keep one per partition of a topic already partitioned by key
+ * (no re-encoding: `reencode: false`) and tell which windows the engine must close there.
  */
 import { Buffer } from 'node:buffer';
 import type { OutgoingRecord } from '@eddy/core';
@@ -76,12 +75,6 @@ interface KeyState<P> {
   minPart: number;
 }
 
-/** One result record of a hand loop: the UTF-8 sensor as key, the JSON-encoded `WindowSummary` as value. */
-export interface HandRecord {
-  readonly key: Buffer;
-  readonly value: Buffer;
-}
-
 /** What a hand loop has done so far: its windows, and the bytes it re-encoded and produced. */
 export type HandSummary = RunOutput & { forwardedBytes: number; outputBytes: number };
 
@@ -93,24 +86,17 @@ export interface HandWindowOptions {
    * repartition topic (default true). A job on a topic already partitioned by key has no such hop.
    */
   readonly reencode?: boolean;
-  /**
-   * Keep the result records for `take()` (default false): a job that sends them needs them; the
-   * in-memory loops only pay for encoding them, as they always have.
-   */
-  readonly keepResults?: boolean;
 }
 
 /** The windows of one stream (one partition): records go in one at a time, closed windows come out. */
 export interface HandWindows {
   /** One record: decode, maybe re-encode, assign, advance stream time, close the windows now due. */
   push(key: Uint8Array, value: Uint8Array, timestamp: number): void;
-  /** The result records of the windows closed since the last call, in close order (with `keepResults`). */
-  take(): HandRecord[];
   summary(): HandSummary;
 }
 
 /** The incremental loop shared by both strategies: decode, re-encode, assign, advance stream time, close. */
-function createLoop<P>(shape: WindowShape, partsPerRecord: 'slice' | 'windows', aggregation: HandAggregation<P>, reencode: boolean, keepResults: boolean): HandWindows {
+function createLoop<P>(shape: WindowShape, partsPerRecord: 'slice' | 'windows', aggregation: HandAggregation<P>, reencode: boolean): HandWindows {
   const { sizeMs, slideMs, graceMs } = shape;
   const sliceMs = gcd(sizeMs, slideMs);
   // The fastest plain primitives for short strings: TextDecoder to decode, Buffer.from to encode.
@@ -118,7 +104,6 @@ function createLoop<P>(shape: WindowShape, partsPerRecord: 'slice' | 'windows', 
   const encode = (text: string) => Buffer.from(text, 'utf8');
   const keys = new Map<string, KeyState<P>>();
   const output = emptyOutput();
-  let results: HandRecord[] = [];
   let forwardedBytes = 0;
   let outputBytes = 0;
   let streamTime = -Infinity;
@@ -131,7 +116,6 @@ function createLoop<P>(shape: WindowShape, partsPerRecord: 'slice' | 'windows', 
     const value = encode(JSON.stringify(summary));
     outputBytes += key.length + value.length;
     addSummary(output, summary);
-    if (keepResults) results.push({ key, value });
   };
 
   const closeDue = (time: number) => {
@@ -209,13 +193,7 @@ function createLoop<P>(shape: WindowShape, partsPerRecord: 'slice' | 'windows', 
     }
   };
 
-  const take = () => {
-    const taken = results;
-    results = [];
-    return taken;
-  };
-
-  return { push, take, summary: () => ({ ...output, forwardedBytes, outputBytes }) };
+  return { push, summary: () => ({ ...output, forwardedBytes, outputBytes }) };
 }
 
 /**
@@ -224,7 +202,7 @@ function createLoop<P>(shape: WindowShape, partsPerRecord: 'slice' | 'windows', 
  */
 export function createHandWindows(shape: WindowShape, kind: AggregationKind, options: HandWindowOptions = {}): HandWindows {
   const partsPerRecord = options.strategy === 'naive' ? 'windows' : 'slice';
-  return createLoop(shape, partsPerRecord, aggregationFor(kind), options.reencode ?? true, options.keepResults ?? false);
+  return createLoop(shape, partsPerRecord, aggregationFor(kind), options.reencode ?? true);
 }
 
 /** Runs a whole in-memory input through fresh hand windows (forwarding cost included). */

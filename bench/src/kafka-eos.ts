@@ -1,313 +1,420 @@
 /**
- * Kafka benchmark (`node bench/dist/kafka-eos.js [--records N] [--reps N] [--partitions N] [--commit-interval D]`), JSON
- * on stdout and in bench/results/kafka-eos.json. Uses the broker in `KAFKA_BROKERS`, or starts
- * one (scripts/src/kafka.ts) for the run.
+ * Kafka benchmark (`node bench/dist/kafka-eos.js [--records N] [--reps N] [--partitions N]
+ * [--prev DIR] [--no-previous] [--no-jobs] [--no-restore]`, or `npm run bench -- kafka-eos ...`):
+ * JSON on stdout and in bench/results/kafka-eos.json. Uses the broker in `KAFKA_BROKERS`, or
+ * starts one (scripts/src/kafka.ts) for the run.
  *
- * The same job on a real broker — source topic → keyBy → hopping(10s, 1s).count() → onClose →
- * output topic — under `at-least-once` and under `exactly-once` (one Kafka transaction per task
- * per commit), and, in the same rounds, on the same pre-produced source topic: the same job
- * written by hand with kafkajs (the fair baseline: what Eddy costs over doing it yourself), and a
- * raw kafkajs consumer that only counts the records (the ceiling of what a kafkajs-based engine
- * can read).
+ * Two jobs — source → keyBy(sensor) → tumbling(10s).count() or hopping(10s, 1s).count() →
+ * onClose → output — under at-least-once and exactly-once, timed the way a user waits: from the
+ * first input record read to the broker's append time of the last window result. Output topics
+ * are created with `message.timestamp.type=LogAppendTime`, so the largest timestamp read back
+ * from one is when the broker appended the last result; the start is the wall clock of the
+ * engine's process when its source read the first record (a `peek` step notes it). Broker and
+ * processes share the machine, so they share the clock.
  *
- * - Input: the bench workload (1,000 sensors, 5 readings per sensor per event-time second, 10%
- *   out of order), re-timed to recent timestamps, partitioned by murmur2 over `--partitions`
- *   partitions, plus one far-future reading per sensor so that every window closes. Produced once.
- * - Engine runs: a fresh app id each (a new group reading from the beginning, new internal
- *   topics), `--commit-interval` (default `1s`, the library's default), in-memory state (the changelog still goes to Kafka). The
- *   clock runs from `start()` resolving (tasks assigned and restored; under exactly-once every
- *   task's transactional producer registered) until the last window closed, polled every 10 ms
- *   once all input is read. The output is then counted with a read_committed consumer.
- * - Hand job (kafka-hand-job.ts): a new group reading the source from the beginning with
- *   `eachBatch` and no auto-commit, and one idempotent producer. The source is already
- *   partitioned by the sensor key, so there is no repartition hop: each partition keeps the hand
- *   windows of baseline.ts (sliced, the same decoding per record as the in-memory baselines —
- *   UTF-8 key, JSON value — but no re-encoding), with that partition's largest timestamp as
- *   stream time. Per batch it pushes every record, sends the results of the windows closed so far
- *   to the output topic's partition of the same number (one `sendBatch`, acks from all
- *   replicas), then marks the batch's offsets for commit; offsets are committed at most every
- *   commit interval (the engine's), always after their results were sent. The clock runs
- *   from its group join until the last result was sent, found like the engine's end (all input
- *   read and the number of windows sent unchanged for 3 s, timed at the last change; the engine's
- *   count moves when a window closes, before its result is sent, so this end is a little later).
- *   It must close as many (non-empty) windows and count as many late records as the at-least-once
- *   run, round by round; its output is then counted like the engine's.
- * - Raw consumer (raw-consumer.ts): a new group reading the source topic from the beginning,
- *   counting records in `eachBatch`; the clock runs from its group join until the last record.
- *   Twice: in this process, where kafkajs runs with the fixes `@eddy/kafka` installs (the same
- *   client the engine and the hand job use), and in a child process on stock kafkajs.
- * - Raw pipe (for scale, not a target): the same read, and every batch written as it is to another
- *   topic (same partition, acks from all replicas) before the next batch: one hop of what the
- *   engine does twice (source → repartition topic → windows), without parsing anything.
+ * In the same rounds, on the same input (kafka-input.ts: the bench workload, 1,000 sensors, 10%
+ * out of order, one far-future reading per sensor at the end; produced once):
+ * - raw consumers of @platformatic/kafka that only count (raw-consumer.ts): a hand FetchV17 loop
+ *   and the client's `Consumer` stream, each timed from its first read to its last record; the
+ *   faster of the two in a round is that round's raw consumer;
+ * - a raw pipe of the same client: every record read, one record of a result's size written per
+ *   input record (idempotent producer, LogAppendTime output), offsets committed every second;
+ *   timed from its first read to the append time of its last record, like the engine;
+ * - the engine of an earlier commit (`--prev`, a checkout built beside this one: see
+ *   bench/README.md), running the same jobs with this file's runner (kafka-job.ts) copied into it.
  *
- * Each round runs the stock raw consumer, at-least-once, the stock raw consumer again (the round's
- * stock figure is the mean of the two, so that the target's ratio is taken against runs on either
- * side of it: the machine's speed drifts), then raw, raw pipe, hand job and exactly-once; ratios
- * (records/s of the first ÷ records/s of the second) are taken within a round; medians over rounds
- * are reported. The engine runs and the stock raw consumer also report their process's CPU time
- * (all threads) over the timed span: records per CPU-second compare the work each does, which
- * moves less than records/s with what else the machine runs (the broker's work is not counted). The first round is a warm-up. Each round's topics and groups are deleted after it,
- * the input topic at the end.
+ * Every contender runs in a process of its own, one at a time; each engine run has a new app id
+ * (group, internal topics) and a new output topic, deleted after it. Ratios are records/s of one
+ * ÷ records/s of the other within a round; the medians over the measured rounds are reported,
+ * after one warm-up round. Also reported: each run's CPU time (its process, all threads; not the
+ * broker's). Then the restore benchmark: a table of `--records` keys on `levelState` builds a
+ * changelog of as many records in one partition; a fresh app (same id, empty state dir) is timed
+ * from `start()` until it has restored it, against reading that changelog with the raw consumers.
  */
-import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { execFile, execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { createApp, silentLogger, toMs, type App, type Duration } from '@eddy/core';
-import { kafkaTransport } from '@eddy/kafka';
-import kafkajs from 'kafkajs';
-import type { Kafka } from 'kafkajs';
-import { runHandJob } from './kafka-hand-job.js';
-import { benchKafka, createTopic, defineJob, deleteTopicsAndGroups, produceInput, timeUntilSettled, type BenchKafka } from './kafka-input.js';
-import { rawConsumerRun, timedConsumerRun, type TimedRun } from './raw-consumer.js';
+import { changelogTopic } from '@eddy/core';
+import { benchInput, benchKafka, createTopic, deleteTopicsAndGroups, expectedWindows, produceInput, topicRecords, type BenchInput, type BenchKafka } from './kafka-input.js';
+import type { JobKind, JobRun, RestoreRun } from './kafka-job.js';
+import { readBack, sampleResult, type RawRun } from './raw-consumer.js';
+import { HOPPING_10S_1S, TUMBLING_10S } from './windowing.js';
 
 const { values: args } = parseArgs({
   options: {
-    // 100k took the raw consumer about 0.25 s: too short to time.
     records: { type: 'string', default: '1000000' },
     reps: { type: 'string', default: '3' },
     partitions: { type: 'string', default: '4' },
-    // The library's default; a shorter interval writes more changelog records (a slice updated in
-    // two intervals is written twice) and commits more often, for the engine and the hand job alike.
-    'commit-interval': { type: 'string', default: '1s' },
+    // A built checkout of the last main on kafkajs (bench/README.md); --no-previous leaves it out.
+    prev: { type: 'string', default: '/tmp/eddy-prev' },
+    previous: { type: 'boolean', default: true },
+    jobs: { type: 'boolean', default: true },
+    restore: { type: 'boolean', default: true },
   },
+  allowNegative: true,
 });
-const records = Number(args.records);
-const reps = Number(args.reps);
-const partitions = Number(args.partitions);
-const commitInterval = args['commit-interval'] as Duration;
-const commitIntervalMs = toMs(commitInterval, '--commit-interval');
-const run = promisify(execFile);
-const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const records = count(args.records, '--records');
+const reps = count(args.reps, '--reps');
+const partitions = count(args.partitions, '--partitions');
+const WARMUP_ROUNDS = 1;
+const execFileAsync = promisify(execFile);
 const log = (message: string) => process.stderr.write(`[kafka-eos] ${message}\n`);
 const runId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+const round3 = (value: number) => Math.round(value * 1000) / 1000;
 
-/** One timed run of the windowed job, by the engine or by hand. */
-interface JobRun {
-  readonly recordsPerSecond: number;
-  /** This process's CPU time over the timed span (all threads), for the engine runs. */
-  readonly cpuMs?: number;
+function count(text: string | undefined, flag: string): number {
+  const match = text ? /^(\d+(?:\.\d+)?(?:e\d+)?)([km]?)$/i.exec(text.trim()) : null;
+  if (!match) throw new Error(`${flag}: expected a count like 300000, 300k or 1e6, got ${JSON.stringify(text)}`);
+  const value = Math.round(Number(match[1]) * { '': 1, k: 1e3, m: 1e6 }[match[2]!.toLowerCase() as '' | 'k' | 'm']);
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${flag}: invalid count ${text}`);
+  return value;
+}
+
+const benchDist = fileURLToPath(new URL('./', import.meta.url));
+
+/** Runs one of the benchmark's scripts in a process of its own (with this process's Node flags) and parses the JSON line it prints. */
+async function inChild<T>(script: string, argv: Record<string, string | number | boolean>): Promise<T> {
+  const flags = Object.entries(argv).flatMap(([name, value]) => (value === true ? [`--${name}`] : value === false ? [] : [`--${name}`, String(value)]));
+  try {
+    const { stdout } = await execFileAsync(process.execPath, [...process.execArgv, script, ...flags], { maxBuffer: 16 * 2 ** 20, timeout: 20 * 60_000 });
+    return JSON.parse(stdout.trim().split('\n').pop()!) as T;
+  } catch (error) {
+    const { stderr } = error as { stderr?: string };
+    // Node prints an uncaught error's message first, then its stack and fields.
+    throw new Error(`${script.slice(script.lastIndexOf('/') + 1)} ${flags.join(' ')} failed: ${stderr?.trim().split('\n').slice(0, 15).join('\n') || String(error)}`);
+  }
+}
+
+/** One timed run of a contender. */
+interface Sample {
+  /** Input records: those it counted, for a raw consumer. */
+  readonly records: number;
   readonly ms: number;
-  readonly windowsClosed: number;
-  readonly lateRecords: number;
-  readonly outputRecords: number;
+  readonly recordsPerSecond: number;
+  /** CPU seconds of the contender's process over the timed span. */
+  readonly cpuSeconds: number;
+  /** Records in the output topic (engine: window results; pipe: copies). */
+  readonly outputRecords?: number;
+  readonly windowsClosed?: number;
+  readonly lateRecords?: number;
+  readonly recordsIn?: number;
+  /** Exactly-once: from the last result's append to the last commit marker's (when read_committed readers see it). */
+  readonly commitMarkerLagMs?: number;
+  /** Whether the output's batches carried the broker's append time. */
+  readonly logAppendTime?: boolean;
 }
 
-/** The raw consumer on stock kafkajs: in a child process that never loads `@eddy/kafka`. */
-async function stockRawConsumerRun(brokers: readonly string[], topic: string, total: number, round: string): Promise<TimedRun> {
-  const script = fileURLToPath(new URL('./raw-consumer.js', import.meta.url));
-  // With this process's Node flags (a tuned young generation, say): both sides run alike.
-  const { stdout } = await run(process.execPath, [...process.execArgv, script, brokers.join(','), topic, String(total), `kafka-eos-stock-${runId}-${round}`]);
-  return JSON.parse(stdout) as TimedRun;
-}
+const sample = (read: number, ms: number, cpuMs: number, extra: Partial<Sample> = {}): Sample => ({ records: read, ms, recordsPerSecond: Math.round((read * 1000) / Math.max(ms, 1)), cpuSeconds: round3(cpuMs / 1000), ...extra });
 
-async function rawPipeRun(kafka: Kafka, topic: string, total: number, round: number): Promise<number> {
-  const target = `kafka-eos-pipe-${runId}-${round}`;
-  await createTopic(kafka, target, partitions);
-  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
-  await producer.connect();
+/** An engine of `engineDir`'s checkout (this one or `--prev`) running a job once; its output then read back. */
+async function engineRun(bench: BenchKafka, engineDir: string, topic: string, total: number, kind: JobKind, guarantee: 'at-least-once' | 'exactly-once', id: string): Promise<Sample> {
+  const output = `${id}-out`;
+  await createTopic(bench.admin, output, partitions, { logAppendTime: true });
   try {
-    const timed = await timedConsumerRun(kafka, topic, total, `kafka-eos-pipe-${runId}-${round}`, async (batch) => {
-      const messages = batch.messages.map((message) => ({ key: message.key, value: message.value, timestamp: message.timestamp, partition: batch.partition }));
-      for (let from = 0; from < messages.length; from += 5_000) await producer.sendBatch({ acks: -1, topicMessages: [{ topic: target, messages: messages.slice(from, from + 5_000) }] });
+    const run = await inChild<JobRun>(join(engineDir, 'kafka-job.js'), { job: kind, brokers: bench.brokers.join(','), topic, output, id, records: total, partitions, guarantee });
+    const written = await readBack(bench.admin, output);
+    const ms = written.lastAppendAt - run.firstReadAt;
+    return sample(total, ms, run.cpuMs, {
+      outputRecords: written.records,
+      windowsClosed: run.windowsClosed,
+      lateRecords: run.lateRecords,
+      recordsIn: run.recordsIn,
+      logAppendTime: written.logAppendTime,
+      ...(guarantee === 'exactly-once' && written.lastMarkerAt !== undefined ? { commitMarkerLagMs: written.lastMarkerAt - written.lastAppendAt } : {}),
     });
-    return timed.recordsPerSecond;
   } finally {
-    await producer.disconnect();
+    await deleteTopicsAndGroups(bench.admin, id).catch(() => undefined);
   }
 }
 
-/** The hand-written kafkajs job (kafka-hand-job.ts) on a new group and a new output topic. */
-async function handJobRun(kafka: Kafka, topic: string, total: number, round: number): Promise<JobRun> {
-  const id = `kafka-eos-hand-${runId}-${round}`;
-  const output = `${id}-out`;
-  await createTopic(kafka, output, partitions);
-  const run = await runHandJob({ kafka, source: topic, output, groupId: id, total, commitIntervalMs, settleMs: 3_000 });
-  return { ...run, outputRecords: await countCommitted(kafka, output) };
+const rawScript = join(benchDist, 'raw-consumer.js');
+
+async function rawRead(bench: BenchKafka, read: 'fetch' | 'stream', topic: string, total: number, group: string): Promise<Sample> {
+  const run = await inChild<RawRun>(rawScript, { read, brokers: bench.brokers.join(','), topic, records: total, group });
+  return sample(run.records, run.lastAt - run.firstReadAt, run.cpuMs);
 }
 
-async function countCommitted(kafka: Kafka, topic: string): Promise<number> {
-  const admin = kafka.admin();
-  await admin.connect();
+async function rawPipe(bench: BenchKafka, topic: string, total: number, id: string): Promise<Sample> {
+  const output = `${id}-out`;
+  await createTopic(bench.admin, output, partitions, { logAppendTime: true });
   try {
-    const ends = await admin.fetchTopicOffsets(topic);
-    if (ends.every((entry) => Number(entry.high) === 0)) return 0;
+    const run = await inChild<RawRun>(rawScript, { read: 'pipe', brokers: bench.brokers.join(','), topic, records: total, group: id, output });
+    const written = await readBack(bench.admin, output);
+    return sample(total, written.lastAppendAt - run.firstReadAt, run.cpuMs, { outputRecords: written.records, logAppendTime: written.logAppendTime });
   } finally {
-    await admin.disconnect();
+    await deleteTopicsAndGroups(bench.admin, id).catch(() => undefined);
   }
-  const consumer = kafka.consumer({ groupId: `kafka-eos-count-${runId}-${Math.random().toString(36).slice(2)}`, maxWaitTimeInMs: 100, readUncommitted: false });
-  let count = 0;
-  let last = performance.now();
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  await consumer.run({
-    eachBatch: async ({ batch }) => {
-      count += batch.messages.length;
-      last = performance.now();
-    },
-  });
-  // Until nothing new comes for a second.
-  while (performance.now() - last < 1_000) await sleep(100);
-  await consumer.disconnect();
-  return count;
 }
 
-async function engineRun(brokers: string[], kafka: Kafka, topic: string, total: number, guarantee: 'at-least-once' | 'exactly-once', round: number): Promise<JobRun> {
-  const id = `kafka-eos-${guarantee === 'exactly-once' ? 'eos' : 'alo'}-${runId}-${round}`;
-  const output = `${id}-out`;
-  const app: App = createApp({
-    id,
-    transport: kafkaTransport({ brokers, logLevel: 'nothing', logger: silentLogger, defaultPartitions: partitions }),
-    guarantee,
-    idleTimeout: false,
-    commitInterval,
-    logger: silentLogger,
-  });
-  defineJob(app, topic, output);
-  await app.start();
-  // The last window closed: all input read, and the number of closed windows unchanged for 3 s.
-  const { ms, cpuMs } = await timeUntilSettled(
-    app,
-    (metrics) => metrics.windowsClosed,
-    (metrics) => metrics.recordsIn >= total,
-  );
-  const metrics = app.metrics();
-  await app.stop();
+/** The earlier checkout to compare with, when it is built; its runner is this one, copied in. */
+function previousEngine(dir: string): { dir: string; benchDist: string; commit: string } | undefined {
+  const built = ['packages/core/dist/index.js', 'packages/kafka/dist/index.js', 'packages/state/dist/index.js', 'node_modules/@eddy/kafka'].every((path) => existsSync(join(dir, path)));
+  if (!built) {
+    log(`no built checkout in ${dir}: the previous engine is left out (bench/README.md says how to make one)`);
+    return undefined;
+  }
+  const commit = execFileSync('git', ['-C', dir, 'rev-parse', '--short=7', 'HEAD'], { encoding: 'utf8' }).trim();
+  const dist = join(dir, 'bench', 'dist');
+  mkdirSync(dist, { recursive: true });
+  copyFileSync(join(benchDist, 'kafka-job.js'), join(dist, 'kafka-job.js'));
+  return { dir, benchDist: dist, commit };
+}
+
+type Contender =
+  | 'rawFetch'
+  | 'rawStream'
+  | 'rawPipe'
+  | `${'tumbling' | 'hopping'}${'AtLeastOnce' | 'ExactlyOnce'}`
+  | `previous${'Tumbling' | 'Hopping'}${'AtLeastOnce' | 'ExactlyOnce'}`;
+
+/** A round's order: each baseline right before what is measured against it. */
+function roundOrder(withPrevious: boolean): Contender[] {
+  const previous = (contender: Contender): Contender[] => (withPrevious ? [contender] : []);
+  return [
+    'rawFetch',
+    'rawStream',
+    'tumblingAtLeastOnce',
+    ...previous('previousTumblingAtLeastOnce'),
+    'rawPipe',
+    'hoppingAtLeastOnce',
+    ...previous('previousHoppingAtLeastOnce'),
+    'tumblingExactlyOnce',
+    ...previous('previousTumblingExactlyOnce'),
+    'hoppingExactlyOnce',
+    ...previous('previousHoppingExactlyOnce'),
+  ];
+}
+
+async function runContender(bench: BenchKafka, contender: Contender, topic: string, total: number, round: number, previousDist: string | undefined): Promise<Sample> {
+  const id = `kafka-eos-${runId}-r${round}-${contender}`;
+  if (contender === 'rawFetch') return rawRead(bench, 'fetch', topic, total, id);
+  if (contender === 'rawStream') return rawRead(bench, 'stream', topic, total, id);
+  if (contender === 'rawPipe') return rawPipe(bench, topic, total, id);
+  const isPrevious = contender.startsWith('previous');
+  const kind: JobKind = contender.toLowerCase().includes('tumbling') ? 'tumbling' : 'hopping';
+  const guarantee = contender.endsWith('ExactlyOnce') ? 'exactly-once' : 'at-least-once';
+  return engineRun(bench, isPrevious ? previousDist! : benchDist, topic, total, kind, guarantee, id);
+}
+
+/** A ratio of records/s (or records per CPU-second) of two contenders of a round. */
+interface RatioDef {
+  readonly name: string;
+  readonly of: Contender;
+  readonly over: Contender | 'rawConsumer';
+  readonly target?: number;
+}
+
+const ratioDefs: readonly RatioDef[] = [
+  { name: 'tumblingAtLeastOnceVsRawConsumer', of: 'tumblingAtLeastOnce', over: 'rawConsumer', target: 0.9 },
+  { name: 'hoppingAtLeastOnceVsRawPipe', of: 'hoppingAtLeastOnce', over: 'rawPipe', target: 0.85 },
+  { name: 'tumblingAtLeastOnceVsPrevious', of: 'tumblingAtLeastOnce', over: 'previousTumblingAtLeastOnce', target: 1.0 },
+  { name: 'hoppingAtLeastOnceVsPrevious', of: 'hoppingAtLeastOnce', over: 'previousHoppingAtLeastOnce', target: 1.0 },
+  { name: 'tumblingExactlyOnceVsPrevious', of: 'tumblingExactlyOnce', over: 'previousTumblingExactlyOnce', target: 1.0 },
+  { name: 'hoppingExactlyOnceVsPrevious', of: 'hoppingExactlyOnce', over: 'previousHoppingExactlyOnce', target: 1.0 },
+  { name: 'tumblingExactlyOnceVsAtLeastOnce', of: 'tumblingExactlyOnce', over: 'tumblingAtLeastOnce', target: 0.8 },
+  { name: 'hoppingExactlyOnceVsAtLeastOnce', of: 'hoppingExactlyOnce', over: 'hoppingAtLeastOnce', target: 0.8 },
+  { name: 'hoppingAtLeastOnceVsRawConsumer', of: 'hoppingAtLeastOnce', over: 'rawConsumer' },
+  { name: 'rawPipeVsRawConsumer', of: 'rawPipe', over: 'rawConsumer' },
+  { name: 'rawStreamVsRawFetch', of: 'rawStream', over: 'rawFetch' },
+  { name: 'previousTumblingAtLeastOnceVsRawConsumer', of: 'previousTumblingAtLeastOnce', over: 'rawConsumer' },
+];
+
+type Round = Partial<Record<Contender, Sample>>;
+
+/** The round's raw consumer: the faster of the fetch loop and the stream. */
+function rawConsumerOf(round: Round): Sample | undefined {
+  const { rawFetch, rawStream } = round;
+  if (!rawFetch || !rawStream) return rawFetch ?? rawStream;
+  return rawFetch.recordsPerSecond >= rawStream.recordsPerSecond ? rawFetch : rawStream;
+}
+
+function ratios(rounds: readonly Round[], measure: (sample: Sample) => number) {
+  const table: Record<string, { median: number | null; rounds: number[]; target?: string; met?: boolean | null }> = {};
+  for (const def of ratioDefs) {
+    const values: number[] = [];
+    for (const round of rounds) {
+      const of = round[def.of];
+      const over = def.over === 'rawConsumer' ? rawConsumerOf(round) : round[def.over];
+      if (of && over) values.push(round3(measure(of) / measure(over)));
+    }
+    const value = values.length > 0 ? round3(median(values)) : null;
+    table[def.name] = { median: value, rounds: values, ...(def.target !== undefined ? { target: `>= ${def.target}`, met: value === null ? null : value >= def.target } : {}) };
+  }
+  return table;
+}
+
+function summary(samples: readonly Sample[]) {
+  if (samples.length === 0) return undefined;
   return {
-    recordsPerSecond: Math.round((total * 1000) / ms),
-    cpuMs,
-    ms: Math.round(ms),
-    windowsClosed: metrics.windowsClosed,
-    lateRecords: metrics.lateRecords,
-    outputRecords: await countCommitted(kafka, output),
+    recordsPerSecond: Math.round(median(samples.map((entry) => entry.recordsPerSecond))),
+    cpuSeconds: round3(median(samples.map((entry) => entry.cpuSeconds))),
+    recordsPerCpuSecond: Math.round(median(samples.map((entry) => entry.records / Math.max(entry.cpuSeconds, 1e-3)))),
+    samples,
   };
 }
 
+/** The restore benchmark: its table built once, then per round the raw reads of its changelog and a restore into a fresh state dir. */
+async function restoreBench(bench: BenchKafka) {
+  const id = `kafka-eos-${runId}-restore`;
+  const topic = `${id}-in`;
+  await createTopic(bench.admin, topic, 1);
+  const encoder = new TextEncoder();
+  const now = Date.now();
+  const events: BenchInput = {
+    records,
+    partitions: [Array.from({ length: records }, (_, index) => `id-${String(index).padStart(7, '0')}`).map((event) => ({ key: encoder.encode(event), value: encoder.encode(JSON.stringify({ id: event })), timestamp: now }))],
+  };
+  await produceInput(bench.brokers, topic, events);
+  const dir = await mkdtemp(join(tmpdir(), 'eddy-kafka-restore-'));
+  try {
+    const job = (stateDir: string, restore: number | undefined) =>
+      inChild<RestoreRun>(join(benchDist, 'kafka-job.js'), { job: 'table', brokers: bench.brokers.join(','), topic, id, records: restore ?? records, partitions: 1, 'state-dir': stateDir, restore: restore !== undefined });
+    await job(join(dir, 'build'), undefined);
+    const changelog = changelogTopic(id, 'counts');
+    const changelogRecords = await topicRecords(bench.admin, changelog);
+    const changelogPartitions = (await bench.admin.metadata({ topics: [changelog] })).topics.get(changelog)!.partitionsCount;
+    log(`restore: the table's changelog holds ${changelogRecords} records in ${changelogPartitions} partition(s)`);
+    const rounds: Array<{ rawFetch: Sample; rawStream: Sample; restore: Sample & { restoredRecords: number; startMs: number } }> = [];
+    for (let round = 0; round < WARMUP_ROUNDS + reps; round++) {
+      const rawFetch = await rawRead(bench, 'fetch', changelog, changelogRecords, `${id}-fetch-${round}`);
+      const rawStream = await rawRead(bench, 'stream', changelog, changelogRecords, `${id}-stream-${round}`);
+      const restored = await job(join(dir, `restore-${round}`), changelogRecords);
+      const restore = { ...sample(restored.restoredRecords, Math.round(restored.ms), restored.cpuMs), restoredRecords: restored.restoredRecords, startMs: Math.round(restored.startMs) };
+      await rm(join(dir, `restore-${round}`), { recursive: true, force: true });
+      log(`restore round ${round}${round < WARMUP_ROUNDS ? ' (warm-up)' : ''}: raw fetch ${rawFetch.recordsPerSecond}/s, raw stream ${rawStream.recordsPerSecond}/s, restore ${restore.recordsPerSecond}/s (${restore.restoredRecords} records in ${restore.ms} ms; start() resolved after ${restore.startMs} ms)`);
+      if (round >= WARMUP_ROUNDS) rounds.push({ rawFetch, rawStream, restore });
+    }
+    const ratioRounds = rounds.map(({ rawFetch, rawStream, restore }) => round3(restore.recordsPerSecond / Math.max(rawFetch.recordsPerSecond, rawStream.recordsPerSecond)));
+    const value = round3(median(ratioRounds));
+    return {
+      what: `a table of ${records} keys (keyBy(id).count()) on levelState; its changelog restored by a fresh app (same id, empty state dir), timed from start() until every changelog record was restored (startMs: until start() resolved); vs reading that changelog with the raw fetch loop and the raw stream (the faster in each round)`,
+      changelogRecords,
+      changelogPartitions,
+      restore: summary(rounds.map((entry) => entry.restore)),
+      rawFetch: summary(rounds.map((entry) => entry.rawFetch)),
+      rawStream: summary(rounds.map((entry) => entry.rawStream)),
+      restoreVsRawRead: { median: value, rounds: ratioRounds, target: '>= 0.5', met: value >= 0.5 },
+      checks: [
+        { what: 'restore: the changelog holds a record per key', ok: changelogRecords >= records },
+        { what: 'restore: every restore read the whole changelog', ok: rounds.every((entry) => entry.restore.restoredRecords === changelogRecords) },
+      ],
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const started = new Date();
 let bench: BenchKafka | undefined;
 try {
   bench = await benchKafka('eddy-bench', log);
-  const { brokers, kafka } = bench;
-  const topic = `kafka-eos-in-${runId}`;
-  await createTopic(kafka, topic, partitions);
-  const total = await produceInput(kafka, topic, records, partitions);
-  log(`produced ${total} records to ${topic} (${partitions} partitions)`);
-
-  const raw: number[] = [];
-  const stock: number[] = [];
-  /** CPU µs per record of the stock raw consumer's process (mean of the two runs of a round). */
-  const stockCpu: number[] = [];
-  const pipe: number[] = [];
-  const hand: JobRun[] = [];
-  const alo: JobRun[] = [];
-  const eos: JobRun[] = [];
-  const ratios = {
-    exactlyOnceVsAtLeastOnce: [] as number[],
-    atLeastOnceVsHandJob: [] as number[],
-    exactlyOnceVsHandJob: [] as number[],
-    handJobVsRawConsumer: [] as number[],
-    atLeastOnceVsStockRawConsumer: [] as number[],
-    atLeastOnceVsStockRawConsumerCpu: [] as number[],
-    rawConsumerStockVsFixed: [] as number[],
-    atLeastOnceVsRawConsumer: [] as number[],
-    exactlyOnceVsRawConsumer: [] as number[],
-    atLeastOnceVsRawPipe: [] as number[],
-  };
-  for (let round = 0; round <= reps; round++) {
-    // The stock raw consumer runs right before and right after the at-least-once engine, and the
-    // two are averaged: the machine's speed drifts from run to run, and this is the target's ratio.
-    const stockBefore = await stockRawConsumerRun(brokers, topic, total, `${round}a`);
-    const aloRun = await engineRun(brokers, kafka, topic, total, 'at-least-once', round);
-    const stockAfter = await stockRawConsumerRun(brokers, topic, total, `${round}b`);
-    const stockRun = Math.round((stockBefore.recordsPerSecond + stockAfter.recordsPerSecond) / 2);
-    const stockCpuRun = (stockBefore.cpuMs + stockAfter.cpuMs) * (1_000 / 2 / total);
-    const aloCpuRun = aloRun.cpuMs! * (1_000 / total);
-    const rawRun = (await rawConsumerRun(kafka, topic, total, `kafka-eos-raw-${runId}-${round}`)).recordsPerSecond;
-    const pipeRun = await rawPipeRun(kafka, topic, total, round);
-    const handRun = await handJobRun(kafka, topic, total, round);
-    const eosRun = await engineRun(brokers, kafka, topic, total, 'exactly-once', round);
-    await deleteTopicsAndGroups(kafka, `${runId}-${round}`);
-    log(
-      `round ${round}${round === 0 ? ' (warm-up)' : ''}: stock kafkajs ${stockBefore.recordsPerSecond}/s and ${stockAfter.recordsPerSecond}/s around at-least-once ${aloRun.recordsPerSecond}/s ` +
-        `(CPU per record: ${stockCpuRun.toFixed(2)} µs and ${aloCpuRun.toFixed(2)} µs); ` +
-        `raw ${rawRun}/s, raw pipe ${pipeRun}/s, hand job ${handRun.recordsPerSecond}/s, exactly-once ${eosRun.recordsPerSecond}/s; ` +
-        `windows closed: hand job ${handRun.windowsClosed}, at-least-once ${aloRun.windowsClosed}`,
-    );
-    if (round === 0) continue;
-    raw.push(rawRun);
-    stock.push(stockRun);
-    stockCpu.push(stockCpuRun);
-    pipe.push(pipeRun);
-    hand.push(handRun);
-    alo.push(aloRun);
-    eos.push(eosRun);
-    ratios.exactlyOnceVsAtLeastOnce.push(eosRun.recordsPerSecond / aloRun.recordsPerSecond);
-    ratios.atLeastOnceVsHandJob.push(aloRun.recordsPerSecond / handRun.recordsPerSecond);
-    ratios.exactlyOnceVsHandJob.push(eosRun.recordsPerSecond / handRun.recordsPerSecond);
-    ratios.handJobVsRawConsumer.push(handRun.recordsPerSecond / rawRun);
-    ratios.atLeastOnceVsStockRawConsumer.push(aloRun.recordsPerSecond / stockRun);
-    ratios.atLeastOnceVsStockRawConsumerCpu.push(stockCpuRun / aloCpuRun);
-    ratios.rawConsumerStockVsFixed.push(stockRun / rawRun);
-    ratios.atLeastOnceVsRawConsumer.push(aloRun.recordsPerSecond / rawRun);
-    ratios.exactlyOnceVsRawConsumer.push(eosRun.recordsPerSecond / rawRun);
-    ratios.atLeastOnceVsRawPipe.push(aloRun.recordsPerSecond / pipeRun);
+  const previous = args.previous ? previousEngine(args.prev!) : undefined;
+  const topic = `kafka-eos-${runId}-in`;
+  const input = benchInput(records, partitions);
+  // --records regular readings, and a closing one per sensor.
+  const total = input.records;
+  if (args.jobs) {
+    await createTopic(bench.admin, topic, partitions);
+    await produceInput(bench.brokers, topic, input);
+    log(`produced ${total} records to ${topic} (${partitions} partitions)${previous ? `; previous engine: ${previous.commit} in ${previous.dir}` : ''}`);
   }
-  const summary = (runs: readonly JobRun[]) => ({
-    recordsPerSecond: median(runs.map((run) => run.recordsPerSecond)),
-    samples: runs.map((run) => run.recordsPerSecond),
-    cpuMicrosPerRecord: runs.map((run) => (run.cpuMs === undefined ? undefined : round3(run.cpuMs * (1_000 / total)))),
-    ms: runs.map((run) => run.ms),
-    windowsClosed: runs.map((run) => run.windowsClosed),
-    lateRecords: runs.map((run) => run.lateRecords),
-    outputRecords: runs.map((run) => run.outputRecords),
-  });
-  const round3 = (value: number) => Number(value.toFixed(3));
+  const expected = { tumbling: expectedWindows(input, TUMBLING_10S), hopping: expectedWindows(input, HOPPING_10S_1S) };
+
+  const order = args.jobs ? roundOrder(previous !== undefined) : [];
+  const rounds: Round[] = [];
+  const errors: Array<{ round: number; contender: Contender; error: string }> = [];
+  for (let round = 0; order.length > 0 && round < WARMUP_ROUNDS + reps; round++) {
+    const results: Round = {};
+    for (const contender of order) {
+      try {
+        results[contender] = await runContender(bench, contender, topic, total, round, previous?.benchDist);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        errors.push({ round, contender, error: message });
+        log(`round ${round}: ${contender} failed: ${message}`);
+      }
+    }
+    log(`round ${round}${round < WARMUP_ROUNDS ? ' (warm-up)' : ''}: ${order.map((contender) => `${contender} ${results[contender]?.recordsPerSecond ?? 'failed'}/s`).join(', ')}`);
+    if (round >= WARMUP_ROUNDS) rounds.push(results);
+  }
+  const byContender = (contender: Contender) => rounds.flatMap((round) => (round[contender] ? [round[contender]] : []));
+  /** Per engine contender, what every run of it must have done; `detail` names what some run did not. */
+  const engineChecks = (contenders: Contender[]) =>
+    contenders.flatMap((contender) => {
+      const samples = byContender(contender);
+      if (samples.length === 0) return [];
+      const want = expected[contender.toLowerCase().includes('tumbling') ? 'tumbling' : 'hopping'];
+      const failed = [
+        samples.some((entry) => entry.recordsIn !== total) && `records read ${samples.map((entry) => entry.recordsIn).join(', ')}`,
+        samples.some((entry) => entry.outputRecords !== want.windows) && `results ${samples.map((entry) => entry.outputRecords).join(', ')}`,
+        samples.some((entry) => entry.lateRecords !== want.lateRecords) && `late records ${samples.map((entry) => entry.lateRecords).join(', ')}`,
+        samples.some((entry) => entry.logAppendTime !== true) && 'an output without LogAppendTime',
+      ].filter((entry): entry is string => typeof entry === 'string');
+      return [
+        {
+          what: `${contender}: read all ${total} records; wrote the ${want.windows} results of the windows a hand loop closes per partition, each once; counted its ${want.lateRecords} late records; output stamped by the broker`,
+          ok: failed.length === 0,
+          ...(failed.length > 0 ? { detail: failed.join('; ') } : {}),
+        },
+      ];
+    });
+  const restore = args.restore ? await restoreBench(bench) : undefined;
+  const warnings: string[] = [];
+  if (!previous && args.jobs) warnings.push(`no previous engine (--prev ${args.prev}${args.previous ? '' : ', --no-previous'}): see bench/README.md to compare with one`);
+  if (errors.length > 0) warnings.push(`${errors.length} run(s) failed: see errors`);
   const document = {
     benchmark: 'kafka-eos',
+    startedAt: started.toISOString(),
+    durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
     records: total,
     partitions,
+    warmup: WARMUP_ROUNDS,
     repetitions: reps,
-    machine: { node: process.version, cpus: cpus().length, nodeFlags: process.execArgv },
+    machine: { node: process.version, cpus: cpus().length, nodeFlags: process.execArgv, loadAverageAtEnd: loadavg().map((value) => Math.round(value * 100) / 100) },
     broker: bench.source,
-    job: `from(source).keyBy(sensor).hopping('10s', '1s').count().onClose(...).to(output), commitInterval ${commitInterval}, in-memory state`,
-    handJob: { ...summary(hand), what: `kafkajs consumer + idempotent producer by hand: per-partition sliced hand windows (baseline.ts), results sent per batch, offsets committed every ${commitInterval} after them` },
-    rawConsumer: { recordsPerSecond: median(raw), samples: raw, what: 'counts records only, in this process: kafkajs with the fixes @eddy/kafka installs' },
-    rawConsumerStock: { recordsPerSecond: median(stock), samples: stock, cpuMicrosPerRecord: stockCpu.map(round3), what: 'the same, in a child process on stock kafkajs; per round the mean of a run just before and one just after the at-least-once engine' },
-    rawPipe: { recordsPerSecond: median(pipe), samples: pipe, what: 'kafkajs read + write of the same batches to another topic (acks all), no parsing' },
-    atLeastOnce: summary(alo),
-    exactlyOnce: summary(eos),
-    ratios: {
-      exactlyOnceVsAtLeastOnce: round3(median(ratios.exactlyOnceVsAtLeastOnce)),
-      atLeastOnceVsHandJob: round3(median(ratios.atLeastOnceVsHandJob)),
-      exactlyOnceVsHandJob: round3(median(ratios.exactlyOnceVsHandJob)),
-      handJobVsRawConsumer: round3(median(ratios.handJobVsRawConsumer)),
-      atLeastOnceVsStockRawConsumer: round3(median(ratios.atLeastOnceVsStockRawConsumer)),
-      // Records per CPU-second of each process (all its threads; the broker's work not counted):
-      // less sensitive than records/s to what else the machine runs.
-      atLeastOnceVsStockRawConsumerCpu: round3(median(ratios.atLeastOnceVsStockRawConsumerCpu)),
-      rawConsumerStockVsFixed: round3(median(ratios.rawConsumerStockVsFixed)),
-      atLeastOnceVsRawConsumer: round3(median(ratios.atLeastOnceVsRawConsumer)),
-      exactlyOnceVsRawConsumer: round3(median(ratios.exactlyOnceVsRawConsumer)),
-      atLeastOnceVsRawPipe: round3(median(ratios.atLeastOnceVsRawPipe)),
+    previous: previous ? { commit: previous.commit, dir: previous.dir } : null,
+    timing: 'engine and pipe: from the wall clock when the first input record was read to the broker append time (LogAppendTime) of the last output record; raw consumers: first fetched records to last record; records/s = input records / that time',
+    jobs: {
+      tumbling: { job: "from(input).peek(first-read probe).keyBy(sensor).tumbling('10s').count().onClose({ sensor, start, count }).to(output)", expectedWindows: expected.tumbling.windows, expectedLateRecords: expected.tumbling.lateRecords },
+      hopping: { job: "the same with .hopping('10s', '1s')", expectedWindows: expected.hopping.windows, expectedLateRecords: expected.hopping.lateRecords },
+      settings: 'idleTimeout false, commitInterval 1s (default), in-memory state, kafkaTransport({ brokers, defaultPartitions })',
+      pipeRecordBytes: { key: sampleResult().key.length, value: sampleResult().value.length },
     },
-    target: 'atLeastOnceVsStockRawConsumer >= 0.7 (a raw kafkajs consumer; atLeastOnceVsRawConsumer compares with kafkajs as @eddy/kafka fixes it)',
+    results: Object.fromEntries(order.map((contender) => [contender, summary(byContender(contender))])),
+    rawConsumerBaseline: rounds.map((round) => (rawConsumerOf(round) === round.rawFetch ? 'rawFetch' : 'rawStream')),
+    ratios: ratios(rounds, (entry) => entry.recordsPerSecond),
+    ratiosPerCpuSecond: ratios(rounds, (entry) => 1 / Math.max(entry.cpuSeconds, 1e-3)),
+    restore,
     checks: [
-      { what: 'every run closed windows', ok: [...hand, ...alo, ...eos].every((run) => run.windowsClosed > 0) },
-      // Both count closed, non-empty windows; same partitioning, so the same stream time per key.
-      { what: 'hand job closed as many windows as at-least-once, round by round', ok: hand.every((run, index) => run.windowsClosed === alo[index]!.windowsClosed) },
-      { what: 'hand job counted as many late records as at-least-once (the same stream time per partition)', ok: hand.every((run, index) => run.lateRecords === alo[index]!.lateRecords) },
-      { what: 'hand job: output = windows closed (no failure, no repeat)', ok: hand.every((run) => run.outputRecords === run.windowsClosed) },
-      { what: 'exactly-once: read_committed output = windows closed (each once)', ok: eos.every((run) => run.outputRecords === run.windowsClosed) },
-      { what: 'at-least-once: output = windows closed (no failure, no repeat)', ok: alo.every((run) => run.outputRecords === run.windowsClosed) },
+      ...engineChecks(order.filter((contender) => !contender.startsWith('raw'))),
+      ...(order.length === 0
+        ? []
+        : [
+            { what: 'the raw consumers read every input record', ok: [...byContender('rawFetch'), ...byContender('rawStream')].every((entry) => entry.records === total) },
+            { what: 'raw pipe wrote one record per input record', ok: byContender('rawPipe').every((entry) => entry.outputRecords === total && entry.logAppendTime === true) },
+          ]),
+      ...(restore?.checks ?? []),
     ],
+    errors,
+    warnings,
   };
   const text = JSON.stringify(document, null, 2);
   process.stdout.write(`${text}\n`);
   await mkdir(new URL('../results/', import.meta.url), { recursive: true });
   await writeFile(new URL('../results/kafka-eos.json', import.meta.url), text);
-  if (!document.checks.every((check) => check.ok)) process.exitCode = 1;
+  for (const [name, ratio] of Object.entries(document.ratios)) if (ratio.target && order.length > 0) log(`${name} = ${ratio.median ?? 'not measured'} (target ${ratio.target})${ratio.met === null ? '' : ratio.met ? ': met' : ': NOT met'}`);
+  if (restore) log(`restoreVsRawRead = ${restore.restoreVsRawRead.median} (target >= 0.5): ${restore.restoreVsRawRead.met ? 'met' : 'NOT met'}`);
+  for (const check of document.checks) if (!check.ok) log(`CHECK FAILED: ${check.what}${'detail' in check ? ` (${check.detail})` : ''}`);
+  if (errors.length > 0 || !document.checks.every((check) => check.ok)) process.exitCode = 1;
 } finally {
   // What this run made, also when it failed.
   await bench?.close(runId);

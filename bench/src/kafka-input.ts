@@ -1,36 +1,25 @@
 /**
- * What the Kafka benchmarks (kafka-eos.ts, kafka-profile.ts) share: topics, the bench workload
- * produced once to a real broker (keyed and partitioned like the engine would), and the job.
+ * What the Kafka benchmarks (kafka-eos.ts, kafka-profile.ts) share, on @platformatic/kafka's
+ * public API: the brokers, topics, the bench workload produced once (keyed and partitioned as the
+ * engine would), the windows the jobs must close, and clean-up.
  */
 import { Buffer } from 'node:buffer';
-import { performance } from 'node:perf_hooks';
-import { partitionForKey, type App, type MetricsSnapshot } from '@eddy/core';
-import kafkajs from 'kafkajs';
-import type { Kafka } from 'kafkajs';
+import { partitionForKey } from '@eddy/core';
+import { Admin, Producer } from '@platformatic/kafka';
 import { startKafka } from '@eddy/scripts/kafka';
-import { buildWorkload, defaultWorkload, START_TS } from './workload.js';
+import { createHandWindows } from './baseline.js';
+import { CLOSER_GAP_MS, buildWorkload, defaultWorkload, sensorName, START_TS } from './workload.js';
+import type { WindowShape } from './windowing.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Creates a topic with `partitions` partitions and gives its leaders a moment to settle. */
-export async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-  } finally {
-    await admin.disconnect();
-  }
-  await sleep(500);
-}
-
-/** A Kafka benchmark's brokers and client. */
+/** A Kafka benchmark's brokers and admin client. */
 export interface BenchKafka {
   readonly brokers: string[];
-  readonly kafka: Kafka;
+  readonly admin: Admin;
   /** Where the brokers come from, for the report. */
   readonly source: string;
-  /** Deletes the topics and groups whose names contain `tag` (see below), then stops the broker if it was started here. */
+  /** Deletes the topics and groups whose names contain `tag`, then stops the broker if it was started here. */
   close(tag: string): Promise<void>;
 }
 
@@ -39,120 +28,106 @@ export async function benchKafka(clientId: string, log: (message: string) => voi
   const fromEnv = (process.env.KAFKA_BROKERS ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
   const started = fromEnv.length === 0 ? (log('starting a broker (scripts/src/kafka.ts)'), await startKafka({ log })) : undefined;
   const brokers = started?.brokers ?? fromEnv;
-  const kafka = new kafkajs.Kafka({ clientId, brokers, logLevel: kafkajs.logLevel.NOTHING });
+  const admin = new Admin({ clientId, bootstrapBrokers: brokers });
   return {
     brokers,
-    kafka,
+    admin,
     source: started ? 'started for the run (scripts/src/kafka.ts)' : `KAFKA_BROKERS=${fromEnv.join(',')}`,
     async close(tag) {
-      await deleteTopicsAndGroups(kafka, tag).catch((error: unknown) => log(`could not delete this run's topics: ${String(error)}`));
+      await deleteTopicsAndGroups(admin, tag).catch((error: unknown) => log(`could not delete this run's topics: ${String(error)}`));
+      await admin.close();
       await started?.stop(10_000);
     },
   };
 }
 
 /**
- * Deletes the topics and consumer groups whose names contain `tag` (what a benchmark round made):
- * a broker that keeps every round's topics compacts and tracks more and more of them meanwhile,
- * which slows the rounds after.
+ * Creates a topic; `logAppendTime` makes the broker stamp each record with its append time, so
+ * that the records read back tell when they were written.
  */
-export async function deleteTopicsAndGroups(kafka: Kafka, tag: string): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const topics = (await admin.listTopics()).filter((name) => name.includes(tag));
-    if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 });
-    const groups = (await admin.listGroups()).groups.map((group) => group.groupId).filter((id) => id.includes(tag));
-    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
-  } finally {
-    await admin.disconnect();
+export async function createTopic(admin: Admin, topic: string, partitions: number, { logAppendTime = false } = {}): Promise<void> {
+  const configs = logAppendTime ? [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] : [];
+  await admin.createTopics({ topics: [topic], partitions, replicas: 1, configs });
+  // Until the partitions have leaders: a produce or fetch right after creation may find none.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const metadata = await admin.metadata({ topics: [topic], forceUpdate: true });
+    if (metadata.topics.get(topic)?.partitions.every((partition) => partition.leader >= 0)) return;
+    await sleep(100);
   }
+  throw new Error(`topic ${topic} has partitions without a leader`);
 }
 
 /**
- * Produces the input once: `records` readings of the bench workload (1,000 sensors, 10% out of
- * order) re-timed to recent timestamps, then one far-future reading per sensor so that every
- * window closes. Returns the number of records produced.
+ * Deletes the topics and consumer groups whose names contain `tag` (what a run made): a broker
+ * that keeps every run's topics compacts and tracks more and more of them, which slows the runs after.
  */
-export async function produceInput(kafka: Kafka, topic: string, records: number, partitions: number): Promise<number> {
+export async function deleteTopicsAndGroups(admin: Admin, tag: string): Promise<void> {
+  const topics = (await admin.listTopics()).filter((name) => name.includes(tag));
+  if (topics.length > 0) await admin.deleteTopics({ topics });
+  const groups = [...(await admin.listGroups()).keys()].filter((id) => id.includes(tag));
+  if (groups.length > 0) await admin.deleteGroups({ groups }).catch(() => undefined);
+}
+
+/** Records in `topic`: the sum over its partitions of end offset − start offset. */
+export async function topicRecords(admin: Admin, topic: string): Promise<number> {
+  const partitions = (await admin.metadata({ topics: [topic] })).topics.get(topic)!.partitionsCount;
+  const request = (timestamp: bigint) => ({ topics: [{ name: topic, partitions: Array.from({ length: partitions }, (_, partitionIndex) => ({ partitionIndex, timestamp })) }] });
+  const sum = (listed: Awaited<ReturnType<Admin['listOffsets']>>) => listed.flatMap((entry) => entry.partitions).reduce((total, entry) => total + Number(entry.offset), 0);
+  return sum(await admin.listOffsets(request(-1n))) - sum(await admin.listOffsets(request(-2n)));
+}
+
+/** The input as produced: per partition, its records in order, and their count. */
+export interface BenchInput {
+  readonly records: number;
+  readonly partitions: ReadonlyArray<ReadonlyArray<{ key: Uint8Array; value: Uint8Array; timestamp: number }>>;
+}
+
+/**
+ * The bench workload (1,000 sensors, 10% out of order) re-timed to recent timestamps (older ones
+ * fall to the broker's time retention), plus one far-future reading per sensor so that every
+ * window closes; partitioned by murmur2 of the key, as the engine partitions its repartition topic.
+ */
+export function benchInput(records: number, partitions: number): BenchInput {
   const { input, eventTimeSpanMs } = buildWorkload({ records, ...defaultWorkload });
-  const regular = input.slice(0, -1);
-  const base = Math.floor((Date.now() - 2 * 3_600_000) / 10_000) * 10_000;
-  const shift = base - START_TS;
-  // The largest regular timestamp, re-timed (a spread of every timestamp overflows the stack at 300k).
-  const lastTs = START_TS + eventTimeSpanMs + shift;
-  const messages = regular.map((record) => ({ key: record.key!, value: record.value!, timestamp: record.timestamp + shift }));
+  const shift = Math.floor((Date.now() - 2 * 3_600_000) / 10_000) * 10_000 - START_TS;
+  const closerTs = START_TS + eventTimeSpanMs + shift + CLOSER_GAP_MS;
   const encoder = new TextEncoder();
+  const byPartition = Array.from({ length: partitions }, () => [] as Array<{ key: Uint8Array; value: Uint8Array; timestamp: number }>);
+  const add = (key: Uint8Array, value: Uint8Array, timestamp: number) => byPartition[partitionForKey(key, partitions)]!.push({ key, value, timestamp });
+  // The workload's own closer is replaced by one per sensor: each partition's stream time must pass every window.
+  for (let index = 0; index < input.length - 1; index++) add(input[index]!.key!, input[index]!.value!, input[index]!.timestamp + shift);
   for (let sensor = 0; sensor < defaultWorkload.keys; sensor++) {
-    const name = `sensor-${String(sensor).padStart(4, '0')}`;
-    messages.push({ key: encoder.encode(name), value: encoder.encode(JSON.stringify({ sensor: name, value: 0, ts: lastTs + 3_600_000 })), timestamp: lastTs + 3_600_000 });
+    const name = sensorName(sensor);
+    add(encoder.encode(name), encoder.encode(JSON.stringify({ sensor: name, value: 0, ts: closerTs })), closerTs);
   }
-  const producer = kafka.producer({ idempotent: true, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
-  await producer.connect();
+  return { records: input.length - 1 + defaultWorkload.keys, partitions: byPartition };
+}
+
+/** Produces the input to `topic` (which has as many partitions), 10,000 records per request. */
+export async function produceInput(brokers: readonly string[], topic: string, input: BenchInput): Promise<void> {
+  const producer = new Producer({ clientId: 'eddy-bench-input', bootstrapBrokers: [...brokers], idempotent: true });
   try {
-    for (let from = 0; from < messages.length; from += 10_000) {
-      await producer.sendBatch({
-        acks: -1,
-        topicMessages: [
-          {
-            topic,
-            messages: messages.slice(from, from + 10_000).map((message) => ({
-              key: Buffer.from(message.key),
-              value: Buffer.from(message.value),
-              timestamp: String(message.timestamp),
-              partition: partitionForKey(message.key, partitions),
-            })),
-          },
-        ],
-      });
+    for (const [partition, records] of input.partitions.entries()) {
+      for (let from = 0; from < records.length; from += 10_000) {
+        const messages = records.slice(from, from + 10_000).map((record) => ({ topic, partition, key: Buffer.from(record.key), value: Buffer.from(record.value), timestamp: BigInt(record.timestamp) }));
+        await producer.send({ messages });
+      }
     }
   } finally {
-    await producer.disconnect();
+    await producer.close();
   }
-  return messages.length;
 }
 
-/** The benchmarked job: readings keyed by sensor, counted in hopping(10s, 1s) windows, each count sent to `output`. */
-export function defineJob(app: App, source: string, output: string): void {
-  app
-    .from<{ sensor: string }>(source)
-    .keyBy((reading) => reading.sensor)
-    .hopping('10s', '1s')
-    .count()
-    .onClose((window) => ({ sensor: window.key, start: window.start, count: window.value }))
-    .to(output);
-}
-
-/** What {@link timeUntilSettled} measured, from its call to the last change of progress. */
-export interface SettledRun {
-  readonly ms: number;
-  /** This process's CPU time (all threads). */
-  readonly cpuMs: number;
-  /** The share of the time the event loop was busy (not waiting for I/O). */
-  readonly eventLoopUtilization: number;
-}
-
-/**
- * Times a running app until it is done: `settled` (say, all input read) and `progress` (say,
- * windows closed) unchanged for 3 s, polled every 10 ms; the time, CPU and event-loop figures are
- * those at the last change. Throws the app's failure.
- */
-export async function timeUntilSettled(app: App, progress: (metrics: MetricsSnapshot) => number, settled: (metrics: MetricsSnapshot) => boolean): Promise<SettledRun> {
-  const started = performance.now();
-  const cpu = process.cpuUsage();
-  const eluStart = performance.eventLoopUtilization();
-  let last = { at: started, cpu: process.cpuUsage(cpu), elu: performance.eventLoopUtilization(eluStart) };
-  let seen = -1;
-  for (;;) {
-    await sleep(10);
-    const metrics = app.metrics();
-    const now = progress(metrics);
-    if (now !== seen) {
-      seen = now;
-      last = { at: performance.now(), cpu: process.cpuUsage(cpu), elu: performance.eventLoopUtilization(eluStart) };
-    }
-    if (settled(metrics) && performance.now() - last.at > 3_000) break;
-    if (app.failure) throw app.failure;
+/** The non-empty windows a job closes on `input` and the records late for one: per partition, as the engine's tasks see them. */
+export function expectedWindows(input: BenchInput, shape: WindowShape): { windows: number; lateRecords: number } {
+  let windows = 0;
+  let lateRecords = 0;
+  for (const records of input.partitions) {
+    const hand = createHandWindows(shape, 'count', { reencode: false });
+    for (const record of records) hand.push(record.key, record.value, record.timestamp);
+    const summary = hand.summary();
+    windows += summary.windows;
+    lateRecords += summary.lateRecords;
   }
-  return { ms: last.at - started, cpuMs: (last.cpu.user + last.cpu.system) / 1000, eventLoopUtilization: last.elu.utilization };
+  return { windows, lateRecords };
 }

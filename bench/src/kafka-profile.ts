@@ -5,20 +5,21 @@
  * the profilers slow the run, so its records/s compare only with runs of the same options.
  * JSON on stdout.
  *
- * - `--topic T`: read an existing input topic (from kafka-eos.ts's log); otherwise one is made
- *   with `--records` records over `--partitions` partitions (kafka-input.ts).
- * - `--part job|parse|read`: the whole job (keyBy → hopping(10s, 1s) → count → onClose → to);
+ * - `--topic T`: read an existing input topic; otherwise one is made with `--records` records
+ *   over `--partitions` partitions (kafka-input.ts).
+ * - `--part job|parse|read`: the whole job of kafka-job.ts (keyBy → `--job hopping` (10s, 1s),
+ *   the default, or `tumbling` (10s) → count → onClose → to);
  *   or only reading and parsing the values (a filter that drops everything); or only reading
  *   (the values as bytes, no parsing).
  * - `--profile cpu|alloc|none`: V8's sampling CPU profiler (top functions, files and areas by
  *   self time, see profile.ts), or its sampling heap profiler counting what the collector has
  *   already freed too (bytes allocated per input record, by allocating function).
- * - `--guarantee`, `--commit-interval`: as in kafka-eos.ts.
+ * - `--guarantee`, `--commit-interval`: the app's (createApp options).
  *
  * Always reported: records/s from `start()` resolving until the last record is read (and, for the
  * job, the last window closed), this process's CPU time and garbage-collection time over the run,
  * how busy its event loop was until the last record or window (what is left is time spent
- * waiting for the broker), and the end offset of each topic the run wrote.
+ * waiting for the broker), and the records in each topic the run wrote.
  */
 import { Session } from 'node:inspector/promises';
 import { cpus } from 'node:os';
@@ -26,7 +27,8 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { bytes, createApp, silentLogger, type App, type Duration, type MetricsSnapshot } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
-import { benchKafka, createTopic, defineJob, produceInput, timeUntilSettled, type BenchKafka } from './kafka-input.js';
+import { benchInput, benchKafka, createTopic, produceInput, topicRecords, type BenchKafka } from './kafka-input.js';
+import { defineJob, timeUntilSettled, type JobKind } from './kafka-job.js';
 import { Profiler, shortFile, summarize } from './profile.js';
 
 const { values: args } = parseArgs({
@@ -35,6 +37,7 @@ const { values: args } = parseArgs({
     records: { type: 'string', default: '1000000' },
     partitions: { type: 'string', default: '4' },
     part: { type: 'string', default: 'job' },
+    job: { type: 'string', default: 'hopping' },
     profile: { type: 'string', default: 'cpu' },
     guarantee: { type: 'string', default: 'at-least-once' },
     'commit-interval': { type: 'string', default: '1s' },
@@ -42,9 +45,11 @@ const { values: args } = parseArgs({
 });
 const partitions = Number(args.partitions);
 const part = args.part as 'job' | 'parse' | 'read';
+const job = args.job as JobKind;
 const profile = args.profile as 'cpu' | 'alloc' | 'none';
 const guarantee = args.guarantee as 'at-least-once' | 'exactly-once';
 if (!['job', 'parse', 'read'].includes(part)) throw new Error(`--part: job, parse or read, not ${part}`);
+if (!['tumbling', 'hopping'].includes(job)) throw new Error(`--job: tumbling or hopping, not ${job}`);
 if (!['cpu', 'alloc', 'none'].includes(profile)) throw new Error(`--profile: cpu, alloc or none, not ${profile}`);
 const log = (message: string) => process.stderr.write(`[kafka-profile] ${message}\n`);
 const runId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
@@ -68,7 +73,7 @@ function buildApp(brokers: string[], topic: string, total: number): { app: App; 
     logger: silentLogger,
   });
   if (part === 'job') {
-    defineJob(app, topic, `${id}-out`);
+    defineJob(app, job, topic, `${id}-out`);
     return { app, progress: (metrics) => metrics.windowsClosed, settled: (metrics) => metrics.recordsIn >= total };
   }
   const source = part === 'read' ? app.from<Uint8Array>(topic, { value: bytes() }) : app.from<unknown>(topic);
@@ -101,40 +106,32 @@ function allocationSites(root: HeapNode, records: number, top: number): { bytesP
 }
 
 /**
- * The end offset of each topic this run made (output, changelog, repartition, dead letters), by
- * name after the tag: the records written to it, plus, under exactly-once, transaction markers.
+ * The records in each topic this run made (output, changelog, repartition, dead letters), by name
+ * after the tag: what was written to it, plus, under exactly-once, transaction markers.
  */
-async function topicEndOffsets(kafka: BenchKafka['kafka'], tag: string): Promise<Record<string, number>> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const written: Record<string, number> = {};
-    for (const topic of (await admin.listTopics()).filter((name) => name.includes(tag)).sort()) {
-      const offsets = await admin.fetchTopicOffsets(topic);
-      written[topic.slice(topic.indexOf(tag) + tag.length + 1)] = offsets.reduce((sum, entry) => sum + Number(entry.high), 0);
-    }
-    return written;
-  } finally {
-    await admin.disconnect();
+async function topicsWritten(admin: BenchKafka['admin'], tag: string): Promise<Record<string, number>> {
+  const written: Record<string, number> = {};
+  for (const topic of (await admin.listTopics()).filter((name) => name.includes(tag)).sort()) {
+    written[topic.slice(topic.indexOf(tag) + tag.length + 1)] = await topicRecords(admin, topic);
   }
+  return written;
 }
 
 let bench: BenchKafka | undefined;
 try {
   bench = await benchKafka('eddy-profile', log);
-  const { brokers, kafka } = bench;
+  const { brokers, admin } = bench;
   let topic = args.topic;
   let total: number;
   if (topic === undefined) {
-    topic = `kafka-profile-in-${runId}`;
-    await createTopic(kafka, topic, partitions);
-    total = await produceInput(kafka, topic, Number(args.records), partitions);
+    topic = `kafka-profile-${runId}-in`;
+    await createTopic(admin, topic, partitions);
+    const input = benchInput(Number(args.records), partitions);
+    await produceInput(brokers, topic, input);
+    total = input.records;
     log(`produced ${total} records to ${topic}`);
   } else {
-    const admin = kafka.admin();
-    await admin.connect();
-    total = (await admin.fetchTopicOffsets(topic)).reduce((sum, entry) => sum + Number(entry.high), 0);
-    await admin.disconnect();
+    total = await topicRecords(admin, topic);
   }
 
   let gcMs = 0;
@@ -160,6 +157,7 @@ try {
   const document: Record<string, unknown> = {
     tool: 'kafka-profile',
     part,
+    ...(part === 'job' ? { job } : {}),
     guarantee,
     commitInterval: args['commit-interval'],
     records: total,
@@ -183,7 +181,7 @@ try {
     document.allocation = allocationSites(sampled.head, total, 30);
   }
   await app.stop();
-  document.topicEndOffsets = await topicEndOffsets(kafka, runId);
+  document.topicRecords = await topicsWritten(admin, runId);
   process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
 } finally {
   // What this run made (not a topic given with --topic), also when it failed.

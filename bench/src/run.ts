@@ -11,7 +11,7 @@
  * also written to `bench/results/<name>.json`; progress on stderr. Exit code 1 when contenders
  * that must agree produced different windows (the speed of a wrong answer means nothing).
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +51,9 @@ benchmarks  names or prefixes (default: all): ${benchmarks.map((b) => b.name).jo
   --cpu-prof         run the children under node --cpu-prof too (results/cpu-prof/)
   --name NAME        results file name (default: "all", or the single benchmark's name)
   --list             list the benchmarks
+
+node bench/dist/run.js kafka-eos [--records N] [--reps N] [--partitions N] [--prev DIR] [--no-previous] [--no-jobs] [--no-restore]
+            the Kafka benchmark (kafka-eos.ts) on its own: a broker (KAFKA_BROKERS, or one it starts), minutes
 `;
 
 function count(text: string | undefined, flag: string): number {
@@ -414,10 +417,27 @@ function checks(results: BenchmarkResult[]): Check[] {
   return list;
 }
 
+/**
+ * The Kafka benchmark needs a broker and takes minutes, so it is not one of the rounds above:
+ * `run.js kafka-eos [options]` hands over to kafka-eos.js, with this process's Node flags.
+ */
+function runKafkaBenchmark(argv: string[]): Promise<number> {
+  const script = fileURLToPath(new URL('./kafka-eos.js', import.meta.url));
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv], { stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--worker') {
     await workerMain(JSON.parse(argv[1]!) as WorkerInit);
+    return;
+  }
+  if (argv[0] === 'kafka-eos') {
+    process.exitCode = await runKafkaBenchmark(argv.slice(1));
     return;
   }
   const parsed = parse(argv);
@@ -427,6 +447,7 @@ async function main(): Promise<void> {
   }
   if (parsed === 'list') {
     for (const b of benchmarks) process.stdout.write(`${b.name.padEnd(26)} ${b.description}\n`);
+    process.stdout.write(`${'kafka-eos'.padEnd(26)} on its own (run.js kafka-eos [options]): the engine on a Kafka broker vs raw @platformatic/kafka baselines and the previous engine\n`);
     return;
   }
   const options = parsed;
