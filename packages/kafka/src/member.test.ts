@@ -1,58 +1,57 @@
 import { Buffer } from 'node:buffer';
+import { createRecordsBatch } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
+import { rawBatches, type RawBatch } from './fetch-response.js';
 import { committedRecords } from './member.js';
 
 type Partition = Parameters<typeof committedRecords>[1];
-type Batch = NonNullable<Partition['records']>[number];
 
 const TRANSACTIONAL = 0b1_0000;
 const CONTROL = 0b10_0000;
 const LOG_APPEND_TIME = 0b1000;
 
-/** A record batch of `count` records from `first`, values their offsets. */
-function batch(first: number, count: number, { producerId = -1n, attributes = 0, timestamp = 1_000n } = {}): Batch {
-  return {
-    firstOffset: BigInt(first),
-    length: 0,
-    partitionLeaderEpoch: 0,
-    magic: 2,
-    crc: 0,
-    attributes,
-    lastOffsetDelta: count - 1,
-    firstTimestamp: timestamp,
-    maxTimestamp: timestamp + 99n,
-    producerId,
-    producerEpoch: 0,
-    firstSequence: 0,
-    records: Array.from({ length: count }, (_, delta) => ({
-      length: 0,
-      attributes: 0,
-      timestampDelta: BigInt(delta),
-      offsetDelta: delta,
-      key: null,
-      value: Buffer.from(String(first + delta)),
-      headers: delta === 0 ? [[Buffer.from('h'), Buffer.from('1')], [Buffer.from('h'), Buffer.from('2')], [Buffer.from('empty'), null]] : [],
-    })) as Batch['records'],
-  };
+/**
+ * A record batch as the broker sends it: encoded by the client's own encoder (its base offset
+ * and attributes set afterwards, as the broker does), then read back by the fetch parser.
+ */
+function encoded(first: number, records: Array<{ key: Buffer | null; value: Buffer; headers?: Map<Buffer, Buffer | null>; timestamp: bigint }>, { producerId = -1n, attributes = 0, compression = 'none' } = {}): RawBatch {
+  const messages = records.map((record) => ({ topic: 't', partition: 0, key: record.key ?? undefined, value: record.value, headers: record.headers ?? new Map(), timestamp: record.timestamp }));
+  const bytes = Buffer.from(createRecordsBatch(messages as never, { producerId, producerEpoch: 0, compression } as never).buffer);
+  bytes.writeBigInt64BE(BigInt(first), 0);
+  bytes.writeInt16BE(attributes | (bytes.readInt16BE(21) & 0b111), 21);
+  const [parsed, ...rest] = rawBatches(bytes);
+  expect(rest).toEqual([]);
+  return parsed!;
+}
+
+/** A record batch of `count` records from `first`, values their offsets; the first record has headers h=1, h=2 and a valueless one. */
+function batch(first: number, count: number, { producerId = -1n, attributes = 0, timestamp = 1_000n } = {}): RawBatch {
+  const headers = new Map<Buffer, Buffer | null>([
+    [Buffer.from('h'), Buffer.from('1')],
+    [Buffer.from('h'), Buffer.from('2')],
+    [Buffer.from('empty'), null],
+  ]);
+  const records = Array.from({ length: count }, (_, delta) => ({ key: null, value: Buffer.from(String(first + delta)), timestamp: timestamp + BigInt(delta), ...(delta === 0 ? { headers } : {}) }));
+  const made = encoded(first, records, { producerId, attributes });
+  // The batch's max timestamp, as the broker sets it for LogAppendTime: 99 ms after the first.
+  return attributes & LOG_APPEND_TIME ? { ...made, maxTimestamp: Number(timestamp) + 99 } : made;
 }
 
 /** A transaction marker of `producerId` at `offset`: abort (type 0) or commit (type 1). */
-function marker(offset: number, producerId: bigint, type: 0 | 1): Batch {
+function marker(offset: number, producerId: bigint, type: 0 | 1): RawBatch {
   const key = Buffer.alloc(4);
   key.writeInt16BE(0, 0);
   key.writeInt16BE(type, 2);
-  const made = batch(offset, 1, { producerId, attributes: TRANSACTIONAL | CONTROL });
-  return { ...made, records: [{ ...made.records[0]!, key, value: Buffer.alloc(6) }] };
+  return encoded(offset, [{ key, value: Buffer.alloc(6), timestamp: 1_000n }], { producerId, attributes: TRANSACTIONAL | CONTROL });
 }
 
-const partition = (records: Batch[], aborted: Array<{ producerId: bigint; firstOffset: bigint }> = []): Partition => ({
+const partition = (records: RawBatch[], aborted: Array<{ producerId: bigint; firstOffset: bigint }> = []): Partition => ({
   partitionIndex: 0,
   errorCode: 0,
   highWatermark: 0n,
   lastStableOffset: 0n,
   logStartOffset: 0n,
   abortedTransactions: aborted,
-  preferredReadReplica: -1,
   records,
 });
 
@@ -100,5 +99,15 @@ describe('committedRecords: what a read_committed member delivers of a fetched p
     expect(second).toMatchObject({ offset: 41, timestamp: 5_001, headers: {} });
     const appended = committedRecords(tp, partition([batch(50, 2, { timestamp: 5_000n, attributes: LOG_APPEND_TIME })]), 50).records;
     expect(appended.map((record) => record.timestamp)).toEqual([5_099, 5_099]);
+  });
+
+  it('reads compressed batches too', () => {
+    const records = Array.from({ length: 50 }, (_, delta) => ({ key: Buffer.from(`k${delta}`), value: Buffer.from(String(60 + delta)), timestamp: 7_000n + BigInt(delta) }));
+    const gzipped = encoded(60, records, { compression: 'gzip' });
+    expect(gzipped.attributes & 0b111).not.toBe(0);
+    const read = committedRecords(tp, partition([gzipped]), 65).records;
+    expect(read.map((record) => [record.offset, record.key?.toString(), Number(record.value!.toString()), record.timestamp])).toEqual(
+      records.slice(5).map((record, index) => [65 + index, record.key.toString(), 65 + index, Number(record.timestamp)]),
+    );
   });
 });

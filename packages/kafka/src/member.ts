@@ -15,7 +15,7 @@ import {
 import {
   consumerGroupHeartbeatV1,
   FetchIsolationLevels,
-  fetchV17,
+
   offsetCommitV9,
   offsetFetchV9,
   txnOffsetCommitV4,
@@ -23,9 +23,8 @@ import {
 } from '@platformatic/kafka';
 
 type ConsumerGroupHeartbeatResponse = consumerGroupHeartbeatV1.ConsumerGroupHeartbeatResponse;
-type FetchResponse = fetchV17.FetchResponse;
-type FetchResponsePartition = fetchV17.FetchResponsePartition;
 import { Cluster } from './cluster.js';
+import { fetchRaw, forEachRecord, type FetchedPartition, type FetchResponse } from './fetch-response.js';
 import { EndWatch } from './end-watch.js';
 import { transportError } from './errors.js';
 /** The headers of every record that has none. */
@@ -572,7 +571,7 @@ export class GroupMember implements TransportConsumer {
         const request = [...byTopicId].map(([topicId, parts]) => ({ topicId, partitions: parts }));
         let response: FetchResponse;
         try {
-          response = await fetchV17.api.async(await this.#cluster.fetchConnection(leader), this.#settings.maxWaitTimeMs, 1, 50 * 1024 * 1024, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
+          response = await fetchRaw.async(await this.#cluster.fetchConnection(leader), this.#settings.maxWaitTimeMs, 1, 50 * 1024 * 1024, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
         } catch (error) {
           const partial = responseOf<FetchResponse>(error);
           if (!partial || !Array.isArray(partial.responses)) throw error;
@@ -625,7 +624,7 @@ export class GroupMember implements TransportConsumer {
    * Hands a fetched partition's committed records to the listener, a slice at a time, and tells
    * it of offsets that hold nothing to deliver (transaction markers, aborted records).
    */
-  async #deliver(delivering: Delivering, result: FetchResponsePartition): Promise<void> {
+  async #deliver(delivering: Delivering, result: FetchedPartition): Promise<void> {
     const { tp } = delivering;
     const { records, next } = committedRecords(tp, result, delivering.position);
     for (let from = 0; from < records.length; from += DELIVERY_SLICE) {
@@ -686,7 +685,7 @@ export async function commitTransactionalOffsets(connection: Connection, transac
  * broker lists the aborted transactions (producer, first offset) that the fetched range touches,
  * and each one's records run from its first offset to its producer's abort marker.
  */
-export function committedRecords(tp: TopicPartition, result: FetchResponsePartition, position: number): { records: IncomingRecord[]; next: number } {
+export function committedRecords(tp: TopicPartition, result: FetchedPartition, position: number): { records: IncomingRecord[]; next: number } {
   const batches = result.records ?? [];
   const aborted = [...result.abortedTransactions].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : 1));
   const abortedProducers = new Set<bigint>();
@@ -694,41 +693,45 @@ export function committedRecords(tp: TopicPartition, result: FetchResponsePartit
   const records: IncomingRecord[] = [];
   let next = position;
   for (const batch of batches) {
-    const first = Number(batch.firstOffset);
+    const first = batch.firstOffset;
     const last = first + batch.lastOffsetDelta;
     if (last + 1 > next) next = last + 1;
     while (nextAborted < aborted.length && Number(aborted[nextAborted]!.firstOffset) <= last) abortedProducers.add(aborted[nextAborted++]!.producerId);
     if (batch.attributes & CONTROL) {
       // A transaction marker: an abort (type 0 in the marker's key) ends that producer's aborted run.
-      const key = batch.records[0]?.key;
-      if (key && key.length >= 4 && key.readInt16BE(2) === 0) abortedProducers.delete(batch.producerId);
+      let abort = false;
+      forEachRecord(batch, ({ key }) => (abort ||= key !== null && key.length >= 4 && key.readInt16BE(2) === 0));
+      if (abort) abortedProducers.delete(batch.producerId);
       continue;
     }
     if (batch.attributes & TRANSACTIONAL && abortedProducers.has(batch.producerId)) continue;
     const logAppendTime = (batch.attributes & LOG_APPEND_TIME) !== 0;
-    const firstTimestamp = Number(batch.firstTimestamp);
-    for (const record of batch.records) {
-      const offset = first + record.offsetDelta;
-      if (offset < position) continue;
+    const { firstTimestamp, maxTimestamp } = batch;
+    const { topic, partition } = tp;
+    forEachRecord(batch, ({ offsetDelta, timestampDelta, key, value, headers }) => {
+      const offset = first + offsetDelta;
+      if (offset < position) return;
       records.push({
-        topic: tp.topic,
-        partition: tp.partition,
+        topic,
+        partition,
         offset,
-        key: record.key,
-        value: record.value,
-        timestamp: logAppendTime ? Number(batch.maxTimestamp) : firstTimestamp + Number(record.timestampDelta),
-        headers: record.headers.length === 0 ? emptyHeaders : headersOf(record.headers),
+        key,
+        value,
+        timestamp: logAppendTime ? maxTimestamp : firstTimestamp + timestampDelta,
+        headers: headers === undefined ? emptyHeaders : headersOf(headers),
       });
-    }
+    });
   }
   return { records, next };
 }
 
-/** Header values as text; like Java's `Headers.lastHeader`, the last of a repeated name wins, and a header without a value is left out. */
-function headersOf(headers: ReadonlyArray<readonly [Buffer | null, Buffer | null]>): Headers {
+/** Header values as text (names and values alternating); like Java's `Headers.lastHeader`, the last of a repeated name wins, and a header without a value is left out. */
+function headersOf(headers: ReadonlyArray<Buffer | null>): Headers {
   let result: Record<string, string> | undefined;
-  for (const [name, value] of headers) {
-    if (name === null || value === null) continue;
+  for (let index = 0; index + 1 < headers.length; index += 2) {
+    const name = headers[index];
+    const value = headers[index + 1];
+    if (!name || !value) continue;
     (result ??= {})[name.toString('utf8')] = value.toString('utf8');
   }
   return result ?? emptyHeaders;

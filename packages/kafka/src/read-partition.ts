@@ -1,5 +1,6 @@
 import { EddyError, partitionKey, systemClock, type IncomingRecord, type TopicPartition } from '@eddy/core';
-import { FetchIsolationLevels, fetchV17, UserError } from '@platformatic/kafka';
+import { FetchIsolationLevels, UserError } from '@platformatic/kafka';
+import { fetchRaw, type FetchResponse } from './fetch-response.js';
 import { Cluster } from './cluster.js';
 import { isRetriable, transportError } from './errors.js';
 import { committedRecords } from './member.js';
@@ -110,9 +111,9 @@ class PartitionReader {
     const leader = metadata.partitions[partition]?.leader;
     if (leader === undefined || leader < 0) throw new EddyError('TRANSPORT_FAILED', `${topic}[${partition}] has no leader`, { retriable: true });
     const request = [{ topicId: metadata.id, partitions: [{ partition, currentLeaderEpoch: -1, fetchOffset: BigInt(position), lastFetchedEpoch: -1, partitionMaxBytes: PARTITION_MAX_BYTES }] }];
-    let response: fetchV17.FetchResponse;
+    let response: FetchResponse;
     try {
-      response = await fetchV17.api.async(await this.#cluster.fetchConnection(leader), FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
+      response = await fetchRaw.async(await this.#cluster.fetchConnection(leader), FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
     } catch (error) {
       if (hasKafkaError(error, 'OFFSET_OUT_OF_RANGE')) return { records: [], next: await this.#logStartAfter(position) };
       throw error;

@@ -1,0 +1,201 @@
+import { Buffer } from 'node:buffer';
+import { EddyError } from '@eddy/core';
+import { createAPI, fetchV17, readRecordsBatch, Reader, ResponseError } from '@platformatic/kafka';
+
+/**
+ * Fetch (v17) with record batches kept as the bytes the broker sent. The client's own parser
+ * decodes every record of a response into objects (a bigint per timestamp, a tuple per varint)
+ * before anyone looks at them; here a batch is read only up to its header, and its records are
+ * decoded straight into what the caller keeps (see {@link forEachRecord}). Same request, same
+ * response structure, same errors (a `ResponseError` holding the parsed response).
+ */
+
+/** A record batch of a fetched partition: its header, and where its records are. */
+export interface RawBatch {
+  readonly firstOffset: number;
+  readonly lastOffsetDelta: number;
+  readonly attributes: number;
+  readonly producerId: bigint;
+  readonly firstTimestamp: number;
+  readonly maxTimestamp: number;
+  readonly recordCount: number;
+  /** The batch's records: uncompressed, from `start`. */
+  readonly bytes: Buffer;
+  readonly start: number;
+}
+
+export interface FetchedPartition {
+  readonly partitionIndex: number;
+  readonly errorCode: number;
+  readonly highWatermark: bigint;
+  readonly lastStableOffset: bigint;
+  readonly logStartOffset: bigint;
+  readonly abortedTransactions: ReadonlyArray<{ readonly producerId: bigint; readonly firstOffset: bigint }>;
+  readonly records: readonly RawBatch[] | undefined;
+}
+
+export interface FetchedTopic {
+  readonly topicId: string;
+  readonly partitions: readonly FetchedPartition[];
+}
+
+export interface FetchResponse {
+  readonly throttleTimeMs: number;
+  readonly errorCode: number;
+  readonly sessionId: number;
+  readonly responses: readonly FetchedTopic[];
+}
+
+/** Bytes of a batch before its records: base offset (8), length (4), then 49 bytes of header. */
+const BATCH_OVERHEAD = 61;
+const COMPRESSION = 0b111;
+
+function parseResponse(_correlationId: number, apiKey: number, apiVersion: number, reader: Reader): FetchResponse {
+  const errors: Array<[string, [number, null]]> = [];
+  const throttleTimeMs = reader.readInt32();
+  const errorCode = reader.readInt16();
+  if (errorCode !== 0) errors.push(['', [errorCode, null]]);
+  const sessionId = reader.readInt32();
+  const responses = reader.readArray((topicReader, i) => ({
+    topicId: topicReader.readUUID(),
+    partitions: topicReader.readArray((r, j): FetchedPartition => {
+      const partitionIndex = r.readInt32();
+      const partitionError = r.readInt16();
+      const highWatermark = r.readInt64();
+      const lastStableOffset = r.readInt64();
+      const logStartOffset = r.readInt64();
+      const abortedTransactions = r.readArray((entry) => ({ producerId: entry.readInt64(), firstOffset: entry.readInt64() }));
+      r.readInt32(); // preferred read replica
+      if (partitionError !== 0) errors.push([`/responses/${i}/partitions/${j}`, [partitionError, null]]);
+      // COMPACT_RECORDS: the length plus one.
+      const size = r.readUnsignedVarInt() - 1;
+      let records: RawBatch[] | undefined;
+      if (size > 0) {
+        records = rawBatches(r.buffer.subarray(r.position, r.position + size).buffer);
+        r.skip(size);
+      }
+      return { partitionIndex, errorCode: partitionError, highWatermark, lastStableOffset, logStartOffset, abortedTransactions: abortedTransactions ?? [], records };
+    }) ?? [],
+  })) ?? [];
+  const response: FetchResponse = { throttleTimeMs, errorCode, sessionId, responses };
+  if (errors.length > 0) throw new ResponseError(apiKey, apiVersion, Object.fromEntries(errors), response);
+  return response;
+}
+
+/** The whole batches of a partition's records (a fetch may end with part of one, which is left for the next). */
+export function rawBatches(bytes: Buffer): RawBatch[] {
+  const batches: RawBatch[] = [];
+  let at = 0;
+  while (bytes.length - at >= BATCH_OVERHEAD) {
+    const length = bytes.readInt32BE(at + 8);
+    const end = at + 12 + length;
+    if (end > bytes.length) break;
+    const attributes = bytes.readInt16BE(at + 21);
+    const header = {
+      firstOffset: Number(bytes.readBigInt64BE(at)),
+      lastOffsetDelta: bytes.readInt32BE(at + 23),
+      attributes,
+      firstTimestamp: Number(bytes.readBigInt64BE(at + 27)),
+      maxTimestamp: Number(bytes.readBigInt64BE(at + 35)),
+      producerId: bytes.readBigInt64BE(at + 43),
+      recordCount: bytes.readInt32BE(at + 57),
+    };
+    if ((attributes & COMPRESSION) === 0) {
+      batches.push({ ...header, bytes: bytes.subarray(0, end), start: at + BATCH_OVERHEAD });
+    } else {
+      // Compressed: the client's own decoder inflates it, and the records are written out again
+      // uncompressed, so that one decoder reads every batch.
+      batches.push({ ...header, ...reencoded(bytes.subarray(at, end)) });
+    }
+    at = end;
+  }
+  return batches;
+}
+
+/** A compressed batch's records, decompressed by the client and laid out as in an uncompressed batch. */
+function reencoded(batch: Buffer): { bytes: Buffer; start: number } {
+  const decoded = readRecordsBatch(Reader.from(batch));
+  const parts: Buffer[] = [];
+  for (const record of decoded.records) {
+    const body = [Buffer.from([record.attributes & 0xff]), varlong(Number(record.timestampDelta)), varlong(record.offsetDelta), bytesField(record.key), bytesField(record.value), varlong(record.headers.length)];
+    for (const [name, value] of record.headers) body.push(bytesField(name), bytesField(value));
+    const joined = Buffer.concat(body);
+    parts.push(varlong(joined.length), joined);
+  }
+  return { bytes: Buffer.concat(parts), start: 0 };
+}
+
+function bytesField(bytes: Buffer | null): Buffer {
+  return bytes === null ? varlong(-1) : Buffer.concat([varlong(bytes.length), bytes]);
+}
+
+/** A zigzag varint (as Kafka writes record fields), for values within ±2^53. */
+function varlong(value: number): Buffer {
+  let zigzag = value >= 0 ? value * 2 : -value * 2 - 1;
+  const out: number[] = [];
+  while (zigzag >= 0x80) {
+    out.push((zigzag % 128) | 0x80);
+    zigzag = Math.floor(zigzag / 128);
+  }
+  out.push(zigzag);
+  return Buffer.from(out);
+}
+
+/** Fetch v17 whose record batches stay bytes until {@link forEachRecord} reads them. */
+export const fetchRaw = createAPI<Parameters<typeof fetchV17.createRequest>, FetchResponse>(1, 17, fetchV17.createRequest, parseResponse);
+
+/** One record of a batch, its key, value and headers views of the fetched bytes. */
+export interface RawRecord {
+  offsetDelta: number;
+  timestampDelta: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  /** Header names and values, alternating (a value may be null). */
+  headers: Array<Buffer | null> | undefined;
+}
+
+/**
+ * Calls `visit` for each record of a batch, in order, with one reused {@link RawRecord} (copy what
+ * you keep). Zigzag varints are read in double arithmetic: a record's timestamp delta stays far
+ * below 2^53.
+ */
+export function forEachRecord(batch: RawBatch, visit: (record: RawRecord) => void): void {
+  const { bytes } = batch;
+  let at = batch.start;
+  const varint = (): number => {
+    let result = 0;
+    let scale = 1;
+    for (;;) {
+      const byte = bytes[at++];
+      if (byte === undefined) throw new EddyError('TRANSPORT_FAILED', 'a fetched record batch ends inside a record');
+      result += (byte & 0x7f) * scale;
+      if (byte < 0x80) break;
+      scale *= 128;
+    }
+    // Zigzag: even values are non-negative.
+    return result % 2 === 0 ? result / 2 : -(result + 1) / 2;
+  };
+  const field = (): Buffer | null => {
+    const length = varint();
+    if (length < 0) return null;
+    const value = bytes.subarray(at, at + length);
+    at += length;
+    return value;
+  };
+  const record: RawRecord = { offsetDelta: 0, timestampDelta: 0, key: null, value: null, headers: undefined };
+  for (let index = 0; index < batch.recordCount; index++) {
+    const length = varint();
+    const end = at + length;
+    at++; // attributes (unused)
+    record.timestampDelta = varint();
+    record.offsetDelta = varint();
+    record.key = field();
+    record.value = field();
+    const headerCount = varint();
+    let headers: Array<Buffer | null> | undefined;
+    for (let header = 0; header < headerCount; header++) (headers ??= []).push(field(), field());
+    record.headers = headers;
+    at = end;
+    visit(record);
+  }
+}
