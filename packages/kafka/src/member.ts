@@ -169,7 +169,9 @@ export class GroupMember implements TransportConsumer {
     for (const position of offsets) {
       const key = partitionKey(position.topic, position.partition);
       if (!this.#owned.has(key)) notHeld.push(`${position.topic}[${position.partition}]`);
-      else if ((this.#lastCommitted.get(key) ?? -1) < position.offset) commits.set(key, position);
+      // Offsets committed already go again: a commit is also how the app learns that the broker is
+      // out of reach (its tasks then show as stuck), also while it has nothing new to commit.
+      else if ((this.#lastCommitted.get(key) ?? -1) <= position.offset) commits.set(key, position);
     }
     if (notHeld.length > 0) this.#log('debug', 'not committing offsets of partitions this member no longer owns', { partitions: notHeld });
     if (commits.size === 0) return;

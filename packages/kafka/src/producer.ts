@@ -1,10 +1,11 @@
 import { Buffer } from 'node:buffer';
 import { EddyError, partitionKey, RecordsRejectedError, systemClock, type Headers, type OutgoingRecord, type RejectedRecord, type TopicPartitionOffset, type TransactionalProducer, type TransportProducer } from '@eddy/core';
-import { addOffsetsToTxnV4, Producer, stringSerializer, type MessageToProduce, type ProduceResult } from '@platformatic/kafka';
-import { clientOptions } from './cluster.js';
+import { addOffsetsToTxnV4, Producer, type ClusterMetadata } from '@platformatic/kafka';
+import { clientOptions, retryDelayMs } from './cluster.js';
 import { isFenced, isRetriable, recordRefusal, transportError } from './errors.js';
 import type { KafkaSettings } from './options.js';
-import { hasKafkaError } from './protocol-errors.js';
+import { hasKafkaError, responseOf } from './protocol-errors.js';
+import { encodeBatch, produceRaw, type PartitionBatch } from './produce-request.js';
 import { refusalOf, type TopicLimits } from './topic-limits.js';
 
 /** The limits of a topic, as far as they are known (see topic-limits.ts). */
@@ -20,23 +21,20 @@ export interface TransactionIdentity {
   readonly producerEpoch: number;
 }
 
-type EddyProducer = Producer<Uint8Array | null, Uint8Array | null, string, string>;
-type EddyMessage = MessageToProduce<Uint8Array | null, Uint8Array | null, string, string>;
+/** The client's producer: it registers the producer id (and transactional id) and runs transactions; records go through produce-request.ts. */
+type EddyProducer = Producer;
 type Transaction = Awaited<ReturnType<EddyProducer['beginTransaction']>>;
-
-/** Keys and values are bytes already (a Buffer over the same memory, no copy); header values are text. */
-const asBuffer = (bytes?: Uint8Array | null): Buffer | undefined => (bytes === null || bytes === undefined ? undefined : Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-const serializers = { key: asBuffer, value: asBuffer, headerKey: stringSerializer, headerValue: stringSerializer };
 
 /**
  * An idempotent producer (acks from all in-sync replicas, sequence numbers per partition) that
  * never creates a topic: topics come from ensureTopics, and a typo must fail, not make a topic
- * with broker defaults. With a transactional id, a transactional one.
+ * with broker defaults. With a transactional id, a transactional one. Its id, epoch and
+ * transactions are the client's; the records Eddy encodes and sends itself (produce-request.ts).
  */
 function createProducer(settings: KafkaSettings, transactionalId?: string): EddyProducer {
   const options = clientOptions(settings, { retrying: true });
   // The client takes fewer than 2 retries of an idempotent producer to mean retrying forever.
-  return new Producer({ ...options, retries: Math.max(2, options.retries), idempotent: true, autocreateTopics: false, serializers, ...(transactionalId === undefined ? {} : { transactionalId }) });
+  return new Producer({ ...options, retries: Math.max(2, options.retries), idempotent: true, autocreateTopics: false, ...(transactionalId === undefined ? {} : { transactionalId }) });
 }
 
 /**
@@ -72,12 +70,16 @@ export class KafkaProducer implements TransportProducer {
   #replacement: (() => EddyProducer) | undefined;
   readonly #onClose: (producer: KafkaProducer) => void;
   readonly #limitsOf: LimitsOf;
+  readonly #settings: KafkaSettings;
+  /** The next sequence number per partition (idempotence), for the client producer's id and epoch. */
+  #sequences = new Map<string, number>();
   #queue: PendingSend[] = [];
   #inFlight: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
-  protected constructor(producer: EddyProducer, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf) {
+  protected constructor(producer: EddyProducer, settings: KafkaSettings, onClose: (producer: KafkaProducer) => void, limitsOf: LimitsOf) {
     this.#producer = producer;
+    this.#settings = settings;
     this.#onClose = onClose;
     this.#limitsOf = limitsOf;
   }
@@ -92,7 +94,7 @@ export class KafkaProducer implements TransportProducer {
       await producer.close().catch(() => undefined);
       throw transportError('connecting the producer', error);
     }
-    const connected = new KafkaProducer(producer, onClose, limitsOf);
+    const connected = new KafkaProducer(producer, settings, onClose, limitsOf);
     connected.#replacement = create;
     return connected;
   }
@@ -108,6 +110,7 @@ export class KafkaProducer implements TransportProducer {
     if (!this.#replacement) return;
     const old = this.#producer;
     this.#producer = this.#replacement();
+    this.#sequences = new Map();
     await old.close().catch(() => undefined);
   }
 
@@ -144,10 +147,91 @@ export class KafkaProducer implements TransportProducer {
     while (this.#inFlight) await this.#inFlight;
   }
 
-  /** One produce request (all its records acknowledged by every in-sync replica). */
-  protected produce(messages: EddyMessage[]): Promise<ProduceResult> {
-    return this.#producer.send({ messages });
+  /**
+   * Writes records (acks from every in-sync replica) and resolves with the base offset of each
+   * partition's batch: one batch per partition, one request per leader. A partition that fails
+   * with an error a retry may mend (a leader moving) goes again, with fresh metadata and the same
+   * sequence numbers; any other failure rejects, and the sequence numbers of the whole call count
+   * as unused, so a batch the broker wrote goes again unchanged and is known for a duplicate.
+   */
+  protected async produce(records: readonly OutgoingRecord[]): Promise<Map<string, number>> {
+    const client = this.#producer;
+    if (client.producerId === undefined) await client.initIdempotentProducer({});
+    const producer = { producerId: client.producerId!, producerEpoch: client.producerEpoch!, transactional: this.transactionalIdOrNull !== null };
+    const groups = new Map<string, { topic: string; partition: number; records: OutgoingRecord[] }>();
+    for (const record of records) {
+      const key = partitionKey(record.topic, record.partition);
+      let group = groups.get(key);
+      if (!group) groups.set(key, (group = { topic: record.topic, partition: record.partition, records: [] }));
+      group.records.push(record);
+    }
+    const topics = [...new Set(records.map((record) => record.topic))];
+    const sequencesBefore = new Map(this.#sequences);
+    const offsets = new Map<string, number>();
+    let pending = [...groups.entries()];
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const metadata = await client.metadata({ topics, autocreateTopics: false, forceUpdate: attempt > 1 });
+        await this.joinTransaction(metadata, pending.map(([, { topic, partition }]) => ({ topic, partition })));
+        const byLeader = new Map<number, Array<[string, { topic: string; partition: number; records: OutgoingRecord[] }]>>();
+        for (const entry of pending) {
+          const leader = metadata.topics.get(entry[1].topic)?.partitions[entry[1].partition]?.leader;
+          if (leader === undefined || leader < 0) throw new EddyError('TRANSPORT_FAILED', `${entry[1].topic}[${entry[1].partition}] has no leader`, { retriable: true });
+          let ofLeader = byLeader.get(leader);
+          if (!ofLeader) byLeader.set(leader, (ofLeader = []));
+          ofLeader.push(entry);
+        }
+        const failed: typeof pending = [];
+        let failure: unknown;
+        await Promise.all(
+          [...byLeader].map(async ([leader, entries]) => {
+            const batches: PartitionBatch[] = entries.map(([key, { topic, partition, records: ofPartition }]) => ({ topic, partition, batch: encodeBatch(ofPartition, producer, this.#sequences.get(key) ?? 0) }));
+            let response;
+            try {
+              const broker = metadata.brokers.get(leader);
+              if (!broker) throw new EddyError('TRANSPORT_FAILED', `broker ${leader} is not in the cluster's metadata`, { retriable: true });
+              response = await produceRaw.async(await client.connections.get(broker), this.transactionalIdOrNull, -1, 30_000, batches);
+            } catch (error) {
+              response = responseOf<Awaited<ReturnType<typeof produceRaw.async>>>(error);
+              failure ??= error;
+              if (!response) {
+                failed.push(...entries);
+                return;
+              }
+            }
+            for (const topicResponse of response.responses) {
+              for (const { index, errorCode, baseOffset } of topicResponse.partitionResponses) {
+                const key = partitionKey(topicResponse.name, index);
+                const entry = entries.find(([candidate]) => candidate === key);
+                if (!entry) continue;
+                if (errorCode !== 0) {
+                  failed.push(entry);
+                  continue;
+                }
+                offsets.set(key, Number(baseOffset));
+                this.#sequences.set(key, (this.#sequences.get(key) ?? 0) + entry[1].records.length);
+              }
+            }
+          }),
+        );
+        if (failed.length === 0) return offsets;
+        if (attempt > this.#settings.retry.retries || !isRetriable(failure)) throw failure;
+        pending = failed;
+        await new Promise((resolve) => setTimeout(resolve, retryDelayMs(this.#settings, attempt)));
+      }
+    } catch (error) {
+      this.#sequences = sequencesBefore;
+      throw error;
+    }
   }
+
+  /** The transactional id produce requests name (null: not transactional). */
+  protected get transactionalIdOrNull(): string | null {
+    return null;
+  }
+
+  /** Under a transaction: registers the partitions with it before records go to them. */
+  protected async joinTransaction(_metadata: ClusterMetadata, _partitions: ReadonlyArray<{ topic: string; partition: number }>): Promise<void> {}
 
   #pump(): void {
     if (this.#inFlight || this.#queue.length === 0) return;
@@ -189,7 +273,7 @@ export class KafkaProducer implements TransportProducer {
    */
   async #sendEntries(entries: readonly RequestEntry[]): Promise<void> {
     try {
-      assignOffsets(entries, await this.produce(toMessages(entries)));
+      assignOffsets(entries, await this.produce(entries.map((entry) => entry.record)));
     } catch (error) {
       const reason = recordRefusal(error);
       if (reason === undefined || !this.isolatesRefusals) throw error;
@@ -243,13 +327,14 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
 
   private constructor(
     producer: EddyProducer,
+    settings: KafkaSettings,
     onClose: (producer: KafkaProducer) => void,
     limitsOf: LimitsOf,
     transactionalId: string,
     transaction: Transaction,
     commitOffsets: TransactionalOffsetCommit,
   ) {
-    super(producer, onClose, limitsOf);
+    super(producer, settings, onClose, limitsOf);
     this.transactionalId = transactionalId;
     this.#transaction = transaction;
     this.#commitOffsets = commitOffsets;
@@ -277,7 +362,7 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
         // names no earlier producer id and epoch (-1): the client's default (0, 0) claims to be
         // producer 0, which the coordinator of an id used before answers with PRODUCER_FENCED.
         const transaction = await producer.beginTransaction({ producerId: -1n, producerEpoch: -1 });
-        return new KafkaTransactionalProducer(producer, onClose, limitsOf, transactionalId, transaction, commitOffsets);
+        return new KafkaTransactionalProducer(producer, settings, onClose, limitsOf, transactionalId, transaction, commitOffsets);
       } catch (error) {
         await producer.close().catch(() => undefined);
         if (attempt >= initAttempts || isFenced(error) || !isRetriable(error)) throw transactionError(`starting transactional producer ${transactionalId}`, transactionalId, error);
@@ -366,15 +451,24 @@ export class KafkaTransactionalProducer extends KafkaProducer implements Transac
     return false;
   }
 
-  protected override produce(messages: EddyMessage[]): Promise<ProduceResult> {
+  protected override produce(records: readonly OutgoingRecord[]): Promise<Map<string, number>> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#open || !this.#transaction) {
       return Promise.reject(new EddyError('TRANSPORT_FAILED', `transactional producer ${this.transactionalId}: send outside a transaction`));
     }
     this.#joined = true;
-    return this.#transaction.send({ messages }).catch((error: unknown) => {
+    return super.produce(records).catch((error: unknown) => {
       throw this.#broken('producing in the transaction', error);
     });
+  }
+
+  protected override get transactionalIdOrNull(): string | null {
+    return this.transactionalId;
+  }
+
+  /** AddPartitionsToTxn for the partitions the open transaction does not hold yet (the client's transaction keeps count). */
+  protected override async joinTransaction(metadata: ClusterMetadata, partitions: ReadonlyArray<{ topic: string; partition: number }>): Promise<void> {
+    await this.#transaction!.addPartitions(metadata, partitions.map(({ topic, partition }) => ({ topic, partition, value: Buffer.alloc(0) })));
   }
 
   #identity(): TransactionIdentity {
@@ -490,14 +584,6 @@ function groupByPartition(entries: readonly RequestEntry[]): RequestEntry[][] {
   return [...groups.values()];
 }
 
-function toMessages(entries: readonly RequestEntry[]): EddyMessage[] {
-  const messages: EddyMessage[] = new Array(entries.length);
-  for (let index = 0; index < entries.length; index++) {
-    const { topic, partition, key, value, timestamp, headers } = entries[index]!.record;
-    messages[index] = hasEntries(headers) ? { topic, partition, key, value, timestamp: BigInt(timestamp), headers } : { topic, partition, key, value, timestamp: BigInt(timestamp) };
-  }
-  return messages;
-}
 
 function hasEntries(headers: Headers | undefined): headers is Headers {
   if (headers) for (const name in headers) if (Object.hasOwn(headers, name)) return true;
@@ -512,12 +598,15 @@ function approximateSize(record: OutgoingRecord): number {
 }
 
 /** Gives each record its offset: its partition's base offset plus its position among that partition's records. */
-function assignOffsets(entries: readonly RequestEntry[], result: ProduceResult): void {
+function assignOffsets(entries: readonly RequestEntry[], baseOffsets: ReadonlyMap<string, number>): void {
   const next = new Map<string, Map<number, number>>();
-  for (const { topic, partition, offset } of result.offsets ?? []) {
-    let partitions = next.get(topic);
-    if (!partitions) next.set(topic, (partitions = new Map()));
-    partitions.set(partition, Number(offset));
+  for (const { record } of entries) {
+    if (next.get(record.topic)?.has(record.partition)) continue;
+    const base = baseOffsets.get(partitionKey(record.topic, record.partition));
+    if (base === undefined) continue;
+    let partitions = next.get(record.topic);
+    if (!partitions) next.set(record.topic, (partitions = new Map()));
+    partitions.set(record.partition, base);
   }
   // Per record, no strings or objects: consecutive records mostly share their topic and caller.
   let topic: string | undefined;
