@@ -217,8 +217,19 @@ describeKafka('KafkaAdmin and readPartition on a real broker', (brokers) => {
       return Object.fromEntries((described?.configs ?? []).map((entry) => [entry.name, entry.value]));
     };
     const group = uniqueName('eddy-a-group');
+    // The controller applies a config change; a broker answers DescribeConfigs with it a moment later.
+    const configured = async (groupId: string, wanted: Record<string, string>) => {
+      const deadline = Date.now() + 10_000;
+      let seen = await groupConfig(groupId);
+      const same = (a: Record<string, unknown>, b: Record<string, unknown>) => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+      while (!same(seen, wanted) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        seen = await groupConfig(groupId);
+      }
+      return seen;
+    };
     await admin.configureGroup(group, { 'consumer.session.timeout.ms': '7000', 'consumer.heartbeat.interval.ms': '700' });
-    expect(await groupConfig(group)).toEqual({ 'consumer.session.timeout.ms': '7000', 'consumer.heartbeat.interval.ms': '700' });
+    expect(await configured(group, { 'consumer.heartbeat.interval.ms': '700', 'consumer.session.timeout.ms': '7000' })).toEqual({ 'consumer.session.timeout.ms': '7000', 'consumer.heartbeat.interval.ms': '700' });
     // Outside the broker's bounds (this broker: 1 s to 60 s): refused, with the broker's reason.
     await expect(admin.configureGroup(group, { 'consumer.session.timeout.ms': '600000' })).rejects.toMatchObject({ code: 'TRANSPORT_FAILED', retriable: false });
 
@@ -228,7 +239,7 @@ describeKafka('KafkaAdmin and readPartition on a real broker', (brokers) => {
     const transport = kafkaTransport({ brokers, logger, consumer: { sessionTimeout: '8s', heartbeatInterval: '400ms' } });
     try {
       const consumer = await transport.subscribe(subscribed, [topic], { onAssign: async () => undefined, onRevoke: async () => undefined, onRecords: async () => undefined });
-      expect(await groupConfig(subscribed)).toEqual({ 'consumer.session.timeout.ms': '8000', 'consumer.heartbeat.interval.ms': '400' });
+      expect(await configured(subscribed, { 'consumer.heartbeat.interval.ms': '400', 'consumer.session.timeout.ms': '8000' })).toEqual({ 'consumer.session.timeout.ms': '8000', 'consumer.heartbeat.interval.ms': '400' });
       await consumer.close();
     } finally {
       await transport.close();
