@@ -68,9 +68,7 @@ export class Cluster {
   /** A connection to broker `nodeId` for fetches only (see above). */
   async fetchConnection(nodeId: number): Promise<Connection> {
     this.#fetchClient ??= new Consumer({ ...clientOptions(this.#settings), groupId: this.#groupId });
-    const connection = (await this.#fetchClient.connectToBrokers([nodeId])).get(nodeId);
-    if (!connection) throw new EddyError('TRANSPORT_FAILED', `no connection to broker ${nodeId}`, { retriable: true });
-    return connection;
+    return connectionOf(this.#fetchClient, nodeId);
   }
 
   async metadata(topics: readonly string[], forceUpdate = false): Promise<ClusterMetadata> {
@@ -91,10 +89,8 @@ export class Cluster {
     return this.#topicNames.get(topicId);
   }
 
-  async connection(nodeId: number): Promise<Connection> {
-    const connection = (await this.client.connectToBrokers([nodeId])).get(nodeId);
-    if (!connection) throw new EddyError('TRANSPORT_FAILED', `no connection to broker ${nodeId}`, { retriable: true });
-    return connection;
+  connection(nodeId: number): Promise<Connection> {
+    return connectionOf(this.client, nodeId);
   }
 
   /** A connection to the coordinator of group `groupId`. */
@@ -142,4 +138,11 @@ export class Cluster {
     this.#fetchClient = undefined;
     await Promise.all([this.client.close(true), fetchClient?.close(true)]);
   }
+}
+
+/** A client's connection to broker `nodeId`. */
+async function connectionOf(client: Consumer, nodeId: number): Promise<Connection> {
+  const connection = (await client.connectToBrokers([nodeId])).get(nodeId);
+  if (!connection) throw new EddyError('TRANSPORT_FAILED', `no connection to broker ${nodeId}`, { retriable: true });
+  return connection;
 }

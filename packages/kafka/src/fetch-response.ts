@@ -1,6 +1,7 @@
-import { Buffer } from 'node:buffer';
+import type { Buffer } from 'node:buffer';
 import { EddyError } from '@eddy/core';
-import { createAPI, fetchV17, readRecordsBatch, Reader, ResponseError } from '@platformatic/kafka';
+import type { Reader} from '@platformatic/kafka';
+import { compressionsAlgorithmsByBitmask, createAPI, fetchV17, ResponseError } from '@platformatic/kafka';
 
 /**
  * Fetch (v17) with record batches kept as the bytes the broker sent. The client's own parser
@@ -103,42 +104,15 @@ export function rawBatches(bytes: Buffer): RawBatch[] {
     if ((attributes & COMPRESSION) === 0) {
       batches.push({ ...header, bytes: bytes.subarray(0, end), start: at + BATCH_OVERHEAD });
     } else {
-      // Compressed: the client's own decoder inflates it, and the records are written out again
-      // uncompressed, so that one decoder reads every batch.
-      batches.push({ ...header, ...reencoded(bytes.subarray(at, end)) });
+      // Compressed: the records section, inflated by the client's own decompressor, is laid out as
+      // in an uncompressed batch.
+      const algorithm = compressionsAlgorithmsByBitmask[attributes & COMPRESSION];
+      if (!algorithm) throw new EddyError('TRANSPORT_FAILED', `a fetched record batch uses an unknown compression (attributes ${attributes})`);
+      batches.push({ ...header, bytes: algorithm.decompressSync(bytes.subarray(at + BATCH_OVERHEAD, end)), start: 0 });
     }
     at = end;
   }
   return batches;
-}
-
-/** A compressed batch's records, decompressed by the client and laid out as in an uncompressed batch. */
-function reencoded(batch: Buffer): { bytes: Buffer; start: number } {
-  const decoded = readRecordsBatch(Reader.from(batch));
-  const parts: Buffer[] = [];
-  for (const record of decoded.records) {
-    const body = [Buffer.from([record.attributes & 0xff]), varlong(Number(record.timestampDelta)), varlong(record.offsetDelta), bytesField(record.key), bytesField(record.value), varlong(record.headers.length)];
-    for (const [name, value] of record.headers) body.push(bytesField(name), bytesField(value));
-    const joined = Buffer.concat(body);
-    parts.push(varlong(joined.length), joined);
-  }
-  return { bytes: Buffer.concat(parts), start: 0 };
-}
-
-function bytesField(bytes: Buffer | null): Buffer {
-  return bytes === null ? varlong(-1) : Buffer.concat([varlong(bytes.length), bytes]);
-}
-
-/** A zigzag varint (as Kafka writes record fields), for values within ±2^53. */
-function varlong(value: number): Buffer {
-  let zigzag = value >= 0 ? value * 2 : -value * 2 - 1;
-  const out: number[] = [];
-  while (zigzag >= 0x80) {
-    out.push((zigzag % 128) | 0x80);
-    zigzag = Math.floor(zigzag / 128);
-  }
-  out.push(zigzag);
-  return Buffer.from(out);
 }
 
 /** Fetch v17 whose record batches stay bytes until {@link forEachRecord} reads them. */

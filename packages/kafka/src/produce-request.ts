@@ -32,8 +32,8 @@ const CRC_FROM = 21;
 
 const textEncoder = new TextEncoder();
 
-/** Bytes of a zigzag varint. */
-function varintSize(value: number): number {
+/** Bytes of a zigzag varint (as record fields are written). */
+export function varintSize(value: number): number {
   let zigzag = value >= 0 ? value * 2 : -value * 2 - 1;
   let size = 1;
   while (zigzag >= 0x80) {

@@ -199,11 +199,13 @@ export class KafkaProducer implements TransportProducer {
                 return;
               }
             }
+            const sent = new Map(entries);
             for (const topicResponse of response.responses) {
               for (const { index, errorCode, baseOffset } of topicResponse.partitionResponses) {
                 const key = partitionKey(topicResponse.name, index);
-                const entry = entries.find(([candidate]) => candidate === key);
-                if (!entry) continue;
+                const group = sent.get(key);
+                if (!group) continue;
+                const entry: (typeof entries)[number] = [key, group];
                 if (errorCode !== 0) {
                   failed.push(entry);
                   continue;

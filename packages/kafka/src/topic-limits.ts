@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { OutgoingRecord } from '@eddy/core';
+import { varintSize } from './produce-request.js';
 import { ConfigResourceTypes, type Admin } from '@platformatic/kafka';
 
 /** What a topic accepts, from its configuration (the topic's own values, else the broker's). */
@@ -78,12 +79,3 @@ function bytesField(length: number | undefined): number {
   return length === undefined ? varintSize(-1) : varintSize(length) + length;
 }
 
-function varintSize(value: number): number {
-  let zigzag = value >= 0 ? value * 2 : -value * 2 - 1;
-  let size = 1;
-  while (zigzag >= 0x80) {
-    zigzag = Math.floor(zigzag / 128);
-    size++;
-  }
-  return size;
-}
