@@ -13,6 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp, memoryTransport, silentLogger, type App, type MemoryTransport, type MetricsSnapshot } from '@eddy/core';
+import { settleApp } from '@eddy/core/testing';
 import { levelState, levelTransport } from '@eddy/state';
 import { addSummary, emptyOutput, type AggregationKind, type RunOutput, type WindowShape, type WindowSummary } from './windowing.js';
 import { INPUT_TOPIC, type Reading } from './workload.js';
@@ -104,7 +105,7 @@ export async function runEngine(
     } else {
       await sendAll(app, values);
     }
-    await app.settle(() => transport.idle());
+    await settleApp(app, () => transport.idle());
     const ms = performance.now() - started;
     const cpuMs = cpuSince(cpu);
     await hooks.afterTimed?.();

@@ -38,3 +38,30 @@ export class Metrics {
   recordsHandedOff = 0;
   commitFailures = 0;
 }
+
+/** A snapshot in Prometheus text format, every series labelled with the app id. */
+export function prometheusText(appId: string, snapshot: MetricsSnapshot, healthy: boolean): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: 'counter' | 'gauge', value: number, help: string) => {
+    lines.push(`# HELP eddy_${name} ${help}`, `# TYPE eddy_${name} ${type}`, `eddy_${name}{app="${appId}"} ${value}`);
+  };
+  metric('records_in_total', 'counter', snapshot.recordsIn, 'Records read from source topics.');
+  metric('records_out_total', 'counter', snapshot.recordsOut, 'Records written to topics.');
+  metric('windows_open', 'gauge', snapshot.windowsOpen, 'Windows holding state.');
+  metric('windows_closed_total', 'counter', snapshot.windowsClosed, 'Windows closed.');
+  metric('late_records_total', 'counter', snapshot.lateRecords, 'Records that missed a closed window.');
+  metric('dead_letters_total', 'counter', snapshot.deadLetters, 'Records sent to the dead-letter topic.');
+  metric('duplicates_dropped_total', 'counter', snapshot.duplicatesDropped, 'Replayed repartition records dropped as already applied.');
+  metric('records_handed_off_total', 'counter', snapshot.recordsHandedOff, 'Records handed to a local task instead of through their repartition topic.');
+  metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
+  metric('lag', 'gauge', snapshot.lag, 'Records waiting in assigned input partitions.');
+  metric('event_loop_delay_p99_ms', 'gauge', snapshot.eventLoopDelayP99Ms, 'Event-loop delay, 99th percentile.');
+  metric('event_loop_delay_max_ms', 'gauge', snapshot.eventLoopDelayMaxMs, 'Event-loop delay, maximum.');
+  metric('restored_records_total', 'counter', snapshot.restoredRecords, 'Changelog records replayed into state.');
+  metric('state_cache_bytes', 'gauge', snapshot.stateCacheBytes, 'Serialized bytes of state held in memory.');
+  metric('restore_remaining', 'gauge', snapshot.restoreRemaining, 'Changelog records left to replay.');
+  metric('commit_failures_total', 'counter', snapshot.commitFailures, 'Task commits that failed.');
+  metric('last_commit_age_max_ms', 'gauge', Math.max(0, ...Object.values(snapshot.lastCommitAgeMs)), 'Longest time since a task last committed.');
+  metric('healthy', 'gauge', healthy ? 1 : 0, 'Whether app.health() reports ok.');
+  return `${lines.join('\n')}\n`;
+}

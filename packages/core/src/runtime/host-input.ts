@@ -1,0 +1,105 @@
+import type { SendOptions } from '../app-options.js';
+import type { Clock } from '../clock.js';
+import type { Node } from '../dsl/graph.js';
+import { ConfigError } from '../errors.js';
+import { partitionForKey } from '../murmur2.js';
+import { defaultKeySerde, json, type Serde } from '../serde.js';
+import type { Headers, OutgoingRecord, TransportProducer } from '../transport/types.js';
+import { HostSends } from './host-sends.js';
+import type { TopicProvisioner } from './topic-provisioner.js';
+
+/** How the host's records reach one topic. */
+interface HostRoute {
+  readonly topic: string;
+  readonly partitions: number;
+  readonly keySerde: Serde<unknown>;
+  readonly valueSerde: Serde<unknown>;
+  readonly sends: HostSends;
+  /** Keys sent lately, serialized and hashed to their partition. */
+  readonly keys: Map<unknown, { readonly bytes: Uint8Array; readonly partition: number }>;
+}
+
+const emptyHeaders: Headers = Object.freeze({});
+
+/** What the input path needs of the app; the clock and producer may change until the app starts. */
+export interface HostInputDeps {
+  readonly clock: () => Clock;
+  /** The app's producer, opened on the first send if the app has not started yet. */
+  readonly producer: () => Promise<TransportProducer>;
+  readonly nodes: () => readonly Node[];
+  readonly topics: TopicProvisioner;
+}
+
+/**
+ * The host's way in (`app.send`, `app.sendBatch`): records serialized with their topic's source
+ * serdes and partitioned as a sink would, then written through the app's producer — a turn's
+ * sends in one write (see HostSends).
+ */
+export class HostInput {
+  /** Per topic the host writes, how (see `#route`). */
+  readonly #routes = new Map<string, HostRoute>();
+  /** The host's sends of a turn, together (see HostSends), for the producer they go through. */
+  #sends: { readonly producer: TransportProducer; readonly sends: HostSends } | undefined;
+  #roundRobin = 0;
+
+  constructor(private readonly deps: HostInputDeps) {}
+
+  /** One record; once a topic has been written to, with no await before the producer's own. */
+  send(topic: string, value: unknown, options: SendOptions): Promise<void> {
+    const route = this.#routes.get(topic);
+    if (route) {
+      try {
+        return route.sends.send([this.#outgoing(route, value, options, 'send')]);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.sendAll(topic, [{ ...options, value }], 'send');
+  }
+
+  async sendAll(topic: string, records: ReadonlyArray<SendOptions & { value: unknown }>, what: string): Promise<void> {
+    const route = this.#routes.get(topic) ?? (await this.#route(topic, what));
+    if (records.length === 0) return;
+    await route.sends.send(records.map((record) => this.#outgoing(route, record.value, record, what)));
+  }
+
+  /** How the host's records for `topic` are written: its source's serdes, its partitions, the producer. */
+  async #route(topic: string, what: string): Promise<HostRoute> {
+    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`${what}: invalid topic ${JSON.stringify(topic)}`);
+    const source = this.deps.nodes().find((node) => node.kind === 'source' && node.topic === topic);
+    const partitions = await this.deps.topics.partitionCount(topic);
+    const producer = await this.deps.producer();
+    if (this.#sends?.producer !== producer) this.#sends = { producer, sends: new HostSends(producer) };
+    const route: HostRoute = {
+      topic,
+      partitions,
+      keySerde: source?.kind === 'source' ? source.keySerde : defaultKeySerde,
+      valueSerde: source?.kind === 'source' ? source.valueSerde : json(),
+      sends: this.#sends.sends,
+      keys: new Map(),
+    };
+    this.#routes.set(topic, route);
+    return route;
+  }
+
+  #outgoing(route: HostRoute, value: unknown, options: SendOptions, what: string): OutgoingRecord {
+    const timestamp = options.timestamp ?? this.deps.clock().now();
+    if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) throw new ConfigError(`${what}: timestamp must be a finite number, got ${String(timestamp)}`);
+    const bytes = value === null || value === undefined ? null : value instanceof Uint8Array ? value : route.valueSerde.serialize(value);
+    const headers = (options.headers ?? emptyHeaders) as Headers;
+    const key = options.key;
+    if (key === undefined || key === null) return { topic: route.topic, partition: this.#roundRobin++ % route.partitions, key: null, value: bytes, timestamp, headers };
+    if (key instanceof Uint8Array) return { topic: route.topic, partition: partitionForKey(key, route.partitions), key, value: bytes, timestamp, headers };
+    // Keys repeat: serialize and hash each one once (as sinks do).
+    let keyed = typeof key === 'object' ? undefined : route.keys.get(key);
+    if (!keyed) {
+      const keyBytes = route.keySerde.serialize(key);
+      keyed = { bytes: keyBytes, partition: partitionForKey(keyBytes, route.partitions) };
+      if (typeof key !== 'object') {
+        if (route.keys.size >= 10_000) route.keys.clear();
+        route.keys.set(key, keyed);
+      }
+    }
+    return { topic: route.topic, partition: keyed.partition, key: keyed.bytes, value: bytes, timestamp, headers };
+  }
+}

@@ -1,0 +1,78 @@
+import { changelogTopic, deadLetterTopic, type SubTopology, type Topology } from '../dsl/topology.js';
+import { ConfigError } from '../errors.js';
+import type { Transport } from '../transport/types.js';
+
+/**
+ * The topics an app reads and writes, made before its tasks start, and their partition counts
+ * (a sink partitions its keys by them; a host's `send` too).
+ */
+export class TopicProvisioner {
+  readonly #partitions = new Map<string, number>();
+
+  constructor(
+    private readonly appId: string,
+    private readonly transport: () => Transport,
+  ) {}
+
+  /** The partition count of a topic made or seen before (1 for one never seen). */
+  partitionsOf(topic: string): number {
+    return this.#partitions.get(topic) ?? 1;
+  }
+
+  /** The partition count of a topic; a topic that does not exist is made with the transport's default count. */
+  async partitionCount(topic: string): Promise<number> {
+    const known = this.#partitions.get(topic);
+    if (known !== undefined) return known;
+    const transport = this.transport();
+    let count = await transport.partitionCount(topic);
+    if (count === undefined) {
+      await transport.ensureTopics([{ name: topic, partitions: transport.defaultPartitions ?? 1 }]);
+      count = (await transport.partitionCount(topic)) ?? 1;
+    }
+    this.#partitions.set(topic, count);
+    return count;
+  }
+
+  /**
+   * Partition counts: a sub-topology runs one task per partition of its sources (which must
+   * agree); a repartition topic gets the count of the sub-topology that writes it; changelogs
+   * the count of the sub-topology that owns the store.
+   */
+  async provision(topology: Topology): Promise<void> {
+    const counts = new Map<SubTopology, number>();
+    const internalCount = (topic: string) => {
+      const writer = topology.repartitionTopics.get(topic);
+      return writer ? counts.get(writer) : undefined;
+    };
+    for (let pass = 0; pass <= topology.subTopologies.length && counts.size < topology.subTopologies.length; pass++) {
+      for (const sub of topology.subTopologies) {
+        if (counts.has(sub)) continue;
+        const sourceCounts: number[] = [];
+        let ready = true;
+        for (const source of sub.sources) {
+          if (source.internal) {
+            const count = internalCount(source.topic);
+            if (count === undefined) ready = false;
+            else sourceCounts.push(count);
+          } else {
+            sourceCounts.push(await this.partitionCount(source.topic));
+          }
+        }
+        if (!ready) continue;
+        if (new Set(sourceCounts).size > 1) {
+          throw new ConfigError(`topics ${sub.sources.map((source) => source.topic).join(', ')} are merged but have different partition counts (${sourceCounts.join(', ')})`);
+        }
+        counts.set(sub, sourceCounts[0]!);
+      }
+    }
+    const specs = [];
+    for (const [topic, writer] of topology.repartitionTopics) specs.push({ name: topic, partitions: counts.get(writer)!, unlimitedRetention: true });
+    for (const sub of topology.subTopologies) {
+      for (const store of sub.storeNames) specs.push({ name: changelogTopic(this.appId, store), partitions: counts.get(sub)!, compacted: true });
+    }
+    specs.push({ name: deadLetterTopic(this.appId), partitions: 1 });
+    await this.transport().ensureTopics(specs);
+    for (const spec of specs) this.#partitions.set(spec.name, spec.partitions);
+    for (const sub of topology.subTopologies) for (const sink of sub.sinks) await this.partitionCount(sink.topic);
+  }
+}
