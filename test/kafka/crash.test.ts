@@ -1,15 +1,20 @@
 /**
  * Crash recovery on the real broker: a child process running a windowed pipeline with durable
- * state is killed with SIGKILL at random moments and restarted; afterwards every window's result
- * is present with the correct value (duplicates allowed under at-least-once, never a wrong one).
+ * state is killed with SIGKILL at seeded random moments and restarted; afterwards every window's
+ * result is present with the correct value (duplicates allowed under at-least-once, never a wrong one).
  */
 import { expect, it } from 'vitest';
+import { mulberry32 } from '@eddy/core/testing';
+import { replaySeed } from '../replay-seed.ts';
 import { describeKafka } from './broker.ts';
 import { crashSetup, kill, startChild, windowedFixture } from './children.ts';
 import { waitFor } from './helpers.ts';
 
+const seed = replaySeed(20261207);
+
 describeKafka('crash recovery (SIGKILL) on Kafka', (brokers) => {
-  it('loses no window and gives no wrong value across repeated kills', async () => {
+  it(`loses no window and gives no wrong value across repeated kills (seed ${seed})`, async () => {
+    const random = mulberry32(seed);
     const { messages, expected, inTopic, producer, output, args, close } = await crashSetup(brokers, 'crash', 'at-least-once');
     try {
       // Input arrives while the app runs and dies: in slices, a kill after each of the first three.
@@ -20,12 +25,12 @@ describeKafka('crash recovery (SIGKILL) on Kafka', (brokers) => {
         await started;
         await producer.send(inTopic, messages.slice(slice * size, (slice + 1) * size));
         if (slice < slices - 1) {
-          await new Promise((resolve) => setTimeout(resolve, 300 + Math.floor(Math.random() * 1500)));
+          await new Promise((resolve) => setTimeout(resolve, 300 + Math.floor(random() * 1500)));
           await kill(child);
           continue;
         }
         await waitFor(
-          'every window to be produced',
+          `every window to be produced (seed ${seed})`,
           () => {
             const seen = new Set(output.records.map((record) => JSON.parse(record.value!) as { sensor: string; start: number }).map((w) => `${w.sensor}@${w.start}`));
             return [...expected.keys()].every((window) => seen.has(window));
@@ -38,9 +43,9 @@ describeKafka('crash recovery (SIGKILL) on Kafka', (brokers) => {
       for (const result of results) {
         const window = `${result.sensor}@${result.start}`;
         if (result.start >= 10_000_000 - 5000) continue;
-        expect({ window, sum: result.sum }).toEqual({ window, sum: expected.get(window) });
+        expect({ window, sum: result.sum }, `seed ${seed}`).toEqual({ window, sum: expected.get(window) });
       }
-      expect(new Set(results.map((result) => `${result.sensor}@${result.start}`)).size).toBeGreaterThanOrEqual(expected.size);
+      expect(new Set(results.map((result) => `${result.sensor}@${result.start}`)).size, `seed ${seed}`).toBeGreaterThanOrEqual(expected.size);
     } finally {
       await close();
     }

@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '@eddy/core/testing';
 import { levelTransport } from '@eddy/state';
 import { startServiceProcess, type ServiceProcess } from '../../examples/src/embedded-service/service-process.ts';
+import { replaySeed } from '../replay-seed.ts';
 
 const directories: string[] = [];
 afterAll(async () => Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true }))));
@@ -27,12 +28,13 @@ interface PageView {
 const pages = ['/home', '/docs', '/pricing', '/blog', '/about'];
 const minute = 60_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const seed = replaySeed(20261206);
 
 describe('the embedded service killed again and again', () => {
-  it('loses no accepted event and reports every window with its exact count', async () => {
+  it(`loses no accepted event and reports every window with its exact count (seed ${seed})`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'eddy-embedded-kill-'));
     directories.push(dir);
-    const random = mulberry32(20261206);
+    const random = mulberry32(seed);
     let service: ServiceProcess = await startServiceProcess(dir);
     const accepted = new Set<string>();
     let sequence = 0;
@@ -98,7 +100,7 @@ describe('the embedded service killed again and again', () => {
 
     const logged = new Set(input.map((event) => event.user));
     const lost = [...accepted].filter((user) => !logged.has(user));
-    expect(lost, 'accepted events missing from the log').toEqual([]);
+    expect(lost, `accepted events missing from the log (seed ${seed})`).toEqual([]);
     const expected = new Map<string, number>();
     for (const event of input) {
       if (event.ts >= 100 * minute) continue;
@@ -107,9 +109,9 @@ describe('the embedded service killed again and again', () => {
     }
     const wrong = results.filter((result) => expected.get(`${result.key}@${result.start}`) !== result.value);
     const missing = [...expected.keys()].filter((window) => !results.some((result) => `${result.key}@${result.start}` === window));
-    console.log(`[embedded-kill] ${kills} kills (${unanswered} posts unanswered); ${accepted.size} events accepted, ${input.length} in the log; ${results.length} results for ${expected.size} windows`);
-    expect({ wrong: wrong.slice(0, 5), missing: missing.slice(0, 5) }).toEqual({ wrong: [], missing: [] });
-    expect(kills).toBe(10);
-    expect(expected.size).toBeGreaterThanOrEqual(pages.length * 9);
+    console.log(`[embedded-kill] seed ${seed}: ${kills} kills (${unanswered} posts unanswered); ${accepted.size} events accepted, ${input.length} in the log; ${results.length} results for ${expected.size} windows`);
+    expect({ wrong: wrong.slice(0, 5), missing: missing.slice(0, 5) }, `seed ${seed}`).toEqual({ wrong: [], missing: [] });
+    expect(kills, `seed ${seed}`).toBe(10);
+    expect(expected.size, `seed ${seed}`).toBeGreaterThanOrEqual(pages.length * 9);
   }, 120_000);
 });

@@ -57,19 +57,25 @@ describe('stateless steps', () => {
 describe('async handlers', () => {
   it('emit results in window order whatever order they finish in', async () => {
     const app = createApp({ id: 'async', idleTimeout: false });
-    const delays = [30, 5, 20, 0, 10];
+    // Event-loop turns each handler waits (by window): they finish out of window order.
+    const turns = [30, 5, 20, 0, 10];
+    const finished: number[] = [];
     app
       .from<Reading>('in', { timestamp: (r) => r.ts })
       .keyBy((r) => r.sensor)
       .tumbling(1000)
       .count()
       .onClose(async (w) => {
-        await new Promise((resolve) => setTimeout(resolve, delays[(w.start / 1000) % delays.length]));
+        for (let turn = 0; turn < turns[(w.start / 1000) % turns.length]!; turn++) await new Promise((resolve) => setImmediate(resolve));
+        finished.push(w.start);
         return [w.start, w.end];
       })
       .to('out');
     const driver = await TestDriver.start(app);
-    for (let second = 0; second < 10; second++) await driver.send('in', reading('a', 1, second * 1000 + 1));
+    // In one call, so that the windows close in one batch and their handlers run at once.
+    await app.sendBatch('in', Array.from({ length: 10 }, (_, second) => ({ value: reading('a', 1, second * 1000 + 1) })));
+    await driver.advanceTime(0);
+    expect(finished).not.toEqual([...finished].sort((x, y) => x - y));
     const starts = driver.read('out').map((r) => r.value as number);
     expect(starts).toEqual([0, 1000, 1000, 2000, 2000, 3000, 3000, 4000, 4000, 5000, 5000, 6000, 6000, 7000, 7000, 8000, 8000, 9000]);
     expect(driver.read('out').map((r) => r.timestamp)).toEqual(starts.flatMap((_, i) => (i % 2 === 0 ? [starts[i + 1]! - 1, starts[i + 1]! - 1] : [])));
@@ -390,27 +396,22 @@ describe('a commit that fails half-way', () => {
     const flaky = failingSends(inner, (records) => records.some((record) => record.topic.endsWith('-changelog')) && failures > 0 && failures-- > 0);
     const state = memoryState();
     const build = () => {
-      const app = createApp({ id: 'half', transport: flaky, state, idleTimeout: false, commitInterval: 20, logger: silentLogger });
+      const app = createApp({ id: 'half', state, idleTimeout: false, commitInterval: 20, logger: silentLogger });
       app.from<{ s: string; v: number; ts: number }>('in', { timestamp: (r) => r.ts }).keyBy((r) => r.s).tumbling(1000).sum((r) => r.v).onClose((w) => `${w.key}@${w.start}=${w.value}`).to('out');
       return app;
     };
-    const first = build();
-    await first.start();
+    const first = await TestDriver.start(build(), { transport: flaky });
     await first.send('in', { s: 's2', v: 10, ts: 100 });
-    await inner.idle();
     // The first commit fails on its changelog send; a later one succeeds.
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await first.advanceTime(150);
     expect(failures).toBe(0);
     // A later commit writes newer state with a checkpoint past the entries the failed one took.
     await first.send('in', { s: 's1', v: 1, ts: 200 });
-    await inner.idle();
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await first.advanceTime(150);
     await first.stop();
 
-    const second = build();
-    await second.start();
+    const second = await TestDriver.start(build(), { transport: flaky });
     await second.send('in', { s: 's2', v: 0, ts: 5000 });
-    await inner.idle();
     await second.stop();
     expect(inner.records('out').map((record) => JSON.parse(new TextDecoder().decode(record.value!)) as string).sort()).toEqual(['s1@0=1', 's2@0=10']);
   });

@@ -33,6 +33,11 @@ class TransactionalMemory implements Transport {
   transactionsCommitted = 0;
   #consumer: TransportConsumer | undefined;
 
+  /** Records of a partition the app's consumer has not delivered yet. */
+  undelivered(topic: string, partition: number): number | undefined {
+    return this.#consumer?.lag?.({ topic, partition });
+  }
+
   connect = () => this.log.connect();
   ensureTopics = (specs: readonly TopicSpec[]) => this.log.ensureTopics(specs);
   partitionCount = (topic: string) => this.log.partitionCount(topic);
@@ -122,8 +127,9 @@ function readOut(log: MemoryTransport): Array<{ sensor: string; start: number; c
   return log.readSlice('out', 0, 0, 1_000_000).map((record: IncomingRecord) => (record.decoded ? record.decoded.value : JSON.parse(new TextDecoder().decode(record.value!))) as { sensor: string; start: number; count: number });
 }
 
+/** Polls `check` on real time (the app runs on the system clock); generous, for a loaded machine. */
 async function waitFor(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5_000;
+  const deadline = Date.now() + 20_000;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -161,7 +167,8 @@ async function closeEveryWindow(transport: TransactionalMemory, app: App): Promi
 /** The transactional id of the windowed app's window task (it reads the repartition topic). */
 const windowTaskId = (id: string) => `${id}:${id}-tumbling-1000ms-grace-0ms-count-repartition:0`;
 
-describe('exactly-once commit protocol', () => {
+// Each wait may take up to 20 s on a loaded machine; a test has several.
+describe('exactly-once commit protocol', { timeout: 90_000 }, () => {
   it('commits outputs and input offsets in the task transaction, not through the consumer', async () => {
     const transport = new TransactionalMemory();
     transport.log.createTopic({ name: 'in', partitions: 1 });
@@ -184,8 +191,9 @@ describe('exactly-once commit protocol', () => {
     // The offsets came with the transactions: a restart reads nothing again.
     const restarted = windowedApp(transport, 'eos');
     await restarted.start();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitFor(() => restarted.metrics().tasks === 2 && restarted.metrics().lag === 0, 'the restarted app to stand at the end of its input');
     await restarted.stop();
+    expect(restarted.metrics().recordsIn).toBe(0);
     expect(readOut(transport.log)).toHaveLength(25);
   });
 
@@ -214,6 +222,27 @@ describe('exactly-once commit protocol', () => {
       { sensor: 'a', start: 1000, count: 1 },
       { sensor: 'a', start: 2000, count: 1 },
     ]);
+  });
+
+  it('a failed task the group cannot confirm for longer than stallTimeout shows in health(), and stops showing once it runs again', async () => {
+    const transport = new TransactionalMemory();
+    transport.log.createTopic({ name: 'in', partitions: 1 });
+    const app = windowedApp(transport, 'unsure', '300ms');
+    await app.start();
+    transport.log.append([readingRecord('a', 0), readingRecord('a', 1500)]);
+    await waitFor(() => readOut(transport.log).length === 1, 'the first window');
+    transport.ownership = 'unsure';
+    await transport.createProducer({ transactionalId: 'unsure:in:0' });
+    transport.log.append([readingRecord('a', 2500), readingRecord('b', 2600)]);
+    // The task is gone from the running ones while the group is asked: health names it anyway.
+    await waitFor(() => app.health().reasons.some((reason) => reason.includes('task 0_0: not running')), 'the app to name the task it cannot start again');
+    expect(app.health().status).toBe('degraded');
+    expect(app.health().reasons.join('\n')).toMatch(/task 0_0: not running for \d+ ms, being started again after a failure \(attempt \d+: the group to confirm/);
+    expect(app.metrics().tasks).toBe(1);
+    transport.ownership = 'owned';
+    await waitFor(() => app.metrics().tasks === 2 && app.health().status === 'ok', 'the task to run again and the app to be ok');
+    await closeEveryWindow(transport, app);
+    expect(readOut(transport.log)).toEqual(eachWindowOnce);
   });
 
   it('a task whose transaction fails starts again from its last commit while the group says it owns it: each window once', async () => {
@@ -252,7 +281,8 @@ describe('exactly-once commit protocol', () => {
     transport.log.append([readingRecord('a', 2500)]);
     await waitFor(() => asking, 'the second question to the group');
     transport.log.append([readingRecord('a', 2700), readingRecord('b', 2600)]);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Delivered while the task waits for the group, to no task: the rebuilt task must read them again.
+    await waitFor(() => transport.undelivered('in', 0) === 0, 'the readings to be delivered');
     answer();
     await closeEveryWindow(transport, app);
     expect(readOut(transport.log)).toEqual([
