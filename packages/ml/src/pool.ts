@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describeError, WorkerPoolError } from './errors.js';
+import { WorkerPoolError } from './errors.js';
 import { BATCH_HANDLER, type HandlerOutcome, type WindowBatchHandler } from './handler-contract.js';
 import { resolvePoolOptions, type ResolvedPoolOptions, type WorkerPoolOptions } from './pool-options.js';
-import { PooledWorker, type BatchResult } from './pooled-worker.js';
-import type { SerializedError } from './worker-protocol.js';
+import { PoolQueue, type QueuedItem } from './pool-queue.js';
+import { PooledWorker } from './pooled-worker.js';
 
 /**
  * What a window handler receives: the window's key, its bounds `[start, end)` in epoch
@@ -32,15 +32,6 @@ const bootstrapUrl = new URL('./worker.mjs', import.meta.url);
 const replacementAttempts = 3;
 const replacementBackoffMs = 100;
 
-interface QueuedItem {
-  readonly input: unknown;
-  attempts: number;
-  /** Set once the item was in a batch that failed as a whole, so its next failure is its own. */
-  runAlone: boolean;
-  settled: boolean;
-  readonly resolve: (outcome: HandlerOutcome<unknown>) => void;
-}
-
 /**
  * A pool of worker threads running a user module's function over closed windows, in batches.
  * Create it with {@link workerPool}; see there for the guarantees.
@@ -63,9 +54,7 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
   readonly #slotsBeingFilled = new Set<number>();
   readonly #workersLoading = new Set<Promise<void>>();
   readonly #idleWorkers: PooledWorker[] = [];
-  readonly #queue: QueuedItem[] = [];
-  #queueDepth = 0;
-  #drainWaiters: (() => void)[] = [];
+  readonly #queue: PoolQueue;
   #starting: Promise<void> | undefined;
   #closeRequested = false;
   #closed = false;
@@ -77,12 +66,13 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
     this.#options = options;
     this.maxQueue = options.maxQueue;
     this.size = options.size;
+    this.#queue = new PoolQueue(options);
     this.#slots = Array.from({ length: options.size }, () => undefined);
   }
 
   /** Windows submitted to {@link WorkerPool.run} whose outcome is not known yet. */
   get queueDepth(): number {
-    return this.#queueDepth;
+    return this.#queue.depth;
   }
 
   /**
@@ -118,31 +108,17 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
   run(items: readonly In[]): Promise<HandlerOutcome<Out>[]> {
     if (this.#closeRequested) return Promise.reject(this.#closedError('run()'));
     if (items.length === 0) return Promise.resolve([]);
-    const entries: QueuedItem[] = [];
-    const outcomes = items.map(
-      (input) =>
-        new Promise<HandlerOutcome<Out>>((resolve) => {
-          entries.push({
-            input,
-            attempts: 0,
-            runAlone: false,
-            settled: false,
-            resolve: resolve as (outcome: HandlerOutcome<unknown>) => void,
-          });
-        }),
-    );
-    // Counted from submission, so that the engine sees the backlog even while workers start.
-    this.#queueDepth += entries.length;
+    const { entries, outcomes } = this.#queue.submit<Out>(items);
     return this.#ensureStarted().then(
       () => {
-        this.#queue.push(...entries);
+        this.#queue.enqueue(entries);
         this.#refillEmptySlots();
         this.#dispatch();
         return Promise.all(outcomes);
       },
       (error: unknown) => {
         const dropped: HandlerOutcome<unknown> = { ok: false, error: new Error('not run'), attempts: 0 };
-        for (const entry of entries) this.#settle(entry, dropped);
+        for (const entry of entries) this.#queue.settle(entry, dropped);
         throw error;
       },
     );
@@ -164,7 +140,7 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
 
   async #drainAndTerminate(): Promise<void> {
     this.#closeRequested = true;
-    if (this.#queueDepth > 0) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+    if (this.#queue.depth > 0) await this.#queue.whenDrained();
     await this.#starting?.catch(() => undefined);
     this.#closed = true;
     await Promise.allSettled([...this.#workersLoading]);
@@ -280,143 +256,29 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
   #failQueueIfNoWorkerCanRun(error: unknown): void {
     const anyWorker = this.#slots.some((worker) => worker !== undefined) || this.#slotsBeingFilled.size > 0;
     if (anyWorker) return;
-    for (const item of this.#queue.splice(0)) {
-      this.#settle(item, {
-        ok: false,
-        error: new WorkerPoolError('WORKER_INIT_FAILED', `no worker could be started to run this window: ${describeError(error)}`, {
-          cause: error,
-          retriable: true,
-        }),
-        attempts: item.attempts,
-      });
-    }
+    this.#queue.failWaiting(error);
   }
 
   #dispatch(): void {
-    while (this.#queue.length > 0 && this.#idleWorkers.length > 0) {
+    while (this.#queue.waiting > 0 && this.#idleWorkers.length > 0) {
       const worker = this.#idleWorkers.shift() as PooledWorker;
       // Exited, and about to be reported lost and replaced.
       if (!worker.alive) continue;
-      const batch = this.#takeBatch(this.#idleWorkers.length + 1);
+      const batch = this.#queue.takeBatch(this.#idleWorkers.length + 1);
       void this.#runBatchOn(worker, batch);
     }
-  }
-
-  #takeBatch(idleWorkerCount: number): QueuedItem[] {
-    const first = this.#queue[0] as QueuedItem;
-    if (first.runAlone) return [this.#queue.shift() as QueuedItem];
-    // Spread what waits over the idle workers rather than filling one batch and leaving the
-    // others idle; batchSize caps the message.
-    const length = Math.min(this.#options.batchSize, Math.ceil(this.#queue.length / idleWorkerCount));
-    const batch: QueuedItem[] = [];
-    while (batch.length < length && this.#queue.length > 0 && !(this.#queue[0] as QueuedItem).runAlone) {
-      batch.push(this.#queue.shift() as QueuedItem);
-    }
-    return batch;
   }
 
   async #runBatchOn(worker: PooledWorker, batch: QueuedItem[]): Promise<void> {
     try {
       const result = await worker.runBatch(batch.map((item) => item.input));
-      this.#applyBatchResult(batch, result);
+      this.#queue.applyBatchResult(batch, result);
     } catch (error) {
       // Only a bug of ours gets here; still, no window may be left without an outcome.
-      for (const item of batch) {
-        this.#settle(item, {
-          ok: false,
-          error: new WorkerPoolError('HANDLER_FAILED', `workerPool internal error: ${describeError(error)}`, { cause: error }),
-          attempts: item.attempts,
-        });
-      }
+      this.#queue.failInternally(batch, error);
     }
     if (worker.alive && !this.#closed) this.#idleWorkers.push(worker);
     this.#dispatch();
-  }
-
-  #applyBatchResult(batch: QueuedItem[], result: BatchResult): void {
-    switch (result.kind) {
-      case 'done':
-        batch.forEach((item, index) => {
-          const outcome = result.outcomes[index];
-          if (outcome === undefined) {
-            this.#failAttempt(item, new WorkerPoolError('HANDLER_FAILED', 'the worker returned no outcome for this window'));
-          } else if (outcome.ok) {
-            this.#settle(item, { ok: true, value: outcome.value });
-          } else {
-            this.#failAttempt(item, this.#handlerError(outcome.error));
-          }
-        });
-        return;
-      case 'lost': {
-        if (result.completed >= batch.length) {
-          // Every item had finished, yet the answer never came: nothing tells the items apart.
-          this.#failWholeBatch(batch, result.error);
-          return;
-        }
-        // Items that had finished lost their results with the worker and run again at no cost;
-        // the one that was running is to blame, and runs alone next time to be sure of it.
-        const culprit = batch[result.completed] as QueuedItem;
-        const innocent = batch.filter((item) => item !== culprit);
-        culprit.runAlone = true;
-        this.#failAttempt(culprit, result.error);
-        this.#queue.unshift(...innocent);
-        return;
-      }
-      case 'rejected': {
-        const error = new WorkerPoolError('HANDLER_FAILED', `the batch could not be run: ${describeError(result.error)}`, {
-          cause: result.error,
-        });
-        if (batch.length === 1) {
-          this.#failAttempt(batch[0] as QueuedItem, error);
-        } else {
-          // Typically a value that cannot be cloned: run each item alone to find which one.
-          for (const item of batch) item.runAlone = true;
-          this.#queue.unshift(...batch);
-        }
-        return;
-      }
-    }
-  }
-
-  #failWholeBatch(batch: QueuedItem[], error: WorkerPoolError): void {
-    for (const item of batch) {
-      item.runAlone = true;
-      this.#failAttempt(item, error);
-    }
-  }
-
-  #handlerError(serialized: SerializedError): WorkerPoolError {
-    const cause = new Error(serialized.message);
-    cause.name = serialized.name;
-    if (serialized.stack !== undefined) cause.stack = serialized.stack;
-    return new WorkerPoolError('HANDLER_FAILED', `handler '${this.#options.exportName}' threw ${describeError(cause)}`, {
-      cause,
-    });
-  }
-
-  #failAttempt(item: QueuedItem, error: WorkerPoolError): void {
-    item.attempts += 1;
-    if (item.attempts <= this.#options.retries) {
-      this.#queue.unshift(item);
-      return;
-    }
-    const attempts = item.attempts;
-    const final = new WorkerPoolError(
-      error.code,
-      `${error.message} (gave up after ${attempts} attempt${attempts === 1 ? '' : 's'})`,
-      { cause: error.cause, retriable: error.retriable },
-    );
-    this.#settle(item, { ok: false, error: final, attempts });
-  }
-
-  #settle(item: QueuedItem, outcome: HandlerOutcome<unknown>): void {
-    if (item.settled) return;
-    item.settled = true;
-    this.#queueDepth -= 1;
-    item.resolve(outcome);
-    if (this.#queueDepth === 0) {
-      for (const resolve of this.#drainWaiters.splice(0)) resolve();
-    }
   }
 }
 

@@ -1,81 +1,30 @@
-import { systemClock, type Clock } from '../clock.js';
-import { toMs, type Duration } from '../duration.js';
+import type { Clock } from '../clock.js';
 import { ConfigError, EddyError } from '../errors.js';
+import { MemoryConsumer } from './memory-consumer.js';
+import { ConsumerGroup, type GroupBroker } from './memory-group.js';
+import { resolveMemoryOptions, type MemoryTransportOptions } from './memory-options.js';
 import { PartitionLog, type Compaction, type Retention } from './partition-log.js';
-import {
-  partitionKey,
-  type CaughtUp,
-  type ConsumerListener,
-  type Headers,
-  type IncomingRecord,
-  type OutgoingRecord,
-  type TopicPartition,
-  type TopicPartitionOffset,
-  type TopicSpec,
-  type Transport,
-  type TransportConsumer,
-  type TransportProducer,
+import type {
+  ConsumerListener,
+  Headers,
+  IncomingRecord,
+  OutgoingRecord,
+  TopicPartition,
+  TopicPartitionOffset,
+  TopicSpec,
+  Transport,
+  TransportConsumer,
+  TransportProducer,
 } from './types.js';
 
-/** Options of the embedded broker. */
-export interface MemoryTransportOptions {
-  /** Partitions of a topic created implicitly (by a send or a subscription). Default 1. */
-  defaultPartitions?: number;
-  /** Records handed to a task per batch. Default 500. */
-  maxBatchSize?: number;
-  /**
-   * What each partition of an ordinary topic keeps; older records are dropped, as Kafka's
-   * retention does. Default: everything. Repartition topics are trimmed as their records are
-   * committed and changelog topics are compacted, whatever this says.
-   */
-  retention?: RetentionOptions;
-  /** The same as `retention.records` (kept for older code). */
-  retentionRecords?: number;
-  /** How long a compacted topic keeps a tombstone (a delete) after it was written. Default `'1d'`, as Kafka's `delete.retention.ms`. */
-  tombstoneRetention?: Duration;
-  /** The clock that retention by age reads; the TestDriver gives its virtual one. Default: the system clock. */
-  clock?: Clock;
-}
-
-/** What each partition of an ordinary topic keeps (see {@link MemoryTransportOptions.retention}); unset limits do not apply. */
-export interface RetentionOptions {
-  /** Records kept. */
-  readonly records?: number;
-  /** Bytes of keys, values and headers kept. */
-  readonly bytes?: number;
-  /** How long a record is kept after it was written, e.g. `'7d'`. */
-  readonly age?: Duration;
-}
-
-/** Checks retention options once, at the API edge, into milliseconds. */
-function resolveRetention(options: RetentionOptions | undefined, what: string): Retention {
-  if (options === undefined) return {};
-  if (typeof options !== 'object' || options === null) throw new ConfigError(`${what}: retention must be an object, got ${String(options)}`);
-  const count = (value: number | undefined, name: string) => {
-    if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new ConfigError(`${what}: retention.${name} must be a positive integer, got ${String(value)}`);
-    return value;
-  };
-  return {
-    records: count(options.records, 'records'),
-    bytes: count(options.bytes, 'bytes'),
-    ms: options.age === undefined ? undefined : toMs(options.age, `${what}: retention.age`),
-  };
-}
+export type { MemoryTransportOptions, RetentionOptions } from './memory-options.js';
 
 const emptyHeaders: Headers = Object.freeze({});
-const atTheEnd: CaughtUp = Object.freeze({ forMs: Infinity, confirmedAgoMs: 0 });
 
 interface Topic {
   readonly spec: TopicSpec;
   readonly partitions: PartitionLog[];
 }
-
-interface Group {
-  readonly id: string;
-  readonly members: MemoryConsumer[];
-  readonly committed: Map<string, number>;
-}
-
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -101,7 +50,12 @@ export class MemoryTransport implements Transport {
    */
   readonly exactlyOnce: boolean = true;
   readonly #topics = new Map<string, Topic>();
-  readonly #groups = new Map<string, Group>();
+  readonly #groups = new Map<string, ConsumerGroup>();
+  /** What the groups need of this broker: topic sizes, and the durable write of their commits. */
+  readonly #groupBroker: GroupBroker = {
+    partitionsOf: (topic) => this.#topics.get(topic)?.partitions.length ?? 0,
+    writeCommitted: (groupId, offsets) => this.writeCommitted(groupId, offsets),
+  };
   readonly defaultPartitions: number;
   readonly maxBatchSize: number;
   /** What each partition of an ordinary topic keeps (resolved from the options once). */
@@ -112,21 +66,12 @@ export class MemoryTransport implements Transport {
   protected readonly clock: Clock;
 
   constructor(options: MemoryTransportOptions = {}, what = 'memoryTransport') {
-    const { defaultPartitions = 1, maxBatchSize = 500, retentionRecords } = options;
-    if (retentionRecords !== undefined && (!Number.isInteger(retentionRecords) || retentionRecords < 1)) {
-      throw new ConfigError(`${what}: retentionRecords must be a positive integer, got ${String(retentionRecords)}`);
-    }
-    this.retention = { ...resolveRetention(options.retention, what), ...(retentionRecords === undefined ? {} : { records: retentionRecords }) };
-    this.#compaction = { tombstoneMs: toMs(options.tombstoneRetention ?? '1d', `${what}: tombstoneRetention`) };
-    this.clock = options.clock ?? systemClock;
-    if (!Number.isInteger(defaultPartitions) || defaultPartitions < 1) {
-      throw new ConfigError(`${what}: defaultPartitions must be a positive integer, got ${String(defaultPartitions)}`);
-    }
-    if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
-      throw new ConfigError(`${what}: maxBatchSize must be a positive integer, got ${String(maxBatchSize)}`);
-    }
-    this.defaultPartitions = defaultPartitions;
-    this.maxBatchSize = maxBatchSize;
+    const resolved = resolveMemoryOptions(options, what);
+    this.retention = resolved.retention;
+    this.#compaction = resolved.compaction;
+    this.clock = resolved.clock;
+    this.defaultPartitions = resolved.defaultPartitions;
+    this.maxBatchSize = resolved.maxBatchSize;
   }
 
   async connect(): Promise<void> {}
@@ -198,7 +143,7 @@ export class MemoryTransport implements Transport {
 
   /** Puts a group's committed offset back (a broker loading its log). */
   protected restoreCommitted(groupId: string, topic: string, partition: number, offset: number): void {
-    this.#group(groupId).committed.set(partitionKey(topic, partition), offset);
+    this.#group(groupId).restoreCommitted(topic, partition, offset);
   }
 
   async partitionCount(topic: string): Promise<number | undefined> {
@@ -372,34 +317,8 @@ export class MemoryTransport implements Transport {
     for (const topic of topics) this.#partitionLog(topic, 0, true);
     const group = this.#group(groupId);
     const member = new MemoryConsumer(this, group, topics, listener);
-    group.members.push(member);
-    await this.#rebalance(group);
+    await group.join(member);
     return member;
-  }
-
-  /** Removes a member and hands its partitions to the others. */
-  async leave(group: Group, member: MemoryConsumer): Promise<void> {
-    const index = group.members.indexOf(member);
-    if (index < 0) return;
-    await member.revokeAll();
-    group.members.splice(index, 1);
-    await this.#rebalance(group);
-  }
-
-  /** Partition p of every topic goes to member p mod n, so co-partitioned topics stay together. */
-  async #rebalance(group: Group): Promise<void> {
-    const members = group.members;
-    const wanted = members.map(() => [] as TopicPartition[]);
-    members.forEach((member, index) => {
-      for (const topic of member.topics) {
-        const count = this.#topics.get(topic)?.partitions.length ?? 0;
-        for (let partition = 0; partition < count; partition++) {
-          if (partition % members.length === index) wanted[index]!.push({ topic, partition });
-        }
-      }
-    });
-    await Promise.all(members.map((member, index) => member.revokeExcept(wanted[index]!)));
-    await Promise.all(members.map((member, index) => member.assign(wanted[index]!)));
   }
 
   /**
@@ -415,159 +334,9 @@ export class MemoryTransport implements Transport {
     }
   }
 
-  committedOffset(group: Group, topic: string, partition: number): number | undefined {
-    return group.committed.get(partitionKey(topic, partition));
-  }
-
-  /** Commits a group's offsets (kept durably first, where the broker keeps its log on disk); they never move backwards. */
-  async commitOffsets(group: Group, offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    const forward = offsets.filter(({ topic, partition, offset }) => (group.committed.get(partitionKey(topic, partition)) ?? -1) < offset);
-    if (forward.length === 0) return;
-    await this.writeCommitted(group.id, forward);
-    for (const { topic, partition, offset } of forward) {
-      const key = partitionKey(topic, partition);
-      if ((group.committed.get(key) ?? -1) < offset) group.committed.set(key, offset);
-    }
-  }
-
-  #group(groupId: string): Group {
+  #group(groupId: string): ConsumerGroup {
     let group = this.#groups.get(groupId);
-    if (!group) this.#groups.set(groupId, (group = { id: groupId, members: [], committed: new Map() }));
+    if (!group) this.#groups.set(groupId, (group = new ConsumerGroup(groupId, this.#groupBroker)));
     return group;
-  }
-}
-
-/** One member of a consumer group on the embedded broker. */
-class MemoryConsumer implements TransportConsumer {
-  readonly #positions = new Map<string, { topic: string; partition: number; position: number }>();
-  #draining: Promise<void> | undefined;
-  #scheduled = false;
-  #closed = false;
-
-  constructor(
-    private readonly broker: MemoryTransport,
-    private readonly group: Group,
-    readonly topics: readonly string[],
-    private readonly listener: ConsumerListener,
-  ) {}
-
-  async assign(partitions: readonly TopicPartition[]): Promise<void> {
-    const added = partitions.filter((tp) => !this.#positions.has(partitionKey(tp.topic, tp.partition)));
-    if (added.length === 0) return;
-    for (const tp of added) {
-      const position = this.broker.committedOffset(this.group, tp.topic, tp.partition) ?? 0;
-      this.#positions.set(partitionKey(tp.topic, tp.partition), { ...tp, position });
-    }
-    const positions = await this.listener.onAssign(added);
-    for (const position of positions ?? []) {
-      const entry = this.#positions.get(partitionKey(position.topic, position.partition));
-      if (entry && entry.position < position.offset) entry.position = position.offset;
-    }
-    this.wake();
-  }
-
-  async revokeExcept(keep: readonly TopicPartition[]): Promise<void> {
-    const keepKeys = new Set(keep.map((tp) => partitionKey(tp.topic, tp.partition)));
-    const revoked = [...this.#positions.entries()].filter(([key]) => !keepKeys.has(key));
-    if (revoked.length === 0) return;
-    await this.#draining;
-    for (const [key] of revoked) this.#positions.delete(key);
-    await this.listener.onRevoke(revoked.map(([, { topic, partition }]) => ({ topic, partition })));
-  }
-
-  revokeAll(): Promise<void> {
-    return this.revokeExcept([]);
-  }
-
-  hasWork(): boolean {
-    if (this.#draining) return true;
-    if (this.#closed) return false;
-    for (const entry of this.#positions.values()) {
-      if (entry.position < this.broker.logEnd(entry.topic, entry.partition)) return true;
-    }
-    return false;
-  }
-
-  /** Schedules a delivery pass off the current call stack, so producers never re-enter consumers. */
-  wake(): void {
-    if (this.#scheduled || this.#closed) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.drain();
-    });
-  }
-
-  /**
-   * Runs one delivery pass: one batch from each assigned partition; one pass runs at a time. A pass
-   * that delivered something schedules the next with {@link wake}, so that the event loop turns
-   * between passes: a pipeline feeding its own input would otherwise run in microtasks forever,
-   * and no timer or I/O callback would ever run.
-   */
-  drain(): Promise<void> {
-    if (this.#draining) return this.#draining;
-    this.#draining = this.#deliverPass().then(
-      (delivered) => {
-        this.#draining = undefined;
-        if (delivered) this.wake();
-      },
-      (error: unknown) => {
-        this.#draining = undefined;
-        throw error;
-      },
-    );
-    return this.#draining;
-  }
-
-  /** Whether the pass delivered any record. */
-  async #deliverPass(): Promise<boolean> {
-    let delivered = false;
-    for (const entry of [...this.#positions.values()]) {
-      if (this.#closed) return false;
-      const from = entry.position;
-      const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
-      const batch = Array.isArray(slice) ? slice : await slice;
-      // Read from disk: the partition may have moved (a seek) or gone (a revoke) meanwhile.
-      if (batch.length === 0 || entry.position !== from || this.#positions.get(partitionKey(entry.topic, entry.partition)) !== entry) continue;
-      // Offsets may have gaps (compaction, deleted records): continue after the last one read.
-      entry.position = batch[batch.length - 1]!.offset + 1;
-      delivered = true;
-      await this.listener.onRecords(batch);
-    }
-    return delivered;
-  }
-
-  /** In process, the log answers at once and for as long as nothing new is appended. */
-  caughtUp({ topic, partition }: TopicPartition): CaughtUp | undefined {
-    const entry = this.#positions.get(partitionKey(topic, partition));
-    if (entry === undefined || entry.position < this.broker.logEnd(topic, partition)) return undefined;
-    return atTheEnd;
-  }
-
-  lag({ topic, partition }: TopicPartition): number | undefined {
-    const entry = this.#positions.get(partitionKey(topic, partition));
-    return entry === undefined ? undefined : this.broker.logEnd(topic, partition) - entry.position;
-  }
-
-  seek({ topic, partition, offset }: TopicPartitionOffset): void {
-    const entry = this.#positions.get(partitionKey(topic, partition));
-    if (!entry) return;
-    entry.position = offset;
-    // Moved back (a task started again from its last commit): what lies ahead is delivered again.
-    this.wake();
-  }
-
-  commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    return this.broker.commitOffsets(this.group, offsets);
-  }
-
-  async committed({ topic, partition }: TopicPartition): Promise<number | undefined> {
-    return this.broker.committedOffset(this.group, topic, partition);
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    await this.broker.leave(this.group, this);
-    this.#closed = true;
   }
 }

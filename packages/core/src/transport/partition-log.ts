@@ -27,7 +27,7 @@ export function recordBytes(record: IncomingRecord): number {
 /**
  * One partition's log, in memory. Offsets only grow; records may leave the front (retention,
  * deleted records of repartition topics) or the middle (compaction), so lookups by offset search.
- * Every way records leave returns their offsets, for a log kept on disk too (see `BrokerJournal`).
+ * Every way records leave returns their offsets, for a log kept on disk too (see `LevelTransport` in @eddy/state).
  */
 export class PartitionLog {
   /** Offsets of the records held, ascending (dense unless compacted). */

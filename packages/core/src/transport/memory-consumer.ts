@@ -1,0 +1,157 @@
+import type { ConsumerGroup } from './memory-group.js';
+import {
+  partitionKey,
+  type CaughtUp,
+  type ConsumerListener,
+  type IncomingRecord,
+  type TopicPartition,
+  type TopicPartitionOffset,
+  type TransportConsumer,
+} from './types.js';
+
+/** What a member reads of the broker's log (`MemoryTransport` is one). */
+export interface PartitionReader {
+  /** Records handed to the listener per batch, at most. */
+  readonly maxBatchSize: number;
+  /** The offset after a partition's last record. */
+  logEnd(topic: string, partition: number): number;
+  /** Records of a partition from `from` on, at most `max`: at once when in memory, later when read from disk. */
+  readFrom(topic: string, partition: number, from: number, max: number): IncomingRecord[] | Promise<IncomingRecord[]>;
+}
+
+const atTheEnd: CaughtUp = Object.freeze({ forMs: Infinity, confirmedAgoMs: 0 });
+
+/** One member of a consumer group on the embedded broker. */
+export class MemoryConsumer implements TransportConsumer {
+  readonly #positions = new Map<string, { topic: string; partition: number; position: number }>();
+  #draining: Promise<void> | undefined;
+  #scheduled = false;
+  #closed = false;
+
+  constructor(
+    private readonly broker: PartitionReader,
+    private readonly group: ConsumerGroup,
+    readonly topics: readonly string[],
+    private readonly listener: ConsumerListener,
+  ) {}
+
+  async assign(partitions: readonly TopicPartition[]): Promise<void> {
+    const added = partitions.filter((tp) => !this.#positions.has(partitionKey(tp.topic, tp.partition)));
+    if (added.length === 0) return;
+    for (const tp of added) {
+      const position = this.group.committedOffset(tp.topic, tp.partition) ?? 0;
+      this.#positions.set(partitionKey(tp.topic, tp.partition), { ...tp, position });
+    }
+    const positions = await this.listener.onAssign(added);
+    for (const position of positions ?? []) {
+      const entry = this.#positions.get(partitionKey(position.topic, position.partition));
+      if (entry && entry.position < position.offset) entry.position = position.offset;
+    }
+    this.wake();
+  }
+
+  async revokeExcept(keep: readonly TopicPartition[]): Promise<void> {
+    const keepKeys = new Set(keep.map((tp) => partitionKey(tp.topic, tp.partition)));
+    const revoked = [...this.#positions.entries()].filter(([key]) => !keepKeys.has(key));
+    if (revoked.length === 0) return;
+    await this.#draining;
+    for (const [key] of revoked) this.#positions.delete(key);
+    await this.listener.onRevoke(revoked.map(([, { topic, partition }]) => ({ topic, partition })));
+  }
+
+  revokeAll(): Promise<void> {
+    return this.revokeExcept([]);
+  }
+
+  hasWork(): boolean {
+    if (this.#draining) return true;
+    if (this.#closed) return false;
+    for (const entry of this.#positions.values()) {
+      if (entry.position < this.broker.logEnd(entry.topic, entry.partition)) return true;
+    }
+    return false;
+  }
+
+  /** Schedules a delivery pass off the current call stack, so producers never re-enter consumers. */
+  wake(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.drain();
+    });
+  }
+
+  /**
+   * Runs one delivery pass: one batch from each assigned partition; one pass runs at a time. A pass
+   * that delivered something schedules the next with {@link wake}, so that the event loop turns
+   * between passes: a pipeline feeding its own input would otherwise run in microtasks forever,
+   * and no timer or I/O callback would ever run.
+   */
+  drain(): Promise<void> {
+    if (this.#draining) return this.#draining;
+    this.#draining = this.#deliverPass().then(
+      (delivered) => {
+        this.#draining = undefined;
+        if (delivered) this.wake();
+      },
+      (error: unknown) => {
+        this.#draining = undefined;
+        throw error;
+      },
+    );
+    return this.#draining;
+  }
+
+  /** Whether the pass delivered any record. */
+  async #deliverPass(): Promise<boolean> {
+    let delivered = false;
+    for (const entry of [...this.#positions.values()]) {
+      if (this.#closed) return false;
+      const from = entry.position;
+      const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
+      const batch = Array.isArray(slice) ? slice : await slice;
+      // Read from disk: the partition may have moved (a seek) or gone (a revoke) meanwhile.
+      if (batch.length === 0 || entry.position !== from || this.#positions.get(partitionKey(entry.topic, entry.partition)) !== entry) continue;
+      // Offsets may have gaps (compaction, deleted records): continue after the last one read.
+      entry.position = batch[batch.length - 1]!.offset + 1;
+      delivered = true;
+      await this.listener.onRecords(batch);
+    }
+    return delivered;
+  }
+
+  /** In process, the log answers at once and for as long as nothing new is appended. */
+  caughtUp({ topic, partition }: TopicPartition): CaughtUp | undefined {
+    const entry = this.#positions.get(partitionKey(topic, partition));
+    if (entry === undefined || entry.position < this.broker.logEnd(topic, partition)) return undefined;
+    return atTheEnd;
+  }
+
+  lag({ topic, partition }: TopicPartition): number | undefined {
+    const entry = this.#positions.get(partitionKey(topic, partition));
+    return entry === undefined ? undefined : this.broker.logEnd(topic, partition) - entry.position;
+  }
+
+  seek({ topic, partition, offset }: TopicPartitionOffset): void {
+    const entry = this.#positions.get(partitionKey(topic, partition));
+    if (!entry) return;
+    entry.position = offset;
+    // Moved back (a task started again from its last commit): what lies ahead is delivered again.
+    this.wake();
+  }
+
+  commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    return this.group.commitOffsets(offsets);
+  }
+
+  async committed({ topic, partition }: TopicPartition): Promise<number | undefined> {
+    return this.group.committedOffset(topic, partition);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.group.leave(this);
+    this.#closed = true;
+  }
+}
