@@ -35,6 +35,21 @@ export interface StatefulOperator {
   queryAll(): AsyncIterable<readonly [unknown, unknown]>;
 }
 
+/** A record for an internal topic that a sink offers to the local task reading its partition. */
+export interface HandOffOffer {
+  readonly topic: string;
+  readonly partition: number;
+  readonly key: unknown;
+  readonly value: unknown;
+  readonly timestamp: number;
+  /** The replay stamp its copy in the topic would carry (see origin.ts `ReplayStamp`). */
+  readonly replaySource: string;
+  readonly replayOffset: number;
+  readonly replayIndex: number;
+  /** The input record it derives from, for dead letters. */
+  readonly upstream: Origin;
+}
+
 /** What an operator may ask of the task that runs it. */
 export interface TaskContext {
   readonly appId: string;
@@ -55,7 +70,7 @@ export interface TaskContext {
    * Offers a record for an internal topic to the local task that reads its partition (see
    * `Task.handOff`); true if taken, false if it must be produced.
    */
-  handOff?(topic: string, partition: number, key: unknown, value: unknown, timestamp: number, source: string, offset: number, index: number, upstream: Origin): boolean;
+  handOff?(offer: HandOffOffer): boolean;
   /** The transport hands objects along in process (internal topics skip serialization). */
   readonly keepsValues: boolean;
   /** The partition count of an output topic (known since start). */

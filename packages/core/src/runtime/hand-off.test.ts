@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { createApp, memoryTransport, partitionForKey, silentLogger, type App, type MemoryTransport, type OutgoingRecord } from '../index.js';
 import type { ConsumerListener, TopicSpec, Transport, TransportConsumer, TransportProducer } from '../transport/types.js';
 import { mulberry32 } from '../testing/index.js';
-import { encodeOrigin, ORIGIN_HEADER } from './origin.js';
+import { encodeReplayStamp, ORIGIN_HEADER } from './origin.js';
 
 /** The embedded broker, but values travel as bytes on internal topics too (as on Kafka). */
 class SerializingMemory implements Transport {
@@ -192,7 +192,7 @@ describe('local hand-off', () => {
       key: encoder.encode(sensor),
       value: encoder.encode(JSON.stringify(readings[index])),
       timestamp: readings[index]!.ts,
-      headers: { [ORIGIN_HEADER]: encodeOrigin([`in:${partition}`, index, 0]) },
+      headers: { [ORIGIN_HEADER]: encodeReplayStamp([`in:${partition}`, index, 0]) },
     }));
     transport.log.ensureTopics([{ name: repartition, partitions }]);
     transport.log.append(copies);

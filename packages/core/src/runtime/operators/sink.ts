@@ -3,7 +3,7 @@ import { partitionForKey } from '../../murmur2.js';
 import type { Serde } from '../../serde.js';
 import type { TaskContext } from '../context.js';
 import { recordOperator } from '../operator.js';
-import { encodeOrigin, ORIGIN_HEADER, originSource, type RecordOrigin } from '../origin.js';
+import { encodeReplayStamp, ORIGIN_HEADER, replaySourceOf, type ReplayStamp } from '../origin.js';
 import type { Origin, Signal } from '../signals.js';
 import type { Headers } from '../../transport/types.js';
 
@@ -22,10 +22,10 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
   let lastOrigin: Origin | undefined;
   let outputIndex = 0;
   let source = '';
-  /** Moves the origin fields (`source`, `outputIndex`) to this output of `origin`. */
+  /** Moves the replay stamp fields (`source`, `outputIndex`) to this output of `origin`. */
   const follow = (origin: Origin): void => {
     outputIndex = origin === lastOrigin ? outputIndex + 1 : 0;
-    if (!lastOrigin || origin.partition !== lastOrigin.partition || origin.topic !== lastOrigin.topic) source = originSource(origin);
+    if (!lastOrigin || origin.partition !== lastOrigin.partition || origin.topic !== lastOrigin.topic) source = replaySourceOf(origin);
     lastOrigin = origin;
   };
   return recordOperator(
@@ -50,19 +50,19 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
         keyBytes = routed.bytes;
         partition = routed.partition;
       }
-      let origin: RecordOrigin | undefined;
+      let stamp: ReplayStamp | undefined;
       if (internal && signal.origin) {
         follow(signal.origin);
         // A local task of this partition may take the record directly (on Kafka; see Task.handOff).
-        if (!keepValues && context.handOff?.(topic, partition, key, value, timestamp, source, signal.origin.offset, outputIndex, signal.origin)) return;
-        origin = [source, signal.origin.offset, outputIndex];
+        if (!keepValues && context.handOff?.({ topic, partition, key, value, timestamp, replaySource: source, replayOffset: signal.origin.offset, replayIndex: outputIndex, upstream: signal.origin })) return;
+        stamp = [source, signal.origin.offset, outputIndex];
       }
       if (keepValues) {
-        // In process the origin rides along as numbers; no header to build or parse.
-        context.produce({ topic, partition, key: keyBytes, value: null, timestamp, decoded: { key, value, origin } });
+        // In process the stamp rides along as numbers; no header to build or parse.
+        context.produce({ topic, partition, key: keyBytes, value: null, timestamp, decoded: { key, value, origin: stamp } });
       } else {
         const valueBytes = value === undefined || value === null ? null : valueSerde.serialize(value);
-        const headers: Headers | undefined = origin ? { [ORIGIN_HEADER]: encodeOrigin(origin) } : undefined;
+        const headers: Headers | undefined = stamp ? { [ORIGIN_HEADER]: encodeReplayStamp(stamp) } : undefined;
         context.produce({ topic, partition, key: keyBytes, value: valueBytes, timestamp, headers });
       }
       if (!internal) context.metrics.recordsOut++;

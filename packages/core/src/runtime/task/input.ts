@@ -1,0 +1,199 @@
+import type { IncomingRecord, TopicPartitionOffset } from '../../transport/types.js';
+import type { SignalInput } from '../operator.js';
+import type { Origin, TickSignal } from '../signals.js';
+import type { TaskHost } from './host.js';
+import type { HandedOff } from './outgoing-hand-offs.js';
+import type { RecordDecoder, SourceNode } from './record-decoder.js';
+import type { ReplayGuard } from './replay-guard.js';
+import type { TaskStateManager } from './state-manager.js';
+import type { StreamTimeKeeper } from './stream-time.js';
+
+/** What a task's input needs of the task. */
+export interface TaskInputOptions {
+  readonly host: TaskHost;
+  readonly sources: readonly SourceNode[];
+  /** Where signals enter the operator graph, by source topic. */
+  readonly inputs: ReadonlyMap<string, SignalInput>;
+  readonly decoder: RecordDecoder;
+  readonly replays: ReplayGuard;
+  readonly time: StreamTimeKeeper;
+  readonly state: TaskStateManager;
+  /** The task read input, or moved its replay marks: the next commit records that. */
+  progressed(): void;
+  /** Sends what the batch produced. */
+  flush(): void;
+}
+
+/**
+ * What goes into a task: batches read from its partitions (decoded, replays dropped) and records
+ * other tasks hand it, each moving stream time; where it stands in each source; and, before a
+ * batch, the evicted state the batch will need, read back so that operators run synchronously.
+ */
+export class TaskInput {
+  /** Per source topic, the next offset to process: what a commit records, where a restart resumes. */
+  readonly #positions = new Map<string, TopicPartitionOffset>();
+  #processing = false;
+  #halted = false;
+
+  constructor(private readonly options: TaskInputOptions) {}
+
+  /** Whether the task stopped accepting records (after a fatal error, under `onError: 'stop'`, or on close). */
+  get halted(): boolean {
+    return this.#halted;
+  }
+
+  halt(): void {
+    this.#halted = true;
+  }
+
+  /** Set while a batch is processed: records written then may be handed off (see Task.handOff). */
+  get processing(): boolean {
+    return this.#processing;
+  }
+
+  /** Carries a tick through the operator graph, from every source. */
+  tick(tick: TickSignal): void {
+    for (const input of this.options.inputs.values()) input.next(tick);
+  }
+
+  /**
+   * Reads back the evicted state a batch will need: the keys of its records, and the keys whose
+   * windows close by the stream time the batch reaches. Operators then run synchronously.
+   */
+  async prepare(records: readonly IncomingRecord[]): Promise<void> {
+    if (!this.options.state.hasEvicted()) return;
+    const source = this.options.sources.find((node) => node.topic === records[0]?.topic);
+    if (!source) return;
+    const decoders = this.options.decoder.decodersOf(source);
+    const keys: unknown[] = [];
+    let latest = -Infinity;
+    for (const incoming of records) {
+      try {
+        if (incoming.decoded) keys.push(incoming.decoded.key);
+        else if (incoming.key !== null) keys.push(decoders.key(incoming.key));
+        if (this.options.host.time === 'event' && incoming.timestamp > latest) latest = incoming.timestamp;
+      } catch {
+        // A record that does not decode is dead-lettered by process().
+      }
+    }
+    // An extractor's timestamps are only known after decoding values: be safe and load what may close.
+    await this.#loadEvicted(keys, source.timestamp ? Infinity : latest);
+  }
+
+  /** Reads back the evicted state that handed-off records need (see {@link prepare}). */
+  async prepareHandOff(records: readonly HandedOff[]): Promise<void> {
+    if (!this.options.state.hasEvicted()) return;
+    let latest = -Infinity;
+    if (this.options.host.time === 'event') for (const record of records) if (record.timestamp > latest) latest = record.timestamp;
+    await this.#loadEvicted(records.map((record) => record.key), latest);
+  }
+
+  /**
+   * Reads back the evicted state that records with these keys need, and what closes by the stream
+   * time they reach (`latest`: their largest event time, if it counts).
+   */
+  async #loadEvicted(keys: readonly unknown[], latest: number): Promise<void> {
+    const { host, time } = this.options;
+    const now = host.clock.now();
+    const streamTime = Math.max(latest, host.time === 'processing' ? now : Math.max(time.current, time.idleStreamTime(now)));
+    await this.options.state.load(keys, streamTime);
+  }
+
+  /** Processes a batch of one partition, in offset order. */
+  process(records: readonly IncomingRecord[]): void {
+    const { host, decoder, replays, time } = this.options;
+    if (this.#halted) return;
+    const source = this.options.sources.find((node) => node.topic === records[0]?.topic);
+    const input = source && this.options.inputs.get(source.topic);
+    if (!source || !input) return;
+    const decoders = decoder.decodersOf(source);
+    const processingTime = host.time === 'processing';
+    // After a quiet spell, stream time has followed the clock up to now, whether or not a timer
+    // ran at that exact moment: the batch is judged against it.
+    if (!processingTime) time.advance(time.idleStreamTime(host.clock.now()));
+    let processed: IncomingRecord | undefined;
+    // Records read back from repartition topics are not new input.
+    if (!source.internal) host.metrics.recordsIn += records.length;
+    // Records written while a batch is processed may be handed off to a local task (see Task.handOff).
+    this.#processing = true;
+    try {
+      for (const incoming of records) {
+        if (this.#halted) break;
+        const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
+        if (source.internal && replays.alreadyApplied(incoming)) {
+          processed = incoming;
+          continue;
+        }
+        const signal = decoder.decode(source, decoders, incoming, origin, processingTime);
+        if (signal) {
+          input.next(signal);
+          time.advance(processingTime ? host.clock.now() : signal.timestamp);
+        }
+        // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
+        if (this.#halted) break;
+        processed = incoming;
+      }
+    } finally {
+      this.#processing = false;
+      decoder.forgetUndecodedKey();
+    }
+    if (processed) {
+      this.#positions.set(processed.topic, { topic: processed.topic, partition: processed.partition, offset: processed.offset + 1 });
+      this.options.progressed();
+    }
+    time.restartIdleCountdown();
+    this.options.flush();
+  }
+
+  /**
+   * Processes records another task handed off for `topic`: like records read from it (replays
+   * dropped by their stamp, stream time advanced), but decoded already and with no offset of
+   * their own — the upstream task commits its input only after this task has committed them.
+   */
+  processHandOff(topic: string, records: readonly HandedOff[]): void {
+    const { host, replays, time } = this.options;
+    if (this.#halted) return;
+    const input = this.options.inputs.get(topic);
+    if (!input) return;
+    const processingTime = host.time === 'processing';
+    if (!processingTime) time.advance(time.idleStreamTime(host.clock.now()));
+    for (const record of records) {
+      if (this.#halted) break;
+      if (replays.isReplay(topic, record.replaySource, record.replayOffset, record.replayIndex)) continue;
+      const signal = processingTime ? { ...record, timestamp: host.clock.now() } : record;
+      input.next(signal);
+      time.advance(signal.timestamp);
+    }
+    // The replay marks changed: the next commit records them.
+    this.options.progressed();
+    time.restartIdleCountdown();
+    this.options.flush();
+  }
+
+  /**
+   * Offsets `from` to `to` of this task's partition of `topic` need no processing (transaction
+   * markers, aborted records): if the task stands at `from`, it moves on to `to`, and its next
+   * commit records that. Anywhere else (it was moved back, or has not read up to there) it stays.
+   */
+  skip(topic: string, from: number, to: number): void {
+    if (this.#halted) return;
+    const current = this.#positions.get(topic);
+    if (current === undefined || current.offset !== from || to <= from) return;
+    this.#positions.set(topic, { ...current, offset: to });
+    this.options.progressed();
+  }
+
+  /** The next offset of `topic` (this partition) that the task would process. */
+  position(topic: string): number | undefined {
+    return this.#positions.get(topic)?.offset;
+  }
+
+  positions(): readonly TopicPartitionOffset[] {
+    return [...this.#positions.values()];
+  }
+
+  /** After a restore: the positions the restored state already reflects. */
+  restorePositions(positions: readonly TopicPartitionOffset[]): void {
+    for (const position of positions) this.#positions.set(position.topic, position);
+  }
+}
