@@ -3,7 +3,7 @@ import { FetchIsolationLevels, UserError } from '@platformatic/kafka';
 import { fetchRaw, type FetchResponse } from './fetch-response.js';
 import { Cluster } from './cluster.js';
 import { isRetriable, transportError } from './errors.js';
-import { committedRecords } from './member.js';
+import { committedRecords } from './committed-records.js';
 import type { KafkaSettings } from './options.js';
 import { hasKafkaError } from './protocol-errors.js';
 

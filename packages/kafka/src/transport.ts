@@ -13,9 +13,11 @@ import {
 import { KafkaAdmin } from './admin.js';
 import { Cluster } from './cluster.js';
 import { transportError } from './errors.js';
-import { commitTransactionalOffsets, GroupMember } from './member.js';
+import { commitTransactionalOffsets } from './group-offsets.js';
+import { GroupMember } from './member.js';
 import { resolveSettings, type KafkaSettings, type KafkaTransportOptions } from './options.js';
-import { KafkaProducer, KafkaTransactionalProducer, type TransactionIdentity } from './producer.js';
+import { KafkaProducer } from './producer.js';
+import { KafkaTransactionalProducer, type TransactionIdentity } from './transactional-producer.js';
 import { readPartition } from './read-partition.js';
 import { unknownLimits, type TopicLimits } from './topic-limits.js';
 

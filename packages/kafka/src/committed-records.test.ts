@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { createRecordsBatch } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
 import { rawBatches, type RawBatch } from './fetch-response.js';
-import { committedRecords } from './member.js';
+import { committedRecords } from './committed-records.js';
 
 type Partition = Parameters<typeof committedRecords>[1];
 

@@ -1,0 +1,69 @@
+import type { Buffer } from 'node:buffer';
+import type { Headers, IncomingRecord, TopicPartition } from '@eddy/core';
+import { forEachRecord, type FetchedPartition } from './fetch-response.js';
+
+/** Record batch attributes (Kafka's record format v2). */
+const LOG_APPEND_TIME = 0b1000;
+const TRANSACTIONAL = 0b1_0000;
+const CONTROL = 0b10_0000;
+
+/** The headers of every record that has none. */
+const emptyHeaders: Headers = Object.freeze({});
+
+/**
+ * The records of a fetched partition a read_committed consumer delivers, from `position` on, and
+ * the offset after the last fetched batch. Records of aborted transactions are dropped: the
+ * broker lists the aborted transactions (producer, first offset) that the fetched range touches,
+ * and each one's records run from its first offset to its producer's abort marker.
+ */
+export function committedRecords(tp: TopicPartition, result: FetchedPartition, position: number): { records: IncomingRecord[]; next: number } {
+  const batches = result.records ?? [];
+  const aborted = [...result.abortedTransactions].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : 1));
+  const abortedProducers = new Set<bigint>();
+  let nextAborted = 0;
+  const records: IncomingRecord[] = [];
+  let next = position;
+  for (const batch of batches) {
+    const first = batch.firstOffset;
+    const last = first + batch.lastOffsetDelta;
+    if (last + 1 > next) next = last + 1;
+    while (nextAborted < aborted.length && Number(aborted[nextAborted]!.firstOffset) <= last) abortedProducers.add(aborted[nextAborted++]!.producerId);
+    if (batch.attributes & CONTROL) {
+      // A transaction marker: an abort (type 0 in the marker's key) ends that producer's aborted run.
+      let abort = false;
+      forEachRecord(batch, ({ key }) => (abort ||= key !== null && key.length >= 4 && key.readInt16BE(2) === 0));
+      if (abort) abortedProducers.delete(batch.producerId);
+      continue;
+    }
+    if (batch.attributes & TRANSACTIONAL && abortedProducers.has(batch.producerId)) continue;
+    const logAppendTime = (batch.attributes & LOG_APPEND_TIME) !== 0;
+    const { firstTimestamp, maxTimestamp } = batch;
+    const { topic, partition } = tp;
+    forEachRecord(batch, ({ offsetDelta, timestampDelta, key, value, headers }) => {
+      const offset = first + offsetDelta;
+      if (offset < position) return;
+      records.push({
+        topic,
+        partition,
+        offset,
+        key,
+        value,
+        timestamp: logAppendTime ? maxTimestamp : firstTimestamp + timestampDelta,
+        headers: headers === undefined ? emptyHeaders : headersOf(headers),
+      });
+    });
+  }
+  return { records, next };
+}
+
+/** Header values as text (names and values alternating); like Java's `Headers.lastHeader`, the last of a repeated name wins, and a header without a value is left out. */
+function headersOf(headers: ReadonlyArray<Buffer | null>): Headers {
+  let result: Record<string, string> | undefined;
+  for (let index = 0; index + 1 < headers.length; index += 2) {
+    const name = headers[index];
+    const value = headers[index + 1];
+    if (!name || !value) continue;
+    (result ??= {})[name.toString('utf8')] = value.toString('utf8');
+  }
+  return result ?? emptyHeaders;
+}

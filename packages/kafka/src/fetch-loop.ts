@@ -1,0 +1,217 @@
+import { EddyError, partitionKey, type ConsumerListener, type TopicPartition, type TopicPartitionOffset } from '@eddy/core';
+import { FetchIsolationLevels } from '@platformatic/kafka';
+import { backoff, BACKOFF_MS, sleep } from './backoff.js';
+import type { Cluster } from './cluster.js';
+import { committedRecords } from './committed-records.js';
+import type { EndWatch } from './end-watch.js';
+import { fetchRaw, type FetchedPartition, type FetchResponse } from './fetch-response.js';
+import type { MemberLog } from './member.js';
+import type { KafkaSettings } from './options.js';
+import { OFFSET_OUT_OF_RANGE, responseOf } from './protocol-errors.js';
+
+/** Records handed to the listener at a time, from a fetched partition. */
+const DELIVERY_SLICE = 1000;
+
+/** A partition this member delivers: where it reads next, and a count of seeks (a fetch made before a seek is dropped). */
+interface Delivering {
+  readonly tp: TopicPartition;
+  position: number;
+  seeks: number;
+}
+
+/** What a {@link FetchLoop} needs of its group member. */
+export interface FetchLoopContext {
+  readonly settings: KafkaSettings;
+  readonly cluster: Cluster;
+  readonly listener: ConsumerListener;
+  /** Told of every partition's position, to say whether the member keeps up with it. */
+  readonly ends: EndWatch;
+  readonly stopping: () => boolean;
+  readonly log: MemberLog;
+}
+
+/**
+ * Fetches the records of the partitions a group member delivers and hands them to the listener:
+ * one fetch per leader (FetchRequest v17, read_committed, on the cluster's fetch connections), then
+ * each partition's committed records, in offset order, a slice at a time. The next fetch starts
+ * once the listener has taken the last slice, so a slow listener pauses the source.
+ */
+export class FetchLoop {
+  readonly #context: FetchLoopContext;
+  /** Partitions whose records are delivered: owned, taken by the listener, not being revoked. */
+  readonly #delivering = new Map<string, Delivering>();
+  /** The delivery in flight, if any (a revocation waits for it). */
+  #delivery: Promise<void> = Promise.resolve();
+  #wakeFetch: (() => void) | undefined;
+
+  constructor(context: FetchLoopContext) {
+    this.#context = context;
+  }
+
+  /** Delivers `tp` from `position` on. */
+  startDelivering(tp: TopicPartition, position: number): void {
+    this.#delivering.set(partitionKey(tp.topic, tp.partition), { tp, position, seeks: 0 });
+    this.#context.ends.assigned(tp);
+    this.#context.ends.moved(tp, position);
+  }
+
+  /** Delivers no more of `tp`; a delivery in flight goes on (see {@link deliveryFinished}). */
+  stopDelivering(tp: TopicPartition): void {
+    this.#delivering.delete(partitionKey(tp.topic, tp.partition));
+    this.#context.ends.released(tp);
+  }
+
+  /** Resolves once the delivery in flight, if any, has ended (whether or not the listener took it). */
+  deliveryFinished(): Promise<void> {
+    return this.#delivery.catch(() => undefined);
+  }
+
+  /** The delivered partitions of `topic`. */
+  partitionsOf(topic: string): TopicPartition[] {
+    return [...this.#delivering.values()].filter(({ tp }) => tp.topic === topic).map(({ tp }) => tp);
+  }
+
+  /** Moves a delivered partition to `offset`: what was fetched before is dropped. */
+  seek({ topic, partition, offset }: TopicPartitionOffset): void {
+    const delivering = this.#delivering.get(partitionKey(topic, partition));
+    if (!delivering) return;
+    delivering.position = offset;
+    delivering.seeks++;
+    this.#context.ends.moved({ topic, partition }, offset);
+  }
+
+  /** Fetches again now if the loop waits for partitions to deliver (a new assignment, or the member stopping). */
+  wake(): void {
+    this.#wakeFetch?.();
+  }
+
+  /** Fetches and delivers until the member stops. */
+  async run(): Promise<void> {
+    const { stopping } = this.#context;
+    let failures = 0;
+    while (!stopping()) {
+      const partitions = [...this.#delivering.values()];
+      if (partitions.length === 0) {
+        await new Promise<void>((resolve) => (this.#wakeFetch = resolve));
+        this.#wakeFetch = undefined;
+        continue;
+      }
+      try {
+        await this.#fetchOnce(partitions);
+        failures = 0;
+      } catch (error) {
+        if (stopping()) break;
+        failures++;
+        this.#context.log(failures > 3 ? 'warn' : 'debug', 'a fetch failed; it is made again', { error: String(error), failures });
+        await sleep(backoff(failures - 1));
+      }
+    }
+  }
+
+  /** One fetch from each leader of the delivered partitions, then their records, partition by partition. */
+  async #fetchOnce(partitions: readonly Delivering[]): Promise<void> {
+    const { settings, cluster, stopping } = this.#context;
+    const topics = [...new Set(partitions.map(({ tp }) => tp.topic))];
+    const metadata = await cluster.metadata(topics);
+    const byLeader = new Map<number, Delivering[]>();
+    for (const delivering of partitions) {
+      const leader = metadata.topics.get(delivering.tp.topic)?.partitions[delivering.tp.partition]?.leader;
+      if (leader === undefined || leader < 0) {
+        await cluster.metadata(topics, true);
+        throw new EddyError('TRANSPORT_FAILED', `no leader for ${delivering.tp.topic}[${delivering.tp.partition}]`, { retriable: true });
+      }
+      byLeader.set(leader, [...(byLeader.get(leader) ?? []), delivering]);
+    }
+    const fetched = await Promise.all(
+      [...byLeader].map(async ([leader, ofLeader]) => {
+        const asked = ofLeader.map((delivering) => ({ delivering, seeks: delivering.seeks }));
+        const byTopicId = new Map<string, Array<{ partition: number; currentLeaderEpoch: number; fetchOffset: bigint; lastFetchedEpoch: number; partitionMaxBytes: number }>>();
+        for (const { delivering } of asked) {
+          const topicId = metadata.topics.get(delivering.tp.topic)!.id;
+          byTopicId.set(topicId, [
+            ...(byTopicId.get(topicId) ?? []),
+            { partition: delivering.tp.partition, currentLeaderEpoch: -1, fetchOffset: BigInt(delivering.position), lastFetchedEpoch: -1, partitionMaxBytes: settings.maxBytesPerPartition },
+          ]);
+        }
+        const request = [...byTopicId].map(([topicId, parts]) => ({ topicId, partitions: parts }));
+        let response: FetchResponse;
+        try {
+          response = await fetchRaw.async(await cluster.fetchConnection(leader), settings.maxWaitTimeMs, 1, 50 * 1024 * 1024, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
+        } catch (error) {
+          const partial = responseOf<FetchResponse>(error);
+          if (!partial || !Array.isArray(partial.responses)) throw error;
+          response = partial;
+        }
+        return { asked, response };
+      }),
+    );
+    const topicNames = new Map([...metadata.topics].map(([name, topic]) => [topic.id, name]));
+    let stale = false;
+    for (const { asked, response } of fetched) {
+      for (const topic of response.responses) {
+        const name = topicNames.get(topic.topicId);
+        for (const result of topic.partitions) {
+          const entry = asked.find(({ delivering }) => delivering.tp.topic === name && delivering.tp.partition === result.partitionIndex);
+          if (!entry) continue;
+          const { delivering, seeks } = entry;
+          // Revoked or moved (seek) since it was asked for: drop what came.
+          if (stopping() || this.#delivering.get(partitionKey(delivering.tp.topic, delivering.tp.partition)) !== delivering || delivering.seeks !== seeks) continue;
+          if (result.errorCode !== 0) {
+            stale ||= await this.#partitionError(delivering, result.errorCode);
+            continue;
+          }
+          const delivery = this.#deliver(delivering, result);
+          this.#delivery = delivery;
+          await delivery;
+        }
+      }
+    }
+    if (stale) await cluster.metadata(topics, true);
+  }
+
+  /** Handles a partition's fetch error; true when the cluster's metadata should be read again. */
+  async #partitionError(delivering: Delivering, errorCode: number): Promise<boolean> {
+    const { tp } = delivering;
+    if (errorCode === OFFSET_OUT_OF_RANGE) {
+      // Deleted by retention (or DeleteRecords) before it was read: go on from where the log starts now.
+      const start = (await this.#context.cluster.listOffsets([tp], 'earliest')).get(partitionKey(tp.topic, tp.partition));
+      if (start !== undefined && start > delivering.position) {
+        this.#context.log('warn', 'records were deleted before they were read; reading on from where the partition starts now', { partition: `${tp.topic}[${tp.partition}]`, from: delivering.position, to: start });
+        this.seek({ ...tp, offset: start });
+      }
+      return false;
+    }
+    this.#context.log('debug', 'a partition could not be fetched', { partition: `${tp.topic}[${tp.partition}]`, errorCode });
+    return true;
+  }
+
+  /**
+   * Hands a fetched partition's committed records to the listener, a slice at a time, and tells
+   * it of offsets that hold nothing to deliver (transaction markers, aborted records).
+   */
+  async #deliver(delivering: Delivering, result: FetchedPartition): Promise<void> {
+    const { listener, ends } = this.#context;
+    const { tp } = delivering;
+    const { records, next } = committedRecords(tp, result, delivering.position);
+    for (let from = 0; from < records.length; from += DELIVERY_SLICE) {
+      const slice = records.slice(from, from + DELIVERY_SLICE);
+      const seeks = delivering.seeks;
+      try {
+        await listener.onRecords(slice);
+      } catch (error) {
+        this.#context.log('warn', 'the app failed on a batch; it is delivered again', { partition: `${tp.topic}[${tp.partition}]`, offset: slice[0]!.offset, error: String(error) });
+        await sleep(BACKOFF_MS[0]);
+        return;
+      }
+      if (delivering.seeks !== seeks || this.#delivering.get(partitionKey(tp.topic, tp.partition)) !== delivering) return;
+      delivering.position = slice[slice.length - 1]!.offset + 1;
+      ends.delivered(tp, delivering.position);
+    }
+    if (next > delivering.position) {
+      const from = delivering.position;
+      delivering.position = next;
+      ends.delivered(tp, next);
+      await listener.onSkipped?.({ topic: tp.topic, partition: tp.partition, from, to: next });
+    }
+  }
+}
