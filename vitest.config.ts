@@ -8,7 +8,7 @@ export default defineConfig({
     // Tests run against the TypeScript sources; `npm run build` checks the published output.
     alias: [
       { find: /^@eddy\/core\/testing$/, replacement: src('./packages/core/src/testing/index.ts') },
-      { find: /^@eddy\/core\/store-contract$/, replacement: src('./packages/core/src/state/store-contract.ts') },
+      { find: /^@eddy\/core\/store-contract$/, replacement: src('./packages/core/src/testing/store-contract.ts') },
       { find: /^@eddy\/core$/, replacement: src('./packages/core/src/index.ts') },
       { find: /^@eddy\/state$/, replacement: src('./packages/state/src/index.ts') },
       { find: /^@eddy\/ml$/, replacement: src('./packages/ml/src/index.ts') },

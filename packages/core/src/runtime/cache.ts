@@ -33,3 +33,9 @@ export function evictLeastRecentlyUsed<T extends Evictable>(budget: CacheBudget,
     evict(candidate);
   }
 }
+
+/**
+ * The identity of a record key in an operator's in-memory map: primitives as themselves, objects
+ * by their JSON (so equal objects are one key), marked so that no string can pass for one.
+ */
+export const keyId = (key: unknown): unknown => (typeof key === 'object' && key !== null ? `\u0000${JSON.stringify(key)}` : key);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { memoryState } from './memory.js';
-import { describeStoreContract } from './store-contract.js';
+import { describeStoreContract } from '../testing/store-contract.js';
 import type { PartitionStore } from './backend.js';
 
 // The same backend object is the memory backend's only storage, so "reopen" hands it back.

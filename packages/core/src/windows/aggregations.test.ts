@@ -9,17 +9,15 @@ import {
   SessionModel,
   SlidingModel,
   byTimeThenArrival,
-  closedDifference,
   collectedIds,
   generate,
-  lateDifference,
-  runTables,
   simulate,
   withFlush,
   type Reading,
-  type TableBuilder,
   type WindowModel,
-} from './window-reference.test-support.js';
+} from '../testing/window-reference.test-support.js';
+import { closedDifference, lateDifference } from '../testing/window-compare.test-support.js';
+import { runTables, type TableBuilder } from '../testing/window-runner.test-support.js';
 
 /** A window kind over any keyed stream; `name` keeps the store names of the tables apart. */
 interface Kind {

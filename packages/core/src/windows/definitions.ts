@@ -1,85 +1,25 @@
-import { toMs, type Duration } from '../duration.js';
 import { ConfigError } from '../errors.js';
+import type { WindowDefinition } from './strategy.js';
 
-/** Options every window kind takes. */
-export interface WindowOptions {
-  /** How long after a window's end stragglers are still accepted. Default 0. */
-  grace?: Duration;
-  /** The state store name; defaults to one derived from the window's parameters. */
-  name?: string;
-}
+/**
+ * The window kinds the DSL offers. Each kind is one file: its validated definition, its strategy
+ * and its stored bucket; a new kind is one more file and one more line here.
+ */
+export { tumblingWindows, hoppingWindows } from './tumbling-hopping.js';
+export { slidingWindows } from './sliding.js';
+export { sessionWindows } from './session.js';
+export { countWindows } from './count.js';
 
-/** A validated window definition; all times in milliseconds. */
-export type WindowDefinition =
-  | { readonly kind: 'tumbling' | 'hopping'; readonly sizeMs: number; readonly slideMs: number; readonly graceMs: number }
-  | { readonly kind: 'sliding'; readonly sizeMs: number; readonly graceMs: number }
-  | { readonly kind: 'session'; readonly gapMs: number; readonly graceMs: number }
-  | { readonly kind: 'count'; readonly size: number; readonly step: number };
-
-function grace(options: WindowOptions | undefined, what: string): number {
-  return options?.grace === undefined ? 0 : toMs(options.grace, `${what} grace`, { allowZero: true });
-}
-
-export function tumblingWindows(size: Duration, options?: WindowOptions): WindowDefinition {
-  const sizeMs = toMs(size, 'tumbling window size');
-  return { kind: 'tumbling', sizeMs, slideMs: sizeMs, graceMs: grace(options, 'tumbling window') };
-}
-
-export function hoppingWindows(size: Duration, slide: Duration, options?: WindowOptions): WindowDefinition {
-  const sizeMs = toMs(size, 'hopping window size');
-  const slideMs = toMs(slide, 'hopping window slide');
-  if (slideMs > sizeMs) {
-    throw new ConfigError(`hopping window: slide ${JSON.stringify(slide)} is larger than size ${JSON.stringify(size)} (records would fall between windows)`);
-  }
-  return { kind: 'hopping', sizeMs, slideMs, graceMs: grace(options, 'hopping window') };
-}
-
-export function slidingWindows(size: Duration, options?: WindowOptions): WindowDefinition {
-  return { kind: 'sliding', sizeMs: toMs(size, 'sliding window size'), graceMs: grace(options, 'sliding window') };
-}
-
-export function sessionWindows(gap: Duration, options?: WindowOptions): WindowDefinition {
-  return { kind: 'session', gapMs: toMs(gap, 'session gap'), graceMs: grace(options, 'session window') };
-}
-
-export function countWindows(size: number, step: number | undefined, _options?: WindowOptions): WindowDefinition {
-  if (!Number.isInteger(size) || size < 1) throw new ConfigError(`countWindow: size must be a positive integer, got ${String(size)}`);
-  const resolvedStep = step ?? size;
-  if (!Number.isInteger(resolvedStep) || resolvedStep < 1) {
-    throw new ConfigError(`countWindow: step must be a positive integer, got ${String(step)}`);
-  }
-  return { kind: 'count', size, step: resolvedStep };
-}
+export type { WindowOptions } from './options.js';
+export type { WindowDefinition } from './strategy.js';
 
 /** The default store name: derived from parameters only, never from the position in the chain. */
 export function defaultWindowStoreName(window: WindowDefinition, aggregation: string): string {
-  switch (window.kind) {
-    case 'tumbling':
-      return `tumbling-${window.sizeMs}ms-grace-${window.graceMs}ms-${aggregation}`;
-    case 'hopping':
-      return `hopping-${window.sizeMs}ms-${window.slideMs}ms-grace-${window.graceMs}ms-${aggregation}`;
-    case 'sliding':
-      return `sliding-${window.sizeMs}ms-grace-${window.graceMs}ms-${aggregation}`;
-    case 'session':
-      return `session-${window.gapMs}ms-grace-${window.graceMs}ms-${aggregation}`;
-    case 'count':
-      return `count-${window.size}-${window.step}-${aggregation}`;
-  }
+  return window.defaultStoreName(aggregation);
 }
 
 export function describeWindow(window: WindowDefinition): string {
-  switch (window.kind) {
-    case 'tumbling':
-      return `tumbling(${window.sizeMs}ms, grace ${window.graceMs}ms)`;
-    case 'hopping':
-      return `hopping(${window.sizeMs}ms, ${window.slideMs}ms, grace ${window.graceMs}ms)`;
-    case 'sliding':
-      return `sliding(${window.sizeMs}ms, grace ${window.graceMs}ms)`;
-    case 'session':
-      return `session(gap ${window.gapMs}ms, grace ${window.graceMs}ms)`;
-    case 'count':
-      return `countWindow(${window.size}, step ${window.step})`;
-  }
+  return window.description;
 }
 
 const storeNamePattern = /^[A-Za-z0-9._-]+$/;

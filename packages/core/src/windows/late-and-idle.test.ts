@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { createApp, type KeyedStream } from '../index.js';
 import { TestDriver } from '../testing/index.js';
-import {
-  SEEDS,
-  HoppingModel,
-  SessionModel,
-  closedDifference,
-  generate,
-  idsOf,
-  runTable,
-  simulate,
-  type Reading,
-} from './window-reference.test-support.js';
+import { SEEDS, HoppingModel, SessionModel, generate, idsOf, simulate, type Reading } from '../testing/window-reference.test-support.js';
+import { closedDifference } from '../testing/window-compare.test-support.js';
+import { runTable } from '../testing/window-runner.test-support.js';
 
 /** Readings of one key `a` (unless given), ids in send order. */
 function readings(...items: Array<number | [ts: number, key: string]>): Reading[] {

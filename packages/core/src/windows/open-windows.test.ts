@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createApp, type KeyedStream, type WindowedTable } from '../index.js';
 import { TestDriver } from '../testing/index.js';
-import { generate, SEEDS, type Reading } from './window-reference.test-support.js';
+import { generate, SEEDS, type Reading } from '../testing/window-reference.test-support.js';
 
 /**
  * The `windowsOpen` gauge counts windows without building them (strategies' `countOpen`); it must

@@ -8,14 +8,13 @@ import {
   Random,
   SessionModel,
   SlidingModel,
-  closedDifference,
   idsOf,
-  runTable,
   simulate,
   type Reading,
-  type TableBuilder,
   type WindowModel,
-} from './window-reference.test-support.js';
+} from '../testing/window-reference.test-support.js';
+import { closedDifference } from '../testing/window-compare.test-support.js';
+import { runTable, type TableBuilder } from '../testing/window-runner.test-support.js';
 
 /**
  * Readings sent at random clock gaps (often 0: equal timestamps); `ts` is the clock at arrival,

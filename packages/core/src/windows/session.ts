@@ -1,4 +1,19 @@
-import type { Buckets, KeyState, WindowStrategy, WindowView } from './strategy.js';
+import { toMs, type Duration } from '../duration.js';
+import { decodeBucket, encodeBucket } from './bucket-codec.js';
+import { graceMs, type WindowOptions } from './options.js';
+import { newKeyState, windowsHolding, type Bucket, type Buckets, type KeyState, type WindowDefinition, type WindowStrategy, type WindowView } from './strategy.js';
+
+/** `session(gap)`: records of one key at most `gap` apart form a session. */
+export function sessionWindows(gap: Duration, options?: WindowOptions): WindowDefinition {
+  const gapMs = toMs(gap, 'session gap');
+  const grace = graceMs(options, 'session window');
+  return {
+    kind: 'session',
+    description: `session(gap ${gapMs}ms, grace ${grace}ms)`,
+    defaultStoreName: (aggregation) => `session-${gapMs}ms-grace-${grace}ms-${aggregation}`,
+    createStrategy: (buckets) => new SessionWindows(gapMs, grace, buckets),
+  };
+}
 
 /**
  * Session windows: records of one key at most `gap` apart form a session `[first, last + 1)`,
@@ -10,6 +25,10 @@ export class SessionWindows implements WindowStrategy {
     readonly graceMs: number,
     readonly buckets: Buckets,
   ) {}
+
+  createKeyState(key: unknown, id: unknown): KeyState {
+    return newKeyState(key, id);
+  }
 
   add(state: KeyState, value: unknown, timestamp: number, sequence: number, streamTime: number, missed: (start: number, end: number) => void): boolean {
     const { gapMs } = this;
@@ -64,9 +83,21 @@ export class SessionWindows implements WindowStrategy {
     return state.buckets.map((session) => ({ start: session.start, end: session.end, partial: this.buckets.aggregation.clone(session.partial) }));
   }
 
+  updatedWindows(state: KeyState, timestamp: number): WindowView[] {
+    return windowsHolding(this.openWindows(state), timestamp);
+  }
+
   countOpen(state: KeyState): number {
     return state.buckets.length;
   }
 
   restored(): void {}
+
+  encode(bucket: Bucket): Uint8Array {
+    return encodeBucket(bucket, null, null);
+  }
+
+  decode(bytes: Uint8Array): Bucket {
+    return decodeBucket(bytes).bucket;
+  }
 }

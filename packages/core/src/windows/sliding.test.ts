@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SEEDS, SlidingModel, checkAgainstReference, generate, idsOf, runTable, type Reading } from './window-reference.test-support.js';
+import { SEEDS, SlidingModel, generate, idsOf, type Reading } from '../testing/window-reference.test-support.js';
+import { checkAgainstReference, runTable } from '../testing/window-runner.test-support.js';
 
 /** Readings of one key `a` (unless given), ids in send order. */
 function readings(...items: Array<number | [ts: number, key: string]>): Reading[] {

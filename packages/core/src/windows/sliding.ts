@@ -1,51 +1,84 @@
-import { lowerBound, type Bucket, type Buckets, type KeyState, type WindowStrategy, type WindowView } from './strategy.js';
+import { toMs, type Duration } from '../duration.js';
+import { decodeBucket, encodeBucket } from './bucket-codec.js';
+import { graceMs, type WindowOptions } from './options.js';
+import { lowerBound, newKeyState, windowsHolding, type Bucket, type Buckets, type KeyState, type WindowDefinition, type WindowStrategy, type WindowView } from './strategy.js';
+
+/** `sliding(size)`: one window per key and distinct timestamp t, covering `(t - size, t]`. */
+export function slidingWindows(size: Duration, options?: WindowOptions): WindowDefinition {
+  const sizeMs = toMs(size, 'sliding window size');
+  const grace = graceMs(options, 'sliding window');
+  return {
+    kind: 'sliding',
+    description: `sliding(${sizeMs}ms, grace ${grace}ms)`,
+    defaultStoreName: (aggregation) => `sliding-${sizeMs}ms-grace-${grace}ms-${aggregation}`,
+    createStrategy: (buckets) => new SlidingWindows(sizeMs, grace, buckets),
+  };
+}
+
+/** The records of one timestamp t of a key. */
+export interface SlidingBucket extends Bucket {
+  /**
+   * The window ending at t, `(t - size, t]`: still to be emitted, emitted, or none (it had closed
+   * when t's first record came, which still counted for later windows). Set when the bucket is made.
+   */
+  endingWindow?: 'pending' | 'emitted' | 'none';
+}
+
+export interface SlidingKeyState extends KeyState<SlidingBucket> {
+  /** Timestamps whose ending window is still to be emitted, ascending. */
+  pending: number[];
+}
 
 /**
  * Sliding windows: one window per key and distinct timestamp t, covering `(t - size, t]`, closing
  * at `t + 1 + grace`. Each bucket holds the partial of one timestamp (a 1 ms slice); a record
  * touches one bucket, and a window combines the buckets it covers when it closes.
  */
-export class SlidingWindows implements WindowStrategy {
+export class SlidingWindows implements WindowStrategy<SlidingKeyState> {
   constructor(
     readonly sizeMs: number,
     readonly graceMs: number,
     readonly buckets: Buckets,
   ) {}
 
+  createKeyState(key: unknown, id: unknown): SlidingKeyState {
+    return { ...newKeyState<SlidingBucket>(key, id), pending: [] };
+  }
+
   #closeTime(timestamp: number): number {
     return timestamp + 1 + this.graceMs;
   }
 
-  add(state: KeyState, value: unknown, timestamp: number, sequence: number, streamTime: number, missed: (start: number, end: number) => void): boolean {
-    const ownOpen = this.#closeTime(timestamp) > streamTime;
+  add(state: SlidingKeyState, value: unknown, timestamp: number, sequence: number, streamTime: number, missed: (start: number, end: number) => void): boolean {
+    const endingWindowOpen = this.#closeTime(timestamp) > streamTime;
     const buckets = state.buckets;
-    if (!ownOpen) {
-      // Later windows can only have closed if this record's own window has.
+    if (!endingWindowOpen) {
+      // Later windows can only have closed if this record's ending window has.
       missed(timestamp - this.sizeMs + 1, timestamp + 1);
       let stillOpen = false;
       for (let index = lowerBound(buckets, timestamp + 1); index < buckets.length && buckets[index]!.start < timestamp + this.sizeMs; index++) {
         const bucket = buckets[index]!;
-        if (bucket.own === 'emitted') missed(bucket.start - this.sizeMs + 1, bucket.start + 1);
-        else if (bucket.own === 'pending') stillOpen = true;
+        if (bucket.endingWindow === 'emitted') missed(bucket.start - this.sizeMs + 1, bucket.start + 1);
+        else if (bucket.endingWindow === 'pending') stillOpen = true;
       }
       if (!stillOpen) return false;
     }
     const bucket = this.buckets.upsert(state, timestamp, timestamp + 1);
-    if (bucket.own === undefined) {
-      bucket.own = ownOpen ? 'pending' : 'none';
-      if (ownOpen) insertSorted((state.pending ??= []), timestamp);
+    if (bucket.endingWindow === undefined) {
+      bucket.endingWindow = endingWindowOpen ? 'pending' : 'none';
+      if (endingWindowOpen) insertSorted(state.pending, timestamp);
     }
     this.buckets.add(state, bucket, value, timestamp, sequence);
     return true;
   }
 
-  /** The first bucket whose own window is still to be emitted. */
-  #firstPending(state: KeyState): Bucket | undefined {
-    const timestamp = state.pending?.[0];
+  /** The first bucket whose ending window is still to be emitted. */
+  #firstPending(state: SlidingKeyState): SlidingBucket | undefined {
+    const timestamp = state.pending[0];
     return timestamp === undefined ? undefined : state.buckets[lowerBound(state.buckets, timestamp)];
   }
 
-  due(state: KeyState): number | undefined {
+  due(state: SlidingKeyState): number | undefined {
     const first = state.buckets[0];
     if (!first) return undefined;
     // A bucket expires when no window that could still be open covers it.
@@ -54,7 +87,7 @@ export class SlidingWindows implements WindowStrategy {
     return pending ? Math.min(expiry, this.#closeTime(pending.start)) : expiry;
   }
 
-  fire(state: KeyState, closed: (window: WindowView) => void): void {
+  fire(state: SlidingKeyState, closed: (window: WindowView) => void): void {
     const buckets = state.buckets;
     const first = buckets[0];
     if (!first) return;
@@ -65,19 +98,19 @@ export class SlidingWindows implements WindowStrategy {
       const from = lowerBound(buckets, end - this.sizeMs);
       const to = lowerBound(buckets, end);
       closed({ start: end - this.sizeMs, end, partial: this.buckets.combine(buckets, from, to) });
-      pending.own = 'emitted';
-      state.pending!.shift();
+      pending.endingWindow = 'emitted';
+      state.pending.shift();
       this.buckets.changes.changed(state, pending);
     } else {
       this.buckets.dropFirst(state, 1);
     }
   }
 
-  openWindows(state: KeyState): WindowView[] {
+  openWindows(state: SlidingKeyState): WindowView[] {
     const buckets = state.buckets;
     const views: WindowView[] = [];
     for (const bucket of buckets) {
-      if (bucket.own !== 'pending') continue;
+      if (bucket.endingWindow !== 'pending') continue;
       const end = bucket.start + 1;
       const from = lowerBound(buckets, end - this.sizeMs);
       const to = lowerBound(buckets, end);
@@ -86,14 +119,29 @@ export class SlidingWindows implements WindowStrategy {
     return views;
   }
 
-  countOpen(state: KeyState): number {
+  updatedWindows(state: SlidingKeyState, timestamp: number): WindowView[] {
+    return windowsHolding(this.openWindows(state), timestamp);
+  }
+
+  countOpen(state: SlidingKeyState): number {
     let open = 0;
-    for (const bucket of state.buckets) if (bucket.own === 'pending') open++;
+    for (const bucket of state.buckets) if (bucket.endingWindow === 'pending') open++;
     return open;
   }
 
-  restored(state: KeyState): void {
-    state.pending = state.buckets.filter((bucket) => bucket.own === 'pending').map((bucket) => bucket.start);
+  restored(state: SlidingKeyState): void {
+    state.pending = state.buckets.filter((bucket) => bucket.endingWindow === 'pending').map((bucket) => bucket.start);
+  }
+
+  encode(bucket: SlidingBucket): Uint8Array {
+    return encodeBucket(bucket, bucket.endingWindow ?? null, null);
+  }
+
+  decode(bytes: Uint8Array): SlidingBucket {
+    const { bucket, endingWindow } = decodeBucket(bytes);
+    const sliding: SlidingBucket = bucket;
+    if (endingWindow !== null) sliding.endingWindow = endingWindow as SlidingBucket['endingWindow'];
+    return sliding;
   }
 }
 

@@ -1,17 +1,31 @@
 import type { Aggregation } from '../aggregations.js';
 
 /**
+ * A validated window definition: one window kind's parameters (all times in milliseconds) and the
+ * rules that run it. The DSL records it in the graph; the window operator asks it for a strategy.
+ * Adding a window kind is one file that exports a function returning this, and one line in
+ * `definitions.ts`.
+ */
+export interface WindowDefinition {
+  /** The kind, as its DSL method names it: `tumbling`, `hopping`, `sliding`, `session`, `count`. */
+  readonly kind: string;
+  /** How `describe()` shows it, e.g. `hopping(10000ms, 1000ms, grace 0ms)`. */
+  readonly description: string;
+  /** The default store name: derived from parameters only, never from the position in the chain. */
+  defaultStoreName(aggregation: string): string;
+  /** The rules for one window operator, keeping its buckets through `buckets`. */
+  createStrategy(buckets: Buckets): WindowStrategy;
+}
+
+/**
  * A stored unit of window state for one key: a slice (tumbling, hopping), the records of one
  * timestamp (sliding), a session, or the last records (count). Windows are computed from buckets.
+ * A kind adds its own fields in its own file.
  */
 export interface Bucket {
   start: number;
   end: number;
   partial: unknown;
-  /** Sliding windows: the state of the window ending at this bucket's timestamp. */
-  own?: 'pending' | 'emitted' | 'none';
-  /** Count windows: records seen since the key's state was created. */
-  count?: number;
   /** Serialized size at the last flush (cache accounting). */
   bytes?: number;
   /** Changed since the last flush. */
@@ -20,24 +34,25 @@ export interface Bucket {
   stored?: boolean;
 }
 
-/** The state of one key in one window operator. */
-export interface KeyState {
+/** The state of one key in one window operator; a kind adds its own cursors in its own file. */
+export interface KeyState<B extends Bucket = Bucket> {
   readonly key: unknown;
   /** The key's identity in the operator's map. */
   readonly id: unknown;
   /** Sorted by start; disjoint. */
-  readonly buckets: Bucket[];
-  /** Tumbling and hopping: windows starting before this are closed for this key. */
-  nextStart: number;
+  readonly buckets: B[];
   /** The stream time of this key's next event (a window closing, a bucket expiring). */
   due: number | undefined;
-  /** Sliding windows: timestamps whose own window is still to be emitted, ascending. */
-  pending?: number[];
   /** Cache accounting: serialized size of the buckets at the last flush, and the last use. */
   bytes: number;
   lastUsed: number;
   /** The buckets are on disk only (evicted); everything else stays to keep deadlines. */
   evicted: boolean;
+}
+
+/** The key state of a kind that keeps nothing beyond its buckets. */
+export function newKeyState<B extends Bucket = Bucket>(key: unknown, id: unknown): KeyState<B> {
+  return { key, id, buckets: [], due: undefined, bytes: 0, lastUsed: 0, evicted: false };
 }
 
 /** A window ready to be reported: its bounds and the combined partial. */
@@ -59,17 +74,19 @@ export interface ChangeSink {
 
 /**
  * One window kind's rules, behind one interface: where a record goes, which windows it missed,
- * when the next window of a key closes and what it contains. Adding a window kind touches no
- * aggregation and no operator.
+ * when the next window of a key closes and what it contains, and how its buckets are stored.
+ * Adding a window kind touches no aggregation and no operator.
  */
-export interface WindowStrategy {
+export interface WindowStrategy<State extends KeyState = KeyState> {
+  /** A key seen for the first time (or read back by a restore), with no buckets yet. */
+  createKeyState(key: unknown, id: unknown): State;
   /**
    * Adds a record at `timestamp` when the task's stream time is `streamTime`. Calls `missed` for
    * each closed window the record belongs to, `closed` for windows the record itself completes
    * (count windows). Returns false when the record belongs to no open window.
    */
   add(
-    state: KeyState,
+    state: State,
     value: unknown,
     timestamp: number,
     sequence: number,
@@ -78,15 +95,28 @@ export interface WindowStrategy {
     closed: (window: WindowView) => void,
   ): boolean;
   /** The stream time at which `fire` has work for this key, or undefined. */
-  due(state: KeyState): number | undefined;
+  due(state: State): number | undefined;
   /** Does the work due: emits at most one closed window through `closed`, expires buckets. */
-  fire(state: KeyState, closed: (window: WindowView) => void): void;
+  fire(state: State, closed: (window: WindowView) => void): void;
   /** The open windows of a key with their current partials, in window order. */
-  openWindows(state: KeyState): WindowView[];
+  openWindows(state: State): WindowView[];
+  /** The open windows a record at `timestamp`, just added, updated (for `onUpdate`), in window order. */
+  updatedWindows(state: State, timestamp: number): WindowView[];
   /** How many windows `openWindows` would give, without combining partials (for metrics). */
-  countOpen(state: KeyState): number;
-  /** After a restore: re-derives cursors from the stream time. */
-  restored(state: KeyState, streamTime: number): void;
+  countOpen(state: State): number;
+  /** After a restore put the buckets back: re-derives cursors from them and the stream time. */
+  restored(state: State, streamTime: number): void;
+  /** The stored value of a bucket; `decode` must read back what every earlier version wrote. */
+  encode(bucket: BucketOf<State>): Uint8Array;
+  /** A bucket read from its storage key (so marked `stored`). */
+  decode(bytes: Uint8Array): BucketOf<State>;
+}
+
+export type BucketOf<State extends KeyState> = State['buckets'][number];
+
+/** The open windows that hold `timestamp`: what a record there updated. */
+export function windowsHolding(views: WindowView[], timestamp: number): WindowView[] {
+  return views.filter((view) => view.start <= timestamp && timestamp < view.end);
 }
 
 /** Shared bucket helpers. */
@@ -97,12 +127,12 @@ export class Buckets {
   ) {}
 
   /** The bucket starting at `start`, created (in order) with `end` if missing. */
-  upsert(state: KeyState, start: number, end: number): Bucket {
+  upsert<B extends Bucket>(state: KeyState<B>, start: number, end: number): B {
     const buckets = state.buckets;
     const last = buckets[buckets.length - 1];
     // In-order data appends; only out-of-order records pay for the search.
     if (last === undefined || last.start < start) {
-      const bucket: Bucket = { start, end, partial: this.aggregation.init() };
+      const bucket = { start, end, partial: this.aggregation.init() } as B;
       buckets.push(bucket);
       return bucket;
     }
@@ -110,7 +140,7 @@ export class Buckets {
     const index = lowerBound(buckets, start);
     const found = buckets[index];
     if (found && found.start === start) return found;
-    const bucket: Bucket = { start, end, partial: this.aggregation.init() };
+    const bucket = { start, end, partial: this.aggregation.init() } as B;
     buckets.splice(index, 0, bucket);
     return bucket;
   }

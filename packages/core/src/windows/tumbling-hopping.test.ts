@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../index.js';
 import { TestDriver } from '../testing/index.js';
-import {
-  SEEDS,
-  HoppingModel,
-  checkAgainstReference,
-  generate,
-  idsOf,
-  runTable,
-  runTables,
-  withFlush,
-  type Reading,
-} from './window-reference.test-support.js';
+import { SEEDS, HoppingModel, generate, idsOf, withFlush, type Reading } from '../testing/window-reference.test-support.js';
+import { checkAgainstReference, runTable, runTables } from '../testing/window-runner.test-support.js';
 
 const hoppingClose = (size: number, grace: number) => (window: { start: number }) => window.start + size + grace;
 

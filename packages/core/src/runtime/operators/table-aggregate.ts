@@ -1,15 +1,13 @@
 import type { OperatorFunction } from 'rxjs';
 import type { Aggregation } from '../../aggregations.js';
 import type { StoreEntry } from '../../state/backend.js';
-import { evictLeastRecentlyUsed } from '../cache.js';
+import { evictLeastRecentlyUsed, keyId } from '../cache.js';
 import type { StatefulOperator, TaskContext } from '../context.js';
 import { recordOperator } from '../operator.js';
 import { record, type Signal } from '../signals.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-/** Map identity of a key: primitives as themselves, objects by their JSON. */
-const keyId = (key: unknown): unknown => (typeof key === 'object' && key !== null ? `\u0000${JSON.stringify(key)}` : key);
 
 interface Row {
   readonly key: unknown;

@@ -3,13 +3,8 @@ import type { Aggregation } from '../../aggregations.js';
 import { encodeUtf8 } from '../../serde.js';
 import type { StoreEntry } from '../../state/backend.js';
 import { decodeWindowKey, encodeWindowKey, keyPrefix } from '../../state/keys.js';
-import { evictLeastRecentlyUsed } from '../cache.js';
-import { CountWindows } from '../../windows/count.js';
-import type { WindowDefinition } from '../../windows/definitions.js';
-import { SessionWindows } from '../../windows/session.js';
-import { SlicedWindows } from '../../windows/sliced.js';
-import { SlidingWindows } from '../../windows/sliding.js';
-import { Buckets, type Bucket, type KeyState, type WindowStrategy, type WindowView } from '../../windows/strategy.js';
+import { evictLeastRecentlyUsed, keyId } from '../cache.js';
+import { Buckets, type Bucket, type KeyState, type WindowDefinition, type WindowView } from '../../windows/strategy.js';
 import type { StatefulOperator, TaskContext } from '../context.js';
 import { MinHeap } from '../min-heap.js';
 import { signalOperator } from '../operator.js';
@@ -25,23 +20,6 @@ export interface WindowStepSpec {
 }
 
 const decoder = new TextDecoder();
-
-function createStrategy(window: WindowDefinition, buckets: Buckets): WindowStrategy {
-  switch (window.kind) {
-    case 'tumbling':
-    case 'hopping':
-      return new SlicedWindows(window.sizeMs, window.slideMs, window.graceMs, buckets);
-    case 'sliding':
-      return new SlidingWindows(window.sizeMs, window.graceMs, buckets);
-    case 'session':
-      return new SessionWindows(window.gapMs, window.graceMs, buckets);
-    case 'count':
-      return new CountWindows(window.size, window.step, buckets);
-  }
-}
-
-/** Map identity of a key: primitives as themselves, objects by their JSON. */
-const keyId = (key: unknown): unknown => (typeof key === 'object' && key !== null ? `\u0000${JSON.stringify(key)}` : key);
 
 /**
  * The window step: assigns records to windows through the window kind's strategy, keeps the
@@ -67,7 +45,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
       else changed.set(state, [start]);
     },
   });
-  const strategy = createStrategy(spec.window, buckets);
+  const strategy = spec.window.createStrategy(buckets);
   let sequence = 0;
 
   const schedule = (state: KeyState) => {
@@ -99,7 +77,6 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
 
   let lastUse = 0;
   let evictedKeys = 0;
-  const newState = (key: unknown, id: unknown): KeyState => ({ key, id, buckets: [], nextStart: -Infinity, due: undefined, bytes: 0, lastUsed: 0, evicted: false });
   const keyBytesOf = (key: unknown) => encodeUtf8(JSON.stringify(key));
 
   /** Re-measures a key after a flush or load and moves the difference into the budget. */
@@ -121,7 +98,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
   /** Reads an evicted key's buckets back from the store. */
   const loadState = async (state: KeyState) => {
     const buckets: Bucket[] = [];
-    for await (const [, value] of context.storeOf(storeName).entries(keyPrefix(keyBytesOf(state.key)))) buckets.push(decodeBucket(value));
+    for await (const [, value] of context.storeOf(storeName).entries(keyPrefix(keyBytesOf(state.key)))) buckets.push(strategy.decode(value));
     state.buckets.push(...buckets);
     state.evicted = false;
     evictedKeys--;
@@ -163,7 +140,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         const keyBytes = keyBytesOf(state.key);
         for (const bucket of state.buckets) {
           if (!bucket.dirty) continue;
-          const value = encodeBucket(bucket);
+          const value = strategy.encode(bucket);
           bucket.bytes = value.length;
           bucket.dirty = false;
           bucket.stored = true;
@@ -196,9 +173,9 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         const id = keyId(key);
         if (!state || state.id !== id) {
           if (state) finish(state);
-          state = newState(key, id);
+          state = strategy.createKeyState(key, id);
         }
-        const bucket = decodeBucket(value);
+        const bucket = strategy.decode(value);
         bucket.bytes = value.length;
         state.buckets.push(bucket);
         for (const item of collectedItems(bucket)) if (item[1] >= sequence) sequence = item[1] + 1;
@@ -278,7 +255,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     const id = keyId(key);
     let state = keys.get(id);
     const created = !state;
-    if (!state) state = newState(key, id);
+    if (!state) state = strategy.createKeyState(key, id);
     if (state.evicted) throw new Error(`window state of key ${JSON.stringify(key)} was not loaded before its record`);
     state.lastUsed = ++lastUse;
     record = signal;
@@ -290,24 +267,9 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     if (created) keys.set(id, state);
     schedule(state);
     if (spec.emitUpdates) {
-      for (const view of strategy.openWindows(state)) {
-        if (spec.window.kind === 'count' || (view.start <= timestamp && timestamp < view.end)) emit(windowSignal('update', key, view, origin));
-      }
+      for (const view of strategy.updatedWindows(state, timestamp)) emit(windowSignal('update', key, view, origin));
     }
   });
-}
-
-function encodeBucket(bucket: Bucket): Uint8Array {
-  return encodeUtf8(JSON.stringify([bucket.end, bucket.partial, bucket.own ?? null, bucket.count ?? null, bucket.start]));
-}
-
-function decodeBucket(bytes: Uint8Array): Bucket {
-  const [end, partial, own, count, start] = JSON.parse(decoder.decode(bytes)) as [number, unknown, Bucket['own'] | null, number | null, number];
-  // Read from its storage key: removing it needs a tombstone.
-  const bucket: Bucket = { start, end, partial, stored: true };
-  if (own !== null) bucket.own = own;
-  if (count !== null) bucket.count = count;
-  return bucket;
 }
 
 /** Collected partials carry arrival sequences; a restore continues after the largest. */

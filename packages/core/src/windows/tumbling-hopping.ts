@@ -1,11 +1,49 @@
-import { floorTo, gcd, type Buckets, type KeyState, type WindowStrategy, type WindowView } from './strategy.js';
+import { toMs, type Duration } from '../duration.js';
+import { ConfigError } from '../errors.js';
+import { decodeBucket, encodeBucket } from './bucket-codec.js';
+import { graceMs, type WindowOptions } from './options.js';
+import { floorTo, gcd, newKeyState, windowsHolding, type Bucket, type Buckets, type KeyState, type WindowDefinition, type WindowStrategy, type WindowView } from './strategy.js';
+
+/** `tumbling(size)`: hopping windows whose slide is their size. */
+export function tumblingWindows(size: Duration, options?: WindowOptions): WindowDefinition {
+  const sizeMs = toMs(size, 'tumbling window size');
+  const grace = graceMs(options, 'tumbling window');
+  return {
+    kind: 'tumbling',
+    description: `tumbling(${sizeMs}ms, grace ${grace}ms)`,
+    defaultStoreName: (aggregation) => `tumbling-${sizeMs}ms-grace-${grace}ms-${aggregation}`,
+    createStrategy: (buckets) => new HoppingWindows(sizeMs, sizeMs, grace, buckets),
+  };
+}
+
+/** `hopping(size, slide)`: windows `[k*slide, k*slide + size)`. */
+export function hoppingWindows(size: Duration, slide: Duration, options?: WindowOptions): WindowDefinition {
+  const sizeMs = toMs(size, 'hopping window size');
+  const slideMs = toMs(slide, 'hopping window slide');
+  if (slideMs > sizeMs) {
+    throw new ConfigError(`hopping window: slide ${JSON.stringify(slide)} is larger than size ${JSON.stringify(size)} (records would fall between windows)`);
+  }
+  const grace = graceMs(options, 'hopping window');
+  return {
+    kind: 'hopping',
+    description: `hopping(${sizeMs}ms, ${slideMs}ms, grace ${grace}ms)`,
+    defaultStoreName: (aggregation) => `hopping-${sizeMs}ms-${slideMs}ms-grace-${grace}ms-${aggregation}`,
+    createStrategy: (buckets) => new HoppingWindows(sizeMs, slideMs, grace, buckets),
+  };
+}
+
+/** A key of tumbling or hopping windows: its slices, and where its open windows begin. */
+export interface HoppingKeyState extends KeyState {
+  /** Windows starting before this are closed for this key. */
+  nextStart: number;
+}
 
 /**
  * Tumbling and hopping windows `[k*slide, k*slide + size)` on slices of gcd(size, slide): a record
  * updates exactly one slice, and a window combines its size/gcd slices when it closes. So the
  * per-record state work is O(1) whatever the overlap, and `collect()` stores each record once.
  */
-export class SlicedWindows implements WindowStrategy {
+export class HoppingWindows implements WindowStrategy<HoppingKeyState> {
   readonly sliceMs: number;
 
   constructor(
@@ -17,13 +55,17 @@ export class SlicedWindows implements WindowStrategy {
     this.sliceMs = gcd(sizeMs, slideMs);
   }
 
+  createKeyState(key: unknown, id: unknown): HoppingKeyState {
+    return { ...newKeyState(key, id), nextStart: -Infinity };
+  }
+
   /** The first window start that is still open at `streamTime` (closes at start + size + grace). */
   openFrom(streamTime: number): number {
     if (streamTime === -Infinity) return -Infinity;
     return floorTo(streamTime - this.sizeMs - this.graceMs, this.slideMs) + this.slideMs;
   }
 
-  add(state: KeyState, value: unknown, timestamp: number, sequence: number, streamTime: number, missed: (start: number, end: number) => void): boolean {
+  add(state: HoppingKeyState, value: unknown, timestamp: number, sequence: number, streamTime: number, missed: (start: number, end: number) => void): boolean {
     const { sizeMs, slideMs } = this;
     const openFrom = this.openFrom(streamTime);
     if (state.nextStart < openFrom) state.nextStart = openFrom;
@@ -41,19 +83,19 @@ export class SlicedWindows implements WindowStrategy {
   }
 
   /** The next window of this key that has records: at or after the cursor, containing the first slice. */
-  #nextWindowStart(state: KeyState): number | undefined {
+  #nextWindowStart(state: HoppingKeyState): number | undefined {
     const first = state.buckets[0];
     if (!first) return undefined;
     const firstContaining = floorTo(first.start - this.sizeMs, this.slideMs) + this.slideMs;
     return Math.max(state.nextStart, firstContaining);
   }
 
-  due(state: KeyState): number | undefined {
+  due(state: HoppingKeyState): number | undefined {
     const start = this.#nextWindowStart(state);
     return start === undefined ? undefined : start + this.sizeMs + this.graceMs;
   }
 
-  fire(state: KeyState, closed: (window: WindowView) => void): void {
+  fire(state: HoppingKeyState, closed: (window: WindowView) => void): void {
     const start = this.#nextWindowStart(state);
     if (start === undefined) return;
     const end = start + this.sizeMs;
@@ -68,7 +110,7 @@ export class SlicedWindows implements WindowStrategy {
     this.buckets.dropFirst(state, expired);
   }
 
-  openWindows(state: KeyState): WindowView[] {
+  openWindows(state: HoppingKeyState): WindowView[] {
     const views: WindowView[] = [];
     const buckets = state.buckets;
     const first = this.#nextWindowStart(state);
@@ -85,7 +127,11 @@ export class SlicedWindows implements WindowStrategy {
     return views;
   }
 
-  countOpen(state: KeyState): number {
+  updatedWindows(state: HoppingKeyState, timestamp: number): WindowView[] {
+    return windowsHolding(this.openWindows(state), timestamp);
+  }
+
+  countOpen(state: HoppingKeyState): number {
     // The windows holding a slice are those starting in (slice - size, slice]; counted as a union
     // of those ranges (slices are in order), in arithmetic only: metrics polls this for every key.
     const { sizeMs, slideMs } = this;
@@ -103,7 +149,15 @@ export class SlicedWindows implements WindowStrategy {
     return open;
   }
 
-  restored(state: KeyState, streamTime: number): void {
+  restored(state: HoppingKeyState, streamTime: number): void {
     state.nextStart = this.openFrom(streamTime);
+  }
+
+  encode(bucket: Bucket): Uint8Array {
+    return encodeBucket(bucket, null, null);
+  }
+
+  decode(bytes: Uint8Array): Bucket {
+    return decodeBucket(bytes).bucket;
   }
 }
