@@ -8,7 +8,7 @@ import { ConfigError, describeError, EddyError } from './errors.js';
 import { isBatchHandler, type WindowBatchHandler } from './handler.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { BackgroundWork } from './runtime/background.js';
-import { CacheBudget } from './runtime/cache.js';
+import { CacheBudget } from './state/caching-store.js';
 import { HostInput } from './runtime/host-input.js';
 import { Lifecycle, type AppEvents, type AppState } from './runtime/lifecycle.js';
 import { Metrics, prometheusText, type MetricsSnapshot } from './runtime/metrics.js';

@@ -1,20 +1,23 @@
 import type { Clock } from '../clock.js';
 import type { ErrorCode } from '../errors.js';
 import type { OutgoingRecord } from '../transport/types.js';
-import type { PartitionStore, StoreEntry } from '../state/backend.js';
-import type { CacheBudget } from './cache.js';
+import type { PartitionStore } from '../state/backend.js';
+import type { CacheBudget, CachedEntry, CachingStore } from '../state/caching-store.js';
 import type { Metrics } from './metrics.js';
 import type { Origin, Signal } from './signals.js';
 
-/** A stateful operator, as its task sees it: deadlines, flush and restore. */
+/** An operator's write-behind cache as its task drives it: flushed at commit, evicted after, released on close. */
+export type OperatorStore = Pick<CachingStore<CachedEntry>, 'takeChanges' | 'evict' | 'release' | 'hasEvicted'>;
+
+/** A stateful operator, as its task sees it: deadlines, its store, restore and load-back. */
 export interface StatefulOperator {
   readonly storeName: string;
+  /** The top of its store stack (state/caching-store.ts); the task's state manager adds the layers below. */
+  readonly store: OperatorStore;
   /** The stream time at which this operator next has something to close, if any. */
   nextDeadline(): number | undefined;
   /** Whether something may be due by `streamTime` (cheap, per record; a stale deadline may say yes). */
   hasDue(streamTime: number): boolean;
-  /** Changed entries since the last call, for the commit batch; clears the change set. */
-  takeChanges(): StoreEntry[];
   /**
    * Rebuilds the in-memory state from stored entries in key order (before any record is
    * processed); task metadata entries are not passed. Keys past the cache budget stay on disk.
@@ -22,12 +25,6 @@ export interface StatefulOperator {
   restore(entries: AsyncIterable<readonly [Uint8Array, Uint8Array]>, streamTime: number): Promise<void>;
   /** Reads back evicted keys that the next records (`keys`) or windows closing by `streamTime` need. */
   load(keys: readonly unknown[], streamTime: number): Promise<void>;
-  /** Whether some keys are evicted (so `load` has work to look for). */
-  hasEvicted(): boolean;
-  /** After a commit: evicts clean keys used least recently while the cache is over budget. */
-  evict(): void;
-  /** The task closes: what the operator holds leaves the app's cache budget. */
-  release(): void;
   /** Windows (or table rows) currently holding state. */
   openWindows(): number;
   /** Entries for queries from the host service (`app.store(name)`). */

@@ -14,7 +14,7 @@ import type {
   TransportProducer,
 } from '../transport/types.js';
 import type { BackgroundWork } from './background.js';
-import type { CacheBudget } from './cache.js';
+import type { CacheBudget } from '../state/caching-store.js';
 import { HandOffs } from './hand-offs.js';
 import type { Metrics } from './metrics.js';
 import { Task, taskIdOf, type CommitRecord, type TaskHost } from './task.js';

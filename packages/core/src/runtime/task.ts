@@ -3,7 +3,7 @@ import type { SubTopology } from '../dsl/topology.js';
 import type { ErrorCode } from '../errors.js';
 import type { PartitionStore } from '../state/backend.js';
 import type { IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransactionalProducer } from '../transport/types.js';
-import type { CacheBudget } from './cache.js';
+import type { CacheBudget } from '../state/caching-store.js';
 import type { HandOffOffer, StatefulOperator, TaskContext } from './context.js';
 import type { Metrics } from './metrics.js';
 import type { Signal } from './signals.js';
@@ -32,7 +32,8 @@ export const taskIdOf = (subTopology: number, partition: number): string => `${s
  * in `task/`: `graph.ts` builds the operator graph; `input.ts` takes records in, through
  * `record-decoder.ts` and `replay-guard.ts` (replayed repartition records dropped); `stream-time.ts`
  * keeps stream time and the idle timeout; `record-collector.ts` sends what the task writes, and
- * its dead letters; `state-manager.ts` holds the stores, changelog writes and restore;
+ * its dead letters; `state-manager.ts` holds the stores, each behind its layers (the write-behind
+ * cache, `state/caching-store.ts`, over the changelog, `state/changelogging.ts`, over the backend);
  * `commit.ts` is the commit protocol; `outgoing-hand-offs.ts` the records handed to local tasks.
  */
 export class Task implements TaskContext {

@@ -18,14 +18,8 @@ export interface ClosedCall {
   now?: number;
 }
 
-/** What an `onLate` handler saw. */
-export interface LateCall {
-  key: string;
-  start: number;
-  end: number;
-  id: number;
-  timestamp: number;
-  at: number;
+/** What an `onLate` handler saw: the late record and the window it missed, as the reference has it, and when. */
+export interface LateCall extends RefLate {
   now?: number;
 }
 

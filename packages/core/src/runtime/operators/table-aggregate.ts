@@ -1,7 +1,6 @@
 import type { OperatorFunction } from 'rxjs';
 import type { Aggregation } from '../../aggregations.js';
-import type { StoreEntry } from '../../state/backend.js';
-import { evictLeastRecentlyUsed, keyId } from '../cache.js';
+import { CachingStore, keyId, type CachedEntry } from '../../state/caching-store.js';
 import type { StatefulOperator, TaskContext } from '../context.js';
 import { recordOperator } from '../operator.js';
 import { record, type Signal } from '../signals.js';
@@ -9,13 +8,10 @@ import { record, type Signal } from '../signals.js';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-interface Row {
+interface Row extends CachedEntry {
   readonly key: unknown;
+  /** The accumulator; undefined while evicted. */
   partial: unknown;
-  bytes: number;
-  lastUsed: number;
-  /** The accumulator is on disk only. */
-  evicted: boolean;
 }
 
 /**
@@ -23,83 +19,47 @@ interface Row {
  * each update is emitted as a record (key, new value) for `toStream()`.
  */
 export function tableAggregate(context: TaskContext, storeName: string, aggregation: Aggregation<unknown, unknown, unknown>): OperatorFunction<Signal, Signal> {
-  const rows = new Map<unknown, Row>();
-  const changed = new Set<Row>();
-  let sequence = 0;
-  let lastUse = 0;
-  let evictedRows = 0;
-
   const storeKey = (key: unknown) => encoder.encode(JSON.stringify(key));
 
-  const evictRow = (row: Row) => {
-    context.cache.usedBytes -= row.bytes;
-    row.partial = undefined;
-    row.evicted = true;
-    evictedRows++;
-  };
-
-  const loadRow = async (row: Row) => {
-    const stored = await context.storeOf(storeName).get(storeKey(row.key));
-    row.partial = stored === undefined ? aggregation.init() : (JSON.parse(decoder.decode(stored)) as unknown);
-    row.evicted = false;
-    evictedRows--;
-    context.cache.usedBytes += row.bytes;
-  };
+  const rows = new CachingStore<Row>(context.cache, () => context.storeOf(storeName), {
+    encode(row, into) {
+      const value = encoder.encode(JSON.stringify(row.partial));
+      into.push({ key: storeKey(row.key), value });
+      return value.length;
+    },
+    async load(row, below) {
+      const stored = await below.get(storeKey(row.key));
+      row.partial = stored === undefined ? aggregation.init() : (JSON.parse(decoder.decode(stored)) as unknown);
+      // The stored value is the one its last flush measured.
+      return row.bytes;
+    },
+    unload(row) {
+      row.partial = undefined;
+    },
+  });
+  let sequence = 0;
 
   const operator: StatefulOperator = {
     storeName,
+    store: rows,
     nextDeadline: () => undefined,
     hasDue: () => false,
     openWindows: () => 0,
-    release() {
-      for (const row of rows.values()) {
-        if (!row.evicted) context.cache.usedBytes -= row.bytes;
-        row.bytes = 0;
-      }
-    },
-    takeChanges() {
-      const entries: StoreEntry[] = [];
-      for (const row of changed) {
-        const value = encoder.encode(JSON.stringify(row.partial));
-        context.cache.usedBytes += value.length - row.bytes;
-        row.bytes = value.length;
-        entries.push({ key: storeKey(row.key), value });
-      }
-      changed.clear();
-      return entries;
-    },
     async restore(entries) {
       for await (const [keyBytes, value] of entries) {
         const key = JSON.parse(decoder.decode(keyBytes)) as unknown;
-        const row: Row = { key, partial: JSON.parse(decoder.decode(value)) as unknown, bytes: value.length, lastUsed: 0, evicted: false };
-        rows.set(keyId(key), row);
-        context.cache.usedBytes += row.bytes;
-        if (context.cache.overLimit) evictRow(row);
+        const row: Row = { key, id: keyId(key), partial: JSON.parse(decoder.decode(value)) as unknown, bytes: 0, lastUsed: 0, evicted: false };
+        rows.restored(row, value.length);
+        rows.evictIfOverBudget(row);
       }
     },
-    hasEvicted: () => evictedRows > 0,
-    async load(keys) {
-      if (evictedRows === 0) return;
-      for (const key of keys) {
-        const row = rows.get(keyId(key));
-        if (row?.evicted) await loadRow(row);
-      }
-    },
-    evict() {
-      if (!context.cache.overLimit) return;
-      evictLeastRecentlyUsed(context.cache, [...rows.values()].filter((row) => !row.evicted && !changed.has(row)), evictRow);
-    },
+    load: (keys) => rows.loadKeys(keys),
     async query(key) {
-      const row = rows.get(keyId(key));
-      if (!row) return undefined;
-      if (row.evicted) await loadRow(row);
-      return aggregation.result(row.partial);
+      const row = await rows.read(key);
+      return row && aggregation.result(row.partial);
     },
     async *queryAll() {
-      for (const row of [...rows.values()]) {
-        if (row.evicted) await loadRow(row);
-        yield [row.key, aggregation.result(row.partial)] as const;
-      }
+      for await (const row of rows.readAll()) yield [row.key, aggregation.result(row.partial)] as const;
     },
   };
   context.register(operator);
@@ -110,11 +70,10 @@ export function tableAggregate(context: TaskContext, storeName: string, aggregat
     if (existing?.evicted) throw new Error(`table row of key ${JSON.stringify(key)} was not loaded before its record`);
     // Computed before the row exists, so a value the aggregation rejects leaves no trace.
     const partial = aggregation.add(existing ? existing.partial : aggregation.init(), value, timestamp, sequence++);
-    const row = existing ?? { key, partial, bytes: 0, lastUsed: 0, evicted: false };
-    if (!existing) rows.set(id, row);
+    const row = existing ?? rows.add({ key, id, partial, bytes: 0, lastUsed: 0, evicted: false });
     row.partial = partial;
-    row.lastUsed = ++lastUse;
-    changed.add(row);
+    rows.use(row);
+    rows.changed(row);
     emit(record(key, aggregation.result(row.partial), timestamp, signal.origin));
   });
 }

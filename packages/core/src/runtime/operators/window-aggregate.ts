@@ -1,9 +1,8 @@
 import type { OperatorFunction } from 'rxjs';
 import type { Aggregation } from '../../aggregations.js';
 import { encodeUtf8 } from '../../serde.js';
-import type { StoreEntry } from '../../state/backend.js';
 import { decodeWindowKey, encodeWindowKey, keyPrefix } from '../../state/keys.js';
-import { evictLeastRecentlyUsed, keyId } from '../cache.js';
+import { CachingStore, keyId } from '../../state/caching-store.js';
 import { Buckets, type Bucket, type KeyState, type WindowDefinition, type WindowView } from '../../windows/strategy.js';
 import type { StatefulOperator, TaskContext } from '../context.js';
 import { MinHeap } from '../min-heap.js';
@@ -28,34 +27,71 @@ const decoder = new TextDecoder();
  */
 export function windowAggregate(context: TaskContext, spec: WindowStepSpec): OperatorFunction<Signal, Signal> {
   const { aggregation, storeName } = spec;
-  const keys = new Map<unknown, KeyState>();
   const deadlines = new MinHeap<KeyState>();
-  /** Keys with changes since the last flush: buckets marked dirty, and storage keys removed. */
-  const changed = new Map<KeyState, number[]>();
+  /** Per key changed since the last flush, the starts of its removed buckets that were stored: tombstones to write. */
+  const removals = new Map<KeyState, number[]>();
   const buckets = new Buckets(aggregation, {
     changed(state, bucket) {
       bucket.dirty = true;
-      if (!changed.has(state)) changed.set(state, []);
+      keys.changed(state);
     },
     removed(state, start, stored) {
       // Never written (born and gone since the last flush): no tombstone to write.
       if (!stored) return;
-      const removed = changed.get(state);
+      keys.changed(state);
+      const removed = removals.get(state);
       if (removed) removed.push(start);
-      else changed.set(state, [start]);
+      else removals.set(state, [start]);
     },
   });
   const strategy = spec.window.createStrategy(buckets);
   let sequence = 0;
 
+  const keyBytesOf = (key: unknown) => encodeUtf8(JSON.stringify(key));
+  /** A key's serialized size: its buckets' at their last flush. */
+  const measure = (state: KeyState) => {
+    let bytes = 0;
+    for (const bucket of state.buckets) bytes += bucket.bytes ?? 0;
+    return bytes;
+  };
+
+  const keys: CachingStore<KeyState> = new CachingStore<KeyState>(context.cache, () => context.storeOf(storeName), {
+    encode(state, into) {
+      const keyBytes = keyBytesOf(state.key);
+      for (const bucket of state.buckets) {
+        if (!bucket.dirty) continue;
+        const value = strategy.encode(bucket);
+        bucket.bytes = value.length;
+        bucket.dirty = false;
+        bucket.stored = true;
+        into.push({ key: encodeWindowKey(keyBytes, bucket.start), value });
+      }
+      const removed = removals.get(state);
+      if (removed) {
+        removals.delete(state);
+        // A start removed and then used again (a session that moved back) is a put, not a tombstone.
+        const present = new Set(state.buckets.map((bucket) => bucket.start));
+        for (const start of new Set(removed)) if (!present.has(start)) into.push({ key: encodeWindowKey(keyBytes, start), value: null });
+      }
+      return measure(state);
+    },
+    async load(state, below) {
+      const loaded: Bucket[] = [];
+      for await (const [, value] of below.entries(keyPrefix(keyBytesOf(state.key)))) loaded.push(strategy.decode(value));
+      state.buckets.push(...loaded);
+      return measure(state);
+    },
+    // Everything but the buckets stays, to keep deadlines.
+    unload(state) {
+      state.buckets.length = 0;
+    },
+  });
+
   const schedule = (state: KeyState) => {
     const due = strategy.due(state);
     if (due === undefined && state.buckets.length === 0) {
       state.due = undefined;
-      context.cache.usedBytes -= state.bytes;
-      // A later flush still measures it (for its tombstones): nothing more to take back then.
-      state.bytes = 0;
-      keys.delete(state.id);
+      keys.delete(state);
       return;
     }
     if (due !== state.due) {
@@ -75,40 +111,11 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     origin,
   });
 
-  let lastUse = 0;
-  let evictedKeys = 0;
-  const keyBytesOf = (key: unknown) => encodeUtf8(JSON.stringify(key));
-
-  /** Re-measures a key after a flush or load and moves the difference into the budget. */
-  const measure = (state: KeyState) => {
-    let bytes = 0;
-    for (const bucket of state.buckets) bytes += bucket.bytes ?? 0;
-    context.cache.usedBytes += bytes - state.bytes;
-    state.bytes = bytes;
-  };
-
-  const evictState = (state: KeyState) => {
-    context.cache.usedBytes -= state.bytes;
-    state.bytes = 0;
-    state.buckets.length = 0;
-    state.evicted = true;
-    evictedKeys++;
-  };
-
-  /** Reads an evicted key's buckets back from the store. */
-  const loadState = async (state: KeyState) => {
-    const buckets: Bucket[] = [];
-    for await (const [, value] of context.storeOf(storeName).entries(keyPrefix(keyBytesOf(state.key)))) buckets.push(strategy.decode(value));
-    state.buckets.push(...buckets);
-    state.evicted = false;
-    evictedKeys--;
-    measure(state);
-  };
-
   const query = (state: KeyState) => strategy.openWindows(state).map((view) => ({ start: view.start, end: view.end, value: aggregation.result(view.partial) }));
 
   const operator: StatefulOperator = {
     storeName,
+    store: keys,
     hasDue: (streamTime) => {
       const priority = deadlines.peekPriority();
       return priority !== undefined && priority <= streamTime;
@@ -119,14 +126,8 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         const priority = deadlines.peekPriority();
         if (priority === undefined) return undefined;
         const state = deadlines.peek()!;
-        if (state.due === priority && keys.get(state.id) === state) return priority;
+        if (state.due === priority && keys.holds(state)) return priority;
         deadlines.pop();
-      }
-    },
-    release() {
-      for (const state of keys.values()) {
-        context.cache.usedBytes -= state.bytes;
-        state.bytes = 0;
       }
     },
     openWindows() {
@@ -134,38 +135,14 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
       for (const state of keys.values()) if (!state.evicted) open += strategy.countOpen(state);
       return open;
     },
-    takeChanges() {
-      const entries: StoreEntry[] = [];
-      for (const [state, removed] of changed) {
-        const keyBytes = keyBytesOf(state.key);
-        for (const bucket of state.buckets) {
-          if (!bucket.dirty) continue;
-          const value = strategy.encode(bucket);
-          bucket.bytes = value.length;
-          bucket.dirty = false;
-          bucket.stored = true;
-          entries.push({ key: encodeWindowKey(keyBytes, bucket.start), value });
-        }
-        if (removed.length > 0) {
-          // A start removed and then used again (a session that moved back) is a put, not a tombstone.
-          const present = new Set(state.buckets.map((bucket) => bucket.start));
-          for (const start of new Set(removed)) if (!present.has(start)) entries.push({ key: encodeWindowKey(keyBytes, start), value: null });
-        }
-        measure(state);
-      }
-      changed.clear();
-      return entries;
-    },
     async restore(entries, streamTime) {
       let state: KeyState | undefined;
       const finish = (restored: KeyState) => {
         restored.buckets.sort((a, b) => a.start - b.start);
         strategy.restored(restored, streamTime);
-        measure(restored);
-        keys.set(restored.id, restored);
+        keys.restored(restored, measure(restored));
         schedule(restored);
-        // Past the budget, restored keys stay on disk until a record or a deadline needs them.
-        if (context.cache.overLimit && keys.get(restored.id) === restored) evictState(restored);
+        keys.evictIfOverBudget(restored);
       };
       for await (const [storeKey, value] of entries) {
         const { keyBytes } = decodeWindowKey(storeKey);
@@ -182,33 +159,22 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
       }
       if (state) finish(state);
     },
-    hasEvicted: () => evictedKeys > 0,
     async load(recordKeys, streamTime) {
-      if (evictedKeys === 0) return;
+      if (!keys.hasEvicted()) return;
       const needed = new Set<KeyState>();
       for (const key of recordKeys) {
         const state = keys.get(keyId(key));
         if (state?.evicted) needed.add(state);
       }
       for (const state of keys.values()) if (state.evicted && state.due !== undefined && state.due <= streamTime) needed.add(state);
-      for (const state of needed) await loadState(state);
-    },
-    evict() {
-      if (!context.cache.overLimit) return;
-      const clean = [...keys.values()].filter((state) => !state.evicted && !changed.has(state));
-      evictLeastRecentlyUsed(context.cache, clean, evictState);
+      for (const state of needed) await keys.load(state);
     },
     async query(key) {
-      const state = keys.get(keyId(key));
-      if (!state) return undefined;
-      if (state.evicted) await loadState(state);
-      return query(state);
+      const state = await keys.read(key);
+      return state && query(state);
     },
     async *queryAll() {
-      for (const state of [...keys.values()]) {
-        if (state.evicted) await loadState(state);
-        yield [state.key, query(state)] as const;
-      }
+      for await (const state of keys.readAll()) yield [state.key, query(state)] as const;
     },
   };
   context.register(operator);
@@ -240,7 +206,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
         const priority = deadlines.peekPriority();
         if (priority === undefined || priority > streamTime) break;
         const state = deadlines.pop()!;
-        if (state.due !== priority || keys.get(state.id) !== state) continue;
+        if (state.due !== priority || !keys.holds(state)) continue;
         if (state.evicted) throw new Error(`window state of key ${JSON.stringify(state.key)} was not loaded before its deadline`);
         state.due = undefined;
         firing = state;
@@ -257,14 +223,14 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     const created = !state;
     if (!state) state = strategy.createKeyState(key, id);
     if (state.evicted) throw new Error(`window state of key ${JSON.stringify(key)} was not loaded before its record`);
-    state.lastUsed = ++lastUse;
+    keys.use(state);
     record = signal;
     late = false;
     const accepted = strategy.add(state, value, timestamp, sequence++, context.streamTime(), missed, closedByRecord);
     record = undefined;
     if (late) context.metrics.lateRecords++;
     if (!accepted) return;
-    if (created) keys.set(id, state);
+    if (created) keys.add(state);
     schedule(state);
     if (spec.emitUpdates) {
       for (const view of strategy.updatedWindows(state, timestamp)) emit(windowSignal('update', key, view, origin));

@@ -2,7 +2,7 @@ import type { Clock } from '../../clock.js';
 import type { Topology } from '../../dsl/topology.js';
 import type { EddyError } from '../../errors.js';
 import type { CaughtUp, TransportProducer } from '../../transport/types.js';
-import type { CacheBudget } from '../cache.js';
+import type { CacheBudget } from '../../state/caching-store.js';
 import type { Metrics } from '../metrics.js';
 
 /** What a task needs from the app that runs it. */

@@ -2,7 +2,8 @@ import type { Clock } from '../../clock.js';
 import { changelogTopic } from '../../dsl/topology.js';
 import { EddyError } from '../../errors.js';
 import type { PartitionStore, StoreEntry } from '../../state/backend.js';
-import type { IncomingRecord, OutgoingRecord, TopicPartitionOffset } from '../../transport/types.js';
+import { ChangeloggingStore, type ChangelogReader } from '../../state/changelogging.js';
+import type { OutgoingRecord, TopicPartitionOffset } from '../../transport/types.js';
 import type { StatefulOperator } from '../context.js';
 import type { StoredReplayMarks } from './replay-guard.js';
 
@@ -28,12 +29,10 @@ export interface TaskProgress {
   readonly replayMarks: StoredReplayMarks;
 }
 
-/** One store's share of a commit: the entries its local store gets once the changelog has them. */
+/** One store's share of a commit: the entries its backend gets once the changelog has them. */
 export interface StoreWrite {
-  readonly store: PartitionStore;
-  readonly storeName: string;
-  readonly entries: StoreEntry[];
-  readonly topic: string;
+  readonly changelog: ChangeloggingStore;
+  readonly entries: readonly StoreEntry[];
 }
 
 /** What a restore found. */
@@ -65,21 +64,36 @@ export interface StateManagerOptions {
   log(level: 'warn', message: string, fields?: Record<string, unknown>): void;
 }
 
+/** One store's stack: the operator (its caching store on top), and the changelogging layer above the backend. */
+interface StoreStack {
+  readonly operator: StatefulOperator;
+  readonly changelog: ChangeloggingStore;
+}
+
 /**
- * A task's state: its stateful operators, the store partition behind each (opened by the app
- * before the first record), what each commit writes to the changelogs and the local stores, and
- * the restore from the changelog. Like Kafka Streams' ProcessorStateManager.
+ * A task's state: its stateful operators, the store stack behind each (caching store →
+ * changelogging → the backend partition, which the app opens before the first record), the task
+ * progress each commit records with the state, and the restore. Like Kafka Streams'
+ * ProcessorStateManager.
  */
 export class TaskStateManager {
   readonly operators: StatefulOperator[] = [];
   readonly stores = new Map<string, PartitionStore>();
-  /** Per store, commit entries sent to the changelog but not yet written to the local store. */
-  readonly #unwritten = new Map<string, StoreEntry[]>();
+  readonly #stacks: StoreStack[] = [];
 
   constructor(private readonly options: StateManagerOptions) {}
 
   register(operator: StatefulOperator): void {
+    const { appId, partition, clock } = this.options;
     this.operators.push(operator);
+    const changelog = new ChangeloggingStore({
+      topic: changelogTopic(appId, operator.storeName),
+      partition,
+      clock,
+      backend: () => this.stores.get(operator.storeName)!,
+      produce: (record) => this.options.produce(record),
+    });
+    this.#stacks.push({ operator, changelog });
   }
 
   storeOf(storeName: string): PartitionStore {
@@ -90,12 +104,12 @@ export class TaskStateManager {
 
   /** Whether `topic` is the changelog of one of the task's stores. */
   isChangelog(topic: string): boolean {
-    return this.operators.some((operator) => changelogTopic(this.options.appId, operator.storeName) === topic);
+    return this.#stacks.some(({ changelog }) => changelog.topic === topic);
   }
 
   /** Whether some operator has keys out of memory (so a batch may need `load`). */
   hasEvicted(): boolean {
-    return this.operators.some((operator) => operator.hasEvicted());
+    return this.operators.some((operator) => operator.store.hasEvicted());
   }
 
   /** Reads back the evicted state that records with these keys, or windows closing by `streamTime`, need. */
@@ -104,46 +118,26 @@ export class TaskStateManager {
   }
 
   /**
-   * Commit step (2), the changelog half: takes each operator's changes, adds the task's progress
+   * Commit step (2), the changelog half: takes each store's changes, adds the task's progress
    * (for every store when `progressChanged`, else only for stores with changes) and queues them
-   * for the changelog. The local stores get them in {@link write}, once the changelog has them.
+   * for the changelog. The backends get them in {@link write}, once the changelog has them.
    */
   takeChanges(progressChanged: boolean, progress: () => TaskProgress): StoreWrite[] {
-    const { appId, partition, clock } = this.options;
     const writes: StoreWrite[] = [];
-    for (const operator of this.operators) {
-      const entries = operator.takeChanges();
-      // Entries a failed commit took from the operator but never wrote locally: their changelog
-      // records are back in the outbox; the local store must get them too, first.
-      const unwritten = this.#unwritten.get(operator.storeName) ?? [];
-      if (entries.length === 0 && !progressChanged && unwritten.length === 0) continue;
-      const { streamTime, positions, replayMarks } = progress();
-      entries.push(
-        { key: STREAM_TIME_KEY, value: encoder.encode(JSON.stringify(streamTime)) },
-        { key: INPUT_OFFSETS_KEY, value: encoder.encode(JSON.stringify(positions)) },
-        { key: REPLAY_MARKS_KEY, value: encoder.encode(JSON.stringify(replayMarks)) },
-      );
-      const topic = changelogTopic(appId, operator.storeName);
-      for (const entry of entries) this.options.produce({ topic, partition, key: entry.key, value: entry.value, timestamp: clock.now() });
-      const all = [...unwritten, ...entries];
-      this.#unwritten.set(operator.storeName, all);
-      writes.push({ store: this.stores.get(operator.storeName)!, storeName: operator.storeName, entries: all, topic });
+    for (const { operator, changelog } of this.#stacks) {
+      const entries = operator.store.takeChanges();
+      if (entries.length === 0 && !progressChanged && !changelog.hasUnwritten()) continue;
+      entries.push(...progressEntries(progress()));
+      writes.push({ changelog, entries: changelog.log(entries) });
     }
     return writes;
   }
 
-  /**
-   * Commit step (2), the local half: each store gets its entries, checkpointed at the changelog
-   * offset after the last one written (`lastOffsets`, per changelog topic); then keys may leave memory.
-   */
+  /** Commit step (2), the local half: each backend gets its entries (see {@link ChangeloggingStore.write}); then keys may leave memory. */
   async write(writes: readonly StoreWrite[], lastOffsets: ReadonlyMap<string, number>): Promise<void> {
-    for (const { store, storeName, entries, topic } of writes) {
-      const last = lastOffsets.get(topic);
-      await store.write(entries, last === undefined ? undefined : last + 1);
-      this.#unwritten.delete(storeName);
-    }
+    for (const { changelog, entries } of writes) await changelog.write(entries, lastOffsets);
     // State is clean now; this is when keys may leave memory.
-    for (const operator of this.operators) operator.evict();
+    for (const operator of this.operators) operator.store.evict();
   }
 
   /**
@@ -151,52 +145,35 @@ export class TaskStateManager {
    * the progress the stores recorded; the operators rebuild from the stores in {@link restoreOperators}.
    */
   async restore(
-    readChangelog: (topic: string, partition: number, from: number) => AsyncIterable<readonly IncomingRecord[]>,
+    readChangelog: ChangelogReader,
     endOffset: (topic: string, partition: number) => Promise<number>,
     progress: (restored: number, remaining: number) => void,
   ): Promise<RestoredProgress> {
-    const { appId, partition } = this.options;
+    const { partition } = this.options;
     let restored = 0;
     let streamTime = -Infinity;
     const positions = new Map<string, TopicPartitionOffset>();
     const replayMarks: StoredReplayMarks[] = [];
-    const ends = new Map<StatefulOperator, number>();
+    const ends = new Map<ChangeloggingStore, number>();
     let remaining = 0;
-    for (const operator of this.operators) {
-      const end = await endOffset(changelogTopic(appId, operator.storeName), partition);
-      ends.set(operator, end);
-      remaining += Math.max(0, end - ((await this.stores.get(operator.storeName)!.checkpoint()) ?? 0));
+    for (const { changelog } of this.#stacks) {
+      const end = await endOffset(changelog.topic, partition);
+      ends.set(changelog, end);
+      remaining += await changelog.behind(end);
     }
-    for (const operator of this.operators) {
-      const store = this.stores.get(operator.storeName)!;
-      const topic = changelogTopic(appId, operator.storeName);
-      const end = ends.get(operator)!;
-      let checkpoint = (await store.checkpoint()) ?? 0;
-      if (checkpoint > end) {
-        // The local state is ahead of its changelog (the topic was recreated): start over.
-        this.options.log('warn', 'local state is ahead of its changelog; rebuilding', { store: operator.storeName, checkpoint, end });
-        await store.clear();
-        remaining += end;
-        checkpoint = 0;
-      }
-      // Store writes in chunks of ~10k records: fewer, larger batches restore several times faster.
-      let pending: StoreEntry[] = [];
-      let nextOffset = checkpoint;
-      const write = async () => {
-        if (pending.length === 0) return;
-        await store.write(pending, nextOffset);
-        restored += pending.length;
-        remaining = Math.max(0, remaining - pending.length);
-        pending = [];
-        progress(restored, remaining);
-      };
-      for await (const batch of readChangelog(topic, partition, checkpoint)) {
-        for (const record of batch) pending.push({ key: record.key ?? new Uint8Array(), value: record.value });
-        const last = batch[batch.length - 1];
-        if (last) nextOffset = last.offset + 1;
-        if (pending.length >= 10_000) await write();
-      }
-      await write();
+    for (const { operator, changelog } of this.#stacks) {
+      await changelog.restore(readChangelog, ends.get(changelog)!, {
+        rebuilding: (checkpoint, end) => {
+          this.options.log('warn', 'local state is ahead of its changelog; rebuilding', { store: operator.storeName, checkpoint, end });
+          remaining += end;
+        },
+        applied: (records) => {
+          restored += records;
+          remaining = Math.max(0, remaining - records);
+          progress(restored, remaining);
+        },
+      });
+      const store = changelog.backend;
       const storedTime = await store.get(STREAM_TIME_KEY);
       if (storedTime) streamTime = Math.max(streamTime, Number(decoder.decode(storedTime)));
       const storedMarks = await store.get(REPLAY_MARKS_KEY);
@@ -216,12 +193,21 @@ export class TaskStateManager {
 
   /** The task closes: what the operators hold leaves the app's cache budget. */
   release(): void {
-    for (const operator of this.operators) operator.release();
+    for (const operator of this.operators) operator.store.release();
   }
 
   openWindows(): number {
     return this.operators.reduce((sum, operator) => sum + operator.openWindows(), 0);
   }
+}
+
+/** The task's progress as the metadata entries of a commit batch. */
+function progressEntries({ streamTime, positions, replayMarks }: TaskProgress): StoreEntry[] {
+  return [
+    { key: STREAM_TIME_KEY, value: encoder.encode(JSON.stringify(streamTime)) },
+    { key: INPUT_OFFSETS_KEY, value: encoder.encode(JSON.stringify(positions)) },
+    { key: REPLAY_MARKS_KEY, value: encoder.encode(JSON.stringify(replayMarks)) },
+  ];
 }
 
 async function* withoutMeta(entries: AsyncIterable<readonly [Uint8Array, Uint8Array]>): AsyncIterable<readonly [Uint8Array, Uint8Array]> {
