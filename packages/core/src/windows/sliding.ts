@@ -1,7 +1,7 @@
 import { toMs, type Duration } from '../duration.js';
 import { decodeBucket, encodeBucket } from './bucket-codec.js';
 import { graceMs, type WindowOptions } from './options.js';
-import { lowerBound, newKeyState, windowsHolding, type Bucket, type Buckets, type KeyState, type WindowDefinition, type WindowStrategy, type WindowView } from './strategy.js';
+import { lowerBound, windowsHolding, type Bucket, type Buckets, type KeyState, type WindowDefinition, type WindowStrategy, type WindowView } from './strategy.js';
 
 /** `sliding(size)`: one window per key and distinct timestamp t, covering `(t - size, t]`. */
 export function slidingWindows(size: Duration, options?: WindowOptions): WindowDefinition {
@@ -42,7 +42,7 @@ export class SlidingWindows implements WindowStrategy<SlidingKeyState> {
   ) {}
 
   createKeyState(key: unknown, id: unknown): SlidingKeyState {
-    return { ...newKeyState<SlidingBucket>(key, id), pending: [] };
+    return { key, id, buckets: [], due: undefined, bytes: 0, lastUsed: 0, evicted: false, pending: [] };
   }
 
   #closeTime(timestamp: number): number {

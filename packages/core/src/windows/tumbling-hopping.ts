@@ -2,7 +2,7 @@ import { toMs, type Duration } from '../duration.js';
 import { ConfigError } from '../errors.js';
 import { decodeBucket, encodeBucket } from './bucket-codec.js';
 import { graceMs, type WindowOptions } from './options.js';
-import { floorTo, gcd, newKeyState, windowsHolding, type Bucket, type Buckets, type KeyState, type WindowDefinition, type WindowStrategy, type WindowView } from './strategy.js';
+import { floorTo, gcd, windowsHolding, type Bucket, type Buckets, type KeyState, type WindowDefinition, type WindowStrategy, type WindowView } from './strategy.js';
 
 /** `tumbling(size)`: hopping windows whose slide is their size. */
 export function tumblingWindows(size: Duration, options?: WindowOptions): WindowDefinition {
@@ -56,7 +56,8 @@ export class HoppingWindows implements WindowStrategy<HoppingKeyState> {
   }
 
   createKeyState(key: unknown, id: unknown): HoppingKeyState {
-    return { ...newKeyState(key, id), nextStart: -Infinity };
+    // One literal, not a spread: the cursor read on every record lives in the object itself.
+    return { key, id, buckets: [], due: undefined, bytes: 0, lastUsed: 0, evicted: false, nextStart: -Infinity };
   }
 
   /** The first window start that is still open at `streamTime` (closes at start + size + grace). */
