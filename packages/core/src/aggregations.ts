@@ -187,3 +187,15 @@ function foldAtClose<V, A>(spec: AggregateSpec<V, A>): Aggregation<V, Collected<
     },
   };
 }
+
+/** A table read from a topic: each key's latest value (a null value deletes the key; see the table operator). */
+export function latestAggregation<V>(): Aggregation<V, V | undefined, V | undefined> {
+  return {
+    name: 'latest',
+    init: () => undefined,
+    add: (_, value) => value,
+    merge: (earlier, later) => (later === undefined ? earlier : later),
+    result: (partial) => partial,
+    clone: (partial) => partial,
+  };
+}

@@ -1,10 +1,12 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { latestAggregation } from './aggregations.js';
 import { resolveAppOptions, type AppOptions, type AppSettings, type HealthReport, type SendOptions, type SourceOptions, type StoreReader, type TableReader, type WindowStoreReader } from './app-options.js';
 import { systemClock, type Clock } from './clock.js';
 import { GraphBuilder, type Node } from './dsl/graph.js';
 import { Stream, Table, WindowedTable } from './dsl/stages.js';
 import { buildTopology, describeMermaid, describeText, type Topology } from './dsl/topology.js';
 import { ConfigError, describeError, EddyError } from './errors.js';
+import { checkName } from './windows/definitions.js';
 import { isBatchHandler, type WindowBatchHandler } from './handler.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { BackgroundWork } from './runtime/background.js';
@@ -129,6 +131,24 @@ export class App {
       internal: false,
     });
     return new Stream<K, V>(this.#graph, node);
+  }
+
+  /**
+   * A topic read as a table: each key's latest value (a record with a null value deletes its key),
+   * kept in a store (changelogged like every store) that joins read and `app.store` queries.
+   * Keys are read as UTF-8 strings and values as JSON unless serdes say otherwise; a stream joins
+   * it on the same key, in the same number of partitions.
+   * @example
+   * const sensors = app.table<string, Sensor>('sensors');
+   * readings.keyBy(r => r.sensor).join(sensors, (reading, sensor) => ({ ...reading, place: sensor.place }))
+   */
+  table<K = string, V = unknown>(topic: string, options: { name?: string; key?: Serde<K>; value?: Serde<V> } = {}): Table<K, V> {
+    this.#assertStatus('created', 'table');
+    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`table: invalid topic name ${JSON.stringify(topic)}`);
+    const source = this.from<V, K>(topic, { key: options.key, value: options.value });
+    const storeName = checkName(options.name, `table ${topic}`) ?? `${topic}-table`;
+    const node = this.#graph.add({ kind: 'table', parents: [source.node], aggregation: latestAggregation(), storeName, repartitionName: undefined, fromTopic: true });
+    return new Table<K, V>(this.#graph, node);
   }
 
   /**

@@ -56,8 +56,20 @@ export type Node =
       readonly aggregation: Aggregation<unknown, unknown, unknown>;
       readonly storeName: string;
       readonly repartitionName: string | undefined;
+      /** A topic read as a table (`app.table`): a null value deletes its key. */
+      readonly fromTopic?: true;
     })
-  | (NodeBase & { readonly kind: 'tableStream' });
+  | (NodeBase & { readonly kind: 'tableStream' })
+  | (NodeBase & {
+      /** Stream–table join: parents are [the stream, the table]. */
+      readonly kind: 'join';
+      readonly mode: 'inner' | 'left';
+      readonly joiner: (value: unknown, tableValue: unknown, key: unknown) => unknown;
+      /** The table's store, looked up per stream record. */
+      readonly tableStore: string;
+      /** Names the repartition topic when the stream side is re-keyed. */
+      readonly name: string;
+    });
 
 export type NodeKind = Node['kind'];
 

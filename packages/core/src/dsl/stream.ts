@@ -161,6 +161,9 @@ export class Stream<K, V> {
 /**
  * A stream whose key is the partitioning key: windows and running aggregates are per key.
  */
+/** A stream–table joiner: the record's value, the table's value of its key, and the key. */
+type JoinerOf<K, V, T, R> = (value: V, tableValue: T, key: K) => R;
+
 export class KeyedStream<K, V> extends Stream<K, V> {
   override map<V2>(fn: (value: V, key: K) => V2): KeyedStream<K, V2> {
     return new KeyedStream(this.graph, this.next('map', fn));
@@ -227,6 +230,35 @@ export class KeyedStream<K, V> extends Stream<K, V> {
    */
   countWindow(size: number, step?: number, options?: WindowOptions): WindowedStream<K, V> {
     return this.windowed(countWindows(size, step, options), options);
+  }
+
+  /**
+   * Joins each record with the table's value for its key as of that record (stream–table join):
+   * a record whose key the table does not hold is dropped; table updates produce nothing. The
+   * stream goes through a repartition topic with the table's partition count when it was re-keyed.
+   * @example
+   * readings.keyBy(r => r.sensor).join(sensors, (reading, sensor, key) => ({ ...reading, place: sensor.place }))
+   */
+  join<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T, key: K) => R, options: { name?: string } = {}): KeyedStream<K, R> {
+    return this.joinTable('inner', table, joiner as JoinerOf<K, V, T | undefined, R>, options);
+  }
+
+  /**
+   * Like {@link join}, but a record whose key the table does not hold is joined with `undefined`.
+   * @example
+   * readings.keyBy(r => r.sensor).leftJoin(sensors, (reading, sensor) => ({ ...reading, place: sensor?.place ?? 'unknown' }))
+   */
+  leftJoin<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T | undefined, key: K) => R, options: { name?: string } = {}): KeyedStream<K, R> {
+    return this.joinTable('left', table, joiner, options);
+  }
+
+  private joinTable<T, R>(mode: 'inner' | 'left', table: Table<K, T>, joiner: JoinerOf<K, V, T | undefined, R>, options: { name?: string }): KeyedStream<K, R> {
+    const what = mode === 'left' ? 'leftJoin' : 'join';
+    if (!(table instanceof Table)) throw new ConfigError(`${what}: expected a Table (app.table(topic), or an aggregate such as count()), got ${String(table)}`);
+    if (typeof joiner !== 'function') throw new ConfigError(`${what}: the joiner must be a function, got ${typeof joiner}`);
+    const name = checkName(options?.name, what) ?? `${table.name}-join`;
+    const node = this.graph.add({ kind: 'join', parents: [this.node, table.node], mode, joiner: joiner as JoinerOf<unknown, unknown, unknown, unknown>, tableStore: table.name, name });
+    return new KeyedStream(this.graph, node);
   }
 
   private windowed(window: WindowDefinition, options: WindowOptions | undefined): WindowedStream<K, V> {

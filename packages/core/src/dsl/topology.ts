@@ -84,6 +84,17 @@ export function buildTopology(appId: string, logical: readonly Node[]): Topology
   const nodes: Node[] = [];
   const repartitionWriters = new Map<string, Node>();
   const repartitionedParents = new Map<Node, Node>();
+  /** A repartition topic written by `parents` (a sink) and read back (the source returned). */
+  const repartition = (parents: readonly Node[], name: string): Node => {
+    const topic = repartitionTopic(appId, name);
+    if (repartitionWriters.has(topic)) throw new ConfigError(`the repartition topic ${topic} is used twice; name the keyBy steps`);
+    const sink: Node = { kind: 'sink', id: nextId++, parents, topic, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true, cycle: false };
+    const source: Node = { kind: 'source', id: nextId++, parents: [], topic, timestamp: undefined, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true };
+    repartitionWriters.set(topic, sink);
+    if (parents.length === 1) repartitionedParents.set(parents[0]!, source);
+    nodes.push(sink, source);
+    return source;
+  };
 
   for (const original of logical) {
     const parents = original.parents.map((parent) => replaced.get(parent) ?? parent);
@@ -99,15 +110,13 @@ export function buildTopology(appId: string, logical: readonly Node[]): Topology
         // Stateful steps on the same re-keyed stream read one repartition topic.
         node = { ...node, parents: [shared] } as Node;
       } else if (keyBy) {
-        const topic = repartitionTopic(appId, keyBy.name ?? node.storeName);
-        if (repartitionWriters.has(topic)) throw new ConfigError(`the repartition topic ${topic} is used twice; name the keyBy steps`);
-        const sink: Node = { kind: 'sink', id: nextId++, parents: node.parents, topic, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true, cycle: false };
-        const source: Node = { kind: 'source', id: nextId++, parents: [], topic, timestamp: undefined, keySerde: internalKeySerde, valueSerde: internalSerde, internal: true };
-        repartitionWriters.set(topic, sink);
-        if (node.parents.length === 1) repartitionedParents.set(node.parents[0]!, source);
-        nodes.push(sink, source);
-        node = { ...node, parents: [source] } as Node;
+        node = { ...node, parents: [repartition(node.parents, keyBy.name ?? node.storeName)] } as Node;
       }
+    } else if (node.kind === 'join') {
+      // Only the stream side is re-keyed here: the table side reads its own topic (or store).
+      const [stream, table] = node.parents as [Node, Node];
+      const keyBy = rekeyedAbove({ ...node, parents: [stream] } as Node);
+      if (keyBy) node = { ...node, parents: [repartitionedParents.get(stream) ?? repartition([stream], keyBy.name ?? node.name), table] };
     }
     if (node !== original) replaced.set(original, node);
     nodes.push(node);
@@ -229,7 +238,9 @@ function label(node: Node): string {
     case 'window':
       return `${describeWindow(node.window)} ${node.aggregation.name} [store ${node.storeName}]`;
     case 'table':
-      return `table ${node.aggregation.name} [store ${node.storeName}]`;
+      return node.fromTopic ? `table [store ${node.storeName}]` : `table ${node.aggregation.name} [store ${node.storeName}]`;
+    case 'join':
+      return `${node.mode === 'left' ? 'leftJoin' : 'join'} table [store ${node.tableStore}]`;
     case 'emit':
       return node.label;
     case 'tableStream':

@@ -27,6 +27,8 @@ export interface StatefulOperator {
   load(keys: readonly unknown[], streamTime: number): Promise<void>;
   /** Windows (or table rows) currently holding state. */
   openWindows(): number;
+  /** A table's current value of a key, read back already (stream–table joins read it per record). */
+  lookup?(key: unknown): unknown;
   /** Entries for queries from the host service (`app.store(name)`). */
   query(key: unknown): Promise<unknown>;
   queryAll(): AsyncIterable<readonly [unknown, unknown]>;
@@ -78,6 +80,8 @@ export interface TaskContext {
   register(operator: StatefulOperator): void;
   /** The store partition behind a stateful operator (opened before the first record). */
   storeOf(storeName: string): PartitionStore;
+  /** The stateful operator of a store in this task (a join reads its table's). */
+  operatorOf(storeName: string): StatefulOperator | undefined;
   /** The app-wide cache budget. */
   readonly cache: CacheBudget;
 }

@@ -148,6 +148,10 @@ export class Task implements TaskContext {
     return this.#state.storeOf(storeName);
   }
 
+  operatorOf(storeName: string): StatefulOperator | undefined {
+    return this.operators.find((operator) => operator.storeName === storeName);
+  }
+
   produce(record: OutgoingRecord): void {
     this.#collector.produce(record);
   }

@@ -35,8 +35,10 @@ export class TopicProvisioner {
 
   /**
    * Partition counts: a sub-topology runs one task per partition of its sources (which must
-   * agree); a repartition topic gets the count of the sub-topology that writes it; changelogs
-   * the count of the sub-topology that owns the store.
+   * agree); a repartition topic gets the count of the sub-topology that writes it, unless the
+   * one that reads it also reads a topic of its own (a join with a table): then that topic's
+   * count, so that the re-keyed side is co-partitioned with it; changelogs get the count of the
+   * sub-topology that owns the store.
    */
   async provision(topology: Topology): Promise<void> {
     const counts = new Map<SubTopology, number>();
@@ -47,9 +49,10 @@ export class TopicProvisioner {
     for (let pass = 0; pass <= topology.subTopologies.length && counts.size < topology.subTopologies.length; pass++) {
       for (const sub of topology.subTopologies) {
         if (counts.has(sub)) continue;
+        const external = sub.sources.filter((source) => !source.internal);
         const sourceCounts: number[] = [];
         let ready = true;
-        for (const source of sub.sources) {
+        for (const source of external.length > 0 ? external : sub.sources) {
           if (source.internal) {
             const count = internalCount(source.topic);
             if (count === undefined) ready = false;
@@ -60,13 +63,19 @@ export class TopicProvisioner {
         }
         if (!ready) continue;
         if (new Set(sourceCounts).size > 1) {
-          throw new ConfigError(`topics ${sub.sources.map((source) => source.topic).join(', ')} are merged but have different partition counts (${sourceCounts.join(', ')})`);
+          const how = sub.nodes.some((node) => node.kind === 'join') ? 'joined (a join needs both sides in the same number of partitions)' : 'merged';
+          throw new ConfigError(`topics ${external.map((source) => source.topic).join(', ')} are ${how} but have different partition counts (${sourceCounts.join(', ')})`);
         }
         counts.set(sub, sourceCounts[0]!);
       }
     }
+    const readerOf = (topic: string) => topology.subTopologies.find((sub) => sub.sources.some((source) => source.topic === topic));
     const specs = [];
-    for (const [topic, writer] of topology.repartitionTopics) specs.push({ name: topic, partitions: counts.get(writer)!, unlimitedRetention: true });
+    for (const [topic, writer] of topology.repartitionTopics) {
+      const reader = readerOf(topic);
+      const coPartitioned = reader && reader.sources.some((source) => !source.internal);
+      specs.push({ name: topic, partitions: counts.get(coPartitioned ? reader : writer)!, unlimitedRetention: true });
+    }
     for (const sub of topology.subTopologies) {
       for (const store of sub.storeNames) specs.push({ name: changelogTopic(this.appId, store), partitions: counts.get(sub)!, compacted: true });
     }

@@ -12,17 +12,25 @@ interface Row extends CachedEntry {
   readonly key: unknown;
   /** The accumulator; undefined while evicted. */
   partial: unknown;
+  /** The key was deleted (a table read from a topic, given a null value): its flush is a tombstone. */
+  deleted?: true;
 }
 
 /**
  * An unwindowed running aggregate (a `Table`): one accumulator per key, updated by every record;
- * each update is emitted as a record (key, new value) for `toStream()`.
+ * each update is emitted as a record (key, new value) for `toStream()`. A table read from a topic
+ * (`deletes`) keeps each key's latest value, and a null value deletes the key: a tombstone in
+ * its changelog, and a null update downstream.
  */
-export function tableAggregate(context: TaskContext, storeName: string, aggregation: Aggregation<unknown, unknown, unknown>): OperatorFunction<Signal, Signal> {
+export function tableAggregate(context: TaskContext, storeName: string, aggregation: Aggregation<unknown, unknown, unknown>, { deletes = false } = {}): OperatorFunction<Signal, Signal> {
   const storeKey = (key: unknown) => encoder.encode(JSON.stringify(key));
 
   const rows = new CachingStore<Row>(context.cache, () => context.storeOf(storeName), {
     encode(row, into) {
+      if (row.deleted) {
+        into.push({ key: storeKey(row.key), value: null });
+        return 0;
+      }
       const value = encoder.encode(JSON.stringify(row.partial));
       into.push({ key: storeKey(row.key), value });
       return value.length;
@@ -54,6 +62,12 @@ export function tableAggregate(context: TaskContext, storeName: string, aggregat
       }
     },
     load: (keys) => rows.loadKeys(keys),
+    lookup(key) {
+      const row = rows.get(keyId(key));
+      if (!row) return undefined;
+      if (row.evicted) throw new Error(`table row of key ${JSON.stringify(key)} was not loaded before a record that reads it`);
+      return aggregation.result(row.partial);
+    },
     async query(key) {
       const row = await rows.read(key);
       return row && aggregation.result(row.partial);
@@ -68,6 +82,15 @@ export function tableAggregate(context: TaskContext, storeName: string, aggregat
     const id = keyId(key);
     const existing = rows.get(id);
     if (existing?.evicted) throw new Error(`table row of key ${JSON.stringify(key)} was not loaded before its record`);
+    if (deletes && (value === null || value === undefined)) {
+      if (existing) {
+        existing.deleted = true;
+        rows.changed(existing);
+        rows.delete(existing);
+      }
+      emit(record(key, null, timestamp, signal.origin));
+      return;
+    }
     // Computed before the row exists, so a value the aggregation rejects leaves no trace.
     const partial = aggregation.add(existing ? existing.partial : aggregation.init(), value, timestamp, sequence++);
     const row = existing ?? rows.add({ key, id, partial, bytes: 0, lastUsed: 0, evicted: false });

@@ -6,6 +6,7 @@ import { SignalInput } from '../operator.js';
 import { emitWindows } from '../operators/emit-windows.js';
 import { sinkRecords } from '../operators/sink.js';
 import { filterRecords, flatMapRecords, keyRecords, mapRecords, peekRecords } from '../operators/stateless.js';
+import { streamTableJoin } from '../operators/stream-table-join.js';
 import { tableAggregate } from '../operators/table-aggregate.js';
 import { windowAggregate } from '../operators/window-aggregate.js';
 import type { Signal } from '../signals.js';
@@ -62,7 +63,11 @@ export function buildOperatorGraph(context: TaskContext, topology: Topology, sub
       case 'emit':
         return parent().pipe(emitWindows(context, node.label, node.event, node.handler));
       case 'table':
-        return parent().pipe(tableAggregate(context, node.storeName, node.aggregation));
+        return parent().pipe(tableAggregate(context, node.storeName, node.aggregation, { deletes: node.fromTopic === true }));
+      case 'join':
+        // The table side runs for its updates alone: they change the table, and produce nothing here.
+        parent(1).subscribe();
+        return parent(0).pipe(streamTableJoin(context, node.tableStore, node.mode, node.joiner));
       case 'tableStream':
         return parent();
     }
