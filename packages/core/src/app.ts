@@ -147,7 +147,7 @@ export class App {
     if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`table: invalid topic name ${JSON.stringify(topic)}`);
     const source = this.from<V, K>(topic, { key: options.key, value: options.value });
     const storeName = checkName(options.name, `table ${topic}`) ?? `${topic}-table`;
-    const node = this.#graph.add({ kind: 'table', parents: [source.node], aggregation: latestAggregation(), storeName, repartitionName: undefined, fromTopic: true });
+    const node = this.#graph.add({ kind: 'table', parents: [source.node], aggregation: latestAggregation(), storeName, repartitionName: undefined, upsert: true });
     return new Table<K, V>(this.#graph, node);
   }
 

@@ -56,10 +56,18 @@ export type Node =
       readonly aggregation: Aggregation<unknown, unknown, unknown>;
       readonly storeName: string;
       readonly repartitionName: string | undefined;
-      /** A topic read as a table (`app.table`): a null value deletes its key. */
-      readonly fromTopic?: true;
+      /** Each key's latest value, and a null value deletes the key: a topic read as a table (`app.table`), or a table join's result. */
+      readonly upsert?: true;
     })
   | (NodeBase & { readonly kind: 'tableStream' })
+  | (NodeBase & {
+      /** Table–table join: parents are [the left table, the right table]; a table of the results follows. */
+      readonly kind: 'tableJoin';
+      readonly mode: 'inner' | 'left' | 'outer';
+      readonly joiner: (leftValue: unknown, rightValue: unknown, key: unknown) => unknown;
+      readonly leftStore: string;
+      readonly rightStore: string;
+    })
   | (NodeBase & {
       /** Stream–table join: parents are [the stream, the table]. */
       readonly kind: 'join';

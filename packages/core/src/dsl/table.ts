@@ -1,3 +1,6 @@
+import { latestAggregation } from '../aggregations.js';
+import { ConfigError } from '../errors.js';
+import { checkName } from '../windows/definitions.js';
 import type { GraphBuilder, Node } from './graph.js';
 import { Stream } from './stream.js';
 
@@ -27,4 +30,37 @@ export class Table<K, A> {
   toStream(): Stream<K, A> {
     return new Stream(this.graph, this.graph.add({ kind: 'tableStream', parents: [this.node] }));
   }
+
+  /**
+   * Table–table join: a table of `joiner(value, otherValue, key)` for each key both tables hold,
+   * updated whenever either side changes; when a side loses the key, so does the result. Both
+   * tables must have the same keys in the same number of partitions (a `ConfigError` at start
+   * names the topics otherwise).
+   * @example
+   * const placed = sensors.join(places, (sensor, place) => ({ ...sensor, place }), { name: 'placed' });
+   */
+  join<T, R>(other: Table<K, T>, joiner: (value: A, otherValue: T, key: K) => R, options: { name?: string } = {}): Table<K, R> {
+    return this.#joinTable('inner', other, joiner as TableJoiner, options);
+  }
+
+  /** Like {@link join}, with a result for every key of this table (`otherValue` undefined when the other has none). */
+  leftJoin<T, R>(other: Table<K, T>, joiner: (value: A, otherValue: T | undefined, key: K) => R, options: { name?: string } = {}): Table<K, R> {
+    return this.#joinTable('left', other, joiner as TableJoiner, options);
+  }
+
+  /** Like {@link join}, with a result for every key either table holds (the missing side undefined). */
+  outerJoin<T, R>(other: Table<K, T>, joiner: (value: A | undefined, otherValue: T | undefined, key: K) => R, options: { name?: string } = {}): Table<K, R> {
+    return this.#joinTable('outer', other, joiner as TableJoiner, options);
+  }
+
+  #joinTable<R>(mode: 'inner' | 'left' | 'outer', other: Table<K, unknown>, joiner: TableJoiner, options: { name?: string }): Table<K, R> {
+    const what = mode === 'inner' ? 'join' : `${mode}Join`;
+    if (!(other instanceof Table)) throw new ConfigError(`${what}: expected a Table, got ${String(other)}`);
+    if (typeof joiner !== 'function') throw new ConfigError(`${what}: the joiner must be a function, got ${typeof joiner}`);
+    const storeName = checkName(options?.name, what) ?? `${this.name}-${other.name}-${mode === 'inner' ? '' : `${mode}-`}join`;
+    const joined = this.graph.add({ kind: 'tableJoin', parents: [this.node, other.node], mode, joiner, leftStore: this.name, rightStore: other.name });
+    return new Table<K, R>(this.graph, this.graph.add({ kind: 'table', parents: [joined], aggregation: latestAggregation(), storeName, repartitionName: undefined, upsert: true }));
+  }
 }
+
+type TableJoiner = (value: unknown, otherValue: unknown, key: unknown) => unknown;

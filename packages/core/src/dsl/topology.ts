@@ -238,7 +238,9 @@ function label(node: Node): string {
     case 'window':
       return `${describeWindow(node.window)} ${node.aggregation.name} [store ${node.storeName}]`;
     case 'table':
-      return node.fromTopic ? `table [store ${node.storeName}]` : `table ${node.aggregation.name} [store ${node.storeName}]`;
+      return node.upsert ? `table [store ${node.storeName}]` : `table ${node.aggregation.name} [store ${node.storeName}]`;
+    case 'tableJoin':
+      return `${node.mode === 'inner' ? 'join' : `${node.mode}Join`} tables [stores ${node.leftStore}, ${node.rightStore}]`;
     case 'join':
       return `${node.mode === 'left' ? 'leftJoin' : 'join'} table [store ${node.tableStore}]`;
     case 'emit':

@@ -63,7 +63,7 @@ export class TopicProvisioner {
         }
         if (!ready) continue;
         if (new Set(sourceCounts).size > 1) {
-          const how = sub.nodes.some((node) => node.kind === 'join') ? 'joined (a join needs both sides in the same number of partitions)' : 'merged';
+          const how = sub.nodes.some((node) => node.kind === 'join' || node.kind === 'tableJoin') ? 'joined (a join needs both sides in the same number of partitions)' : 'merged';
           throw new ConfigError(`topics ${external.map((source) => source.topic).join(', ')} are ${how} but have different partition counts (${sourceCounts.join(', ')})`);
         }
         counts.set(sub, sourceCounts[0]!);

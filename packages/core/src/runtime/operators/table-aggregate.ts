@@ -83,11 +83,11 @@ export function tableAggregate(context: TaskContext, storeName: string, aggregat
     const existing = rows.get(id);
     if (existing?.evicted) throw new Error(`table row of key ${JSON.stringify(key)} was not loaded before its record`);
     if (deletes && (value === null || value === undefined)) {
-      if (existing) {
-        existing.deleted = true;
-        rows.changed(existing);
-        rows.delete(existing);
-      }
+      // A key the table does not hold has nothing to delete, and nothing to tell downstream.
+      if (!existing) return;
+      existing.deleted = true;
+      rows.changed(existing);
+      rows.delete(existing);
       emit(record(key, null, timestamp, signal.origin));
       return;
     }

@@ -7,6 +7,7 @@ import { emitWindows } from '../operators/emit-windows.js';
 import { sinkRecords } from '../operators/sink.js';
 import { filterRecords, flatMapRecords, keyRecords, mapRecords, peekRecords } from '../operators/stateless.js';
 import { streamTableJoin } from '../operators/stream-table-join.js';
+import { tableTableJoin } from '../operators/table-table-join.js';
 import { tableAggregate } from '../operators/table-aggregate.js';
 import { windowAggregate } from '../operators/window-aggregate.js';
 import type { Signal } from '../signals.js';
@@ -63,7 +64,14 @@ export function buildOperatorGraph(context: TaskContext, topology: Topology, sub
       case 'emit':
         return parent().pipe(emitWindows(context, node.label, node.event, node.handler));
       case 'table':
-        return parent().pipe(tableAggregate(context, node.storeName, node.aggregation, { deletes: node.fromTopic === true }));
+        return parent().pipe(tableAggregate(context, node.storeName, node.aggregation, { deletes: node.upsert === true }));
+      case 'tableJoin': {
+        // Either side's update changes the result of its key; the left side alone carries ticks on.
+        const joined = new SignalInput();
+        parent(0).pipe(tableTableJoin(context, node, 'left')).subscribe((signal) => joined.next(signal));
+        parent(1).pipe(tableTableJoin(context, node, 'right')).subscribe((signal) => joined.next(signal));
+        return joined;
+      }
       case 'join':
         // The table side runs for its updates alone: they change the table, and produce nothing here.
         parent(1).subscribe();
