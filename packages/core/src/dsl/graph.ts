@@ -61,6 +61,15 @@ export type Node =
     })
   | (NodeBase & { readonly kind: 'tableStream' })
   | (NodeBase & {
+      /** Windowed stream–stream join: parents are [the left stream, the right stream], buffered in the store. */
+      readonly kind: 'streamJoin';
+      readonly mode: 'inner' | 'left' | 'outer';
+      readonly joiner: (leftValue: unknown, rightValue: unknown, key: unknown) => unknown;
+      readonly withinMs: number;
+      readonly graceMs: number;
+      readonly storeName: string;
+    })
+  | (NodeBase & {
       /** Table–table join: parents are [the left table, the right table]; a table of the results follows. */
       readonly kind: 'tableJoin';
       readonly mode: 'inner' | 'left' | 'outer';
@@ -86,7 +95,7 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 export type NodeInput = DistributiveOmit<Node, 'id'>;
 
 /** The nodes whose input must be partitioned by their key. */
-export const isStateful = (node: Node): node is Extract<Node, { kind: 'window' | 'table' }> => node.kind === 'window' || node.kind === 'table';
+export const isStateful = (node: Node): node is Extract<Node, { kind: 'window' | 'table' | 'streamJoin' }> => node.kind === 'window' || node.kind === 'table' || node.kind === 'streamJoin';
 
 /** Collects the nodes the DSL creates; owned by one app. */
 export class GraphBuilder {

@@ -7,3 +7,4 @@ export { WindowedStream } from './windowed-stream.js';
 export { WindowedTable } from './windowed-table.js';
 export { Table } from './table.js';
 export type { SinkOptions, TableOptions } from './stage-options.js';
+export type { StreamJoinOptions } from './stream.js';

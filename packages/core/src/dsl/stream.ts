@@ -9,7 +9,7 @@ import {
   type AggregateSpec,
   type Aggregation,
 } from '../aggregations.js';
-import type { Duration } from '../duration.js';
+import { toMs, type Duration } from '../duration.js';
 import { ConfigError } from '../errors.js';
 import { checkSerde, defaultKeySerde, json, type Serde } from '../serde.js';
 import {
@@ -161,8 +161,18 @@ export class Stream<K, V> {
 /**
  * A stream whose key is the partitioning key: windows and running aggregates are per key.
  */
-/** A stream–table joiner: the record's value, the table's value of its key, and the key. */
-type JoinerOf<K, V, T, R> = (value: V, tableValue: T, key: K) => R;
+/** A joiner: the record's value, the other side's value (a table's, or a record's), and the key. */
+type JoinerOf<K, V, T, R> = (value: V, otherValue: T, key: K) => R;
+
+/** Options of a windowed stream–stream join. */
+export interface StreamJoinOptions {
+  /** How far apart in time two records may be to be joined (inclusive). */
+  within: Duration;
+  /** How late a record may arrive and still be joined: stream time past its timestamp + within + grace closes its window. Default 0. */
+  grace?: Duration;
+  /** The store of both sides' buffered records (and so its changelog); default from the parameters. */
+  name?: string;
+}
 
 export class KeyedStream<K, V> extends Stream<K, V> {
   override map<V2>(fn: (value: V, key: K) => V2): KeyedStream<K, V2> {
@@ -233,26 +243,60 @@ export class KeyedStream<K, V> extends Stream<K, V> {
   }
 
   /**
-   * Joins each record with the table's value for its key as of that record (stream–table join):
-   * a record whose key the table does not hold is dropped; table updates produce nothing. The
-   * stream goes through a repartition topic with the table's partition count when it was re-keyed.
+   * Stream–table: joins each record with the table's value for its key as of that record; a
+   * record whose key the table does not hold is dropped; table updates produce nothing. The
+   * stream goes through a repartition topic with the table's partition count when re-keyed.
+   *
+   * Stream–stream (windowed): joins each pair of records of one key, one from each stream, whose
+   * timestamps differ by at most `within`, once, whatever order they arrive in within `grace`
+   * (output timestamp: the later of the two).
    * @example
    * readings.keyBy(r => r.sensor).join(sensors, (reading, sensor, key) => ({ ...reading, place: sensor.place }))
+   * readings.keyBy(r => r.sensor).join(repairs.keyBy(e => e.sensor), (reading, repair) => ({ reading, repair }), { within: '5s', grace: '1s' })
    */
-  join<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T, key: K) => R, options: { name?: string } = {}): KeyedStream<K, R> {
-    return this.joinTable('inner', table, joiner as JoinerOf<K, V, T | undefined, R>, options);
+  join<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T, key: K) => R, options?: { name?: string }): KeyedStream<K, R>;
+  join<V2, R>(other: KeyedStream<K, V2>, joiner: (value: V, otherValue: V2, key: K) => R, options: StreamJoinOptions): KeyedStream<K, R>;
+  join<R>(other: Table<K, unknown> | KeyedStream<K, unknown>, joiner: JoinerOf<K, V, unknown, R>, options: { name?: string } | StreamJoinOptions = {}): KeyedStream<K, R> {
+    return other instanceof KeyedStream ? this.joinStream('inner', other, joiner, options) : this.joinTable('inner', other, joiner, options);
   }
 
   /**
-   * Like {@link join}, but a record whose key the table does not hold is joined with `undefined`.
+   * Like {@link join}, but a record with no partner still goes on, with `undefined` for the other
+   * side: against a table at once; against a stream once its join window has closed (stream time
+   * past its timestamp + within + grace), never before.
    * @example
    * readings.keyBy(r => r.sensor).leftJoin(sensors, (reading, sensor) => ({ ...reading, place: sensor?.place ?? 'unknown' }))
    */
-  leftJoin<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T | undefined, key: K) => R, options: { name?: string } = {}): KeyedStream<K, R> {
-    return this.joinTable('left', table, joiner, options);
+  leftJoin<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T | undefined, key: K) => R, options?: { name?: string }): KeyedStream<K, R>;
+  leftJoin<V2, R>(other: KeyedStream<K, V2>, joiner: (value: V, otherValue: V2 | undefined, key: K) => R, options: StreamJoinOptions): KeyedStream<K, R>;
+  leftJoin<R>(other: Table<K, unknown> | KeyedStream<K, unknown>, joiner: JoinerOf<K, V, unknown, R>, options: { name?: string } | StreamJoinOptions = {}): KeyedStream<K, R> {
+    return other instanceof KeyedStream ? this.joinStream('left', other, joiner, options) : this.joinTable('left', other, joiner, options);
   }
 
-  private joinTable<T, R>(mode: 'inner' | 'left', table: Table<K, T>, joiner: JoinerOf<K, V, T | undefined, R>, options: { name?: string }): KeyedStream<K, R> {
+  /**
+   * Windowed stream–stream join where a record of either side with no partner goes on once its
+   * join window has closed, with `undefined` for the other side.
+   * @example
+   * readings.keyBy(r => r.sensor).outerJoin(repairs.keyBy(e => e.sensor), (reading, repair) => ({ reading, repair }), { within: '5s' })
+   */
+  outerJoin<V2, R>(other: KeyedStream<K, V2>, joiner: (value: V | undefined, otherValue: V2 | undefined, key: K) => R, options: StreamJoinOptions): KeyedStream<K, R> {
+    if (!(other instanceof KeyedStream)) throw new ConfigError(`outerJoin: expected a keyed stream (stream.keyBy(...)), got ${String(other)}`);
+    return this.joinStream('outer', other, joiner as JoinerOf<K, V, unknown, R>, options);
+  }
+
+  private joinStream<R>(mode: 'inner' | 'left' | 'outer', other: KeyedStream<K, unknown>, joiner: JoinerOf<K, V, unknown, R>, options: { name?: string } | StreamJoinOptions): KeyedStream<K, R> {
+    const what = mode === 'inner' ? 'join' : `${mode}Join`;
+    if (typeof joiner !== 'function') throw new ConfigError(`${what}: the joiner must be a function, got ${typeof joiner}`);
+    const { within, grace, name } = (options ?? {}) as Partial<StreamJoinOptions>;
+    if (within === undefined) throw new ConfigError(`${what} of two streams: give { within } (how far apart two records may be in time to be joined)`);
+    const withinMs = toMs(within, `${what} within`, { allowZero: true });
+    const graceMs = grace === undefined ? 0 : toMs(grace, `${what} grace`, { allowZero: true });
+    const storeName = checkName(name, what) ?? `${what}-within-${withinMs}ms-grace-${graceMs}ms`;
+    const node = this.graph.add({ kind: 'streamJoin', parents: [this.node, other.node], mode, joiner: joiner as JoinerOf<unknown, unknown, unknown, unknown>, withinMs, graceMs, storeName });
+    return new KeyedStream(this.graph, node);
+  }
+
+  private joinTable<R>(mode: 'inner' | 'left', table: Table<K, unknown>, joiner: JoinerOf<K, V, unknown, R>, options: { name?: string }): KeyedStream<K, R> {
     const what = mode === 'left' ? 'leftJoin' : 'join';
     if (!(table instanceof Table)) throw new ConfigError(`${what}: expected a Table (app.table(topic), or an aggregate such as count()), got ${String(table)}`);
     if (typeof joiner !== 'function') throw new ConfigError(`${what}: the joiner must be a function, got ${typeof joiner}`);

@@ -104,6 +104,17 @@ export function buildTopology(appId: string, logical: readonly Node[]): Topology
         throw new ConfigError(`two stateful steps share the store name ${JSON.stringify(node.storeName)}; give one of them { name }`);
       }
       storeNames.add(node.storeName);
+    }
+    if (node.kind === 'streamJoin') {
+      // Each re-keyed side through a repartition topic of its own, both read by one task per partition.
+      const join = node;
+      const sides = join.parents.map((parent, index) => {
+        const keyBy = rekeyedAbove({ ...join, parents: [parent] });
+        if (!keyBy) return parent;
+        return repartitionedParents.get(parent) ?? repartition([parent], keyBy.name ?? `${join.storeName}-${index === 0 ? 'left' : 'right'}`);
+      });
+      node = { ...join, parents: sides };
+    } else if (isStateful(node)) {
       const keyBy = rekeyedAbove(node);
       const shared = node.parents.length === 1 ? repartitionedParents.get(node.parents[0]!) : undefined;
       if (keyBy && shared) {
@@ -239,6 +250,8 @@ function label(node: Node): string {
       return `${describeWindow(node.window)} ${node.aggregation.name} [store ${node.storeName}]`;
     case 'table':
       return node.upsert ? `table [store ${node.storeName}]` : `table ${node.aggregation.name} [store ${node.storeName}]`;
+    case 'streamJoin':
+      return `${node.mode === 'inner' ? 'join' : `${node.mode}Join`} within ${node.withinMs}ms, grace ${node.graceMs}ms [store ${node.storeName}]`;
     case 'tableJoin':
       return `${node.mode === 'inner' ? 'join' : `${node.mode}Join`} tables [stores ${node.leftStore}, ${node.rightStore}]`;
     case 'join':

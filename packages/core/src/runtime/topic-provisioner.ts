@@ -35,10 +35,11 @@ export class TopicProvisioner {
 
   /**
    * Partition counts: a sub-topology runs one task per partition of its sources (which must
-   * agree); a repartition topic gets the count of the sub-topology that writes it, unless the
-   * one that reads it also reads a topic of its own (a join with a table): then that topic's
-   * count, so that the re-keyed side is co-partitioned with it; changelogs get the count of the
-   * sub-topology that owns the store.
+   * agree); a repartition topic gets the count of the sub-topology that reads it: its writer's,
+   * unless the reader also reads a topic of its own (a join with a table), whose count it takes
+   * so that the re-keyed side is co-partitioned with it, or other repartition topics (both sides
+   * of a stream–stream join), which all take the largest of their writers' counts; changelogs get
+   * the count of the sub-topology that owns the store.
    */
   async provision(topology: Topology): Promise<void> {
     const counts = new Map<SubTopology, number>();
@@ -62,6 +63,11 @@ export class TopicProvisioner {
           }
         }
         if (!ready) continue;
+        // Repartition topics only (both sides of a stream–stream join): the larger count, for all of them.
+        if (external.length === 0) {
+          counts.set(sub, Math.max(...sourceCounts));
+          continue;
+        }
         if (new Set(sourceCounts).size > 1) {
           const how = sub.nodes.some((node) => node.kind === 'join' || node.kind === 'tableJoin') ? 'joined (a join needs both sides in the same number of partitions)' : 'merged';
           throw new ConfigError(`topics ${external.map((source) => source.topic).join(', ')} are ${how} but have different partition counts (${sourceCounts.join(', ')})`);
@@ -72,9 +78,8 @@ export class TopicProvisioner {
     const readerOf = (topic: string) => topology.subTopologies.find((sub) => sub.sources.some((source) => source.topic === topic));
     const specs = [];
     for (const [topic, writer] of topology.repartitionTopics) {
-      const reader = readerOf(topic);
-      const coPartitioned = reader && reader.sources.some((source) => !source.internal);
-      specs.push({ name: topic, partitions: counts.get(coPartitioned ? reader : writer)!, unlimitedRetention: true });
+      // The reading task's count: its writer's, unless it reads other topics too (see above).
+      specs.push({ name: topic, partitions: counts.get(readerOf(topic) ?? writer)!, unlimitedRetention: true });
     }
     for (const sub of topology.subTopologies) {
       for (const store of sub.storeNames) specs.push({ name: changelogTopic(this.appId, store), partitions: counts.get(sub)!, compacted: true });
