@@ -1,7 +1,9 @@
 /**
  * The sensors demo (`npm run demo`): simulated sensors with injected faults feed the flagship
  * pipeline on the embedded broker; the demo reads the predictions back from the broker and scores
- * the anomalies found against the faults injected.
+ * the anomalies found against the faults injected. The sensors send raw values; the pipeline
+ * calibrates them and adds each sensor's location from the `sensors` table, which the demo fills
+ * before the first reading.
  *
  * Time. The simulation covers `--minutes` of event time and is replayed in compressed time: the
  * app runs on a clock that starts at the simulation's start and goes `--speed` times faster than
@@ -34,7 +36,7 @@ import { buildSensorsApp, sensorWindow, topics } from './pipeline.js';
 import { scoreDetections } from './scoring.js';
 import { simulate } from './simulator.js';
 import type { SensorWindow } from './model.js';
-import type { LateReadingNotice, Prediction } from './types.js';
+import { unknownLocation, type LateReadingNotice, type Prediction } from './types.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -66,6 +68,7 @@ const eventLoopDelay = monitorEventLoopDelay({ resolution: 5 });
 let deepestQueue = 0;
 
 console.log(`Eddy sensors demo: ${sensors} sensors, ${minutes} min of event time replayed at ${speed}x on the embedded broker (seed ${seed})`);
+console.log(`${sensors} sensors' metadata (calibration, location) on topic ${topics.sensors}, read as a table; each raw reading is calibrated and located by a leftJoin before the windows`);
 console.log(`${deliveries.length.toLocaleString('en')} readings with ${simulation.anomalies.length} injected faults, ${simulation.counts.outOfOrder} out-of-order, ${simulation.counts.late} late and ${simulation.counts.invalid} failed reads\n`);
 console.log(app.describe());
 console.log();
@@ -76,6 +79,12 @@ eventLoopDelay.enable();
 let sent = 0;
 let feedEnd = Number.NaN;
 let lastProgress = { wall: wallStart, recordsIn: 0 };
+
+// The table first: a reading processed before its sensor's metadata would go on raw, at location 'unknown'.
+await app.sendBatch(
+  topics.sensors,
+  Object.entries(simulation.metadata).map(([sensor, info]) => ({ key: sensor, value: info, timestamp: simulation.startTime })),
+);
 
 const progress = setInterval(() => printProgress(false), progressEveryMs);
 
@@ -146,14 +155,22 @@ function printSummary(): void {
   const notices = readTopic<LateReadingNotice>(topics.lateReadings);
   const lateReadings = new Set(notices.map((notice) => `${notice.sensor}@${notice.ts}`)).size;
   const score = scoreDetections(predictions, simulation.anomalies, sensorWindow.slideMs);
+  const byLocation = new Map<string, Set<string>>();
+  for (const prediction of predictions) {
+    const located = byLocation.get(prediction.location) ?? new Set<string>();
+    byLocation.set(prediction.location, located.add(prediction.sensor));
+  }
+  const locations = [...byLocation].sort(([a], [b]) => a.localeCompare(b)).map(([location, located]) => `${location} ${located.size}`);
+  const unlocated = predictions.filter((prediction) => prediction.location === unknownLocation).length;
   const kinds = Object.entries(score.byKind).map(([kind, { injected, detected }]) => `${kind} ${detected}/${injected}`);
   const percent = (value: number) => `${(value * 100).toFixed(1)} %`;
   const lines = [
     '',
     'Summary',
-    `  records in        ${count(metrics.recordsIn).padStart(8)}   (${simulation.counts.invalid} failed reads dropped by the filter)`,
+    `  records in        ${count(metrics.recordsIn).padStart(8)}   (${count(Object.keys(simulation.metadata).length)} sensors-table records and ${count(deliveries.length)} readings; ${simulation.counts.invalid} failed reads dropped by the filter)`,
     `  windows closed    ${count(metrics.windowsClosed).padStart(8)}   (still open: ${metrics.windowsOpen})`,
     `  predictions       ${count(predictions.length).padStart(8)}   (flagged anomalous: ${score.flagged})`,
+    `  enrichment        sensors per location: ${locations.join(', ')}; ${unlocated} predictions from sensors without metadata`,
     `  late readings     ${count(metrics.lateRecords).padStart(8)}   (${notices.length} notices on ${topics.lateReadings} for ${lateReadings} readings; the simulator sent ${simulation.counts.late} readings 4–9 s late and ${simulation.counts.outOfOrder} up to 1.5 s out of order)`,
     `  dead letters      ${count(metrics.deadLetters).padStart(8)}`,
     `  anomalies         found ${score.detected} of ${score.injected} injected faults (${kinds.join(', ')})`,

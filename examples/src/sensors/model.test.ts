@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import defaultModel, { createModel, leastSquares, median, predict, robustTrend } from './model.js';
-import type { Reading } from './types.js';
+import type { EnrichedReading } from './types.js';
 
-const at = (ts: number, value: number, sensor = 's1'): Reading => ({ sensor, ts, value });
+const at = (ts: number, value: number, sensor = 's1', location = 'lab'): EnrichedReading => ({ sensor, ts, value, location });
 
 /** Five baseline readings around 10 at 0–4 s; worked through by hand in the spike test. */
 const baseline = [at(0, 10), at(1_000, 10.2), at(2_000, 9.8), at(3_000, 10.1), at(4_000, 9.9)];
@@ -12,7 +12,13 @@ describe('sensors model', () => {
   it('gives n, mean and the least-squares forecast at end + 1 s', () => {
     // value = 1 + 2 × seconds: slope 2, intercept 1; at end + 1 s = 11 s the line is at 23.
     const window = { key: 's1', start: 0, end: 10_000, value: [at(0, 1), at(1_000, 3), at(2_000, 5), at(3_000, 7)] };
-    expect(predict(window)).toEqual({ sensor: 's1', windowStart: 0, windowEnd: 10_000, n: 4, mean: 4, forecast: 23, anomaly: false, score: 0, reason: null });
+    expect(predict(window)).toEqual({ sensor: 's1', location: 'lab', windowStart: 0, windowEnd: 10_000, n: 4, mean: 4, forecast: 23, anomaly: false, score: 0, reason: null });
+  });
+
+  it("carries the location of the window's latest reading", () => {
+    // A sensor moved mid-window is reported where it is now, whatever order the readings come in.
+    const moved = [at(1_000, 10, 's1', 'hall'), at(9_000, 10, 's1', 'roof'), at(5_000, 10, 's1', 'hall')];
+    expect(predict({ key: 's1', start: 0, end: 10_000, value: moved }).location).toBe('roof');
   });
 
   it('scores the latest readings with a robust z-score against the baseline trend', () => {

@@ -1,8 +1,8 @@
-import type { Prediction, Reading } from './types.js';
+import { unknownLocation, type EnrichedReading, type Prediction, type Reading } from './types.js';
 
 /**
  * The sensors model: a pure function from one closed window of a sensor's readings to a
- * {@link Prediction}. It imports nothing at run time, so it can run inline (`.onClose(predict)`)
+ * {@link Prediction}. It imports nothing at run time but the example's types, so it can run inline (`.onClose(predict)`)
  * or in a worker pool (`workerPool(new URL('./model.js', import.meta.url))` calls the default export).
  *
  * - `forecast`: the least-squares line through the window's readings, evaluated at `end + 1 s`.
@@ -16,12 +16,12 @@ import type { Prediction, Reading } from './types.js';
  *     never repeats itself to the last digit; a stuck one does.
  */
 
-/** A closed window of one sensor, as `onClose` hands it: readings in timestamp order. */
+/** A closed window of one sensor, as `onClose` hands it: calibrated readings in timestamp order. */
 export interface SensorWindow {
   readonly key: string;
   readonly start: number;
   readonly end: number;
-  readonly value: readonly Reading[];
+  readonly value: readonly EnrichedReading[];
 }
 
 /** Tuning of {@link createModel}. */
@@ -76,7 +76,8 @@ export function createModel(options: ModelOptions = {}): (window: SensorWindow) 
     }
     const flatline = latest.length >= minFlatline && latest.every((reading) => reading.value === latest[0]!.value);
     const reason = score >= threshold ? 'spike' : flatline ? 'flatline' : null;
-    return { sensor: key, windowStart: start, windowEnd: end, n, mean, forecast, anomaly: reason !== null, score: round(score), reason };
+    const location = readings[n - 1]?.location ?? unknownLocation;
+    return { sensor: key, location, windowStart: start, windowEnd: end, n, mean, forecast, anomaly: reason !== null, score: round(score), reason };
   };
 }
 

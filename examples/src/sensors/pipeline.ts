@@ -1,11 +1,13 @@
 import { createApp, toMs, type App, type AppOptions, type WindowHandler } from '@eddy/core';
 import { predict, type SensorWindow } from './model.js';
-import type { LateReadingNotice, Prediction, Reading } from './types.js';
+import { unknownLocation, type EnrichedReading, type LateReadingNotice, type Prediction, type Reading, type SensorInfo } from './types.js';
 
 /** The topics of the sensors example. */
 export const topics = {
-  /** Input: {@link Reading} values, keyed by sensor. */
+  /** Input: {@link Reading} values (raw), keyed by sensor. */
   readings: 'readings',
+  /** Input, read as a table: each sensor's {@link SensorInfo}, keyed by sensor. */
+  sensors: 'sensors',
   /** Output: one {@link Prediction} per sensor and closed window. */
   predictions: 'predictions',
   /** Output: one {@link LateReadingNotice} per reading and closed window it missed. */
@@ -34,7 +36,20 @@ export interface SensorsAppOptions extends Partial<AppOptions> {
 }
 
 /**
- * The flagship pipeline: per sensor, 10 s hopping windows every second; when a window closes, the
+ * Calibrates a raw reading with its sensor's metadata and adds the location; a sensor without
+ * metadata keeps its raw value and is placed in {@link unknownLocation}.
+ * @example
+ * enrich({ sensor: 's1', ts: 0, value: 10 }, { location: 'roof', calibration: { offset: 1, scale: 2 } }) // value 21, location 'roof'
+ */
+export function enrich(reading: Reading, info: SensorInfo | undefined): EnrichedReading {
+  if (info === undefined) return { ...reading, location: unknownLocation };
+  const { offset, scale } = info.calibration;
+  return { ...reading, value: reading.value * scale + offset, location: info.location };
+}
+
+/**
+ * The flagship pipeline: each reading is calibrated and located with its sensor's metadata (the
+ * `sensors` table), then per sensor, 10 s hopping windows every second; when a window closes, the
  * model turns its readings into a prediction. Readings that miss a closed window are reported.
  * Transport, state, clock, logger and the other `createApp` options pass through, so the same
  * pipeline runs in a TestDriver, on the embedded broker and on Kafka.
@@ -48,10 +63,14 @@ export function buildSensorsApp(options: SensorsAppOptions = {}): App {
   const names = { ...topics, ...topicNames };
   const app = createApp({ id: 'sensors', ...appOptions });
 
+  const sensors = app.table<string, SensorInfo>(names.sensors);
   const windows = app
     .from<Reading>(names.readings, { timestamp: (reading) => reading.ts })
     .filter((reading) => Number.isFinite(reading.value))
     .keyBy((reading) => reading.sensor)
+    // A left join: a new sensor may report before its metadata is in the table, and its readings
+    // are still worth watching (raw), not silently dropped as an inner join would.
+    .leftJoin(sensors, enrich)
     .hopping(sensorWindow.size, sensorWindow.slide, { grace: sensorWindow.grace })
     .collect();
 

@@ -3,19 +3,25 @@ import { deadLetterTopic } from '@eddy/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildSensorsApp, sensorWindow, topics } from './pipeline.js';
 import { mulberry32 } from './simulator.js';
-import type { LateReadingNotice, Prediction, Reading } from './types.js';
+import type { LateReadingNotice, Prediction, Reading, SensorInfo } from './types.js';
 
 /**
  * The flagship pipeline in virtual time: two sensors, 30 s of readings every 200 ms, one spike on
  * sensor-02, one reading out of order (inside the grace), one late (after some of its windows
- * closed) and one failed read. Expectations are computed here from what was sent, independently
- * of the engine.
+ * closed) and one failed read. sensor-01 has metadata in the `sensors` table and sends raw values
+ * that its calibration turns back into the values below; sensor-02 has none, so its raw values are
+ * used as they are, at location 'unknown'. Expectations are computed here from what was sent,
+ * independently of the engine.
  */
 const t0 = Date.UTC(2025, 0, 1, 12);
 const spikeAt = t0 + 15_100;
 const outOfOrderAt = t0 + 10_400;
 const lateAt = t0 + 12_600;
 const failedAt = t0 + 22_100;
+
+const sensor01: SensorInfo = { location: 'plant-a/roof', calibration: { offset: 5, scale: 0.5 } };
+/** What sensor-01 sends for `value`: calibrated, it is `value` again. */
+const raw01 = (value: number) => (value - sensor01.calibration.offset) / sensor01.calibration.scale;
 
 interface Send {
   readonly arrival: number;
@@ -29,7 +35,7 @@ function scenario(): Send[] {
   const sends: Send[] = [];
   for (let ts = t0; ts < t0 + 30_000; ts += 200) {
     // sensor-01 rises 0.1 per second; sensor-02 falls 0.05 per second and spikes once.
-    sends.push({ arrival: ts, reading: { sensor: 'sensor-01', ts, value: 20 + (ts - t0) / 10_000 + noise() } });
+    sends.push({ arrival: ts, reading: { sensor: 'sensor-01', ts, value: raw01(20 + (ts - t0) / 10_000 + noise()) } });
     const other = ts + 100;
     const value = other === failedAt ? Number.NaN : 35 - (other - t0) / 20_000 + noise() + (other === spikeAt ? 6 : 0);
     sends.push({ arrival: other, reading: { sensor: 'sensor-02', ts: other, value } });
@@ -88,6 +94,7 @@ describe('sensors pipeline', () => {
     const sends = scenario();
     const app = buildSensorsApp();
     driver = await TestDriver.start(app, { startTime: t0 });
+    await driver.send(topics.sensors, sensor01, { key: 'sensor-01' });
     for (const { arrival, reading } of sends) {
       await driver.advanceTime(arrival - driver.now());
       await driver.send(topics.readings, reading, { key: reading.sensor });
@@ -124,7 +131,9 @@ describe('sensors pipeline', () => {
     ]);
     expect(flagged[0]!.score).toBeGreaterThan(20);
 
-    // The forecast follows each sensor's trend.
+    // Predictions carry the location; the calibrated sensor-01 and the raw sensor-02 both
+    // follow their trend.
+    for (const prediction of predictions) expect(prediction.location).toBe(prediction.sensor === 'sensor-01' ? 'plant-a/roof' : 'unknown');
     for (const prediction of predictions.filter((candidate) => candidate.n >= 40)) {
       const seconds = (prediction.windowEnd + 1_000 - t0) / 1_000;
       const trend = prediction.sensor === 'sensor-01' ? 20 + seconds / 10 : 35 - seconds / 20;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { scoreDetections } from './scoring.js';
-import { simulate } from './simulator.js';
+import { enrich } from './pipeline.js';
+import { locations, simulate } from './simulator.js';
 import type { Prediction } from './types.js';
 
 describe('sensor simulator', () => {
@@ -44,11 +45,30 @@ describe('sensor simulator', () => {
       if (fault.kind === 'stuck') expect(new Set(faulty.map((delivery) => delivery.reading.value)).size).toBe(1);
     }
   });
+
+  it('gives every sensor a calibration and a location, and sends raw values that calibrate to the simulated ones', () => {
+    expect(Object.keys(simulation.metadata)).toEqual(simulation.sensors);
+    const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+    let largestCorrection = 0;
+    for (const sensor of simulation.sensors) {
+      const info = simulation.metadata[sensor]!;
+      expect(locations).toContain(info.location);
+      const readings = simulation.deliveries.filter((delivery) => delivery.reading.sensor === sensor && Number.isFinite(delivery.reading.value)).map((delivery) => delivery.reading);
+      // Simulated values have a level of 15–25 and a daily cycle of at most ±4.5 (plus drift):
+      // calibrated, their mean lands there; raw, only if offset and scale happen to cancel out.
+      const calibrated = mean(readings.map((reading) => enrich(reading, info).value));
+      expect(calibrated).toBeGreaterThan(10);
+      expect(calibrated).toBeLessThan(30);
+      largestCorrection = Math.max(largestCorrection, Math.abs(calibrated - mean(readings.map((reading) => reading.value))));
+    }
+    expect(largestCorrection).toBeGreaterThan(1);
+  });
 });
 
 describe('detection scoring', () => {
   const prediction = (sensor: string, windowEnd: number, anomaly: boolean): Prediction => ({
     sensor,
+    location: 'lab',
     windowStart: windowEnd - 10_000,
     windowEnd,
     n: 50,

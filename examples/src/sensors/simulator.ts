@@ -1,4 +1,4 @@
-import type { FaultKind, InjectedAnomaly, Reading } from './types.js';
+import type { FaultKind, InjectedAnomaly, Reading, SensorInfo } from './types.js';
 import { mulberry32 } from '@eddy/core/testing';
 
 export { mulberry32 };
@@ -8,9 +8,12 @@ export { mulberry32 };
  * delivery order, so the demo can score its detections against the faults it injected.
  *
  * Each sensor measures every 100–250 ms of event time a value made of a level, a daily cycle (a
- * "day" is compressed to `dayMs`), a slow linear drift and Gaussian noise. On top of that:
+ * "day" is compressed to `dayMs`), a slow linear drift and Gaussian noise. It sends it raw: each
+ * sensor has its own calibration and location ({@link Simulation.metadata}, for the `sensors`
+ * table), and sends `(value - offset) / scale`, so only a calibrated value is the value simulated.
+ * On top of that:
  * - injected faults, recorded in {@link Simulation.anomalies}: spikes (1–3 readings far off),
- *   dropouts (1–3 s of near-zero reads) and stuck values (8–20 s frozen at the last good value);
+ *   dropouts (1–3 s of reads near zero once calibrated) and stuck values (8–20 s frozen at the last good value);
  * - out-of-order readings: delivered 0.2–1.5 s after they were measured (inside the 2 s grace);
  * - late readings: delivered 4–9 s after they were measured (after some of their windows closed);
  * - failed reads: `NaN` values, which the pipeline filters out.
@@ -47,7 +50,9 @@ export interface Delivery {
 export interface Simulation {
   /** Every reading, in arrival order. */
   readonly deliveries: readonly Delivery[];
-  /** The injected faults, by sensor then time. */
+  /** Each sensor's metadata (calibration and location), by sensor id. */
+  readonly metadata: Readonly<Record<string, SensorInfo>>;
+  /** The injected faults, by sensor then time; in calibrated values. */
   readonly anomalies: readonly InjectedAnomaly[];
   readonly startTime: number;
   /** Event time after the last measurement. */
@@ -57,6 +62,9 @@ export interface Simulation {
 }
 
 export const defaultStartTime = Date.UTC(2025, 0, 1);
+
+/** Where the simulated sensors are. */
+export const locations = ['plant-a/boiler-room', 'plant-a/roof', 'plant-b/cold-store', 'plant-b/loading-bay', 'office/server-room'] as const;
 
 /** Milliseconds kept free of faults and late deliveries at both ends of the stream (warm-up, flush). */
 const marginMs = 20_000;
@@ -86,6 +94,14 @@ export function simulate(options: SimulationOptions = {}): Simulation {
   const counts = { readings: 0, outOfOrder: 0, late: 0, invalid: 0 };
   /** Readings that may be delayed: not faulty, away from the stream's ends. */
   const delayable: number[] = [];
+  // Metadata has its own random stream, so the readings' values and faults do not depend on it.
+  const metadataRandom = mulberry32(mix(seed, -2));
+  const metadata: Record<string, SensorInfo> = {};
+  for (const sensor of sensors) {
+    const location = pick(metadataRandom, locations);
+    const calibration = { offset: round(-5 + metadataRandom() * 10), scale: round(0.8 + metadataRandom() * 0.45) };
+    metadata[sensor] = { location, calibration };
+  }
 
   sensors.forEach((sensor, sensorIndex) => {
     const random = mulberry32(mix(seed, sensorIndex));
@@ -132,8 +148,9 @@ export function simulate(options: SimulationOptions = {}): Simulation {
       anomalies.push({ sensor, kind, start: times[first]!, end: times[last]! + 1 });
     }
 
+    const { offset, scale } = metadata[sensor]!.calibration;
     times.forEach((ts, index) => {
-      let value = round(values[index]!);
+      let value = round((values[index]! - offset) / scale);
       let arrival = ts;
       let delivery: Delivery['delivery'] = 'on-time';
       if (!faulty[index]) {
@@ -165,6 +182,7 @@ export function simulate(options: SimulationOptions = {}): Simulation {
   anomalies.sort((a, b) => (a.sensor < b.sensor ? -1 : a.sensor > b.sensor ? 1 : a.start - b.start));
   return {
     deliveries: deliveries.map(({ arrival, reading, delivery }) => ({ arrival, reading, delivery })),
+    metadata,
     anomalies,
     startTime,
     endTime,

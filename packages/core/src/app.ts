@@ -3,7 +3,7 @@ import { latestAggregation } from './aggregations.js';
 import { resolveAppOptions, type AppOptions, type AppSettings, type HealthReport, type SendOptions, type SourceOptions, type StoreReader, type TableReader, type WindowStoreReader } from './app-options.js';
 import { systemClock, type Clock } from './clock.js';
 import { GraphBuilder, type Node } from './dsl/graph.js';
-import { Stream, Table, WindowedTable } from './dsl/stages.js';
+import { GlobalTable, Stream, Table, WindowedTable } from './dsl/stages.js';
 import { buildTopology, describeMermaid, describeText, type Topology } from './dsl/topology.js';
 import { ConfigError, describeError, EddyError } from './errors.js';
 import { checkName } from './windows/definitions.js';
@@ -11,6 +11,7 @@ import { isBatchHandler, type WindowBatchHandler } from './handler.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { BackgroundWork } from './runtime/background.js';
 import { CacheBudget } from './state/caching-store.js';
+import { GlobalStore } from './runtime/global-store.js';
 import { HostInput } from './runtime/host-input.js';
 import { Lifecycle, type AppEvents, type AppState } from './runtime/lifecycle.js';
 import { Metrics, prometheusText, type MetricsSnapshot } from './runtime/metrics.js';
@@ -152,6 +153,27 @@ export class App {
   }
 
   /**
+   * A topic read whole by every instance: before its tasks start, each instance reads every
+   * partition into a table of its own, and keeps it following the topic (a null value deletes its
+   * key). Streams look it up by any key they compute, with no repartition:
+   * `stream.join(globalTable, (value, key) => tableKey, joiner)`. Readable with `app.store`.
+   * @example
+   * const places = app.globalTable<string, Place>('places');
+   * readings.join(places, (reading) => reading.place, (reading, place) => ({ ...reading, site: place.site }))
+   */
+  globalTable<K = string, V = unknown>(topic: string, options: { name?: string; key?: Serde<K>; value?: Serde<V> } = {}): GlobalTable<K, V> {
+    this.#assertStatus('created', 'globalTable');
+    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`globalTable: invalid topic name ${JSON.stringify(topic)}`);
+    const storeName = checkName(options.name, `globalTable ${topic}`) ?? `${topic}-global`;
+    const keySerde = (checkSerde(options.key, `globalTable ${topic} key`) ?? defaultKeySerde) as Serde<unknown>;
+    const valueSerde = (checkSerde(options.value, `globalTable ${topic} value`) ?? json()) as Serde<unknown>;
+    const store = new GlobalStore(topic, storeName, keySerde, valueSerde);
+    this.#globalStores.push(store);
+    return new GlobalTable<K, V>(store);
+  }
+  readonly #globalStores: GlobalStore[] = [];
+
+  /**
    * The topology as text (default) or a Mermaid flowchart.
    * @example
    * console.log(app.describe({ format: 'mermaid' }));
@@ -183,6 +205,9 @@ export class App {
       this.#stateClaimed = true;
       await this.#transport.connect();
       await this.#topics.provision(topology);
+      // Global tables are whole on this instance before any task starts.
+      for (const store of this.#globalStores) await this.#topics.partitionCount(store.topic);
+      await Promise.all(this.#globalStores.map((store) => store.start(this.#transport, this.id, (message, fields) => this.#log('warn', message, fields))));
       await Promise.all(this.#batchHandlers().map((handler) => handler.start()));
       // A producer that `send()` opened before start serves the app too.
       this.#producer ??= await this.#transport.createProducer();
@@ -249,6 +274,7 @@ export class App {
   async #release(): Promise<void> {
     const results = await Promise.allSettled([
       this.#producer?.close(),
+      ...this.#globalStores.map((store) => store.close()),
       ...this.#batchHandlers().map((handler) => handler.close()),
     ]);
     // State this app never claimed may be another's (a second instance that failed to start).
@@ -301,10 +327,13 @@ export class App {
    */
   store<K, A>(table: Table<K, A>): TableReader<K, A>;
   store<K, A>(windows: WindowedTable<K, A, unknown>): WindowStoreReader<K, A>;
+  store<K, V>(table: GlobalTable<K, V>): TableReader<K, V>;
   store(name: string): StoreReader;
-  store(stage: string | Table<unknown, unknown> | WindowedTable<unknown, unknown, unknown>): StoreReader {
-    const name = typeof stage === 'string' ? stage : stage instanceof Table || stage instanceof WindowedTable ? stage.name : undefined;
-    const names = this.#storeNames();
+  store(stage: string | Table<unknown, unknown> | WindowedTable<unknown, unknown, unknown> | GlobalTable<unknown, unknown>): StoreReader {
+    const name = typeof stage === 'string' ? stage : stage instanceof Table || stage instanceof WindowedTable || stage instanceof GlobalTable ? stage.name : undefined;
+    const global = this.#globalStores.find((store) => store.storeName === name);
+    if (global) return this.#globalReader(global);
+    const names = [...this.#storeNames(), ...this.#globalStores.map((store) => store.storeName)];
     if (name === undefined || !names.includes(name)) {
       throw new ConfigError(`store: no store named ${typeof stage === 'string' ? JSON.stringify(stage) : String(name ?? stage)}; stores: ${names.join(', ') || '(none)'}`);
     }
@@ -433,6 +462,23 @@ export class App {
   }
 
   // --- internals ---------------------------------------------------------------------------
+
+  #globalReader(global: GlobalStore): StoreReader {
+    const running = () => {
+      if (!this.#life.active) throw new EddyError('APP_STATE', `store ${global.storeName}: app ${this.id} is ${this.#life.state}; its stores are read while it runs`);
+    };
+    return {
+      get: async (key) => {
+        running();
+        return global.get(key);
+      },
+      range: async ({ gte, lt } = {}) => {
+        running();
+        const rows = [...global.entries()].filter(({ key }) => (gte === undefined || String(key) >= gte) && (lt === undefined || String(key) < lt));
+        return rows.map(({ key, value }) => ({ key, value })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
+      },
+    };
+  }
 
   #taskManager(topology: Topology, producer: TransportProducer): TaskManager {
     this.#tasks = new TaskManager({

@@ -5,7 +5,7 @@
 export { createApp, App } from './app.js';
 export type { AppOptions, HealthReport, SendOptions, SourceOptions, StoredWindow, StoreReader, TableReader, WindowStoreReader } from './app.js';
 export type { AppEvents, AppState } from './runtime/lifecycle.js';
-export { Stream, KeyedStream, WindowedStream, WindowedTable, Table } from './dsl/stages.js';
+export { Stream, KeyedStream, WindowedStream, WindowedTable, Table, GlobalTable } from './dsl/stages.js';
 export type { SinkOptions, StreamJoinOptions, TableOptions } from './dsl/stages.js';
 export type { Duration } from './duration.js';
 export { toMs } from './duration.js';

@@ -7,6 +7,13 @@ import type { WindowDefinition } from '../windows/definitions.js';
 /** A callback on records: value and key in, anything out. */
 export type RecordCallback = (value: unknown, key: unknown) => unknown;
 
+/** A global table as a join sees it: its store's name, and its current value of a key. */
+export interface GlobalLookup {
+  readonly storeName: string;
+  readonly topic: string;
+  get(key: unknown): unknown;
+}
+
 interface NodeBase {
   readonly id: number;
   readonly parents: readonly Node[];
@@ -60,6 +67,14 @@ export type Node =
       readonly upsert?: true;
     })
   | (NodeBase & { readonly kind: 'tableStream' })
+  | (NodeBase & {
+      /** Stream–global table join: each record looks its table key up in a table every instance holds whole. */
+      readonly kind: 'globalJoin';
+      readonly mode: 'inner' | 'left';
+      readonly tableKey: RecordCallback;
+      readonly joiner: (value: unknown, tableValue: unknown, key: unknown) => unknown;
+      readonly table: GlobalLookup;
+    })
   | (NodeBase & {
       /** Windowed stream–stream join: parents are [the left stream, the right stream], buffered in the store. */
       readonly kind: 'streamJoin';

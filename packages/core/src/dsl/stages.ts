@@ -8,3 +8,4 @@ export { WindowedTable } from './windowed-table.js';
 export { Table } from './table.js';
 export type { SinkOptions, TableOptions } from './stage-options.js';
 export type { StreamJoinOptions } from './stream.js';
+export { GlobalTable } from './global-table.js';

@@ -22,9 +22,10 @@ import {
   type WindowDefinition,
   type WindowOptions,
 } from '../windows/definitions.js';
-import type { GraphBuilder, Node } from './graph.js';
+import type { GraphBuilder, Node, RecordCallback } from './graph.js';
 import { checkFunction, checkTopic } from './stage-checks.js';
 import type { SinkOptions, TableOptions } from './stage-options.js';
+import { GlobalTable } from './global-table.js';
 import { Table } from './table.js';
 import { WindowedStream } from './windowed-stream.js';
 
@@ -96,6 +97,29 @@ export class Stream<K, V> {
       throw new ConfigError('merge: expected a stream of the same app');
     }
     return new Stream(this.graph, this.graph.add({ kind: 'merge', parents: [this.node, other.node] }));
+  }
+
+  /**
+   * Stream–global table: each record looks up the key `tableKey` gives in a table every instance
+   * holds whole (no repartition); a record whose table key is not there is dropped.
+   * @example
+   * readings.join(places, (reading) => reading.place, (reading, place) => ({ ...reading, site: place.site }))
+   */
+  join<T, R>(table: GlobalTable<unknown, T>, tableKey: (value: V, key: K) => unknown, joiner: (value: V, tableValue: T, key: K) => R): Stream<K, R> {
+    return new Stream(this.graph, this.globalJoinNode('inner', table, tableKey, joiner));
+  }
+
+  /** Like {@link join} with a global table, but a record whose table key is not there goes on with `undefined`. */
+  leftJoin<T, R>(table: GlobalTable<unknown, T>, tableKey: (value: V, key: K) => unknown, joiner: (value: V, tableValue: T | undefined, key: K) => R): Stream<K, R> {
+    return new Stream(this.graph, this.globalJoinNode('left', table, tableKey, joiner));
+  }
+
+  protected globalJoinNode(mode: 'inner' | 'left', table: GlobalTable<unknown, unknown>, tableKey: unknown, joiner: unknown): Node {
+    const what = mode === 'left' ? 'leftJoin' : 'join';
+    if (!(table instanceof GlobalTable)) throw new ConfigError(`${what}: expected a GlobalTable (app.globalTable(topic)), got ${String(table)}`);
+    if (typeof tableKey !== 'function') throw new ConfigError(`${what} ${table.name}: the table key must be a function of (value, key), got ${typeof tableKey}`);
+    if (typeof joiner !== 'function') throw new ConfigError(`${what} ${table.name}: the joiner must be a function, got ${typeof joiner}`);
+    return this.graph.add({ kind: 'globalJoin', parents: [this.node], mode, tableKey: tableKey as RecordCallback, joiner: joiner as JoinerOf<unknown, unknown, unknown, unknown>, table: table.lookup });
   }
 
   /**
@@ -254,10 +278,13 @@ export class KeyedStream<K, V> extends Stream<K, V> {
    * readings.keyBy(r => r.sensor).join(sensors, (reading, sensor, key) => ({ ...reading, place: sensor.place }))
    * readings.keyBy(r => r.sensor).join(repairs.keyBy(e => e.sensor), (reading, repair) => ({ reading, repair }), { within: '5s', grace: '1s' })
    */
-  join<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T, key: K) => R, options?: { name?: string }): KeyedStream<K, R>;
-  join<V2, R>(other: KeyedStream<K, V2>, joiner: (value: V, otherValue: V2, key: K) => R, options: StreamJoinOptions): KeyedStream<K, R>;
-  join<R>(other: Table<K, unknown> | KeyedStream<K, unknown>, joiner: JoinerOf<K, V, unknown, R>, options: { name?: string } | StreamJoinOptions = {}): KeyedStream<K, R> {
-    return other instanceof KeyedStream ? this.joinStream('inner', other, joiner, options) : this.joinTable('inner', other, joiner, options);
+  override join<T, R>(table: GlobalTable<unknown, T>, tableKey: (value: V, key: K) => unknown, joiner: (value: V, tableValue: T, key: K) => R): KeyedStream<K, R>;
+  override join<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T, key: K) => R, options?: { name?: string }): KeyedStream<K, R>;
+  override join<V2, R>(other: KeyedStream<K, V2>, joiner: (value: V, otherValue: V2, key: K) => R, options: StreamJoinOptions): KeyedStream<K, R>;
+  override join<R>(other: GlobalTable<unknown, unknown> | Table<K, unknown> | KeyedStream<K, unknown>, joiner: unknown, options: unknown = {}): KeyedStream<K, R> {
+    if (other instanceof GlobalTable) return new KeyedStream(this.graph, this.globalJoinNode('inner', other, joiner, options));
+    const join = joiner as JoinerOf<K, V, unknown, R>;
+    return other instanceof KeyedStream ? this.joinStream('inner', other, join, options as StreamJoinOptions) : this.joinTable('inner', other, join, options as { name?: string });
   }
 
   /**
@@ -267,10 +294,13 @@ export class KeyedStream<K, V> extends Stream<K, V> {
    * @example
    * readings.keyBy(r => r.sensor).leftJoin(sensors, (reading, sensor) => ({ ...reading, place: sensor?.place ?? 'unknown' }))
    */
-  leftJoin<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T | undefined, key: K) => R, options?: { name?: string }): KeyedStream<K, R>;
-  leftJoin<V2, R>(other: KeyedStream<K, V2>, joiner: (value: V, otherValue: V2 | undefined, key: K) => R, options: StreamJoinOptions): KeyedStream<K, R>;
-  leftJoin<R>(other: Table<K, unknown> | KeyedStream<K, unknown>, joiner: JoinerOf<K, V, unknown, R>, options: { name?: string } | StreamJoinOptions = {}): KeyedStream<K, R> {
-    return other instanceof KeyedStream ? this.joinStream('left', other, joiner, options) : this.joinTable('left', other, joiner, options);
+  override leftJoin<T, R>(table: GlobalTable<unknown, T>, tableKey: (value: V, key: K) => unknown, joiner: (value: V, tableValue: T | undefined, key: K) => R): KeyedStream<K, R>;
+  override leftJoin<T, R>(table: Table<K, T>, joiner: (value: V, tableValue: T | undefined, key: K) => R, options?: { name?: string }): KeyedStream<K, R>;
+  override leftJoin<V2, R>(other: KeyedStream<K, V2>, joiner: (value: V, otherValue: V2 | undefined, key: K) => R, options: StreamJoinOptions): KeyedStream<K, R>;
+  override leftJoin<R>(other: GlobalTable<unknown, unknown> | Table<K, unknown> | KeyedStream<K, unknown>, joiner: unknown, options: unknown = {}): KeyedStream<K, R> {
+    if (other instanceof GlobalTable) return new KeyedStream(this.graph, this.globalJoinNode('left', other, joiner, options));
+    const join = joiner as JoinerOf<K, V, unknown, R>;
+    return other instanceof KeyedStream ? this.joinStream('left', other, join, options as StreamJoinOptions) : this.joinTable('left', other, join, options as { name?: string });
   }
 
   /**

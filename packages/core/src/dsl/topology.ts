@@ -250,6 +250,8 @@ function label(node: Node): string {
       return `${describeWindow(node.window)} ${node.aggregation.name} [store ${node.storeName}]`;
     case 'table':
       return node.upsert ? `table [store ${node.storeName}]` : `table ${node.aggregation.name} [store ${node.storeName}]`;
+    case 'globalJoin':
+      return `${node.mode === 'left' ? 'leftJoin' : 'join'} global table ${node.table.topic} [store ${node.table.storeName}]`;
     case 'streamJoin':
       return `${node.mode === 'inner' ? 'join' : `${node.mode}Join`} within ${node.withinMs}ms, grace ${node.graceMs}ms [store ${node.storeName}]`;
     case 'tableJoin':

@@ -138,6 +138,30 @@ describe('stream–table join', () => {
     await again.stop();
   });
 
+  it('table updates do not move stream time: a table record far in the future closes no window of the stream', async () => {
+    const app = createApp({ id: 'join-stream-time', logger: silentLogger, idleTimeout: false });
+    const info = app.table<string, { place: string }>('info');
+    app
+      .from<{ k: string }>('in')
+      .keyBy((record) => record.k)
+      .leftJoin(info, (record, found) => ({ ...record, place: found?.place ?? 'unknown' }))
+      .tumbling('1s')
+      .count()
+      .onClose(({ key, start, value }) => ({ key, start, value }))
+      .to('out');
+    const driver = await TestDriver.start(app);
+    await driver.send('info', { place: 'roof' }, { key: 'a', timestamp: 3_600_000 });
+    for (let timestamp = 0; timestamp < 3_000; timestamp += 100) await driver.send('in', { k: 'a' }, { key: 'a', timestamp });
+    await driver.send('in', { k: 'a' }, { key: 'a', timestamp: 10_000 });
+    expect(app.metrics().lateRecords).toBe(0);
+    expect(driver.read('out').map((record) => record.value)).toEqual([
+      { key: 'a', start: 0, value: 10 },
+      { key: 'a', start: 1_000, value: 10 },
+      { key: 'a', start: 2_000, value: 10 },
+    ]);
+    await driver.stop();
+  });
+
   it('a re-keyed stream is repartitioned with the table topic’s partition count', async () => {
     const transport = memoryTransport({ defaultPartitions: 4 });
     transport.createTopic({ name: 'sensors', partitions: 2 });

@@ -6,6 +6,7 @@ import { SignalInput } from '../operator.js';
 import { emitWindows } from '../operators/emit-windows.js';
 import { sinkRecords } from '../operators/sink.js';
 import { filterRecords, flatMapRecords, keyRecords, mapRecords, peekRecords } from '../operators/stateless.js';
+import { globalTableJoin } from '../operators/global-table-join.js';
 import { streamStreamJoin } from '../operators/stream-stream-join.js';
 import { streamTableJoin } from '../operators/stream-table-join.js';
 import { tableTableJoin } from '../operators/table-table-join.js';
@@ -66,6 +67,8 @@ export function buildOperatorGraph(context: TaskContext, topology: Topology, sub
         return parent().pipe(emitWindows(context, node.label, node.event, node.handler));
       case 'table':
         return parent().pipe(tableAggregate(context, node.storeName, node.aggregation, { deletes: node.upsert === true }));
+      case 'globalJoin':
+        return parent().pipe(globalTableJoin(context, node));
       case 'streamJoin':
         return streamStreamJoin(context, node, parent(0), parent(1));
       case 'tableJoin': {

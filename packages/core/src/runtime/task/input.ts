@@ -108,6 +108,8 @@ export class TaskInput {
     if (!source || !input) return;
     const decoders = decoder.decodersOf(source);
     const processingTime = host.time === 'processing';
+    // A topic read only as a table (`app.table`) is reference data: its updates do not move stream time.
+    const drivesTime = !(host.topology.children.get(source) ?? []).every((child) => child.kind === 'table' && child.upsert === true);
     // After a quiet spell, stream time has followed the clock up to now, whether or not a timer
     // ran at that exact moment: the batch is judged against it.
     if (!processingTime) time.advance(time.idleStreamTime(host.clock.now()));
@@ -127,7 +129,7 @@ export class TaskInput {
         const signal = decoder.decode(source, decoders, incoming, origin, processingTime);
         if (signal) {
           input.next(signal);
-          time.advance(processingTime ? host.clock.now() : signal.timestamp);
+          if (drivesTime) time.advance(processingTime ? host.clock.now() : signal.timestamp);
         }
         // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
         if (this.#halted) break;
