@@ -2,7 +2,7 @@ import type { Observable } from 'rxjs';
 import type { Node } from '../../dsl/graph.js';
 import { CachingStore, keyId, type CachedEntry } from '../../state/caching-store.js';
 import type { StatefulOperator, TaskContext } from '../context.js';
-import { MinHeap } from '../min-heap.js';
+import { KeyDeadlines } from '../deadlines.js';
 import { SignalInput } from '../operator.js';
 import { record, type RecordSignal, type Signal } from '../signals.js';
 
@@ -47,10 +47,10 @@ function firstAtOrAfter(buffer: readonly Buffered[], timestamp: number): number 
  */
 export function streamStreamJoin(context: TaskContext, node: StreamJoinNode, left: Observable<Signal>, right: Observable<Signal>): Observable<Signal> {
   const { withinMs, graceMs, mode, joiner, storeName } = node;
-  const deadlines = new MinHeap<JoinKeyState>();
   const storeKey = (key: unknown) => encoder.encode(JSON.stringify(key));
   let sequence = 0;
 
+  const deadlines: KeyDeadlines<JoinKeyState> = new KeyDeadlines((state) => keys.holds(state));
   const keys = new CachingStore<JoinKeyState>(context.cache, () => context.storeOf(storeName), {
     encode(state, into) {
       if (state.left.length === 0 && state.right.length === 0) {
@@ -90,19 +90,8 @@ export function streamStreamJoin(context: TaskContext, node: StreamJoinNode, lef
   const operator: StatefulOperator = {
     storeName,
     store: keys,
-    hasDue: (streamTime) => {
-      const priority = deadlines.peekPriority();
-      return priority !== undefined && priority <= streamTime;
-    },
-    nextDeadline: () => {
-      for (;;) {
-        const priority = deadlines.peekPriority();
-        if (priority === undefined) return undefined;
-        const state = deadlines.peek()!;
-        if (state.due === priority && keys.holds(state)) return priority;
-        deadlines.pop();
-      }
-    },
+    hasDue: (streamTime) => deadlines.hasDue(streamTime),
+    nextDeadline: () => deadlines.next(),
     openWindows: () => 0,
     async restore(entries) {
       for await (const [keyBytes, value] of entries) {
@@ -173,11 +162,7 @@ export function streamStreamJoin(context: TaskContext, node: StreamJoinNode, lef
 
   /** Records whose join window has closed leave their buffers; the unmatched ones a left or outer join emits. */
   const expire = (streamTime: number) => {
-    for (;;) {
-      const priority = deadlines.peekPriority();
-      if (priority === undefined || priority > streamTime) return;
-      const state = deadlines.pop()!;
-      if (state.due !== priority || !keys.holds(state)) continue;
+    for (let state = deadlines.popDue(streamTime); state; state = deadlines.popDue(streamTime)) {
       if (state.evicted) throw new Error(`join state of key ${JSON.stringify(state.key)} was not loaded before its deadline`);
       const closedBefore = streamTime - withinMs - graceMs;
       for (const side of ['left', 'right'] as const) {

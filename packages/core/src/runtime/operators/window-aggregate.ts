@@ -5,7 +5,7 @@ import { decodeWindowKey, encodeWindowKey, keyPrefix } from '../../state/keys.js
 import { CachingStore, keyId } from '../../state/caching-store.js';
 import { Buckets, type Bucket, type KeyState, type WindowDefinition, type WindowView } from '../../windows/strategy.js';
 import type { StatefulOperator, TaskContext } from '../context.js';
-import { MinHeap } from '../min-heap.js';
+import { KeyDeadlines } from '../deadlines.js';
 import { signalOperator } from '../operator.js';
 import type { Origin, RecordSignal, Signal, WindowSignal } from '../signals.js';
 
@@ -27,7 +27,7 @@ const decoder = new TextDecoder();
  */
 export function windowAggregate(context: TaskContext, spec: WindowStepSpec): OperatorFunction<Signal, Signal> {
   const { aggregation, storeName } = spec;
-  const deadlines = new MinHeap<KeyState>();
+  const deadlines: KeyDeadlines<KeyState> = new KeyDeadlines((state) => keys.holds(state));
   /** Per key changed since the last flush, the starts of its removed buckets that were stored: tombstones to write. */
   const removals = new Map<KeyState, number[]>();
   const buckets = new Buckets(aggregation, {
@@ -116,20 +116,8 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
   const operator: StatefulOperator = {
     storeName,
     store: keys,
-    hasDue: (streamTime) => {
-      const priority = deadlines.peekPriority();
-      return priority !== undefined && priority <= streamTime;
-    },
-    nextDeadline: () => {
-      // Drop stale heap entries so the deadline is real; a live top stays where it is.
-      for (;;) {
-        const priority = deadlines.peekPriority();
-        if (priority === undefined) return undefined;
-        const state = deadlines.peek()!;
-        if (state.due === priority && keys.holds(state)) return priority;
-        deadlines.pop();
-      }
-    },
+    hasDue: (streamTime) => deadlines.hasDue(streamTime),
+    nextDeadline: () => deadlines.next(),
     openWindows() {
       let open = 0;
       for (const state of keys.values()) if (!state.evicted) open += strategy.countOpen(state);
@@ -202,11 +190,7 @@ export function windowAggregate(context: TaskContext, spec: WindowStepSpec): Ope
     emitTo = emit;
     if (signal.type === 'tick') {
       const streamTime = signal.streamTime;
-      for (;;) {
-        const priority = deadlines.peekPriority();
-        if (priority === undefined || priority > streamTime) break;
-        const state = deadlines.pop()!;
-        if (state.due !== priority || !keys.holds(state)) continue;
+      for (let state = deadlines.popDue(streamTime); state; state = deadlines.popDue(streamTime)) {
         if (state.evicted) throw new Error(`window state of key ${JSON.stringify(state.key)} was not loaded before its deadline`);
         state.due = undefined;
         firing = state;
