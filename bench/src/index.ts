@@ -1,7 +1,9 @@
 /** @eddy/bench: the benchmark building blocks (the runner is `run.ts`). */
 export { runNaive, runSliced } from './baseline.js';
-export { benchmarks, collectGarbage, gcAvailable, median, profileRuns, result, runOnce, workloadFor } from './benchmarks.js';
-export type { BenchmarkDef, BenchmarkResult, Contender, EngineInfo, RunOptions, Sample } from './benchmarks.js';
+export { benchmarks, collectGarbage, gcAvailable, inputFor, median, profileRuns, result, runOnce, workloadFor } from './benchmarks.js';
+export type { BenchInput, BenchmarkDef, BenchmarkResult, Contender, EngineInfo, JoinBenchmarkDef, RunOptions, Sample, WindowBenchmarkDef } from './benchmarks.js';
+export { buildTableJoinInput, buildWithinJoinInput, expectedWithin, runTableJoinBaseline, runTableJoinEngine, runWithinJoinEngine, TABLE_KEYS, WITHIN_KEYS } from './joins.js';
+export type { JoinOutput, JoinRun, TableJoinInput, WithinExpectation, WithinJoinInput } from './joins.js';
 export { cpuSince, OUTPUT_TOPIC, runEngine } from './engine.js';
 export type { EngineOptions, EngineRun, TimedHooks } from './engine.js';
 export { Profiler, summarize, shortFile } from './profile.js';

@@ -15,12 +15,16 @@ import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { benchmarks, collectGarbage, engineFeed, gcAvailable, median, profileRuns, result, runOnce, workloadFor, type BenchmarkDef, type BenchmarkResult, type Sample } from './benchmarks.js';
+import { benchmarks, collectGarbage, gcAvailable, inputFor, isEngine, median, profileRuns, result, runOnce, type BenchmarkDef, type BenchmarkResult, type Sample } from './benchmarks.js';
+import { TABLE_KEYS, WITHIN_DEFAULT_RECORDS, WITHIN_KEYS, WITHIN_PER_KEY_PER_SECOND, type JoinOutput, type WithinExpectation } from './joins.js';
+import type { RunOutput } from './windowing.js';
 import { defaultWorkload } from './workload.js';
 
 interface Options {
   benchmarks: BenchmarkDef[];
   records: number;
+  /** Input records (both sides) of the windowed stream–stream join benchmarks. */
+  withinRecords: number;
   warmup: number;
   repetitions: number;
   appendBatch: number;
@@ -35,13 +39,14 @@ interface Options {
 /** Extra engine runs recorded under the profiler with --profile (after the measured rounds). */
 const PROFILE_RUNS = 2;
 
-const DEFAULTS = { records: 200_000, warmup: 1, repetitions: 5, appendBatch: 10_000, maxBatchSize: 500 };
+const DEFAULTS = { records: 200_000, withinRecords: WITHIN_DEFAULT_RECORDS, warmup: 1, repetitions: 5, appendBatch: 10_000, maxBatchSize: 500 };
 
 const usage = `usage: node bench/dist/run.js [benchmarks...] [options]
 
 benchmarks  names or prefixes (default: all): ${benchmarks.map((b) => b.name).join(', ')}
-            also groups: engine, baseline, naive, hopping, tumbling, count, collect
-  --records N        regular input records per run (default ${DEFAULTS.records}; 200k, 1e6 work)
+            also groups: engine, baseline, naive, hopping, tumbling, count, collect, join
+  --records N        regular input records per run (default ${DEFAULTS.records}; 200k, 1e6 work); the table join: stream records
+  --within-records N the windowed stream–stream joins: input records, both sides together (default ${DEFAULTS.withinRecords})
   --reps N           measured rounds (each runs every benchmark once); medians reported (default ${DEFAULTS.repetitions})
   --warmup N         unmeasured warm-up rounds (default ${DEFAULTS.warmup})
   --append-batch N   engine: records per transport.append, idle awaited after each (default ${DEFAULTS.appendBatch})
@@ -69,8 +74,14 @@ function select(patterns: string[]): BenchmarkDef[] {
   if (patterns.length === 0 || patterns.includes('all')) return [...benchmarks];
   const chosen = new Set<BenchmarkDef>();
   for (const pattern of patterns) {
-    const matches = benchmarks.filter(
-      (b) => b.name === pattern || b.name.startsWith(pattern) || b.contender === pattern || b.shape.kind === pattern || b.aggregation === pattern,
+    const exact = benchmarks.filter((b) => b.name === pattern);
+    const matches = exact.length > 0 ? exact : benchmarks.filter(
+      (b) =>
+        b.name === pattern ||
+        b.name.startsWith(pattern) ||
+        b.contender === pattern ||
+        (pattern === 'join' && b.family !== 'window') ||
+        (b.family === 'window' && (b.shape.kind === pattern || b.aggregation === pattern)),
     );
     if (matches.length === 0) throw new Error(`no benchmark matches ${JSON.stringify(pattern)}; try --list`);
     for (const match of matches) chosen.add(match);
@@ -88,6 +99,9 @@ function parse(argv: string[]): Options | 'list' | 'help' {
     switch (flag) {
       case '--records':
         options.records = count(value(), flag);
+        break;
+      case '--within-records':
+        options.withinRecords = count(value(), flag);
         break;
       case '--reps':
       case '--repetitions':
@@ -125,6 +139,7 @@ function parse(argv: string[]): Options | 'list' | 'help' {
     }
   }
   if (options.records < 1) throw new Error('--records must be at least 1');
+  if (options.withinRecords < 2) throw new Error('--within-records must be at least 2');
   if (options.repetitions < 1) throw new Error('--reps must be at least 1');
   if (options.appendBatch < 1 || options.maxBatchSize < 1) throw new Error('--append-batch and --max-batch must be at least 1');
   if (options.name !== undefined && !/^[A-Za-z0-9._-]+$/.test(options.name)) throw new Error(`--name: letters, digits, '.', '_' and '-' only, got ${JSON.stringify(options.name)}`);
@@ -139,6 +154,7 @@ const log = (message: string) => process.stderr.write(`${message}\n`);
 interface WorkerInit {
   readonly benchmark: string;
   readonly records: number;
+  readonly withinRecords: number;
   readonly appendBatch: number;
   readonly maxBatchSize: number;
 }
@@ -146,7 +162,7 @@ interface WorkerInit {
 type Command = { readonly cmd: 'run' } | { readonly cmd: 'profile'; readonly runs: number; readonly file: string } | { readonly cmd: 'exit' };
 
 type Reply =
-  | { readonly type: 'ready'; readonly inputHash: string; readonly records: number; readonly gc: boolean }
+  | { readonly type: 'ready'; readonly inputHash: string; readonly records: number; readonly gc: boolean; readonly expected?: WithinExpectation }
   | { readonly type: 'sample'; readonly sample: Sample; readonly heapUsedMB: number }
   | { readonly type: 'profile'; readonly profile: NonNullable<BenchmarkResult['profile']> }
   | { readonly type: 'error'; readonly message: string };
@@ -155,7 +171,7 @@ type Reply =
 async function workerMain(init: WorkerInit): Promise<void> {
   const benchmark = benchmarks.find((b) => b.name === init.benchmark);
   if (!benchmark) throw new Error(`unknown benchmark ${init.benchmark}`);
-  const workload = workloadFor(init.records);
+  const workload = inputFor(benchmark, init);
   const send = (reply: Reply) =>
     new Promise<void>((resolve, reject) => process.send!(reply, (error: Error | null) => (error ? reject(error) : resolve())));
   let queue = Promise.resolve();
@@ -182,7 +198,7 @@ async function workerMain(init: WorkerInit): Promise<void> {
       }
     });
   });
-  await send({ type: 'ready', inputHash: workload.inputHash, records: workload.input.length, gc: gcAvailable });
+  await send({ type: 'ready', inputHash: workload.inputHash, records: workload.records, gc: gcAvailable, ...(workload.expected ? { expected: workload.expected } : {}) });
 }
 
 /** The parent side of one benchmark's child process. */
@@ -214,10 +230,10 @@ class Worker {
     });
   }
 
-  static async start(benchmark: BenchmarkDef, init: WorkerInit, cpuProf: boolean): Promise<{ worker: Worker; inputHash: string; records: number; gc: boolean }> {
+  static async start(benchmark: BenchmarkDef, init: WorkerInit, cpuProf: boolean): Promise<{ worker: Worker; inputHash: string; records: number; gc: boolean; expected?: WithinExpectation }> {
     const worker = new Worker(benchmark, init, cpuProf);
     const ready = await worker.#next<Extract<Reply, { type: 'ready' }>>();
-    return { worker, inputHash: ready.inputHash, records: ready.records, gc: ready.gc };
+    return { worker, inputHash: ready.inputHash, records: ready.records, gc: ready.gc, ...(ready.expected ? { expected: ready.expected } : {}) };
   }
 
   #next<T extends Reply>(command?: Command): Promise<T> {
@@ -346,6 +362,7 @@ function ratios(results: BenchmarkResult[], clock: Clock) {
     'naiveVsSliced.collect': timeRatio('naive-hopping-collect', 'baseline-hopping-collect'),
     'sendVsBaseline.count': timeRatio('baseline-hopping-count', 'send-hopping-count'),
     'levelVsMemory.count': timeRatio('send-hopping-count', 'level-hopping-count'),
+    'joinVsBaseline.table': timeRatio('baseline-join-table', 'engine-join-table'),
   };
   const value = (name: keyof typeof details) => details[name]?.value;
   const table = {
@@ -354,6 +371,7 @@ function ratios(results: BenchmarkResult[], clock: Clock) {
     naiveVsSliced: { count: value('naiveVsSliced.count'), collect: value('naiveVsSliced.collect') },
     sendVsBaseline: { count: value('sendVsBaseline.count') },
     levelVsMemory: { count: value('levelVsMemory.count') },
+    joinVsBaseline: { table: value('joinVsBaseline.table') },
   };
   const present = Object.fromEntries(Object.entries(details).filter(([, detail]) => detail !== undefined)) as Record<string, RatioDetail>;
   return { table, details: present };
@@ -365,6 +383,7 @@ const TARGETS: ReadonlyArray<{ ratio: string; target: string; met: (value: numbe
   { ratio: 'hoppingVsTumbling.engine', target: '<= 1.3', met: (value) => value <= 1.3 },
   { ratio: 'sendVsBaseline.count', target: '>= 0.5', met: (value) => value >= 0.5 },
   { ratio: 'levelVsMemory.count', target: '>= 0.5', met: (value) => value >= 0.5 },
+  { ratio: 'joinVsBaseline.table', target: '>= 0.5', met: (value) => value >= 0.5 },
 ];
 
 function targets(wall: Record<string, RatioDetail>, cpu: Record<string, RatioDetail>): Target[] {
@@ -386,6 +405,10 @@ const definitions = {
   naiveVsSliced: 'per-record time of the naive hand loop (record added to all 10 overlapping windows) ÷ per-record time of the sliced hand loop (1 slice update per record).',
   sendVsBaseline: 'the engine fed by app.send (1,000 in flight) on the embedded broker, records/s ÷ the sliced hand loop (hopping 10s/1s count). Target ≥ 0.5.',
   levelVsMemory: 'the same job fed by app.send on levelTransport + levelState, records/s ÷ on memoryTransport + memory state. Target ≥ 0.5.',
+  joinVsBaseline:
+    'table: the stream–table join (10,000-key table loaded first, untimed) records/s ÷ the hand loop (decode key + value, Map lookup, joined object, JSON.stringify + Buffer.from of key and result) records/s. Target ≥ 0.5.',
+  joinWithin:
+    'the windowed stream–stream join on one fixed input for each within (and grace): nsPerRecord per input record (both sides), nsPerOutput per result, matchesPerRecord results per input record, bufferedPerKey the records of its key (both sides) buffered when a record arrives. Cost per record should follow matchesPerRecord, not bufferedPerKey. marginalNsPerMatch: the slope of ns/record against matches/record between the smallest and largest within of the series (grace 10 s).',
 };
 
 interface Check {
@@ -396,14 +419,16 @@ interface Check {
 
 function checks(results: BenchmarkResult[]): Check[] {
   const list: Check[] = [];
-  const hashes = new Set(results.map((result) => result.inputHash));
-  list.push({ what: 'same input for every benchmark', ok: hashes.size <= 1, detail: `input hashes: ${[...hashes].join(', ')}` });
+  for (const family of new Set(results.map((result) => result.family))) {
+    const hashes = new Set(results.filter((result) => result.family === family).map((result) => result.inputHash));
+    list.push({ what: `same input for every benchmark of family ${family}`, ok: hashes.size <= 1, detail: `input hashes: ${[...hashes].join(', ')}` });
+  }
   for (const result of results) {
-    if (result.contender === 'baseline') continue;
-    const reference = results.find((other) => other.contender === 'baseline' && other.window === result.window && other.aggregation === result.aggregation);
+    if (result.family !== 'window' || result.contender === 'baseline') continue;
+    const reference = results.find((other) => other.family === 'window' && other.contender === 'baseline' && other.window === result.window && other.aggregation === result.aggregation);
     if (!reference) continue;
-    const a = result.output;
-    const b = reference.output;
+    const a = result.output as RunOutput;
+    const b = reference.output as RunOutput;
     const same = a.windows === b.windows && a.total === b.total && a.startHash === b.startHash && a.lateRecords === b.lateRecords;
     list.push({
       what: `${result.name} produced the same windows as ${reference.name}`,
@@ -411,10 +436,58 @@ function checks(results: BenchmarkResult[]): Check[] {
       detail: `windows ${a.windows} vs ${b.windows}, memberships ${a.total} vs ${b.total}, late records ${a.lateRecords} vs ${b.lateRecords}${a.startHash === b.startHash ? '' : ', window starts differ'}`,
     });
   }
+  const engineTable = results.find((result) => result.name === 'engine-join-table');
+  const handTable = results.find((result) => result.name === 'baseline-join-table');
+  if (engineTable && handTable) {
+    const a = engineTable.output as JoinOutput;
+    const b = handTable.output as JoinOutput;
+    list.push({
+      what: 'engine-join-table produced the same results as baseline-join-table',
+      ok: a.outputs === b.outputs && a.hash === b.hash,
+      detail: `results ${a.outputs} vs ${b.outputs}, hash ${a.hash} vs ${b.hash}`,
+    });
+  }
+  for (const result of results) {
+    if (result.family !== 'join-within') continue;
+    const output = result.output as JoinOutput;
+    list.push({
+      what: `${result.name} produced every pair within reach, once (brute force)`,
+      ok: output.outputs === output.expectedOutputs && output.hash === output.expectedHash && !output.lateRecords,
+      detail: `results ${output.outputs} vs ${output.expectedOutputs} expected, hash ${output.hash} vs ${output.expectedHash}, late records ${output.lateRecords ?? 0}`,
+    });
+  }
   for (const result of results) {
     if (result.engine && result.engine.metrics.deadLetters! > 0) list.push({ what: `${result.name}: no dead letters`, ok: false, detail: `${result.engine.metrics.deadLetters} dead letters` });
   }
   return list;
+}
+
+/** The windowed join benchmarks side by side: cost per input record and per result as `within` grows. */
+function joinWithinTable(results: BenchmarkResult[]) {
+  const rows = results
+    .filter((result) => result.join)
+    .map((result) => ({
+      benchmark: result.name,
+      withinMs: result.join!.withinMs,
+      graceMs: result.join!.graceMs,
+      inputRecords: result.records,
+      outputs: result.join!.outputs,
+      matchesPerRecord: result.join!.matchesPerRecord,
+      bufferedPerKey: result.join!.bufferedPerKey,
+      bufferedTotal: result.join!.bufferedTotal,
+      nsPerRecord: result.nsPerRecord,
+      nsPerOutput: result.join!.nsPerOutput,
+      cpuNsPerRecord: result.cpu.nsPerRecord,
+      cpuNsPerOutput: result.join!.cpuNsPerOutput,
+    }));
+  if (rows.length === 0) return undefined;
+  // The within series: the rows sharing the first row's grace.
+  const plain = rows.filter((row) => row.graceMs === rows[0]!.graceMs).sort((a, b) => a.withinMs - b.withinMs);
+  const first = plain[0];
+  const last = plain[plain.length - 1];
+  const slope = (key: 'nsPerRecord' | 'cpuNsPerRecord') =>
+    first && last && last.matchesPerRecord > first.matchesPerRecord ? Math.round((last[key] - first[key]) / (last.matchesPerRecord - first.matchesPerRecord)) : undefined;
+  return { rows, marginalNsPerMatch: slope('nsPerRecord'), marginalCpuNsPerMatch: slope('cpuNsPerRecord') };
 }
 
 /**
@@ -459,11 +532,11 @@ async function main(): Promise<void> {
     `eddy bench: ${options.benchmarks.length} benchmark(s), ${options.records} records; ${options.warmup} warm-up + ${options.repetitions} measured rounds, ` +
       'each round runs every benchmark once, one after another, each in its own process',
   );
-  const workers: Array<{ worker: Worker; inputHash: string; records: number; gc: boolean }> = [];
+  const workers: Array<{ worker: Worker; inputHash: string; records: number; gc: boolean; expected?: WithinExpectation }> = [];
   const results: BenchmarkResult[] = [];
   try {
     for (const benchmark of options.benchmarks) {
-      workers.push(await Worker.start(benchmark, { benchmark: benchmark.name, records: options.records, appendBatch: options.appendBatch, maxBatchSize: options.maxBatchSize }, options.cpuProf));
+      workers.push(await Worker.start(benchmark, { benchmark: benchmark.name, records: options.records, withinRecords: options.withinRecords, appendBatch: options.appendBatch, maxBatchSize: options.maxBatchSize }, options.cpuProf));
     }
     const samples = new Map<Worker, Sample[]>(workers.map(({ worker }) => [worker, []]));
     const heap = new Map<Worker, number>();
@@ -480,10 +553,10 @@ async function main(): Promise<void> {
       }
       log(`  ${warm ? 'warm-up' : 'round'} ${warm ? round + 1 : round + 1 - options.warmup}/${warm ? options.warmup : options.repetitions} (wall/CPU ms): ${line.join(', ')}`);
     }
-    for (const { worker, inputHash, records, gc } of workers) {
+    for (const { worker, inputHash, records, gc, expected } of workers) {
       const benchmark = worker.benchmark;
       let profileSummary: BenchmarkResult['profile'];
-      if (options.profile && engineFeed(benchmark.contender)) {
+      if (options.profile && isEngine(benchmark)) {
         log(`  profiling ${benchmark.name} (${PROFILE_RUNS} more runs)`);
         profileSummary = await worker.profile(PROFILE_RUNS, `${resultsDir}${benchmark.name}.cpuprofile`);
       }
@@ -491,11 +564,12 @@ async function main(): Promise<void> {
         warmup: options.warmup,
         heapUsedMB: heap.get(worker)!,
         gcBetweenRuns: gc,
+        ...(expected ? { expected } : {}),
         ...(profileSummary ? { profile: profileSummary } : {}),
       });
       results.push(entry);
       log(
-        `  ${entry.name.padEnd(26)} ${String(entry.recordsPerSecond).padStart(8)} rec/s ${String(entry.nsPerRecord).padStart(6)} ns/rec  median ${entry.medianMs} ms  spread ${(entry.spread * 100).toFixed(1)}%  CPU ${entry.cpu.nsPerRecord} ns/rec  windows ${entry.output.windows}`,
+        `  ${entry.name.padEnd(26)} ${String(entry.recordsPerSecond).padStart(8)} rec/s ${String(entry.nsPerRecord).padStart(6)} ns/rec  median ${entry.medianMs} ms  spread ${(entry.spread * 100).toFixed(1)}%  CPU ${entry.cpu.nsPerRecord} ns/rec  ${'windows' in entry.output ? `windows ${entry.output.windows}` : `results ${entry.output.outputs}`}${entry.join ? ` (${entry.join.matchesPerRecord}/rec, ${entry.join.nsPerOutput} ns/result, CPU ${entry.join.cpuNsPerOutput})` : ''}`,
       );
     }
     for (const { worker } of workers) await worker.close();
@@ -507,6 +581,7 @@ async function main(): Promise<void> {
   const cpu = ratios(results, 'cpu');
   const targetList = targets(wall.details, cpu.details);
   const checkList = checks(results);
+  const joinWithin = joinWithinTable(results);
   const endLoad = load();
   const warnings: string[] = [];
   const pressure = Math.max(machineInfo.loadAtStart.cpuPressurePct?.avg60 ?? 0, endLoad.cpuPressurePct?.avg60 ?? 0);
@@ -538,9 +613,14 @@ async function main(): Promise<void> {
       },
       isolation: 'each benchmark in its own child process (--expose-gc) holding its own copy of the same seeded input; full GC before every run; rounds run every benchmark once, strictly one after another, so noise spreads over all contenders',
       profiled: options.profile,
+      joins: {
+        table: `${TABLE_KEYS} keys (JSON { place, scale }) appended and processed before the timer starts; --records readings (JSON { sensor, value, ts }), the sensor drawn at random from the table's keys; keyBy → repartition → join → to(out)`,
+        within: `--within-records ${options.withinRecords} records, both sides together, interleaved left/right, ${WITHIN_KEYS} keys drawn at random, ${WITHIN_PER_KEY_PER_SECOND} records per key per second on each side, timestamps in order; each side keyBy → repartition → join → to(out)`,
+      },
     },
     results,
     ratios: wall.table,
+    ...(joinWithin ? { joinWithin } : {}),
     ratiosCpuTime: cpu.table,
     targets: targetList,
     ratioDetails: { wall: wall.details, cpu: cpu.details },

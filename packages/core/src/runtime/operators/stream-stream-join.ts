@@ -41,8 +41,9 @@ function firstAtOrAfter(buffer: readonly Buffered[], timestamp: number): number 
  * timestamp: the later of the two). Each side's records stay in a buffer (a changelogged store)
  * until stream time passes their timestamp + within + grace; a record that leaves it without
  * a partner is emitted then, with `undefined` for the other side, by a left join (left records)
- * or an outer join (both sides). A record whose own join window has closed on arrival is late:
- * counted and dropped. Finding a record's partners is a binary search in the other side's buffer,
+ * or an outer join (both sides). A record that arrives more than `grace` behind stream time is
+ * late (counted in `lateRecords`): it joins only the partners still buffered, and is dropped if
+ * its own join window has closed. Finding a record's partners is a binary search in the other side's buffer,
  * so a record costs its matches, not the buffer's length.
  */
 export function streamStreamJoin(context: TaskContext, node: StreamJoinNode, left: Observable<Signal>, right: Observable<Signal>): Observable<Signal> {
@@ -131,9 +132,12 @@ export function streamStreamJoin(context: TaskContext, node: StreamJoinNode, lef
   /** Buffers a record of one side and joins it with the other side's records in reach. */
   const arrive = (side: 'left' | 'right', signal: RecordSignal) => {
     const { key, value, timestamp } = signal;
-    if (timestamp + withinMs + graceMs < context.streamTime()) {
+    const streamTime = context.streamTime();
+    // Later than grace allows: partners it had may have left their buffers already. Counted late;
+    // joined with those still there, unless its own window has closed too (then dropped).
+    if (timestamp + graceMs < streamTime) {
       context.metrics.lateRecords++;
-      return;
+      if (timestamp + withinMs + graceMs < streamTime) return;
     }
     const id = keyId(key);
     let state = keys.get(id);
