@@ -88,7 +88,11 @@ describe('stream–global table join', () => {
     const second = globalApp('left', 'global-restart');
     const again = await TestDriver.start(second.app, { transport });
     const places = new Map<string, { site: string }>();
-    for (const step of steps.slice(0, 100)) if (step.side === 'places') step.value === null ? places.delete(step.key) : places.set(step.key, step.value);
+    for (const step of steps.slice(0, 100)) {
+      if (step.side !== 'places') continue;
+      if (step.value === null) places.delete(step.key);
+      else places.set(step.key, step.value);
+    }
     const stored = await second.app.store(second.places).range();
     expect(new Map(stored.map(({ key, value }) => [key, value]))).toEqual(places);
     await feed(again, steps.slice(100));
