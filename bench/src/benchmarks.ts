@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { runNaive, runSliced } from './baseline.js';
-import { cpuSince, runEngine, type EngineFeed, type EngineOptions, type TimedHooks } from './engine.js';
+import { runEngine, timed, type EngineFeed, type EngineOptions, type TimedHooks } from './engine.js';
 import {
   buildTableJoinInput,
   buildWithinJoinInput,
@@ -251,13 +251,7 @@ export async function runOnce(benchmark: BenchmarkDef, input: BenchInput, option
     return { ms: run.ms, cpuMs: run.cpuMs, output: run.output, engine: engineInfo(run.metrics, run.repartitioned) };
   }
   const loop = benchmark.contender === 'baseline' ? runSliced : runNaive;
-  await hooks.beforeTimed?.();
-  const cpu = process.cpuUsage();
-  const started = performance.now();
-  const result = loop(records, benchmark.shape, benchmark.aggregation);
-  const ms = performance.now() - started;
-  const cpuMs = cpuSince(cpu);
-  await hooks.afterTimed?.();
+  const { ms, cpuMs, result } = await timed(hooks, () => loop(records, benchmark.shape, benchmark.aggregation));
   const { windows, total, startHash, lateRecords } = result;
   return { ms, cpuMs, output: { windows, total, startHash, lateRecords } };
 }

@@ -27,6 +27,21 @@ export function cpuSince(start: NodeJS.CpuUsage): number {
   return (user + system) / 1000;
 }
 
+/**
+ * Runs `work` between the hooks (a profiler starts and stops there), timing only `work`: on the
+ * wall clock and in CPU time of this process.
+ */
+export async function timed<T>(hooks: TimedHooks, work: () => Promise<T> | T): Promise<{ ms: number; cpuMs: number; result: T }> {
+  await hooks.beforeTimed?.();
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const result = await work();
+  const ms = performance.now() - started;
+  const cpuMs = cpuSince(cpu);
+  await hooks.afterTimed?.();
+  return { ms, cpuMs, result };
+}
+
 export interface EngineOptions {
   /** Records per `transport.append` call; the run awaits `transport.idle()` after each. */
   readonly appendBatch: number;
@@ -94,21 +109,17 @@ export async function runEngine(
   const decoder = new TextDecoder();
   const values = feed === 'append' ? [] : input.map((record) => ({ value: JSON.parse(decoder.decode(record.value!)) as unknown, key: decoder.decode(record.key!), timestamp: record.timestamp }));
   try {
-    await hooks.beforeTimed?.();
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    if (feed === 'append') {
-      for (let from = 0; from < input.length; from += options.appendBatch) {
-        transport.append(input.slice(from, from + options.appendBatch));
-        await transport.idle();
+    const { ms, cpuMs } = await timed(hooks, async () => {
+      if (feed === 'append') {
+        for (let from = 0; from < input.length; from += options.appendBatch) {
+          transport.append(input.slice(from, from + options.appendBatch));
+          await transport.idle();
+        }
+      } else {
+        await sendAll(app, values);
       }
-    } else {
-      await sendAll(app, values);
-    }
-    await settleApp(app, () => transport.idle());
-    const ms = performance.now() - started;
-    const cpuMs = cpuSince(cpu);
-    await hooks.afterTimed?.();
+      await settleApp(app, () => transport.idle());
+    });
 
     const output = emptyOutput();
     for (const record of transport.records(OUTPUT_TOPIC)) addSummary(output, JSON.parse(decoder.decode(record.value!)) as WindowSummary);

@@ -20,7 +20,7 @@
 import { Buffer } from 'node:buffer';
 import { createApp, memoryTransport, silentLogger, type MemoryTransport, type OutgoingRecord } from '@eddy/core';
 import { mulberry32, settleApp } from '@eddy/core/testing';
-import { cpuSince, type EngineOptions, type TimedHooks } from './engine.js';
+import { timed, type EngineOptions, type TimedHooks } from './engine.js';
 import { START_TS } from './workload.js';
 
 /** Keys of the table of the stream–table join. */
@@ -149,14 +149,10 @@ export async function runTableJoinEngine(input: TableJoinInput, options: EngineO
   try {
     await appendAll(transport, input.table, options.appendBatch);
     await settleApp(app, () => transport.idle());
-    await hooks.beforeTimed?.();
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    await appendAll(transport, input.stream, options.appendBatch);
-    await settleApp(app, () => transport.idle());
-    const ms = performance.now() - started;
-    const cpuMs = cpuSince(cpu);
-    await hooks.afterTimed?.();
+    const { ms, cpuMs } = await timed(hooks, async () => {
+      await appendAll(transport, input.stream, options.appendBatch);
+      await settleApp(app, () => transport.idle());
+    });
     let hash = 0;
     let outputs = 0;
     for (const record of transport.records(JOINED_TOPIC)) {
@@ -178,22 +174,18 @@ export async function runTableJoinBaseline(input: TableJoinInput, hooks: TimedHo
   const { stream } = input;
   const keys: Buffer[] = [];
   const values: Buffer[] = [];
-  await hooks.beforeTimed?.();
-  const cpu = process.cpuUsage();
-  const started = performance.now();
-  for (let index = 0; index < stream.length; index++) {
-    const record = stream[index]!;
-    decoder.decode(record.key!);
-    const r = JSON.parse(decoder.decode(record.value!)) as Reading;
-    const s = table.get(r.sensor);
-    if (s === undefined) continue;
-    const joined = { ...r, place: s.place, value: r.value * s.scale };
-    keys.push(Buffer.from(r.sensor, 'utf8'));
-    values.push(Buffer.from(JSON.stringify(joined), 'utf8'));
-  }
-  const ms = performance.now() - started;
-  const cpuMs = cpuSince(cpu);
-  await hooks.afterTimed?.();
+  const { ms, cpuMs } = await timed(hooks, () => {
+    for (let index = 0; index < stream.length; index++) {
+      const record = stream[index]!;
+      decoder.decode(record.key!);
+      const r = JSON.parse(decoder.decode(record.value!)) as Reading;
+      const s = table.get(r.sensor);
+      if (s === undefined) continue;
+      const joined = { ...r, place: s.place, value: r.value * s.scale };
+      keys.push(Buffer.from(r.sensor, 'utf8'));
+      values.push(Buffer.from(JSON.stringify(joined), 'utf8'));
+    }
+  });
   let hash = 0;
   for (let index = 0; index < values.length; index++) hash = (hash + recordHash(keys[index], values[index])) >>> 0;
   return { ms, cpuMs, output: { outputs: values.length, hash: hex(hash) } };
@@ -290,14 +282,10 @@ export async function runWithinJoinEngine(input: WithinJoinInput, withinMs: numb
   await app.start();
   const decoder = new TextDecoder();
   try {
-    await hooks.beforeTimed?.();
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    await appendAll(transport, input.records, options.appendBatch);
-    await settleApp(app, () => transport.idle());
-    const ms = performance.now() - started;
-    const cpuMs = cpuSince(cpu);
-    await hooks.afterTimed?.();
+    const { ms, cpuMs } = await timed(hooks, async () => {
+      await appendAll(transport, input.records, options.appendBatch);
+      await settleApp(app, () => transport.idle());
+    });
     let hash = 0;
     let outputs = 0;
     for (const record of transport.records(PAIRS_TOPIC)) {
