@@ -3,6 +3,7 @@ import { latestAggregation } from './aggregations.js';
 import { resolveAppOptions, type AppOptions, type AppSettings, type HealthReport, type SendOptions, type SourceOptions, type StoreReader, type TableReader, type WindowStoreReader } from './app-options.js';
 import { systemClock, type Clock } from './clock.js';
 import { GraphBuilder, type Node } from './dsl/graph.js';
+import { checkTopic } from './dsl/stage-checks.js';
 import { GlobalTable, Stream, Table, WindowedTable } from './dsl/stages.js';
 import { buildTopology, describeMermaid, describeText, type Topology } from './dsl/topology.js';
 import { ConfigError, describeError, EddyError } from './errors.js';
@@ -118,7 +119,7 @@ export class App {
    */
   from<V, K = string | undefined>(topic: string, options: SourceOptions<K, V> = {}): Stream<K, V> {
     this.#assertStatus('created', 'from');
-    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`from: invalid topic name ${JSON.stringify(topic)}`);
+    checkTopic(topic, 'from');
     if (options.timestamp !== undefined && typeof options.timestamp !== 'function') {
       throw new ConfigError(`from ${topic}: timestamp must be a function, got ${typeof options.timestamp}`);
     }
@@ -145,7 +146,7 @@ export class App {
    */
   table<K = string, V = unknown>(topic: string, options: { name?: string; key?: Serde<K>; value?: Serde<V> } = {}): Table<K, V> {
     this.#assertStatus('created', 'table');
-    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`table: invalid topic name ${JSON.stringify(topic)}`);
+    checkTopic(topic, 'table');
     const source = this.from<V, K>(topic, { key: options.key, value: options.value });
     const storeName = checkName(options.name, `table ${topic}`) ?? `${topic}-table`;
     const node = this.#graph.add({ kind: 'table', parents: [source.node], aggregation: latestAggregation(), storeName, repartitionName: undefined, upsert: true });
@@ -163,7 +164,7 @@ export class App {
    */
   globalTable<K = string, V = unknown>(topic: string, options: { name?: string; key?: Serde<K>; value?: Serde<V> } = {}): GlobalTable<K, V> {
     this.#assertStatus('created', 'globalTable');
-    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`globalTable: invalid topic name ${JSON.stringify(topic)}`);
+    checkTopic(topic, 'globalTable');
     const storeName = checkName(options.name, `globalTable ${topic}`) ?? `${topic}-global`;
     const keySerde = (checkSerde(options.key, `globalTable ${topic} key`) ?? defaultKeySerde) as Serde<unknown>;
     const valueSerde = (checkSerde(options.value, `globalTable ${topic} value`) ?? json()) as Serde<unknown>;
@@ -220,8 +221,7 @@ export class App {
         onRevoke: (partitions) => this.#rebalancing(() => tasks.revoke(partitions)),
         onFatal: (error) => this.#stopOn(error, 'the transport failed for good; the app stops'),
         onSkipped: (skipped) => tasks.onSkipped(skipped),
-        // Backpressure: a task with too many windows waiting for handlers, or a full worker pool.
-        onRecords: (records) => tasks.onRecords(records, (task) => task.pendingWork > this.#settings.maxPending || this.#batchHandlers().some(isFull)),
+        onRecords: (records) => tasks.onRecords(records),
       });
       tasks.consumer = this.#consumer;
       this.#scheduler.arm();
@@ -331,16 +331,16 @@ export class App {
   store(name: string): StoreReader;
   store(stage: string | Table<unknown, unknown> | WindowedTable<unknown, unknown, unknown> | GlobalTable<unknown, unknown>): StoreReader {
     const name = typeof stage === 'string' ? stage : stage instanceof Table || stage instanceof WindowedTable || stage instanceof GlobalTable ? stage.name : undefined;
-    const global = this.#globalStores.find((store) => store.storeName === name);
-    if (global) return this.#globalReader(global);
     const names = [...this.#storeNames(), ...this.#globalStores.map((store) => store.storeName)];
     if (name === undefined || !names.includes(name)) {
       throw new ConfigError(`store: no store named ${typeof stage === 'string' ? JSON.stringify(stage) : String(name ?? stage)}; stores: ${names.join(', ') || '(none)'}`);
     }
     const windowed = this.#graph.nodes.some((node) => node.kind === 'window' && node.storeName === name);
+    const global = this.#globalStores.find((store) => store.storeName === name);
     return storeReader(windowed, () => {
       if (!this.#life.active) throw new EddyError('APP_STATE', `store ${name}: app ${this.id} is ${this.#life.state}; its stores are read while it runs`);
-      return [...(this.#tasks?.tasks ?? [])].flatMap((task) => task.operators.filter((operator) => operator.storeName === name));
+      // A global table is whole on this instance; a task's store holds its partition's keys.
+      return global ? [global] : [...(this.#tasks?.tasks ?? [])].flatMap((task) => task.operators.filter((operator) => operator.storeName === name));
     });
   }
 
@@ -463,23 +463,6 @@ export class App {
 
   // --- internals ---------------------------------------------------------------------------
 
-  #globalReader(global: GlobalStore): StoreReader {
-    const running = () => {
-      if (!this.#life.active) throw new EddyError('APP_STATE', `store ${global.storeName}: app ${this.id} is ${this.#life.state}; its stores are read while it runs`);
-    };
-    return {
-      get: async (key) => {
-        running();
-        return global.get(key);
-      },
-      range: async ({ gte, lt } = {}) => {
-        running();
-        const rows = [...global.entries()].filter(({ key }) => (gte === undefined || String(key) >= gte) && (lt === undefined || String(key) < lt));
-        return rows.map(({ key, value }) => ({ key, value })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
-      },
-    };
-  }
-
   #taskManager(topology: Topology, producer: TransportProducer): TaskManager {
     this.#tasks = new TaskManager({
       settings: this.#settings,
@@ -493,6 +476,7 @@ export class App {
       topics: this.#topics,
       background: this.#background,
       isOpen: () => this.#open,
+      overloaded: (task) => task.pendingWork > this.#settings.maxPending || this.#batchHandlers().some(isFull),
       hasFailed: () => this.#life.failure !== undefined,
       recordFailed: (error) => this.#recordFailed(error),
       stopOn: (error, message) => this.#stopOn(error, message),

@@ -7,6 +7,9 @@ import type { WindowDefinition } from '../windows/definitions.js';
 /** A callback on records: value and key in, anything out. */
 export type RecordCallback = (value: unknown, key: unknown) => unknown;
 
+/** A join's callback: one side's value, the other side's (undefined where a left or outer join has none), and the key. */
+export type Joiner = (value: unknown, otherValue: unknown, key: unknown) => unknown;
+
 /** A global table as a join sees it: its store's name, and its current value of a key. */
 export interface GlobalLookup {
   readonly storeName: string;
@@ -72,14 +75,14 @@ export type Node =
       readonly kind: 'globalJoin';
       readonly mode: 'inner' | 'left';
       readonly tableKey: RecordCallback;
-      readonly joiner: (value: unknown, tableValue: unknown, key: unknown) => unknown;
+      readonly joiner: Joiner;
       readonly table: GlobalLookup;
     })
   | (NodeBase & {
       /** Windowed stream–stream join: parents are [the left stream, the right stream], buffered in the store. */
       readonly kind: 'streamJoin';
       readonly mode: 'inner' | 'left' | 'outer';
-      readonly joiner: (leftValue: unknown, rightValue: unknown, key: unknown) => unknown;
+      readonly joiner: Joiner;
       readonly withinMs: number;
       readonly graceMs: number;
       readonly storeName: string;
@@ -88,7 +91,7 @@ export type Node =
       /** Table–table join: parents are [the left table, the right table]; a table of the results follows. */
       readonly kind: 'tableJoin';
       readonly mode: 'inner' | 'left' | 'outer';
-      readonly joiner: (leftValue: unknown, rightValue: unknown, key: unknown) => unknown;
+      readonly joiner: Joiner;
       readonly leftStore: string;
       readonly rightStore: string;
     })
@@ -96,7 +99,7 @@ export type Node =
       /** Stream–table join: parents are [the stream, the table]. */
       readonly kind: 'join';
       readonly mode: 'inner' | 'left';
-      readonly joiner: (value: unknown, tableValue: unknown, key: unknown) => unknown;
+      readonly joiner: Joiner;
       /** The table's store, looked up per stream record. */
       readonly tableStore: string;
       /** Names the repartition topic when the stream side is re-keyed. */

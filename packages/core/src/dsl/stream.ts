@@ -22,7 +22,7 @@ import {
   type WindowDefinition,
   type WindowOptions,
 } from '../windows/definitions.js';
-import type { GraphBuilder, Node, RecordCallback } from './graph.js';
+import type { GraphBuilder, Joiner, Node, RecordCallback } from './graph.js';
 import { checkFunction, checkTopic } from './stage-checks.js';
 import type { SinkOptions, TableOptions } from './stage-options.js';
 import { GlobalTable } from './global-table.js';
@@ -119,7 +119,7 @@ export class Stream<K, V> {
     if (!(table instanceof GlobalTable)) throw new ConfigError(`${what}: expected a GlobalTable (app.globalTable(topic)), got ${String(table)}`);
     if (typeof tableKey !== 'function') throw new ConfigError(`${what} ${table.name}: the table key must be a function of (value, key), got ${typeof tableKey}`);
     if (typeof joiner !== 'function') throw new ConfigError(`${what} ${table.name}: the joiner must be a function, got ${typeof joiner}`);
-    return this.graph.add({ kind: 'globalJoin', parents: [this.node], mode, tableKey: tableKey as RecordCallback, joiner: joiner as JoinerOf<unknown, unknown, unknown, unknown>, table: table.lookup });
+    return this.graph.add({ kind: 'globalJoin', parents: [this.node], mode, tableKey: tableKey as RecordCallback, joiner: joiner as Joiner, table: table.lookup });
   }
 
   /**
@@ -322,7 +322,7 @@ export class KeyedStream<K, V> extends Stream<K, V> {
     const withinMs = toMs(within, `${what} within`, { allowZero: true });
     const graceMs = grace === undefined ? 0 : toMs(grace, `${what} grace`, { allowZero: true });
     const storeName = checkName(name, what) ?? `${what}-within-${withinMs}ms-grace-${graceMs}ms`;
-    const node = this.graph.add({ kind: 'streamJoin', parents: [this.node, other.node], mode, joiner: joiner as JoinerOf<unknown, unknown, unknown, unknown>, withinMs, graceMs, storeName });
+    const node = this.graph.add({ kind: 'streamJoin', parents: [this.node, other.node], mode, joiner: joiner as Joiner, withinMs, graceMs, storeName });
     return new KeyedStream(this.graph, node);
   }
 
@@ -331,7 +331,7 @@ export class KeyedStream<K, V> extends Stream<K, V> {
     if (!(table instanceof Table)) throw new ConfigError(`${what}: expected a Table (app.table(topic), or an aggregate such as count()), got ${String(table)}`);
     if (typeof joiner !== 'function') throw new ConfigError(`${what}: the joiner must be a function, got ${typeof joiner}`);
     const name = checkName(options?.name, what) ?? `${table.name}-join`;
-    const node = this.graph.add({ kind: 'join', parents: [this.node, table.node], mode, joiner: joiner as JoinerOf<unknown, unknown, unknown, unknown>, tableStore: table.name, name });
+    const node = this.graph.add({ kind: 'join', parents: [this.node, table.node], mode, joiner: joiner as Joiner, tableStore: table.name, name });
     return new KeyedStream(this.graph, node);
   }
 

@@ -1,7 +1,7 @@
 import { latestAggregation } from '../aggregations.js';
 import { ConfigError } from '../errors.js';
 import { checkName } from '../windows/definitions.js';
-import type { GraphBuilder, Node } from './graph.js';
+import type { GraphBuilder, Joiner, Node } from './graph.js';
 import { Stream } from './stream.js';
 
 /** A running aggregate per key; readable with `app.store(name)`. */
@@ -40,20 +40,20 @@ export class Table<K, A> {
    * const placed = sensors.join(places, (sensor, place) => ({ ...sensor, place }), { name: 'placed' });
    */
   join<T, R>(other: Table<K, T>, joiner: (value: A, otherValue: T, key: K) => R, options: { name?: string } = {}): Table<K, R> {
-    return this.#joinTable('inner', other, joiner as TableJoiner, options);
+    return this.#joinTable('inner', other, joiner as Joiner, options);
   }
 
   /** Like {@link join}, with a result for every key of this table (`otherValue` undefined when the other has none). */
   leftJoin<T, R>(other: Table<K, T>, joiner: (value: A, otherValue: T | undefined, key: K) => R, options: { name?: string } = {}): Table<K, R> {
-    return this.#joinTable('left', other, joiner as TableJoiner, options);
+    return this.#joinTable('left', other, joiner as Joiner, options);
   }
 
   /** Like {@link join}, with a result for every key either table holds (the missing side undefined). */
   outerJoin<T, R>(other: Table<K, T>, joiner: (value: A | undefined, otherValue: T | undefined, key: K) => R, options: { name?: string } = {}): Table<K, R> {
-    return this.#joinTable('outer', other, joiner as TableJoiner, options);
+    return this.#joinTable('outer', other, joiner as Joiner, options);
   }
 
-  #joinTable<R>(mode: 'inner' | 'left' | 'outer', other: Table<K, unknown>, joiner: TableJoiner, options: { name?: string }): Table<K, R> {
+  #joinTable<R>(mode: 'inner' | 'left' | 'outer', other: Table<K, unknown>, joiner: Joiner, options: { name?: string }): Table<K, R> {
     const what = mode === 'inner' ? 'join' : `${mode}Join`;
     if (!(other instanceof Table)) throw new ConfigError(`${what}: expected a Table, got ${String(other)}`);
     if (typeof joiner !== 'function') throw new ConfigError(`${what}: the joiner must be a function, got ${typeof joiner}`);
@@ -62,5 +62,3 @@ export class Table<K, A> {
     return new Table<K, R>(this.graph, this.graph.add({ kind: 'table', parents: [joined], aggregation: latestAggregation(), storeName, repartitionName: undefined, upsert: true }));
   }
 }
-
-type TableJoiner = (value: unknown, otherValue: unknown, key: unknown) => unknown;

@@ -62,6 +62,15 @@ export function keyUnreadBelow(node: Node, children: ReadonlyMap<Node, readonly 
   });
 }
 
+/**
+ * Whether a source is read only as a table (`app.table`): reference data, whose records change the
+ * table but do not move its task's stream time.
+ */
+export function readOnlyAsTable(source: Node, children: ReadonlyMap<Node, readonly Node[]>): boolean {
+  const below = children.get(source) ?? [];
+  return below.length > 0 && below.every((child) => child.kind === 'table' && child.upsert === true);
+}
+
 /** Does the path from `node` up to its sources re-key the stream (a keyBy) before any topic? */
 function rekeyedAbove(node: Node): Extract<Node, { kind: 'keyBy' }> | undefined {
   for (const parent of node.parents) {

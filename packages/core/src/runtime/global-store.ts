@@ -28,8 +28,13 @@ export class GlobalStore {
     return this.#rows.get(keyId(key))?.value;
   }
 
-  entries(): IterableIterator<{ readonly key: unknown; readonly value: unknown }> {
-    return this.#rows.values();
+  /** For `app.store`: the value of a key, and every entry. */
+  async query(key: unknown): Promise<unknown> {
+    return this.get(key);
+  }
+
+  async *queryAll(): AsyncIterable<readonly [unknown, unknown]> {
+    for (const { key, value } of [...this.#rows.values()]) yield [key, value] as const;
   }
 
   /** Reads the topic from its start until every partition has caught up with its end now, then follows it. */

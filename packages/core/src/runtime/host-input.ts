@@ -1,6 +1,7 @@
 import type { SendOptions } from '../app-options.js';
 import type { Clock } from '../clock.js';
 import type { Node } from '../dsl/graph.js';
+import { checkTopic } from '../dsl/stage-checks.js';
 import { ConfigError } from '../errors.js';
 import { partitionForKey } from '../murmur2.js';
 import { defaultKeySerde, json, type Serde } from '../serde.js';
@@ -65,7 +66,7 @@ export class HostInput {
 
   /** How the host's records for `topic` are written: its source's serdes, its partitions, the producer. */
   async #route(topic: string, what: string): Promise<HostRoute> {
-    if (typeof topic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new ConfigError(`${what}: invalid topic ${JSON.stringify(topic)}`);
+    checkTopic(topic, what);
     const source = this.deps.nodes().find((node) => node.kind === 'source' && node.topic === topic);
     const partitions = await this.deps.topics.partitionCount(topic);
     const producer = await this.deps.producer();

@@ -38,6 +38,8 @@ export interface TaskManagerDeps {
   isOpen(): boolean;
   /** The app stopped on its own: a revoked task no longer commits. */
   hasFailed(): boolean;
+  /** Backpressure: the task has too much work waiting (handler windows, a full worker pool), so its source waits for it. */
+  overloaded(task: Task): boolean;
   /** A bad record: whether to dead-letter it (or the app stops). */
   recordFailed(error: EddyError): boolean;
   stopOn(error: EddyError, message: string): void;
@@ -102,7 +104,7 @@ export class TaskManager {
   }
 
   /** A batch of one partition's records: processed by its task, records handed off delivered, backpressure applied. */
-  async onRecords(records: readonly IncomingRecord[], overloaded: (task: Task) => boolean): Promise<void> {
+  async onRecords(records: readonly IncomingRecord[]): Promise<void> {
     const first = records[0];
     if (!first || !this.deps.isOpen()) return;
     const task = this.#tasks.get(this.taskKey(first.topic, first.partition));
@@ -116,7 +118,7 @@ export class TaskManager {
     });
     // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
     // pauses its source until the work in flight is done.
-    if (overloaded(task)) {
+    if (this.deps.overloaded(task)) {
       await task.drain();
       task.restartIdleCountdown();
     }

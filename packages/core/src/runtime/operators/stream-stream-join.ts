@@ -108,7 +108,7 @@ export function streamStreamJoin(context: TaskContext, node: StreamJoinNode, lef
     async load(recordKeys, streamTime) {
       if (!keys.hasEvicted()) return;
       await keys.loadKeys(recordKeys);
-      for (const state of [...keys.values()]) if (state.evicted && state.due !== undefined && state.due <= streamTime) await keys.load(state);
+      for (const state of keys.values()) if (state.evicted && state.due !== undefined && state.due <= streamTime) await keys.load(state);
     },
     async query(key) {
       const state = await keys.read(key);

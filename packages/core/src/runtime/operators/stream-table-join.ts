@@ -1,6 +1,8 @@
 import type { OperatorFunction } from 'rxjs';
+import type { Joiner } from '../../dsl/graph.js';
 import type { TaskContext } from '../context.js';
 import { recordOperator } from '../operator.js';
+import { tableLookup } from './table-lookup.js';
 import { record, type Signal } from '../signals.js';
 
 /**
@@ -13,15 +15,10 @@ export function streamTableJoin(
   context: TaskContext,
   tableStore: string,
   mode: 'inner' | 'left',
-  joiner: (value: unknown, tableValue: unknown, key: unknown) => unknown,
+  joiner: Joiner,
 ): OperatorFunction<Signal, Signal> {
-  let lookup: ((key: unknown) => unknown) | undefined;
+  const lookup = tableLookup(context, tableStore);
   return recordOperator(context, `join ${tableStore}`, (key, value, timestamp, signal, emit) => {
-    if (!lookup) {
-      const table = context.operatorOf(tableStore);
-      if (!table?.lookup) throw new Error(`join: the table ${tableStore} is not in task ${context.taskId}`);
-      lookup = (lookupKey) => table.lookup!(lookupKey);
-    }
     const tableValue = key === undefined || key === null ? undefined : lookup(key);
     if (tableValue === undefined && mode === 'inner') return;
     emit(record(key, joiner(value, tableValue, key), timestamp, signal.origin));

@@ -2,6 +2,7 @@ import type { OperatorFunction } from 'rxjs';
 import type { Node } from '../../dsl/graph.js';
 import type { TaskContext } from '../context.js';
 import { signalOperator } from '../operator.js';
+import { tableLookup } from './table-lookup.js';
 import { record, type Signal } from '../signals.js';
 
 type TableJoinNode = Extract<Node, { kind: 'tableJoin' }>;
@@ -14,17 +15,11 @@ type TableJoinNode = Extract<Node, { kind: 'tableJoin' }>;
  * table) comes next, so a null deletes the result.
  */
 export function tableTableJoin(context: TaskContext, node: TableJoinNode, side: 'left' | 'right'): OperatorFunction<Signal, Signal> {
-  const otherStore = side === 'left' ? node.rightStore : node.leftStore;
-  let other: ((key: unknown) => unknown) | undefined;
+  const other = tableLookup(context, side === 'left' ? node.rightStore : node.leftStore);
   return signalOperator(context, `join ${node.leftStore} ${node.rightStore}`, (signal, emit) => {
     if (signal.type !== 'record') {
       if (side === 'left') emit(signal);
       return;
-    }
-    if (!other) {
-      const table = context.operatorOf(otherStore);
-      if (!table?.lookup) throw new Error(`join: the table ${otherStore} is not in task ${context.taskId}`);
-      other = (key) => table.lookup!(key);
     }
     const { key, timestamp, origin } = signal;
     const own = signal.value === null ? undefined : signal.value;

@@ -1,3 +1,4 @@
+import { readOnlyAsTable } from '../../dsl/topology.js';
 import type { IncomingRecord, TopicPartitionOffset } from '../../transport/types.js';
 import type { SignalInput } from '../operator.js';
 import type { Origin, TickSignal } from '../signals.js';
@@ -99,6 +100,14 @@ export class TaskInput {
     await this.options.state.load(keys, streamTime);
   }
 
+  /** Whether a source's records move stream time (a topic read only as a table does not), by source, worked out once. */
+  #drivesStreamTime(source: SourceNode): boolean {
+    let drives = this.#drivesTime.get(source);
+    if (drives === undefined) this.#drivesTime.set(source, (drives = !readOnlyAsTable(source, this.options.host.topology.children)));
+    return drives;
+  }
+  readonly #drivesTime = new Map<SourceNode, boolean>();
+
   /** Processes a batch of one partition, in offset order. */
   process(records: readonly IncomingRecord[]): void {
     const { host, decoder, replays, time } = this.options;
@@ -108,8 +117,7 @@ export class TaskInput {
     if (!source || !input) return;
     const decoders = decoder.decodersOf(source);
     const processingTime = host.time === 'processing';
-    // A topic read only as a table (`app.table`) is reference data: its updates do not move stream time.
-    const drivesTime = !(host.topology.children.get(source) ?? []).every((child) => child.kind === 'table' && child.upsert === true);
+    const drivesTime = this.#drivesStreamTime(source);
     // After a quiet spell, stream time has followed the clock up to now, whether or not a timer
     // ran at that exact moment: the batch is judged against it.
     if (!processingTime) time.advance(time.idleStreamTime(host.clock.now()));
