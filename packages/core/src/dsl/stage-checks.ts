@@ -16,6 +16,17 @@ export function checkTopic(topic: unknown, what: string): string {
   return topic;
 }
 
+const namePattern = /^[A-Za-z0-9._-]+$/;
+
+/** Store and topic names must be valid Kafka topic name parts. */
+export function checkName(name: string | undefined, what: string): string | undefined {
+  if (name === undefined) return undefined;
+  if (typeof name !== 'string' || !namePattern.test(name) || name.length > 200) {
+    throw new ConfigError(`${what}: invalid name ${JSON.stringify(name)} (letters, digits, '.', '_' and '-' only)`);
+  }
+  return name;
+}
+
 export function checkHandler(handler: unknown, what: string, optional = false): WindowHandler<unknown, unknown> | undefined {
   if (handler === undefined && optional) return undefined;
   if (typeof handler === 'function' || isBatchHandler(handler)) return handler as WindowHandler<unknown, unknown>;

@@ -13,7 +13,6 @@ import { toMs, type Duration } from '../duration.js';
 import { ConfigError } from '../errors.js';
 import { checkSerde, defaultKeySerde, json, type Serde } from '../serde.js';
 import {
-  checkName,
   countWindows,
   hoppingWindows,
   sessionWindows,
@@ -23,7 +22,7 @@ import {
   type WindowOptions,
 } from '../windows/definitions.js';
 import type { GraphBuilder, Joiner, Node, RecordCallback } from './graph.js';
-import { checkFunction, checkTopic } from './stage-checks.js';
+import { checkFunction, checkName, checkTopic } from './stage-checks.js';
 import type { SinkOptions, TableOptions } from './stage-options.js';
 import { GlobalTable } from './global-table.js';
 import { Table } from './table.js';

@@ -1,6 +1,6 @@
 import { latestAggregation } from '../aggregations.js';
 import { ConfigError } from '../errors.js';
-import { checkName } from '../windows/definitions.js';
+import { checkName } from './stage-checks.js';
 import type { GraphBuilder, Joiner, Node } from './graph.js';
 import { Stream } from './stream.js';
 

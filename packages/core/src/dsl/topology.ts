@@ -1,6 +1,5 @@
 import { ConfigError } from '../errors.js';
 import { internalKeySerde, json } from '../serde.js';
-import { describeWindow } from '../windows/definitions.js';
 import { isStateful, type Node } from './graph.js';
 
 /** A connected part of the graph between topics: one task per partition runs it. */
@@ -256,7 +255,7 @@ function label(node: Node): string {
     case 'keyBy':
       return node.name ? `keyBy ${node.name}` : 'keyBy';
     case 'window':
-      return `${describeWindow(node.window)} ${node.aggregation.name} [store ${node.storeName}]`;
+      return `${node.window.description} ${node.aggregation.name} [store ${node.storeName}]`;
     case 'table':
       return node.upsert ? `table [store ${node.storeName}]` : `table ${node.aggregation.name} [store ${node.storeName}]`;
     case 'globalJoin':

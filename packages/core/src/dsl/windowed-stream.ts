@@ -10,7 +10,7 @@ import {
   type AggregateSpec,
   type Aggregation,
 } from '../aggregations.js';
-import { defaultWindowStoreName, type WindowDefinition } from '../windows/definitions.js';
+import type { WindowDefinition } from '../windows/definitions.js';
 import type { GraphBuilder, Node } from './graph.js';
 import { WindowedTable } from './windowed-table.js';
 
@@ -27,7 +27,7 @@ export class WindowedStream<K, V> {
   ) {}
 
   private aggregated<A>(aggregation: AnyAggregation): WindowedTable<K, A, V> {
-    const storeName = this.name ?? defaultWindowStoreName(this.window, aggregation.name);
+    const storeName = this.name ?? this.window.defaultStoreName(aggregation.name);
     const keyBy = this.parent.kind === 'keyBy' ? this.parent.name : undefined;
     const node = this.graph.add({ kind: 'window', parents: [this.parent], window: this.window, aggregation, storeName, repartitionName: keyBy });
     return new WindowedTable(this.graph, node);
