@@ -21,6 +21,13 @@ export interface AppOptions {
   /** How often tasks commit (state flush, offsets). Default `'1s'`. */
   commitInterval?: Duration;
   /**
+   * Event time: a task with several inputs (a join, windows over merged topics) processes their
+   * records in timestamp order; an input with no records at hand that may still have earlier ones
+   * (the log says it is behind, or a local task that writes it is busy) is waited for this long
+   * before the others go ahead of it. Default `'500ms'`; `0` never waits.
+   */
+  maxInputWait?: Duration;
+  /**
    * Default `at-least-once`; `exactly-once` needs a transport with transactions: each task commits
    * its outputs, state changes and input offsets in one transaction; after a failed transaction (a
    * broker failure past retries, a coordinator that aborted it) the task starts again from its
@@ -106,6 +113,7 @@ export interface AppSettings {
   /** Undefined when idle tasks never follow the clock (`idleTimeout: false`). */
   readonly idleTimeoutMs: number | undefined;
   readonly commitIntervalMs: number;
+  readonly maxInputWaitMs: number;
   readonly maxPending: number;
   readonly stallTimeoutMs: number;
 }
@@ -134,6 +142,7 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
     onError,
     idleTimeoutMs: options.idleTimeout === false ? undefined : toMs(options.idleTimeout ?? '5s', 'idleTimeout', { allowZero: true }),
     commitIntervalMs,
+    maxInputWaitMs: toMs(options.maxInputWait ?? '500ms', 'maxInputWait', { allowZero: true }),
     maxPending,
     stallTimeoutMs: options.stallTimeout === undefined ? 5 * commitIntervalMs : toMs(options.stallTimeout, 'stallTimeout'),
   };

@@ -106,6 +106,7 @@ export class App {
       isOpen: () => this.#open,
       tasks: () => this.#tasks?.tasks ?? [],
       commit: (task) => this.#tasks!.commit(task),
+      releaseInput: (task, now) => this.#tasks!.releaseInput(task, now),
       checkStalls: (now) => void this.#tasks?.stalls(now),
       log: (level, message, fields) => this.#log(level, message, fields),
     });
@@ -362,6 +363,7 @@ export class App {
       deadLetters: this.#metrics.deadLetters,
       duplicatesDropped: this.#metrics.duplicatesDropped,
       recordsHandedOff: this.#metrics.recordsHandedOff,
+      inputWaitsExpired: this.#metrics.inputWaitsExpired,
       handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
       stateCacheBytes: this.#cache.usedBytes,
       restoredRecords: this.#tasks?.restoredRecords ?? 0,
@@ -451,6 +453,8 @@ export class App {
         for (let round = 0; round < 10_000; round++) {
           await idle();
           const tasks = [...(this.#tasks?.tasks ?? [])];
+          // With the broker idle, every input has caught up: what waits for its turn goes now.
+          if (tasks.some((task) => task.waitingInput) && (await this.#tasks!.releaseWaiting())) continue;
           const busy = tasks.some((task) => task.pendingWork > 0) || this.#background.size > 0;
           if (!busy) return;
           // A send that fails leaves its records for the next flush (its commit fails meanwhile): not for settling to wait on.

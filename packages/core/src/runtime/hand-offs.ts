@@ -81,7 +81,8 @@ export class HandOffs {
     if (!floors) return;
     for (const [topic, floor] of floors) {
       const target = this.tasks.reading(topic, task.partition);
-      const usable = target !== undefined && !this.tasks.isRevoking(target);
+      // A task that orders its inputs by timestamp reads each of them through its topic.
+      const usable = target !== undefined && !this.tasks.isRevoking(target) && !target.ordersInput;
       const current = task.handOffTarget(topic);
       if (current) {
         if (current !== target || !usable) task.setHandOffTarget(topic, undefined);

@@ -10,6 +10,11 @@ export interface MetricsSnapshot {
   duplicatesDropped: number;
   /** Records handed to a local task directly instead of through their repartition topic (on Kafka). */
   recordsHandedOff: number;
+  /**
+   * Times a task with several inputs stopped waiting for an empty one (`maxInputWait` ran out, or
+   * too many records waited) and processed the others ahead of it, out of timestamp order.
+   */
+  inputWaitsExpired: number;
   handlerQueueDepth: number;
   stateCacheBytes: number;
   restoredRecords: number;
@@ -36,6 +41,7 @@ export class Metrics {
   deadLetters = 0;
   duplicatesDropped = 0;
   recordsHandedOff = 0;
+  inputWaitsExpired = 0;
   commitFailures = 0;
 }
 
@@ -53,6 +59,7 @@ export function prometheusText(appId: string, snapshot: MetricsSnapshot, healthy
   metric('dead_letters_total', 'counter', snapshot.deadLetters, 'Records sent to the dead-letter topic.');
   metric('duplicates_dropped_total', 'counter', snapshot.duplicatesDropped, 'Replayed repartition records dropped as already applied.');
   metric('records_handed_off_total', 'counter', snapshot.recordsHandedOff, 'Records handed to a local task instead of through their repartition topic.');
+  metric('input_waits_expired_total', 'counter', snapshot.inputWaitsExpired, 'Times a task processed inputs ahead of an empty one it had waited for.');
   metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
   metric('lag', 'gauge', snapshot.lag, 'Records waiting in assigned input partitions.');
   metric('event_loop_delay_p99_ms', 'gauge', snapshot.eventLoopDelayP99Ms, 'Event-loop delay, 99th percentile.');

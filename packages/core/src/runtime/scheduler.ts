@@ -12,6 +12,8 @@ export interface SchedulerDeps {
   isOpen(): boolean;
   tasks(): Iterable<Task>;
   commit(task: Task): Promise<void>;
+  /** Processes a task's input that waited for its turn (see task/input-order.ts); called under the task's lock. */
+  releaseInput(task: Task, now: number): Promise<unknown>;
   /** Checks for stuck tasks (and logs them), once per commit interval. */
   checkStalls(now: number): void;
   log(level: 'warn', message: string, fields: Record<string, unknown>): void;
@@ -72,6 +74,8 @@ export class Scheduler {
       try {
         for (const task of this.deps.tasks()) {
           await task.exclusive(async () => {
+            // Input that waited for its turn first: it is older than what the clock closes.
+            await this.deps.releaseInput(task, now);
             await task.preparePunctuate(now);
             task.punctuate(now);
           });

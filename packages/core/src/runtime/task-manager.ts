@@ -17,6 +17,7 @@ import type { BackgroundWork } from './background.js';
 import type { CacheBudget } from '../state/caching-store.js';
 import { HandOffs } from './hand-offs.js';
 import type { Metrics } from './metrics.js';
+import type { Run } from './task/input-order.js';
 import { Task, taskIdOf, type CommitRecord, type TaskHost } from './task.js';
 import type { TopicProvisioner } from './topic-provisioner.js';
 
@@ -111,11 +112,14 @@ export class TaskManager {
     if (!task) return;
     await task.exclusive(async () => {
       this.#handOffs.update(task);
-      await task.prepare(records);
-      task.process(records);
+      const runs = task.accept(records);
+      if (runs.length === 0) return;
+      await this.#processRuns(task, runs);
       // Within the batch: the task's commit must find what it handed off applied.
       await this.#handOffs.deliver(task);
     });
+    // This task moved on: a task whose input waited on it (it writes that input) may go ahead.
+    this.#releaseWaitingLater(task);
     // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
     // pauses its source until the work in flight is done.
     if (this.deps.overloaded(task)) {
@@ -123,6 +127,80 @@ export class TaskManager {
       task.restartIdleCountdown();
     }
     this.deps.arm();
+  }
+
+  /**
+   * Reads back the state runs of records need, then processes them. The runs of a task that orders
+   * its input have left its buffer: if its state cannot be read back, the task is dropped and
+   * starts again from its last commit (the batch cannot simply be delivered again).
+   */
+  async #processRuns(task: Task, runs: readonly Run[]): Promise<void> {
+    try {
+      await task.prepare(runs);
+    } catch (error) {
+      if (task.ordersInput) {
+        task.halt();
+        this.#rebuildLater(task, error);
+      }
+      throw error;
+    }
+    task.process(runs);
+  }
+
+  /** Processes the input of `task` that waited for its turn and may go by clock time `now`; call it under the task's lock. True if there was some. */
+  async releaseInput(task: Task, now: number): Promise<boolean> {
+    const runs = task.release(now);
+    if (runs.length === 0) return false;
+    await this.#processRuns(task, runs);
+    return true;
+  }
+
+  /** Processes, in each task whose input waits for its turn, what may go now (see task/input-order.ts). True if there was some. */
+  async releaseWaiting(): Promise<boolean> {
+    let released = false;
+    for (const task of this.#tasks.values()) {
+      if (task.waitingInput && (await task.exclusive(() => this.releaseInput(task, this.deps.clock.now())))) released = true;
+    }
+    return released;
+  }
+
+  /** The same, in the background, after `moved` processed records (a task busy committing holds up no delivery). */
+  #releaseWaitingLater(moved: Task): void {
+    for (const task of this.#tasks.values()) {
+      if (task === moved || !task.waitingInput || this.#releasing.has(task)) continue;
+      this.#releasing.add(task);
+      this.deps.background.run(async () => {
+        await task.exclusive(() => {
+          this.#releasing.delete(task);
+          return this.releaseInput(task, this.deps.clock.now());
+        });
+      }, 'processing input that waited its turn failed');
+    }
+  }
+  /** Tasks with a release of waiting input queued (see #releaseWaitingLater). */
+  readonly #releasing = new Set<Task>();
+
+  /**
+   * Whether a task's input partition has nothing more to come for now: the log says the task has
+   * read it all and, for a repartition topic, every local task that writes it has nothing in hand
+   * (caught up with its own inputs, nothing waiting, nothing being sent) and the reader has read
+   * past all it wrote there. Tasks of other instances are not known here: their records are
+   * waited for only while the log shows them.
+   */
+  inputReady(topic: string, partition: number, seen = new Set<Task>()): boolean {
+    if (!this.caughtUp(topic, partition)) return false;
+    const writer = this.deps.topology.repartitionTopics.get(topic);
+    if (!writer) return true;
+    const read = this.#tasks.get(this.taskKey(topic, partition))?.position(topic) ?? 0;
+    for (const task of this.#tasks.values()) {
+      if (task.subTopology !== writer) continue;
+      const written = task.lastWritten(topic, partition);
+      if (task.waitingInput || task.sending || (written !== undefined && read <= written)) return false;
+      if (seen.has(task)) continue;
+      seen.add(task);
+      for (const source of writer.sources) if (!this.inputReady(source.topic, task.partition, seen)) return false;
+    }
+    return true;
   }
 
   /** Offsets the transport skipped (aborted or compacted records): the task's position moves past them. */
@@ -267,6 +345,8 @@ export class TaskManager {
       time: deps.settings.time,
       idleTimeoutMs: deps.settings.idleTimeoutMs,
       caughtUp: (topic, partition) => this.caughtUp(topic, partition),
+      inputReady: (topic, partition) => this.inputReady(topic, partition),
+      maxInputWaitMs: deps.settings.maxInputWaitMs,
       producer: deps.producer,
       keepsValues: deps.transport.keepsValues === true,
       partitionsOf: (topic) => deps.topics.partitionsOf(topic),

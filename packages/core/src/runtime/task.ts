@@ -11,6 +11,7 @@ import { TaskCommit, type CommitRecord } from './task/commit.js';
 import { buildOperatorGraph } from './task/graph.js';
 import type { TaskHost } from './task/host.js';
 import { TaskInput } from './task/input.js';
+import type { Run } from './task/input-order.js';
 import { OutgoingHandOffs, type HandedOff } from './task/outgoing-hand-offs.js';
 import { RecordCollector } from './task/record-collector.js';
 import { RecordDecoder } from './task/record-decoder.js';
@@ -22,6 +23,9 @@ export type { CommitRecord } from './task/commit.js';
 export type { TaskHost } from './task/host.js';
 export type { HandedOff } from './task/outgoing-hand-offs.js';
 export type { RestoreResult } from './task/state-manager.js';
+
+/** Records a task that orders its inputs holds for their turn before it stops waiting for an empty input. */
+const MAX_BUFFERED = 10_000;
 
 /** A task's id: its sub-topology and partition, as in Kafka Streams (`0_3`). */
 export const taskIdOf = (subTopology: number, partition: number): string => `${subTopology}_${partition}`;
@@ -118,6 +122,17 @@ export class Task implements TaskContext {
     const inputs = buildOperatorGraph(this, host.topology, subTopology);
     this.#input = new TaskInput({
       host,
+      order: Task.ordersInput(host, subTopology)
+        ? {
+            maxWaitMs: host.maxInputWaitMs,
+            maxBuffered: MAX_BUFFERED,
+            ready: (topic) => host.inputReady(topic, partition),
+            expired: (topic, waitedMs) => {
+              host.metrics.inputWaitsExpired++;
+              host.log('debug', 'an input stayed empty; the others go ahead of it', { task: this.taskId, topic, waitedMs });
+            },
+          }
+        : undefined,
       sources: subTopology.sources,
       inputs,
       decoder: this.#decoder,
@@ -127,6 +142,15 @@ export class Task implements TaskContext {
       progressed: () => this.#commit.progressed(),
       flush: () => this.flush(),
     });
+  }
+
+  /**
+   * Whether a sub-topology's tasks process their inputs in timestamp order (see
+   * task/input-order.ts): in event time, with several inputs and state that their order changes
+   * (a join, a window). Such a task takes no hand-offs: its inputs come through their topics.
+   */
+  static ordersInput(host: Pick<TaskHost, 'time'>, sub: SubTopology): boolean {
+    return host.time === 'event' && sub.sources.length > 1 && sub.storeNames.length > 0;
   }
 
   /** Where the task stands, recorded with the state in every commit batch. */
@@ -180,9 +204,32 @@ export class Task implements TaskContext {
     return run;
   }
 
-  /** Reads back the evicted state a batch will need (see TaskInput.prepare). */
-  prepare(records: readonly IncomingRecord[]): Promise<void> {
-    return this.#input.prepare(records);
+  /**
+   * Takes a delivered batch of one partition and returns what can be processed now: the batch
+   * itself, or for a task that orders its inputs, the runs of records whose turn has come.
+   */
+  accept(records: readonly IncomingRecord[]): readonly Run[] {
+    return this.#input.accept(records);
+  }
+
+  /** The waiting input whose turn has come by clock time `now` (see TaskInput.release), to prepare and process. */
+  release(now: number): readonly Run[] {
+    return this.#input.release(now);
+  }
+
+  /** Whether the task processes its inputs in timestamp order (see task/input-order.ts). */
+  get ordersInput(): boolean {
+    return this.#input.ordered;
+  }
+
+  /** Whether input waits for its turn. */
+  get waitingInput(): boolean {
+    return this.#input.waiting;
+  }
+
+  /** Reads back the evicted state runs of records will need (see TaskInput.prepare). */
+  prepare(runs: readonly Run[]): Promise<void> {
+    return this.#input.prepare(runs);
   }
 
   /** Reads back the evicted state that closes by the stream time `punctuate(now)` reaches. */
@@ -191,9 +238,9 @@ export class Task implements TaskContext {
     await this.#state.load([], this.#time.reachedBy(now));
   }
 
-  /** Processes a batch of one partition, in offset order. */
-  process(records: readonly IncomingRecord[]): void {
-    this.#input.process(records);
+  /** Processes runs of records, each of one partition in offset order. */
+  process(runs: readonly Run[]): void {
+    this.#input.process(runs);
   }
 
   /** Offsets `from` to `to` of `topic` need no processing (see TaskInput.skip). */
@@ -261,7 +308,9 @@ export class Task implements TaskContext {
 
   /** The clock time at which this task next has timer work, if any. */
   nextWakeUp(): number | undefined {
-    return this.#time.nextWakeUp();
+    const time = this.#time.nextWakeUp();
+    const input = this.#input.wakeUp(this.clock.now());
+    return time === undefined || (input !== undefined && input < time) ? input : time;
   }
 
   // --- records out -------------------------------------------------------------------------
@@ -277,8 +326,8 @@ export class Task implements TaskContext {
   }
 
   /** The offset of the last record this task wrote (acknowledged) to its partition of `topic`. */
-  lastWritten(topic: string): number | undefined {
-    return this.#collector.lastWritten(topic);
+  lastWritten(topic: string, partition = this.partition): number | undefined {
+    return this.#collector.lastWritten(topic, partition);
   }
 
   /** Async work (handlers, sends) in flight. */

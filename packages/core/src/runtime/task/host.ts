@@ -16,6 +16,13 @@ export interface TaskHost {
   readonly idleTimeoutMs: number | undefined;
   /** Whether the log says the task has read everything of a partition, and since when (see {@link CaughtUp}). */
   caughtUp(topic: string, partition: number): CaughtUp | undefined;
+  /**
+   * Whether an input partition has nothing more to come for now: the log says the task has read
+   * it all, and the local tasks that write it (a repartition topic) have nothing in hand either.
+   */
+  inputReady(topic: string, partition: number): boolean;
+  /** How long a task with several inputs waits for an empty one that may still have records (`maxInputWait`). */
+  readonly maxInputWaitMs: number;
   readonly producer: TransportProducer;
   readonly keepsValues: boolean;
   partitionsOf(topic: string): number;

@@ -1,4 +1,5 @@
 import { readOnlyAsTable } from '../../dsl/topology.js';
+import { InputOrder, type InputOrderOptions, type Run } from './input-order.js';
 import type { IncomingRecord, TopicPartitionOffset } from '../../transport/types.js';
 import type { SignalInput } from '../operator.js';
 import type { Origin, TickSignal } from '../signals.js';
@@ -23,7 +24,11 @@ export interface TaskInputOptions {
   progressed(): void;
   /** Sends what the batch produced. */
   flush(): void;
+  /** Set when the task processes its inputs in timestamp order (see InputOrder). */
+  readonly order?: Pick<InputOrderOptions, 'maxWaitMs' | 'maxBuffered' | 'ready' | 'expired'>;
 }
+
+const noSkips: Run['skips'] = [];
 
 /**
  * What goes into a task: batches read from its partitions (decoded, replays dropped) and records
@@ -36,7 +41,27 @@ export class TaskInput {
   #processing = false;
   #halted = false;
 
-  constructor(private readonly options: TaskInputOptions) {}
+  /** Set for a task that processes its inputs in timestamp order (see InputOrder). */
+  readonly #order: InputOrder | undefined;
+
+  constructor(private readonly options: TaskInputOptions) {
+    if (options.order) {
+      const { sources, decoder } = options;
+      this.#order = new InputOrder({
+        ...options.order,
+        // Ties: a table's update before a stream record of the same timestamp.
+        sources: sources.map((source) => ({ topic: source.topic, rank: this.#drivesStreamTime(source) ? 1 : 0 })),
+        timestampOf: (record) => {
+          const source = this.#sourceOf(record.topic);
+          return source?.timestamp ? decoder.extractTimestamp(source, record) : record.timestamp;
+        },
+      });
+    }
+  }
+
+  #sourceOf(topic: string | undefined): SourceNode | undefined {
+    return this.options.sources.find((node) => node.topic === topic);
+  }
 
   /** Whether the task stopped accepting records (after a fatal error, under `onError: 'stop'`, or on close). */
   get halted(): boolean {
@@ -45,6 +70,8 @@ export class TaskInput {
 
   halt(): void {
     this.#halted = true;
+    // Never processed, so never committed: the partition's next reader meets them again.
+    this.#order?.clear();
   }
 
   /** Set while a batch is processed: records written then may be handed off (see Task.handOff). */
@@ -58,27 +85,61 @@ export class TaskInput {
   }
 
   /**
-   * Reads back the evicted state a batch will need: the keys of its records, and the keys whose
-   * windows close by the stream time the batch reaches. Operators then run synchronously.
+   * Takes a delivered batch of one partition. A task that orders its inputs (see InputOrder) keeps
+   * it until its turn; the runs returned are what can be processed now, in order.
    */
-  async prepare(records: readonly IncomingRecord[]): Promise<void> {
+  accept(records: readonly IncomingRecord[]): readonly Run[] {
+    if (!this.#order) return [{ records, skips: noSkips }];
+    if (this.#halted) return [];
+    this.#order.add(records);
+    return this.#order.take(this.options.host.clock.now());
+  }
+
+  /** What waiting input can be processed now (an input caught up, or the wait ran out). */
+  release(now: number): readonly Run[] {
+    return this.#order && !this.#halted && this.#order.buffered > 0 ? this.#order.take(now) : [];
+  }
+
+  /** Whether the task processes its inputs in timestamp order. */
+  get ordered(): boolean {
+    return this.#order !== undefined;
+  }
+
+  /** Whether records wait for their turn (see InputOrder). */
+  get waiting(): boolean {
+    return this.#order !== undefined && this.#order.buffered > 0;
+  }
+
+  /** When waiting input should be looked at again, if any waits. */
+  wakeUp(now: number): number | undefined {
+    return this.#order?.wakeUp(now);
+  }
+
+  /**
+   * Reads back the evicted state runs of records will need: the keys of their records, and the
+   * keys whose windows close by the stream time they reach. Operators then run synchronously.
+   */
+  async prepare(runs: readonly Run[]): Promise<void> {
     if (!this.options.state.hasEvicted()) return;
-    const source = this.options.sources.find((node) => node.topic === records[0]?.topic);
-    if (!source) return;
-    const decoders = this.options.decoder.decodersOf(source);
     const keys: unknown[] = [];
     let latest = -Infinity;
-    for (const incoming of records) {
-      try {
-        if (incoming.decoded) keys.push(incoming.decoded.key);
-        else if (incoming.key !== null) keys.push(decoders.key(incoming.key));
-        if (this.options.host.time === 'event' && incoming.timestamp > latest) latest = incoming.timestamp;
-      } catch {
-        // A record that does not decode is dead-lettered by process().
+    for (const { records } of runs) {
+      const source = this.#sourceOf(records[0]?.topic);
+      if (!source) continue;
+      const decoders = this.options.decoder.decodersOf(source);
+      for (const incoming of records) {
+        try {
+          if (incoming.decoded) keys.push(incoming.decoded.key);
+          else if (incoming.key !== null) keys.push(decoders.key(incoming.key));
+          if (this.options.host.time === 'event' && incoming.timestamp > latest) latest = incoming.timestamp;
+        } catch {
+          // A record that does not decode is dead-lettered by process().
+        }
       }
+      // An extractor's timestamps are only known after decoding values: be safe and load what may close.
+      if (source.timestamp) latest = Infinity;
     }
-    // An extractor's timestamps are only known after decoding values: be safe and load what may close.
-    await this.#loadEvicted(keys, source.timestamp ? Infinity : latest);
+    if (keys.length > 0 || latest > -Infinity) await this.#loadEvicted(keys, latest);
   }
 
   /** Reads back the evicted state that handed-off records need (see {@link prepare}). */
@@ -108,51 +169,62 @@ export class TaskInput {
   }
   readonly #drivesTime = new Map<SourceNode, boolean>();
 
-  /** Processes a batch of one partition, in offset order. */
-  process(records: readonly IncomingRecord[]): void {
-    const { host, decoder, replays, time } = this.options;
-    if (this.#halted) return;
-    const source = this.options.sources.find((node) => node.topic === records[0]?.topic);
-    const input = source && this.options.inputs.get(source.topic);
-    if (!source || !input) return;
-    const decoders = decoder.decodersOf(source);
-    const processingTime = host.time === 'processing';
-    const drivesTime = this.#drivesStreamTime(source);
+  /** Processes runs of records (each of one partition, in offset order), and the skips due after each. */
+  process(runs: readonly Run[]): void {
+    const { host, time } = this.options;
+    if (this.#halted || runs.length === 0) return;
     // After a quiet spell, stream time has followed the clock up to now, whether or not a timer
-    // ran at that exact moment: the batch is judged against it.
-    if (!processingTime) time.advance(time.idleStreamTime(host.clock.now()));
-    let processed: IncomingRecord | undefined;
-    // Records read back from repartition topics are not new input.
-    if (!source.internal) host.metrics.recordsIn += records.length;
-    // Records written while a batch is processed may be handed off to a local task (see Task.handOff).
+    // ran at that exact moment: the records are judged against it.
+    if (host.time !== 'processing') time.advance(time.idleStreamTime(host.clock.now()));
+    let progressed = false;
+    // Records written while records are processed may be handed off to a local task (see Task.handOff).
     this.#processing = true;
     try {
-      for (const incoming of records) {
+      for (const { records, skips } of runs) {
+        if (records.length > 0 && this.#processRun(records)) progressed = true;
+        for (const { from, to } of skips) if (this.#skipNow(records[0]?.topic ?? '', from, to)) progressed = true;
         if (this.#halted) break;
-        const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
-        if (source.internal && replays.alreadyApplied(incoming)) {
-          processed = incoming;
-          continue;
-        }
-        const signal = decoder.decode(source, decoders, incoming, origin, processingTime);
-        if (signal) {
-          input.next(signal);
-          if (drivesTime) time.advance(processingTime ? host.clock.now() : signal.timestamp);
-        }
-        // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
-        if (this.#halted) break;
-        processed = incoming;
       }
     } finally {
       this.#processing = false;
-      decoder.forgetUndecodedKey();
+      this.options.decoder.forgetUndecodedKey();
     }
-    if (processed) {
-      this.#positions.set(processed.topic, { topic: processed.topic, partition: processed.partition, offset: processed.offset + 1 });
-      this.options.progressed();
-    }
+    if (progressed) this.options.progressed();
     time.restartIdleCountdown();
     this.options.flush();
+  }
+
+  /** Processes one run; true when the task's position moved. */
+  #processRun(records: readonly IncomingRecord[]): boolean {
+    const { host, decoder, replays, time } = this.options;
+    const source = this.#sourceOf(records[0]!.topic);
+    const input = source && this.options.inputs.get(source.topic);
+    if (!source || !input) return false;
+    const decoders = decoder.decodersOf(source);
+    const processingTime = host.time === 'processing';
+    const drivesTime = this.#drivesStreamTime(source);
+    let processed: IncomingRecord | undefined;
+    // Records read back from repartition topics are not new input.
+    if (!source.internal) host.metrics.recordsIn += records.length;
+    for (const incoming of records) {
+      if (this.#halted) break;
+      const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
+      if (source.internal && replays.alreadyApplied(incoming)) {
+        processed = incoming;
+        continue;
+      }
+      const signal = decoder.decode(source, decoders, incoming, origin, processingTime);
+      if (signal) {
+        input.next(signal);
+        if (drivesTime) time.advance(processingTime ? host.clock.now() : signal.timestamp);
+      }
+      // Under onError 'stop' the failing record's offset is not committed: a restart meets it again.
+      if (this.#halted) break;
+      processed = incoming;
+    }
+    if (!processed) return false;
+    this.#positions.set(processed.topic, { topic: processed.topic, partition: processed.partition, offset: processed.offset + 1 });
+    return true;
   }
 
   /**
@@ -184,13 +256,19 @@ export class TaskInput {
    * Offsets `from` to `to` of this task's partition of `topic` need no processing (transaction
    * markers, aborted records): if the task stands at `from`, it moves on to `to`, and its next
    * commit records that. Anywhere else (it was moved back, or has not read up to there) it stays.
+   * Behind records that wait for their turn, the skip waits too.
    */
   skip(topic: string, from: number, to: number): void {
     if (this.#halted) return;
+    if (this.#order?.holds(topic)) this.#order.addSkip(topic, from, to);
+    else if (this.#skipNow(topic, from, to)) this.options.progressed();
+  }
+
+  #skipNow(topic: string, from: number, to: number): boolean {
     const current = this.#positions.get(topic);
-    if (current === undefined || current.offset !== from || to <= from) return;
+    if (current === undefined || current.offset !== from || to <= from) return false;
     this.#positions.set(topic, { ...current, offset: to });
-    this.options.progressed();
+    return true;
   }
 
   /** The next offset of `topic` (this partition) that the task would process. */

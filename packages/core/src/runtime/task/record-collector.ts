@@ -38,7 +38,8 @@ export class RecordCollector {
   #outbox: OutgoingRecord[] = [];
   readonly #sends = new Set<Promise<readonly TopicPartitionOffset[]>>();
   /** Per topic, the offset of the last record this task wrote to its partition of it. */
-  readonly #lastWritten = new Map<string, number>();
+  /** Per topic, by partition, the offset of the last record written there. */
+  readonly #lastWritten = new Map<string, number[]>();
   /** Since when sends have failed with none going through (undefined: the last one went through). */
   #sendFailingSince: number | undefined;
 
@@ -65,8 +66,8 @@ export class RecordCollector {
   }
 
   /** The offset of the last record this task wrote (acknowledged) to its partition of `topic`. */
-  lastWritten(topic: string): number | undefined {
-    return this.#lastWritten.get(topic);
+  lastWritten(topic: string, partition = this.options.partition): number | undefined {
+    return this.#lastWritten.get(topic)?.[partition];
   }
 
   /** Sends what the operators produced since the last flush, as one producer call. */
@@ -120,7 +121,11 @@ export class RecordCollector {
   /** Records were written (and these are their last offsets per partition). */
   #sent(offsets: readonly TopicPartitionOffset[]): readonly TopicPartitionOffset[] {
     this.#sendFailingSince = undefined;
-    for (const { topic, partition, offset } of offsets) if (partition === this.options.partition) this.#lastWritten.set(topic, Math.max(offset, this.#lastWritten.get(topic) ?? -1));
+    for (const { topic, partition, offset } of offsets) {
+      let written = this.#lastWritten.get(topic);
+      if (!written) this.#lastWritten.set(topic, (written = []));
+      if (!(written[partition]! >= offset)) written[partition] = offset;
+    }
     return offsets;
   }
 

@@ -93,6 +93,21 @@ export class RecordDecoder {
     return { type: 'record', key, value, timestamp, origin };
   }
 
+  /**
+   * A record's event time by its source's extractor, to order a task's inputs by (see InputOrder);
+   * the record's own timestamp if its value does not decode or the extractor fails (it is then
+   * dead-lettered when processed).
+   */
+  extractTimestamp(source: SourceNode, incoming: IncomingRecord): number {
+    try {
+      const value = incoming.decoded ? incoming.decoded.value : incoming.value === null ? null : this.decodersOf(source).value(incoming.value);
+      const timestamp = source.timestamp!(value);
+      return typeof timestamp === 'number' && Number.isFinite(timestamp) ? timestamp : incoming.timestamp;
+    } catch {
+      return incoming.timestamp;
+    }
+  }
+
   /** A signal's key; for a record whose source left its key undecoded (see SourceDecoders), that key decoded. */
   keyOf(signal: Exclude<Signal, { type: 'tick' }>): unknown {
     if (signal.key !== undefined || signal.origin === undefined || signal.origin !== this.#undecodedKeyOrigin) return signal.key;

@@ -1,0 +1,210 @@
+import type { IncomingRecord } from '../../transport/types.js';
+
+/** How often a task whose input waits looks again whether the empty input has caught up. */
+const WAIT_RECHECK_MS = 50;
+
+/** One source of an ordered task, as the merge sees it. */
+export interface OrderedSource {
+  readonly topic: string;
+  /** Ties go to the lower rank first: a table update applies before a stream record of its timestamp. */
+  readonly rank: number;
+}
+
+/** What the merge needs of its task. */
+export interface InputOrderOptions {
+  readonly sources: readonly OrderedSource[];
+  /** How long the task waits for an empty input that may still have records (see `maxInputWait`). */
+  readonly maxWaitMs: number;
+  /** Records buffered across the task's inputs past which it stops waiting. */
+  readonly maxBuffered: number;
+  /** Whether an empty input has nothing more to come for now (the log says so, and its writers are quiet). */
+  ready(topic: string): boolean;
+  /** The timestamp a record is ordered by: its event time. */
+  timestampOf(record: IncomingRecord): number;
+  /** A wait ran out (or the buffer filled): records go ahead of an input that may still have earlier ones. */
+  expired(waitingFor: string, waitedMs: number): void;
+}
+
+interface Queue {
+  readonly source: OrderedSource;
+  /** Batches as delivered, and where the next record to take stands. */
+  batches: (readonly IncomingRecord[])[];
+  timestamps: number[][];
+  batch: number;
+  index: number;
+  /** Offset ranges of this input that hold nothing to process, each due once the records before it are taken. */
+  readonly skips: Array<{ readonly from: number; readonly to: number }>;
+}
+
+/** A stretch of one input's records, taken in order, and the skips due after it. */
+export interface Run {
+  readonly records: readonly IncomingRecord[];
+  readonly skips: ReadonlyArray<{ readonly from: number; readonly to: number }>;
+}
+
+/**
+ * The order in which a task with several inputs processes their records, as Kafka Streams'
+ * partition group does: always the record with the smallest timestamp among the inputs' next
+ * records (each input in offset order), so that a table update older than a stream record is
+ * applied before it, and two joined streams meet in event time. Batches wait here until every
+ * input either has records or has nothing more to come for now; an input that may still have
+ * records (the log says it is behind, or the task that writes it is still busy) is waited for at
+ * most `maxWaitMs`, or until `maxBuffered` records wait, and then the others go ahead.
+ */
+export class InputOrder {
+  readonly #queues = new Map<string, Queue>();
+  #buffered = 0;
+  /** Clock time since which the merge has been held up by an empty input, if it is. */
+  #waitingSince: number | undefined;
+  /** The wait ran out: records go ahead until every input has records again, or nothing more to come. */
+  #expired = false;
+
+  constructor(private readonly options: InputOrderOptions) {
+    for (const source of options.sources) this.#queues.set(source.topic, { source, batches: [], timestamps: [], batch: 0, index: 0, skips: [] });
+  }
+
+  /** Records waiting to be processed. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  /** Whether `topic` has records or skips waiting (a skip then waits its turn behind them). */
+  holds(topic: string): boolean {
+    const queue = this.#queues.get(topic);
+    return queue !== undefined && (queue.batch < queue.batches.length || queue.skips.length > 0);
+  }
+
+  /** A delivered batch of one input, in offset order. */
+  add(records: readonly IncomingRecord[]): void {
+    const queue = this.#queues.get(records[0]!.topic);
+    if (!queue) return;
+    const timestamps = new Array<number>(records.length);
+    for (let index = 0; index < records.length; index++) timestamps[index] = this.options.timestampOf(records[index]!);
+    queue.batches.push(records);
+    queue.timestamps.push(timestamps);
+    this.#buffered += records.length;
+  }
+
+  /** Offsets `from` to `to` of `topic` hold nothing: due after the records of it that wait here. */
+  addSkip(topic: string, from: number, to: number): void {
+    this.#queues.get(topic)?.skips.push({ from, to });
+  }
+
+  /** Drops everything that waits (the task closes; its next owner reads it again from the last commit). */
+  clear(): void {
+    for (const queue of this.#queues.values()) {
+      queue.batches = [];
+      queue.timestamps = [];
+      queue.batch = queue.index = 0;
+      queue.skips.length = 0;
+    }
+    this.#buffered = 0;
+    this.#waitingSince = undefined;
+    this.#expired = false;
+  }
+
+  /**
+   * Takes what can be processed now, as of clock time `now`, in timestamp order: runs of one input
+   * each. Stops at an empty input that may still have earlier records, until the wait runs out.
+   */
+  take(now: number): Run[] {
+    const runs: Run[] = [];
+    for (;;) {
+      let best: Queue | undefined;
+      let next: Queue | undefined;
+      let blockedBy: Queue | undefined;
+      for (const queue of this.#queues.values()) {
+        if (queue.batch >= queue.batches.length) {
+          if (!blockedBy && !this.#expired && !this.options.ready(queue.source.topic)) blockedBy = queue;
+          continue;
+        }
+        if (!best || this.#before(queue, best)) {
+          next = best;
+          best = queue;
+        } else if (!next || this.#before(queue, next)) {
+          next = queue;
+        }
+      }
+      if (!best) {
+        // Nothing waits: the skips of inputs with no records left are due now.
+        this.#waitingSince = undefined;
+        this.#expired = false;
+        for (const queue of this.#queues.values()) if (queue.skips.length > 0) runs.push({ records: [], skips: queue.skips.splice(0) });
+        return runs;
+      }
+      if (blockedBy) {
+        this.#waitingSince ??= now;
+        const waited = now - this.#waitingSince;
+        if (waited < this.options.maxWaitMs && this.#buffered < this.options.maxBuffered) return runs;
+        this.#expired = true;
+        this.options.expired(blockedBy.source.topic, waited);
+        continue;
+      }
+      if (!this.#expired) this.#waitingSince = undefined;
+      runs.push(this.#takeRun(best, next));
+    }
+  }
+
+  /**
+   * When the task should look again, if records wait: the wait's end, or a little later to see
+   * whether the empty input caught up meanwhile (the log's word changes with no delivery).
+   */
+  wakeUp(now: number): number | undefined {
+    if (this.#waitingSince === undefined || this.#buffered === 0) return undefined;
+    return Math.min(this.#waitingSince + this.options.maxWaitMs, now + WAIT_RECHECK_MS);
+  }
+
+  /** Whether the next record of `a` goes before that of `b`: by timestamp, then rank, then source order. */
+  #before(a: Queue, b: Queue): boolean {
+    const at = a.timestamps[a.batch]![a.index]!;
+    const bt = b.timestamps[b.batch]![b.index]!;
+    if (at !== bt) return at < bt;
+    return this.#tieBefore(a, b);
+  }
+
+  /** Between records of one timestamp: the lower rank first, then the earlier source. */
+  #tieBefore(a: Queue, b: Queue): boolean {
+    if (a.source.rank !== b.source.rank) return a.source.rank < b.source.rank;
+    return this.options.sources.indexOf(a.source) < this.options.sources.indexOf(b.source);
+  }
+
+  /** Takes records of `queue` up to (not past) the next record of `next`, and the skips due after them. */
+  #takeRun(queue: Queue, next: Queue | undefined): Run {
+    const batch = queue.batches[queue.batch]!;
+    const timestamps = queue.timestamps[queue.batch]!;
+    const start = queue.index;
+    let end = start + 1;
+    if (next) {
+      const limit = next.timestamps[next.batch]![next.index]!;
+      const inclusive = this.#tieBefore(queue, next);
+      while (end < batch.length && (timestamps[end]! < limit || (inclusive && timestamps[end] === limit))) end++;
+    } else {
+      end = batch.length;
+    }
+    const records = start === 0 && end === batch.length ? batch : batch.slice(start, end);
+    this.#buffered -= end - start;
+    if (end === batch.length) {
+      queue.batches[queue.batch] = queue.timestamps[queue.batch] = [];
+      queue.batch++;
+      queue.index = 0;
+      if (queue.batch === queue.batches.length) {
+        queue.batches = [];
+        queue.timestamps = [];
+        queue.batch = 0;
+      }
+    } else {
+      queue.index = end;
+    }
+    // Skips wait for the records before them; with the input empty, they are due.
+    const last = records[records.length - 1]!.offset;
+    const skips = queue.skips.length > 0 && (queue.batches.length === 0 || queue.skips[0]!.from <= last + 1) ? this.#dueSkips(queue, last) : [];
+    return { records, skips };
+  }
+
+  #dueSkips(queue: Queue, last: number): Array<{ from: number; to: number }> {
+    if (queue.batches.length === 0) return queue.skips.splice(0);
+    let count = 0;
+    while (count < queue.skips.length && queue.skips[count]!.from <= last + 1) count++;
+    return queue.skips.splice(0, count);
+  }
+}
