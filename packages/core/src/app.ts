@@ -157,7 +157,9 @@ export class App {
    * A topic read whole by every instance: before its tasks start, each instance reads every
    * partition into a table of its own, and keeps it following the topic (a null value deletes its
    * key). Streams look it up by any key they compute, with no repartition:
-   * `stream.join(globalTable, (value, key) => tableKey, joiner)`. Readable with `app.store`.
+   * `stream.join(globalTable, (value, key) => tableKey, joiner)`. Readable with `app.store`. On a
+   * disk state backend the table is kept there too, with a checkpoint of the offsets it has read,
+   * so a restart reads only the topic's tail.
    * @example
    * const places = app.globalTable<string, Place>('places');
    * readings.join(places, (reading) => reading.place, (reading, place) => ({ ...reading, site: place.site }))
@@ -208,7 +210,7 @@ export class App {
       await this.#topics.provision(topology);
       // Global tables are whole on this instance before any task starts.
       for (const store of this.#globalStores) await this.#topics.partitionCount(store.topic);
-      await Promise.all(this.#globalStores.map((store) => store.start(this.#transport, this.id, (message, fields) => this.#log('warn', message, fields))));
+      await Promise.all(this.#globalStores.map((store) => store.start(this.#transport, this.#state, this.id, (level, message, fields) => this.#log(level, message, fields))));
       await Promise.all(this.#batchHandlers().map((handler) => handler.start()));
       // A producer that `send()` opened before start serves the app too.
       this.#producer ??= await this.#transport.createProducer();
