@@ -24,7 +24,9 @@ export interface AppOptions {
    * Event time: a task with several inputs (a join, windows over merged topics) processes their
    * records in timestamp order; an input with no records at hand that may still have earlier ones
    * (the log says it is behind, or a local task that writes it is busy) is waited for this long
-   * before the others go ahead of it. Default `'500ms'`; `0` never waits.
+   * before the others go ahead of it. Default `'500ms'`, and under exactly-once the commit interval
+   * more (records a local task writes to a repartition topic are readable from its commit on);
+   * `0` never waits.
    */
   maxInputWait?: Duration;
   /**
@@ -142,7 +144,7 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
     onError,
     idleTimeoutMs: options.idleTimeout === false ? undefined : toMs(options.idleTimeout ?? '5s', 'idleTimeout', { allowZero: true }),
     commitIntervalMs,
-    maxInputWaitMs: toMs(options.maxInputWait ?? '500ms', 'maxInputWait', { allowZero: true }),
+    maxInputWaitMs: options.maxInputWait === undefined ? 500 + (guarantee === 'exactly-once' ? commitIntervalMs : 0) : toMs(options.maxInputWait, 'maxInputWait', { allowZero: true }),
     maxPending,
     stallTimeoutMs: options.stallTimeout === undefined ? 5 * commitIntervalMs : toMs(options.stallTimeout, 'stallTimeout'),
   };
