@@ -23,7 +23,7 @@ import type { Admin } from '@platformatic/kafka';
 import { expect, it } from 'vitest';
 import { startKafka, type KafkaBroker } from '../../scripts/src/kafka.ts';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, cleanUpAfterOutage, createTopics, gatherTopic, recordingLogger, sensorRounds, sleep, testAdmin, testProducer, troubles, waitFor, type TestProducer } from './helpers.ts';
+import { allCommitted, cleanUpAfterOutage, createTopics, gatherTopic, recordingLogger, sensorRounds, sleep, taskTroubles, testAdmin, testProducer, troubles, waitFor, type TestProducer } from './helpers.ts';
 
 const partitions = 3;
 const windowMs = 1_000;
@@ -134,11 +134,13 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
     // Under exactly-once the repartition topic's partitions end with transaction markers: the
     // reading tasks move past them, so their commits reach the end too.
     const watched = [inTopic, ...repartition];
+    // On a failure: which tasks do not run, and why (health, and the rebuilds with their errors).
+    const explain = () => taskTroubles(running, logger.entries);
     try {
-      await waitFor('every record to be processed and committed', () => allCommitted(committed, appId, watched), { timeoutMs: 45_000, intervalMs: 250 });
+      await waitFor('every record to be processed and committed', () => allCommitted(committed, appId, watched), { timeoutMs: 45_000, intervalMs: 250, explain });
     } catch (error) {
       const { recordsIn, tasks, lag } = running.metrics();
-      throw new Error(`${(error as Error).message} (app: ${JSON.stringify({ recordsIn, tasks, lag })}; troubles: ${JSON.stringify(troubles(logger.entries))})`);
+      throw new Error(`${(error as Error).message}\n(app: ${JSON.stringify({ recordsIn, tasks, lag })}; troubles: ${JSON.stringify(troubles(logger.entries))})`);
     }
 
     // A far-future reading per sensor closes the last windows.
@@ -151,7 +153,7 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
         const seen = new Set(results().map((result) => `${result.sensor}@${result.start}`));
         return [...expected.keys()].every((window) => seen.has(window));
       },
-      { timeoutMs: 30_000, intervalMs: 200 },
+      { timeoutMs: 30_000, intervalMs: 200, explain },
     );
 
     const all = results();
@@ -162,7 +164,7 @@ async function outage(name: string, retry: KafkaRetryOptions | undefined, guaran
     expect(new Set(all.map((result) => `${result.sensor}@${result.start}`)).size).toBe(expected.size);
     if (guarantee === 'exactly-once') expect(all.length, 'each window once (read_committed)').toBe(expected.size);
     expect(running.failure).toBeUndefined();
-    expect(running.metrics().tasks, 'the app runs every task again').toBe(partitions * 2);
+    if (running.metrics().tasks !== partitions * 2) expect.fail(`the app runs every task again\n${explain()}`);
     log(`${all.length} results for ${expected.size} windows; app troubles ${JSON.stringify(troubles(logger.entries))}`);
   } finally {
     await output?.stop().catch(() => undefined);

@@ -7,7 +7,7 @@ import { createApp, EddyError, partitionForKey, type App, type KeyedStream, type
 import { kafkaTransport } from '@eddy/kafka';
 import { afterAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, committedOffsets, createTopics, endOffsets, gatherTopic, produceReadings, recordingLogger, testAdmin, waitFor, type Gathered } from './helpers.ts';
+import { allCommitted, committedOffsets, createTopics, endOffsets, gatherTopic, produceReadings, recordingLogger, taskTroubles, testAdmin, waitFor, type Gathered } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -221,9 +221,10 @@ describeKafka('exactly-once on Kafka', (brokers) => {
       // the task is opened again from its last commit (its new producer fences the other one).
       const other = await takeover.createProducer({ transactionalId: `${id}:${input}:0` });
       await produceReadings(brokers, input, [{ sensor: 'a', ts: 2 }]);
-      await waitFor('the task to be rebuilt', () => logger.entries.some((entry) => entry.message === 'task started again from its last commit'), { timeoutMs: 20_000 });
+      const explain = () => taskTroubles(app, logger.entries);
+      await waitFor('the task to be rebuilt', () => logger.entries.some((entry) => entry.message === 'task started again from its last commit'), { timeoutMs: 20_000, explain });
       await produceReadings(brokers, input, [{ sensor: 'a', ts: 3 }]);
-      await waitFor('every record', () => committed.records.length >= 3, { timeoutMs: 20_000 });
+      await waitFor('every record', () => committed.records.length >= 3, { timeoutMs: 20_000, explain });
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(app.failure).toBeUndefined();
       expect(logger.entries.find((entry) => entry.message.startsWith('a task lost its work since its last commit'))?.fields).toMatchObject({ task: '0_0', error: expect.stringMatching(/fenced/) });
@@ -258,9 +259,10 @@ describeKafka('exactly-once on Kafka', (brokers) => {
       const [repartition] = (await admin.listTopics()).filter((topic) => topic.startsWith(`${id}-`) && topic.endsWith('-repartition'));
       const other = await takeover.createProducer({ transactionalId: `${id}:${repartition}:0` });
       await produceReadings(brokers, input, [{ sensor: 'a', ts: base + 1_600 }, { sensor: 'a', ts: base + 1_700 }]);
-      await waitFor('both tasks to start again', () => rebuilt().length >= 2, { timeoutMs: 20_000 });
+      const explain = () => taskTroubles(app, logger.entries);
+      await waitFor('both tasks to start again', () => rebuilt().length >= 2, { timeoutMs: 20_000, explain });
       await produceReadings(brokers, input, [{ sensor: 'a', ts: base + 5_000 }]);
-      await waitFor('the second window', () => committed.records.length >= 2, { timeoutMs: 20_000 });
+      await waitFor('the second window', () => committed.records.length >= 2, { timeoutMs: 20_000, explain });
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(app.failure).toBeUndefined();
       // The input task started again because the window task did (not one commit later, when it would find its records uncommitted).

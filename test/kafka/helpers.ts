@@ -29,6 +29,8 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 export const within = <T,>(promise: Promise<T>, ms: number) => Promise.race([promise, sleep(ms).then(() => undefined)]);
 
 export interface LogEntry {
+  /** When it was logged (ms since the epoch). */
+  at: number;
   level: 'debug' | 'info' | 'warn' | 'error';
   message: string;
   fields: Record<string, unknown>;
@@ -38,7 +40,7 @@ export interface LogEntry {
 export function recordingLogger(): Logger & { entries: LogEntry[]; errors(): LogEntry[] } {
   const entries: LogEntry[] = [];
   const write = (level: LogEntry['level']) => (fields: Record<string, unknown>, message: string) => {
-    entries.push({ level, message, fields });
+    entries.push({ at: Date.now(), level, message, fields });
     const show = process.env.EDDY_TEST_LOG;
     if ((show === '1' && (level === 'warn' || level === 'error')) || (show === 'info' && level !== 'debug') || show === 'debug') console.log(new Date().toISOString(), level, message, JSON.stringify(fields));
   };
@@ -53,14 +55,35 @@ export function recordingLogger(): Logger & { entries: LogEntry[]; errors(): Log
   };
 }
 
-/** Polls `check` until it returns true, failing with `what` after `timeoutMs`. */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, { timeoutMs = 30_000, intervalMs = 50 } = {}): Promise<void> {
+/** Polls `check` until it returns true, failing with `what` after `timeoutMs` (and what `explain` says then, if given). */
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  { timeoutMs = 30_000, intervalMs = 50, explain }: { timeoutMs?: number; intervalMs?: number; explain?: () => string } = {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${explain ? `\n${explain()}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
+}
+
+/** What the runtime logs while it drops a failed task and opens it again (see TaskManager#rebuild), and the group changes around it. */
+const rebuildMessages = /lost its work since its last commit|rebuil|failed task|task started again|stuck|partitions (assigned|revoked|lost)|fenced this member|no heartbeat got through/;
+
+/**
+ * Why an app's tasks do not all run, for a failed test: `app.health()`'s reasons (a task being
+ * started again says how long, which attempt and what it waits for) and the log of the rebuilds,
+ * with their errors.
+ */
+export function taskTroubles(app: App, entries: readonly LogEntry[]): string {
+  const { status, reasons } = app.health();
+  const rebuilds = entries
+    .filter((entry) => rebuildMessages.test(entry.message))
+    .map(({ at, level, message, fields }) => `  ${new Date(at).toISOString()} ${level} ${message} ${JSON.stringify(fields)}`)
+    .slice(-60);
+  return [`app ${app.state}, ${app.metrics().tasks} tasks running; health ${status}:`, ...reasons.map((reason) => `  ${reason}`), 'task rebuilds:', ...(rebuilds.length > 0 ? rebuilds : ['  none'])].join('\n');
 }
 
 /** An admin client for test set-up and inspection; `close()` it when done. */

@@ -41,7 +41,18 @@ class TransactionalMemory implements Transport {
   connect = () => this.log.connect();
   ensureTopics = (specs: readonly TopicSpec[]) => this.log.ensureTopics(specs);
   partitionCount = (topic: string) => this.log.partitionCount(topic);
-  endOffset = (partition: { topic: string; partition: number }) => this.log.endOffset(partition);
+  /** Transactional producers created and not closed, by transactional id. */
+  readonly openProducers = new Map<string, number>();
+  /** Looking up where `topic` ends fails this many more times (a broker that does not answer). */
+  readonly failEndOffsets = new Map<string, number>();
+  endOffset = async (partition: { topic: string; partition: number }) => {
+    const failures = this.failEndOffsets.get(partition.topic) ?? 0;
+    if (failures > 0) {
+      this.failEndOffsets.set(partition.topic, failures - 1);
+      throw new EddyError('TRANSPORT_FAILED', `looking up the end of ${partition.topic} failed`, { retriable: true });
+    }
+    return this.log.endOffset(partition);
+  };
   readPartition = (partition: { topic: string; partition: number }, from: number) => this.log.readPartition(partition, from);
   close = () => this.log.close();
 
@@ -65,6 +76,8 @@ class TransactionalMemory implements Transport {
     if (transactionalId === undefined) return this.log.createProducer();
     const epoch = (this.epochs.get(transactionalId) ?? 0) + 1;
     this.epochs.set(transactionalId, epoch);
+    this.openProducers.set(transactionalId, (this.openProducers.get(transactionalId) ?? 0) + 1);
+    let closed = false;
     let open = false;
     let records: OutgoingRecord[] = [];
     let offsets: TopicPartitionOffset[] = [];
@@ -103,7 +116,10 @@ class TransactionalMemory implements Transport {
       abort: async () => {
         open = false;
       },
-      close: async () => {},
+      close: async () => {
+        if (!closed) this.openProducers.set(transactionalId, this.openProducers.get(transactionalId)! - 1);
+        closed = true;
+      },
     };
     return producer;
   }
@@ -305,6 +321,23 @@ describe('exactly-once commit protocol', { timeout: 90_000 }, () => {
     await waitFor(() => transport.epochs.get(windowTaskId('handed')) === 3 && transport.epochs.get('handed:in:0') === 2, 'both tasks to be rebuilt');
     await closeEveryWindow(transport, app);
     expect(readOut(transport.log)).toEqual(eachWindowOnce);
+  });
+
+  it('an attempt at rebuilding a task that fails once its producer exists closes that producer; the next attempt runs the task', async () => {
+    const transport = new TransactionalMemory({ serializing: true });
+    transport.log.createTopic({ name: 'in', partitions: 1 });
+    const app = await withFirstWindow(transport, 'leak');
+    const repartition = windowTaskId('leak').split(':')[1]!;
+    // The task of 'in' is fenced; opening it again fails twice where it looks up its repartition topic's end.
+    await transport.createProducer({ transactionalId: 'leak:in:0' });
+    transport.failEndOffsets.set(repartition, 2);
+    transport.log.append([readingRecord('a', 2500), readingRecord('b', 2600)]);
+    await waitFor(() => transport.epochs.get('leak:in:0') === 5 && app.metrics().tasks === 2, 'the task to be rebuilt at the third attempt');
+    // One producer of the task's id is open: the running task's (the one made by the test stays open too).
+    expect(transport.openProducers.get('leak:in:0')).toBe(2);
+    await closeEveryWindow(transport, app);
+    expect(readOut(transport.log)).toEqual(eachWindowOnce);
+    expect(transport.openProducers.get('leak:in:0')).toBe(1);
   });
 
   it('a zombie (the group revoked its partitions) drops the failed task and rebuilds nothing; its transaction leaves nothing behind', async () => {

@@ -54,6 +54,8 @@ interface Rebuilding {
   readonly since: number;
   attempts: number;
   waitingFor: string;
+  /** Why the last attempt failed, if one did: `health()` says it while the next attempt waits. */
+  lastFailure: string | undefined;
 }
 
 const isTransactional = (producer: TransportProducer): producer is TransactionalProducer =>
@@ -74,6 +76,11 @@ export class TaskManager {
   readonly #stalled = new Set<string>();
   /** Tasks dropped after a failure and not running yet, by task id (see `#rebuild`). */
   readonly #rebuilding = new Map<string, Rebuilding>();
+  /**
+   * Per task id, the opening under way. Opens of one task run one after another, so the producer of
+   * the one opened last (the one registered: see #reopen) fences the others, never the reverse.
+   */
+  readonly #opening = new Map<string, Promise<unknown>>();
   readonly #handOffs: HandOffs;
   /** Set once the app has subscribed. */
   consumer: TransportConsumer | undefined;
@@ -215,6 +222,8 @@ export class TaskManager {
     for (const { topic, partition } of partitions) {
       const key = this.taskKey(topic, partition);
       if (this.#tasks.has(key)) continue;
+      // A rebuild of the task under way yields to the assignment (see #reopen).
+      this.#rebuilding.delete(key);
       const sub = this.deps.topology.subTopologies.find((candidate) => candidate.sources.some((source) => source.topic === topic))!;
       const { task, positions: restored } = await this.#open(sub, partition);
       positions.push(...restored);
@@ -228,6 +237,8 @@ export class TaskManager {
     const keys = new Set(partitions.map(({ topic, partition }) => this.taskKey(topic, partition)));
     for (const key of keys) {
       this.#commitRecords.delete(key);
+      // A rebuild of the task under way stops: its partitions leave this instance.
+      this.#rebuilding.delete(key);
       const task = this.#tasks.get(key);
       if (!task) continue;
       this.#revoking.add(task);
@@ -322,7 +333,8 @@ export class TaskManager {
     for (const task of this.#tasks.values()) report(task.taskId, task.stalled(now, bound));
     for (const [taskId, rebuilding] of this.#rebuilding) {
       const downMs = now - rebuilding.since;
-      report(taskId, downMs > bound ? `task ${taskId}: not running for ${downMs} ms, being started again after a failure (attempt ${rebuilding.attempts}: ${rebuilding.waitingFor})` : undefined);
+      const failed = rebuilding.lastFailure === undefined ? '' : `; the last attempt failed: ${rebuilding.lastFailure}`;
+      report(taskId, downMs > bound ? `task ${taskId}: not running for ${downMs} ms, being started again after a failure (attempt ${rebuilding.attempts}: ${rebuilding.waitingFor}${failed})` : undefined);
     }
     return reasons;
   }
@@ -380,7 +392,21 @@ export class TaskManager {
    * A task with its state restored, and the input positions that state covers. Exactly-once: the
    * task's producer exists (and has fenced its previous owner's) before its state is read.
    */
-  async #open(sub: SubTopology, partition: number): Promise<{ task: Task; positions: readonly TopicPartitionOffset[] }> {
+  #open(sub: SubTopology, partition: number): Promise<{ task: Task; positions: readonly TopicPartitionOffset[] }> {
+    const taskId = taskIdOf(sub.index, partition);
+    const opening = (this.#opening.get(taskId) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.#openNow(sub, partition));
+    this.#opening.set(taskId, opening);
+    void opening
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.#opening.get(taskId) === opening) this.#opening.delete(taskId);
+      });
+    return opening;
+  }
+
+  async #openNow(sub: SubTopology, partition: number): Promise<{ task: Task; positions: readonly TopicPartitionOffset[] }> {
     const { deps } = this;
     const taskId = taskIdOf(sub.index, partition);
     let committed = this.#commitRecords.get(taskId);
@@ -417,7 +443,10 @@ export class TaskManager {
       const ms = deps.clock.now() - started;
       deps.log('info', 'state restored', { task: task.taskId, records: restored.records, ms, recordsPerSecond: Math.round(restored.records / Math.max(0.001, ms / 1000)) });
     }
-    await this.#handOffs.opened(task, sub);
+    await this.#handOffs.opened(task, sub).catch(async (error: unknown) => {
+      await this.#close(task);
+      throw error;
+    });
     return { task, positions: restored.positions };
   }
 
@@ -440,9 +469,10 @@ export class TaskManager {
    */
   async #rebuild(task: Task, error: unknown): Promise<void> {
     const key = task.taskId;
-    if (!this.#isRunning(task)) return;
+    // A task being revoked is closed by its revocation, not rebuilt.
+    if (!this.#isRunning(task) || this.#revoking.has(task)) return;
     this.#tasks.delete(key);
-    const rebuilding: Rebuilding = { since: this.deps.clock.now(), attempts: 0, waitingFor: 'closing the failed task' };
+    const rebuilding: Rebuilding = { since: this.deps.clock.now(), attempts: 0, waitingFor: 'closing the failed task', lastFailure: undefined };
     this.#rebuilding.set(key, rebuilding);
     try {
       this.deps.log('warn', 'a task lost its work since its last commit; it starts again from there', { task: key, error: describeError(error) });
@@ -462,11 +492,20 @@ export class TaskManager {
   async #reopen(task: Task, rebuilding: Rebuilding): Promise<void> {
     const key = task.taskId;
     const partitions = task.subTopology.sources.map((source) => ({ topic: source.topic, partition: task.partition }));
-    for (let attempt = 0; this.deps.isOpen(); attempt++) {
+    // Another path took the task over meanwhile: an assignment opened it, or a newer rebuild runs.
+    const takenOver = () => this.#tasks.has(key) || this.#rebuilding.get(key) !== rebuilding;
+    const stop = (why: string) => this.deps.log('debug', 'a failed task is not rebuilt here', { task: key, why, attempts: rebuilding.attempts });
+    for (let attempt = 0; ; attempt++) {
       if (attempt > 0) await new Promise((resolve) => this.deps.clock.setTimeout(() => resolve(undefined), Math.min(2_000, 100 * 2 ** attempt)));
-      const consumer = this.consumer;
-      if (!consumer || !this.deps.isOpen() || this.#tasks.has(key)) return;
+      if (!this.deps.isOpen()) return stop('the app is closing');
+      if (takenOver()) return stop('another assignment or rebuild took the task over');
       rebuilding.attempts = attempt + 1;
+      // While the app starts, its consumer is not there yet: the task waits for it, it is not dropped.
+      const consumer = this.consumer;
+      if (!consumer) {
+        rebuilding.waitingFor = 'the app to finish starting';
+        continue;
+      }
       rebuilding.waitingFor = 'the group to confirm this instance still owns its partitions';
       const ownership = (await consumer.confirmOwnership?.(partitions)) ?? 'owned';
       if (ownership === 'revoked') {
@@ -479,25 +518,33 @@ export class TaskManager {
         this.deps.log(level, 'the group is unsure whether this instance still owns a failed task; asking again', { task: key, attempt: attempt + 1 });
         continue;
       }
+      if (!this.deps.isOpen()) return stop('the app is closing');
+      if (takenOver()) return stop('another assignment or rebuild took the task over');
       rebuilding.waitingFor = 'opening the task and restoring its state';
       let opened: { task: Task; positions: readonly TopicPartitionOffset[] } | undefined;
       const resumeAt: TopicPartitionOffset[] = [];
       try {
         opened = await this.#open(task.subTopology, task.partition);
+        rebuilding.waitingFor = 'reading the committed offsets';
         for (const { topic, partition } of partitions) {
           const restored = opened.positions.find((position) => position.topic === topic && position.partition === partition)?.offset ?? 0;
           const committed = (await consumer.committed({ topic, partition })) ?? 0;
           resumeAt.push({ topic, partition, offset: Math.max(restored, committed) });
         }
       } catch (failure) {
+        rebuilding.waitingFor = 'closing what the failed attempt opened';
         if (opened) await this.#close(opened.task);
-        rebuilding.waitingFor = `a retry after: ${describeError(failure)}`;
+        rebuilding.waitingFor = 'the next attempt';
+        rebuilding.lastFailure = describeError(failure);
         this.deps.log('warn', 'rebuilding a task failed; trying again', { task: key, attempt: attempt + 1, error: describeError(failure) });
         continue;
       }
-      if (!this.deps.isOpen() || this.#tasks.has(key) || (await consumer.confirmOwnership?.(partitions)) === 'revoked') {
+      rebuilding.waitingFor = 'the group to confirm again, the task restored';
+      const owned = this.deps.isOpen() && !takenOver() && (await consumer.confirmOwnership?.(partitions)) !== 'revoked';
+      // Checked again after the answer: the task must not replace one that an assignment opened meanwhile.
+      if (!owned || !this.deps.isOpen() || takenOver()) {
         await this.#close(opened.task);
-        return;
+        return stop(this.deps.isOpen() && !takenOver() ? 'the group revoked its partitions' : 'the app is closing, or the task was taken over');
       }
       // The task takes its place and its partitions move back in one step: records (or skipped
       // offsets) the consumer delivered while it had no task are dropped, so it must read them

@@ -386,8 +386,13 @@ export class Task implements TaskContext {
    */
   async close(): Promise<void> {
     this.halt();
-    this.#state.release();
-    await this.#commit.close();
+    // A commit under way ends first. Aborting beside it would let its offsets reach the group
+    // after the abort: they would stay pending there for good (a hanging transaction), and every
+    // read of the committed offsets would find them unstable.
+    await this.exclusive(async () => {
+      this.#state.release();
+      await this.#commit.close();
+    });
   }
 
   /**
