@@ -444,6 +444,7 @@ export class App {
         if (overrides.logger) this.#logger = overrides.logger;
       },
       send: (topic, value, options) => this.#input.send(topic, value, options),
+      topology: () => this.#topology ?? buildTopology(this.id, this.#graph.nodes),
       topologyNodes: () => {
         const nodes = (this.#topology ?? buildTopology(this.id, this.#graph.nodes)).subTopologies.flatMap((sub) => sub.nodes);
         return {

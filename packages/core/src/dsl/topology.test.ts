@@ -3,7 +3,8 @@ import { ConfigError, createApp, type App } from '../index.js';
 import { defaultKeySerde, json, string } from '../serde.js';
 import { TestDriver } from '../testing/index.js';
 import type { Node, NodeInput } from './graph.js';
-import { ignoresKey, keyUnreadBelow } from './topology.js';
+import { testHooks } from '../runtime/test-hooks.js';
+import { ignoresKey, keyUnreadBelow, stateSpansSources } from './topology.js';
 
 interface Reading {
   sensor: string;
@@ -310,5 +311,40 @@ describe('which steps can see a source key', () => {
     step('keyBy', (r) => r, branched);
     sink(step('map', (r) => r, branched));
     expect(keyUnreadBelow(branched, children)).toBe(false);
+  });
+});
+
+describe('stateSpansSources (which tasks read their inputs in timestamp order)', () => {
+  const spans = (app: App) => app[testHooks]().topology().subTopologies.map((sub) => stateSpansSources(sub));
+
+  it('is true for the sub-topology of a join, whose state takes records of both its inputs', () => {
+    const streamTable = createApp({ id: 'spans-join' });
+    streamTable
+      .from<Reading>('readings')
+      .keyBy((r) => r.sensor)
+      .leftJoin(streamTable.table<string, { place: string }>('sensors'), (r, s) => ({ ...r, place: s?.place }))
+      .to('out');
+    expect(spans(streamTable)).toEqual([false, true]);
+
+    const tables = createApp({ id: 'spans-tables' });
+    tables.table<string, number>('left').outerJoin(tables.table<string, number>('right'), (l, r) => [l, r]).toStream().to('out');
+    expect(spans(tables)).toEqual([true]);
+
+    const streams = createApp({ id: 'spans-streams' });
+    const lefts = streams.from<Reading>('lefts').keyBy((r) => r.sensor);
+    lefts.join(streams.from<Reading>('rights').keyBy((r) => r.sensor), (l, r) => l.value + r.value, { within: '1s' }).to('out');
+    expect(spans(streams)).toContain(true);
+  });
+
+  it('is false for windows that only share a task, each fed by one input, and for a single input', () => {
+    const branches = createApp({ id: 'spans-branches' });
+    const readings = branches.from<Reading>('readings');
+    const counts = readings.keyBy((r) => r.sensor).tumbling('10s').count().onClose((w) => w.value);
+    const sums = readings.keyBy((r) => r.sensor, { name: 'for-sums' }).tumbling('10s').sum((r) => r.value).onClose((w) => w.value);
+    counts.merge(sums).to('out');
+    const subs = branches[testHooks]().topology().subTopologies;
+    expect(subs.some((sub) => sub.sources.length > 1)).toBe(true);
+    expect(spans(branches).every((spanned) => !spanned)).toBe(true);
+    expect(spans(sensorsApp())).toEqual([false, false]);
   });
 });

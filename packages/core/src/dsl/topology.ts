@@ -70,6 +70,25 @@ export function readOnlyAsTable(source: Node, children: ReadonlyMap<Node, readon
   return below.length > 0 && below.every((child) => child.kind === 'table' && child.upsert === true);
 }
 
+/**
+ * Whether some state of a sub-topology (a window, a table, a join) depends on records of more than
+ * one of its source topics: then the order in which the task takes its inputs changes results,
+ * and it reads them in timestamp order (see runtime/task/input-order.ts). Branches that only share
+ * a task (two windows of two repartition topics) do not need that.
+ */
+export function stateSpansSources(sub: SubTopology): boolean {
+  const inSub = new Set(sub.nodes);
+  const sourcesOf = new Map<Node, ReadonlySet<Node>>();
+  for (const node of sub.nodes) {
+    const sources = new Set<Node>(node.kind === 'source' ? [node] : []);
+    for (const parent of node.parents) if (inSub.has(parent)) for (const source of sourcesOf.get(parent) ?? []) sources.add(source);
+    sourcesOf.set(node, sources);
+    if (sources.size > 1 && statefulKinds.has(node.kind)) return true;
+  }
+  return false;
+}
+const statefulKinds = new Set<Node['kind']>(['window', 'table', 'streamJoin', 'tableJoin', 'join']);
+
 /** Does the path from `node` up to its sources re-key the stream (a keyBy) before any topic? */
 function rekeyedAbove(node: Node): Extract<Node, { kind: 'keyBy' }> | undefined {
   for (const parent of node.parents) {

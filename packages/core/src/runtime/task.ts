@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import type { SubTopology } from '../dsl/topology.js';
+import { stateSpansSources, type SubTopology } from '../dsl/topology.js';
 import type { ErrorCode } from '../errors.js';
 import type { PartitionStore } from '../state/backend.js';
 import type { IncomingRecord, OutgoingRecord, TopicPartitionOffset, TransactionalProducer } from '../transport/types.js';
@@ -146,11 +146,11 @@ export class Task implements TaskContext {
 
   /**
    * Whether a sub-topology's tasks process their inputs in timestamp order (see
-   * task/input-order.ts): in event time, with several inputs and state that their order changes
-   * (a join, a window). Such a task takes no hand-offs: its inputs come through their topics.
+   * task/input-order.ts): in event time, when state depends on more than one input (a join, a
+   * window over merged topics). Such a task takes no hand-offs: its inputs come through their topics.
    */
   static ordersInput(host: Pick<TaskHost, 'time'>, sub: SubTopology): boolean {
-    return host.time === 'event' && sub.sources.length > 1 && sub.storeNames.length > 0;
+    return host.time === 'event' && sub.sources.length > 1 && stateSpansSources(sub);
   }
 
   /** Where the task stands, recorded with the state in every commit batch. */

@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { Node } from '../dsl/graph.js';
+import type { Topology } from '../dsl/topology.js';
 import type { Logger } from '../logger.js';
 import type { SendOptions } from '../app-options.js';
 import type { Transport } from '../transport/types.js';
@@ -15,6 +16,8 @@ export interface AppTestHooks {
   configure(overrides: { clock: Clock; transport: Transport; logger?: Logger }): void;
   /** `app.send` without its check of the app's state. */
   send(topic: string, value: unknown, options: SendOptions): Promise<void>;
+  /** The app's topology, as it runs (or would run, before start). */
+  topology(): Topology;
   /** The topology's sources and sinks (the driver decodes topics with their serdes). */
   topologyNodes(): { sources: Extract<Node, { kind: 'source' }>[]; sinks: Extract<Node, { kind: 'sink' }>[] };
   /** Runs until no record, timer or handler work is left. */
