@@ -69,6 +69,28 @@ function summing(options: { onError?: 'dead-letter' | 'stop'; logger?: Logger; s
 const tooFarAhead = (now: () => number) => (record: OutgoingRecord) => (record.topic === 'totals' && record.timestamp - now() > 3_600_000 ? 'INVALID_TIMESTAMP' : undefined);
 
 describe('records the log refuses for themselves', () => {
+  it('sent by the host in one turn: only the sends whose records were refused reject, each with its own records; the rest are written', async () => {
+    const transport = new Refusing({ defaultPartitions: 1 });
+    transport.refuse = (record) => (record.topic === 'readings' && record.timestamp < 0 ? 'INVALID_TIMESTAMP' : undefined);
+    const app = summing();
+    const driver = await TestDriver.start(app, { transport });
+    const reading = (value: number, ts: number) => ({ value: { sensor: 's', value, ts }, key: 's', timestamp: ts });
+    // One turn: one write, five sends.
+    const outcomes = await Promise.allSettled([
+      app.send('readings', reading(1, 1_000).value, { key: 's', timestamp: 1_000 }),
+      app.send('readings', reading(2, -1).value, { key: 's', timestamp: -1 }),
+      app.sendBatch('readings', [reading(3, 2_000), reading(4, -2), reading(5, -3)]),
+      app.sendBatch('readings', [reading(6, 3_000), reading(7, 4_000)]),
+      app.send('readings', reading(8, 5_000).value, { key: 's', timestamp: 5_000 }),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled', 'fulfilled']);
+    const refusedOf = (outcome: PromiseSettledResult<void>) => (outcome.status === 'rejected' ? (outcome.reason as RecordsRejectedError).refused.map((rejected) => rejected.record.timestamp) : []);
+    expect(refusedOf(outcomes[1]!)).toEqual([-1]);
+    expect(refusedOf(outcomes[2]!)).toEqual([-2, -3]);
+    expect(transport.records('readings').map((record) => record.timestamp)).toEqual([1_000, 2_000, 3_000, 4_000, 5_000]);
+    await driver.stop();
+  });
+
   it('go to the dead letters with the log’s reason; the rest of the input is processed and committed', async () => {
     const transport = new Refusing();
     const app = summing();

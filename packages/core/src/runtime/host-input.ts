@@ -50,7 +50,7 @@ export class HostInput {
     const route = this.#routes.get(topic);
     if (route) {
       try {
-        return route.sends.send([this.#outgoing(route, value, options, 'send')]);
+        return route.sends.sendOne(this.#outgoing(route, value, options, 'send'));
       } catch (error) {
         return Promise.reject(error);
       }

@@ -1,8 +1,10 @@
 import { RecordsRejectedError } from '../errors.js';
 import type { OutgoingRecord, TransportProducer } from '../transport/types.js';
 
+/** A send waiting for its turn's write: its records are `count` records from `from` in the turn's list. */
 interface Waiting {
-  readonly records: readonly OutgoingRecord[];
+  readonly from: number;
+  readonly count: number;
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
 }
@@ -15,22 +17,38 @@ interface Waiting {
  */
 export class HostSends {
   readonly #producer: TransportProducer;
+  /** The turn's records, in order, and the sends they came with. */
+  #records: OutgoingRecord[] = [];
   #waiting: Waiting[] = [];
 
   constructor(producer: TransportProducer) {
     this.#producer = producer;
   }
 
+  /** One record: no array of its own (the common `app.send`). */
+  sendOne(record: OutgoingRecord): Promise<void> {
+    return this.#enqueue(1, () => this.#records.push(record));
+  }
+
   send(records: readonly OutgoingRecord[]): Promise<void> {
+    return this.#enqueue(records.length, () => {
+      for (const record of records) this.#records.push(record);
+    });
+  }
+
+  #enqueue(count: number, add: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.#waiting.push({ records, resolve, reject }) === 1) queueMicrotask(() => this.#flush());
+      const from = this.#records.length;
+      add();
+      if (this.#waiting.push({ from, count, resolve, reject }) === 1) queueMicrotask(() => this.#flush());
     });
   }
 
   #flush(): void {
     const waiting = this.#waiting;
+    const records = this.#records;
     this.#waiting = [];
-    const records = waiting.length === 1 ? waiting[0]!.records : waiting.flatMap((each) => each.records);
+    this.#records = [];
     this.#producer.send(records).then(
       () => {
         for (const each of waiting) each.resolve();
@@ -42,7 +60,7 @@ export class HostSends {
         }
         const refused = new Map(error.refused.map((rejected) => [rejected.record, rejected]));
         for (const each of waiting) {
-          const own = each.records.flatMap((record) => refused.get(record) ?? []);
+          const own = records.slice(each.from, each.from + each.count).flatMap((record) => refused.get(record) ?? []);
           if (own.length === 0) each.resolve();
           else each.reject(new RecordsRejectedError(own, []));
         }
