@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { createRecordsBatch } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
 import { rawBatches, type RawBatch } from './fetch-response.js';
-import { committedRecords } from './committed-records.js';
+import { committedBatches, committedRecords, fetchedEnd } from './committed-records.js';
 
 type Partition = Parameters<typeof committedRecords>[1];
 
@@ -109,5 +109,17 @@ describe('committedRecords: what a read_committed member delivers of a fetched p
     expect(read.map((record) => [record.offset, record.key?.toString(), Number(record.value!.toString()), record.timestamp])).toEqual(
       records.slice(5).map((record, index) => [65 + index, record.key.toString(), 65 + index, Number(record.timestamp)]),
     );
+  });
+
+  it('hands out the same records a batch at a time (committedBatches), leaving out batches with none delivered', () => {
+    const fetched = partition(
+      [batch(0, 3), batch(3, 2, { producerId: 7n, attributes: TRANSACTIONAL }), marker(5, 7n, 0), batch(6, 4), batch(10, 1, { producerId: 8n, attributes: TRANSACTIONAL }), marker(11, 8n, 1)],
+      [{ producerId: 7n, firstOffset: 3n }],
+    );
+    const batches = [...committedBatches(tp, fetched, 1)];
+    expect(batches.map((records) => records.map((record) => record.offset))).toEqual([[1, 2], [6, 7, 8, 9], [10]]);
+    expect(batches.flat()).toEqual(committedRecords(tp, fetched, 1).records);
+    expect(fetchedEnd(fetched, 1)).toBe(12);
+    expect(fetchedEnd(partition([]), 9)).toBe(9);
   });
 });

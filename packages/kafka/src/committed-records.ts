@@ -17,16 +17,33 @@ const emptyHeaders: Headers = Object.freeze({});
  * and each one's records run from its first offset to its producer's abort marker.
  */
 export function committedRecords(tp: TopicPartition, result: FetchedPartition, position: number): { records: IncomingRecord[]; next: number } {
+  const records: IncomingRecord[] = [];
+  // Each batch's records go straight into `records`: the fetch loop's path takes no copy.
+  for (const appended of committedBatches(tp, result, position, records)) void appended;
+  return { records, next: fetchedEnd(result, position) };
+}
+
+/** The offset after the last batch of a fetched partition, or `position` if it has none. */
+export function fetchedEnd(result: FetchedPartition, position: number): number {
+  let next = position;
+  for (const batch of result.records ?? []) next = Math.max(next, batch.firstOffset + batch.lastOffsetDelta + 1);
+  return next;
+}
+
+/**
+ * {@link committedRecords}, a record batch at a time (batches with none delivered left out): a
+ * restore decodes a large fetch as it writes it, and its records die young. With `into`, each
+ * batch's records are appended there, and `into` is what is yielded.
+ */
+export function* committedBatches(tp: TopicPartition, result: FetchedPartition, position: number, into?: IncomingRecord[]): Generator<IncomingRecord[]> {
   const batches = result.records ?? [];
   const aborted = [...result.abortedTransactions].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : 1));
   const abortedProducers = new Set<bigint>();
   let nextAborted = 0;
-  const records: IncomingRecord[] = [];
-  let next = position;
+  const { topic, partition } = tp;
   for (const batch of batches) {
     const first = batch.firstOffset;
     const last = first + batch.lastOffsetDelta;
-    if (last + 1 > next) next = last + 1;
     while (nextAborted < aborted.length && Number(aborted[nextAborted]!.firstOffset) <= last) abortedProducers.add(aborted[nextAborted++]!.producerId);
     if (batch.attributes & CONTROL) {
       // A transaction marker: an abort (type 0 in the marker's key) ends that producer's aborted run.
@@ -38,7 +55,8 @@ export function committedRecords(tp: TopicPartition, result: FetchedPartition, p
     if (batch.attributes & TRANSACTIONAL && abortedProducers.has(batch.producerId)) continue;
     const logAppendTime = (batch.attributes & LOG_APPEND_TIME) !== 0;
     const { firstTimestamp, maxTimestamp } = batch;
-    const { topic, partition } = tp;
+    const records: IncomingRecord[] = into ?? [];
+    const before = records.length;
     forEachRecord(batch, ({ offsetDelta, timestampDelta, key, value, headers }) => {
       const offset = first + offsetDelta;
       if (offset < position) return;
@@ -52,8 +70,8 @@ export function committedRecords(tp: TopicPartition, result: FetchedPartition, p
         headers: headers === undefined ? emptyHeaders : headersOf(headers),
       });
     });
+    if (records.length > before) yield records;
   }
-  return { records, next };
 }
 
 /** Header values as text (names and values alternating); like Java's `Headers.lastHeader`, the last of a repeated name wins, and a header without a value is left out. */

@@ -3,7 +3,7 @@ import { FetchIsolationLevels, UserError } from '@platformatic/kafka';
 import { fetchRaw, type FetchResponse } from './fetch-response.js';
 import { Cluster } from './cluster.js';
 import { isRetriable, transportError } from './errors.js';
-import { committedRecords } from './committed-records.js';
+import { committedBatches, fetchedEnd } from './committed-records.js';
 import type { KafkaSettings } from './options.js';
 import { hasKafkaError } from './protocol-errors.js';
 
@@ -44,13 +44,24 @@ export async function* readPartition(settings: KafkaSettings, tp: TopicPartition
   const reader = new PartitionReader(settings, tp, where);
   try {
     const end = await reader.end();
-    let next = fromOffset < end ? reader.read(fromOffset, end) : undefined;
+    let next = fromOffset < end ? reader.read(fromOffset) : undefined;
     while (next) {
       const { records, position } = await next;
-      next = position < end ? reader.read(position, end) : undefined;
+      next = position < end ? reader.read(position) : undefined;
       // Awaited on the next turn; until then its failure must not count as unhandled.
       next?.catch(() => undefined);
-      for (let start = 0; start < records.length; start += MAX_YIELD_RECORDS) yield records.slice(start, start + MAX_YIELD_RECORDS);
+      // Decoded as the caller takes them: a fetch holds hundreds of thousands of records.
+      let slice: IncomingRecord[] = [];
+      for (const batch of records) {
+        for (const record of batch) {
+          if (record.offset >= end) continue;
+          slice.push(record);
+          if (slice.length < MAX_YIELD_RECORDS) continue;
+          yield slice;
+          slice = [];
+        }
+      }
+      if (slice.length > 0) yield slice;
     }
   } finally {
     await reader.close();
@@ -90,12 +101,12 @@ class PartitionReader {
     });
   }
 
-  /** The committed records from `position` on, below `end`, and the position after them; tried again until it moves on. */
-  read(position: number, end: number): Promise<{ records: IncomingRecord[]; position: number }> {
-    return this.#untilAnswered(`at offset ${position} of ${end}`, async () => {
+  /** The committed records from `position` on, decoded as they are taken, and the position after them; tried again until it moves on. */
+  read(position: number): Promise<{ records: Iterable<IncomingRecord[]>; position: number }> {
+    return this.#untilAnswered(`at offset ${position}`, async () => {
       const fetched = await this.#fetch(position);
       if (fetched.next <= position) return undefined;
-      return { records: fetched.records.filter((record) => record.offset < end), position: fetched.next };
+      return { records: fetched.records, position: fetched.next };
     });
   }
 
@@ -104,8 +115,8 @@ class PartitionReader {
     await this.#cluster.close().catch(() => undefined);
   }
 
-  /** One fetch from the partition's leader: its committed records from `position`, and the offset after the fetched batches. */
-  async #fetch(position: number): Promise<{ records: IncomingRecord[]; next: number }> {
+  /** One fetch from the partition's leader: its committed records from `position`, batch by batch, and the offset after the fetched batches. */
+  async #fetch(position: number): Promise<{ records: Iterable<IncomingRecord[]>; next: number }> {
     const { topic, partition } = this.#tp;
     const metadata = await this.#cluster.topic(topic, this.#takeRefresh());
     const leader = metadata.partitions[partition]?.leader;
@@ -119,7 +130,7 @@ class PartitionReader {
       throw error;
     }
     const result = response.responses[0]?.partitions.find(({ partitionIndex }) => partitionIndex === partition);
-    return result ? committedRecords(this.#tp, result, position) : { records: [], next: position };
+    return result ? { records: committedBatches(this.#tp, result, position), next: fetchedEnd(result, position) } : { records: [], next: position };
   }
 
   /** Where the log starts, after records below it were deleted (retention, DeleteRecords) before they were read. */

@@ -15,6 +15,7 @@
  * checkpoint sorts right after its partition's data, so `[prefix‖0x00, prefix‖0x01)` is the
  * partition's data alone: one range scan reads it and one range delete clears it.
  */
+import { Buffer } from 'node:buffer';
 
 /** The format this code writes; a database with another format is rebuilt from the changelog. */
 export const FORMAT_VERSION = '1';
@@ -76,7 +77,12 @@ export function partitionLayout(storeName: string, partition: number): Partition
 
 /** The stored key of a user key: `dataStart ‖ key`. */
 export function dataKey(layout: PartitionLayout, key: Uint8Array): Uint8Array {
-  return concat(layout.dataStart, key);
+  const prefix = layout.dataStart;
+  // From Node's buffer pool: a small Uint8Array of its own would be copied off the heap again when LevelDB reads it.
+  const out = Buffer.allocUnsafe(prefix.length + key.length);
+  out.set(prefix, 0);
+  out.set(key, prefix.length);
+  return out;
 }
 
 /** Encodes a changelog offset (a safe integer) as 8 bytes. */

@@ -1,8 +1,12 @@
 import { Buffer } from 'node:buffer';
 import type { KeyRange, PartitionStore, StoreEntry, StoreSpec } from '@eddy/core';
+import type { Iterator as LevelIterator } from 'level';
 import { rootMessage, StateError } from './errors.js';
 import { dataKey, decodeOffset, encodeOffset, type PartitionLayout } from './layout.js';
 import type { LevelDatabase } from './recovery.js';
+
+/** Entries per native read of a range: one call per entry costs more than the read itself. */
+const ENTRIES_PER_READ = 1_000;
 
 /** One partition's shared state: every handle on it, and every write, goes through it. */
 export interface PartitionState {
@@ -74,31 +78,80 @@ export class LevelPartitionStore implements PartitionStore {
     this.#closed = true;
   }
 
-  async *entries(range: KeyRange = {}): AsyncIterable<readonly [Uint8Array, Uint8Array]> {
-    this.#assertOpen();
-    if (range.gte !== undefined) assertBytes(range.gte, 'range.gte');
-    if (range.lt !== undefined) assertBytes(range.lt, 'range.lt');
-    // Reads see every write issued before them, as in memory.
-    await this.#partition.tail;
-    const { layout } = this.#partition;
-    const gte = range.gte === undefined ? layout.dataStart : dataKey(layout, range.gte);
-    const lt = range.lt === undefined ? layout.dataEnd : dataKey(layout, range.lt);
-    if (Buffer.compare(gte, lt) >= 0) return;
+  entries(range: KeyRange = {}): AsyncIterable<readonly [Uint8Array, Uint8Array]> {
+    return { [Symbol.asyncIterator]: () => this.#read(range) };
+  }
 
-    const skip = layout.dataStart.length;
-    const iterator = this.#app.db.iterator({ gte, lt, fillCache: false });
-    try {
-      for (;;) {
-        // Batches of entries per native call; one call per entry costs more than the read itself.
-        const entries = await iterator.nextv(256).catch((error: unknown) => {
-          throw failure(error, `reading ${this.#name()}`);
-        });
-        if (entries.length === 0) return;
-        for (const [key, value] of entries) yield [plain(key, skip), plain(value, 0)];
+  /**
+   * Steps through a range with the next batch read while this one is handed out. Not a generator:
+   * a restore steps through every entry, and a generator's round trip per entry costs more than
+   * reading it.
+   */
+  #read(range: KeyRange): AsyncIterator<readonly [Uint8Array, Uint8Array]> {
+    const skip = this.#partition.layout.dataStart.length;
+    let iterator: LevelIterator<LevelDatabase, Uint8Array, Uint8Array> | undefined;
+    let ahead: Promise<Array<[Uint8Array, Uint8Array]>> | undefined;
+    let batch: Array<[Uint8Array, Uint8Array]> = [];
+    let at = 0;
+    let started = false;
+    const readAhead = (from: LevelIterator<LevelDatabase, Uint8Array, Uint8Array>) => {
+      const reading = from.nextv(ENTRIES_PER_READ).catch((error: unknown) => {
+        throw failure(error, `reading ${this.#name()}`);
+      });
+      // Awaited by the next step or by finish; until then its failure must not count as unhandled.
+      reading.catch(() => undefined);
+      return reading;
+    };
+    const start = async () => {
+      this.#assertOpen();
+      if (range.gte !== undefined) assertBytes(range.gte, 'range.gte');
+      if (range.lt !== undefined) assertBytes(range.lt, 'range.lt');
+      // Reads see every write issued before them, as in memory.
+      await this.#partition.tail;
+      const { layout } = this.#partition;
+      const gte = range.gte === undefined ? layout.dataStart : dataKey(layout, range.gte);
+      const lt = range.lt === undefined ? layout.dataEnd : dataKey(layout, range.lt);
+      if (Buffer.compare(gte, lt) >= 0) return;
+      iterator = this.#app.db.iterator({ gte, lt, fillCache: false });
+      ahead = readAhead(iterator);
+    };
+    const finish = async () => {
+      const open = iterator;
+      iterator = undefined;
+      batch = [];
+      if (open === undefined) return;
+      await ahead?.catch(() => undefined);
+      await open.close();
+    };
+    const entry = (stored: [Uint8Array, Uint8Array]): IteratorResult<readonly [Uint8Array, Uint8Array]> => ({ done: false, value: [plain(stored[0], skip), plain(stored[1], 0)] });
+    const done: IteratorResult<readonly [Uint8Array, Uint8Array]> = { done: true, value: undefined };
+    const refill = async (): Promise<IteratorResult<readonly [Uint8Array, Uint8Array]>> => {
+      try {
+        if (!started) {
+          started = true;
+          await start();
+        }
+        if (iterator === undefined || ahead === undefined) return done;
+        batch = await ahead;
+        at = 0;
+        if (batch.length === 0) {
+          await finish();
+          return done;
+        }
+        ahead = readAhead(iterator);
+        return entry(batch[at++]!);
+      } catch (error) {
+        await finish().catch(() => undefined);
+        throw error;
       }
-    } finally {
-      await iterator.close();
-    }
+    };
+    return {
+      next: () => (at < batch.length ? Promise.resolve(entry(batch[at++]!)) : refill()),
+      return: async () => {
+        await finish();
+        return done;
+      },
+    };
   }
 
   async get(key: Uint8Array): Promise<Uint8Array | undefined> {
@@ -124,11 +177,23 @@ export class LevelPartitionStore implements PartitionStore {
       return this.#enqueue(async () => {
         const current = this.#partition.checkpoint;
         const advance = changelogOffset !== undefined && (current === undefined || changelogOffset > current);
-        if (advance) operations.push({ type: 'put', key: layout.checkpointKey, value: encodeOffset(changelogOffset) });
-        if (operations.length === 0) return;
-        await this.#app.db.batch(operations, { sync: this.#sync }).catch((error: unknown) => {
+        if (operations.keys.length === 0 && !advance) return;
+        // A chained batch: an array batch copies and re-checks every operation in JS first, which
+        // costs several times the write itself. The checkpoint goes in the same atomic batch.
+        const chained = this.#app.db.batch();
+        try {
+          const { keys, values } = operations;
+          for (let index = 0; index < keys.length; index++) {
+            const value = values[index]!;
+            if (value === null) chained.del(keys[index]!);
+            else chained.put(keys[index]!, value);
+          }
+          if (advance) chained.put(layout.checkpointKey, encodeOffset(changelogOffset));
+          await chained.write({ sync: this.#sync });
+        } catch (error) {
+          await chained.close().catch(() => undefined);
           throw failure(error, `writing ${this.#name()}`);
-        });
+        }
         if (advance) this.#partition.checkpoint = changelogOffset;
       });
     } catch (error) {
@@ -186,21 +251,25 @@ export class LevelPartitionStore implements PartitionStore {
   }
 }
 
-type Operation =
-  | { type: 'put'; key: Uint8Array; value: Uint8Array }
-  | { type: 'del'; key: Uint8Array };
+/** A validated batch: prefixed keys, and their values (null deletes). */
+interface Operations {
+  readonly keys: Uint8Array[];
+  readonly values: Array<Uint8Array | null>;
+}
 
-function toOperations(batch: readonly StoreEntry[], layout: PartitionLayout): Operation[] {
+function toOperations(batch: readonly StoreEntry[], layout: PartitionLayout): Operations {
   if (!Array.isArray(batch)) throw new TypeError(`a write batch must be an array, got ${typeof batch}`);
-  const operations: Operation[] = [];
-  for (const [index, entry] of batch.entries()) {
+  const keys = new Array<Uint8Array>(batch.length);
+  const values = new Array<Uint8Array | null>(batch.length);
+  for (let index = 0; index < batch.length; index++) {
+    const entry = batch[index];
     assertBytes(entry?.key, `batch[${index}].key`);
-    const key = dataKey(layout, entry.key);
-    if (entry.value === null) operations.push({ type: 'del', key });
-    else if (entry.value instanceof Uint8Array) operations.push({ type: 'put', key, value: entry.value });
-    else throw new TypeError(`batch[${index}].value must be a Uint8Array or null, got ${typeof entry.value}`);
+    const value = entry.value;
+    if (value !== null && !(value instanceof Uint8Array)) throw new TypeError(`batch[${index}].value must be a Uint8Array or null, got ${typeof value}`);
+    keys[index] = dataKey(layout, entry.key);
+    values[index] = value;
   }
-  return operations;
+  return { keys, values };
 }
 
 /** A plain Uint8Array view: LevelDB hands out Buffers, whose `slice` shares memory. */

@@ -10,6 +10,13 @@ import type { PartitionStore, StoreEntry } from './backend.js';
  * its changelog reader.
  */
 
+/** Records per store write of a restore. */
+const RESTORE_CHUNK_RECORDS = 10_000;
+const EMPTY_KEY = new Uint8Array();
+
+/** A record is a store entry as it is, unless it has no key (which no store writes). */
+const hasKey = (record: IncomingRecord): record is IncomingRecord & StoreEntry => record.key !== null;
+
 /** Reads a changelog partition from an offset, in batches. */
 export type ChangelogReader = (topic: string, partition: number, from: number) => AsyncIterable<readonly IncomingRecord[]>;
 
@@ -89,22 +96,33 @@ export class ChangeloggingStore {
       await store.clear();
       checkpoint = 0;
     }
-    // Store writes in chunks of ~10k records: fewer, larger batches restore several times faster.
+    // Store writes in chunks of ~10k records (fewer, larger batches restore several times faster),
+    // one chunk written while the next is read. Each chunk carries the offset after its last
+    // record, in the same atomic batch, and chunks land in order: the checkpoint never runs ahead.
     let pending: StoreEntry[] = [];
     let nextOffset = checkpoint;
-    const write = async () => {
-      if (pending.length === 0) return;
-      await store.write(pending, nextOffset);
-      const records = pending.length;
-      pending = [];
-      listener.applied(records);
+    let writing: Promise<void> | undefined;
+    const write = async (entries: readonly StoreEntry[], offset: number) => {
+      await store.write(entries, offset);
+      listener.applied(entries.length);
     };
-    for await (const batch of read(topic, partition, checkpoint)) {
-      for (const record of batch) pending.push({ key: record.key ?? new Uint8Array(), value: record.value });
-      const last = batch[batch.length - 1];
-      if (last) nextOffset = last.offset + 1;
-      if (pending.length >= 10_000) await write();
+    try {
+      for await (const batch of read(topic, partition, checkpoint)) {
+        for (const record of batch) pending.push(hasKey(record) ? record : { key: EMPTY_KEY, value: record.value });
+        const last = batch[batch.length - 1];
+        if (last) nextOffset = last.offset + 1;
+        if (pending.length < RESTORE_CHUNK_RECORDS) continue;
+        await writing;
+        writing = write(pending, nextOffset);
+        // Awaited before the next chunk or at the end; until then its failure must not count as unhandled.
+        writing.catch(() => undefined);
+        pending = [];
+      }
+      await writing;
+      if (pending.length > 0) await write(pending, nextOffset);
+    } finally {
+      // A failed read leaves no write running behind the caller's back.
+      await writing?.catch(() => undefined);
     }
-    await write();
   }
 }

@@ -210,6 +210,19 @@ function progressEntries({ streamTime, positions, replayMarks }: TaskProgress): 
   ];
 }
 
-async function* withoutMeta(entries: AsyncIterable<readonly [Uint8Array, Uint8Array]>): AsyncIterable<readonly [Uint8Array, Uint8Array]> {
-  for await (const entry of entries) if (!isMetaKey(entry[0])) yield entry;
+type Entry = readonly [Uint8Array, Uint8Array];
+
+/** The entries without the task's metadata; a filter on the store's iterator rather than a generator, whose round trip per entry would cost more than the store's read. */
+function withoutMeta(entries: AsyncIterable<Entry>): AsyncIterable<Entry> {
+  return {
+    [Symbol.asyncIterator]() {
+      const inner = entries[Symbol.asyncIterator]();
+      const skipMeta = (result: IteratorResult<Entry>): IteratorResult<Entry> | Promise<IteratorResult<Entry>> =>
+        !result.done && isMetaKey(result.value[0]) ? inner.next().then(skipMeta) : result;
+      return {
+        next: () => inner.next().then(skipMeta),
+        return: async () => (await inner.return?.()) ?? { done: true, value: undefined },
+      };
+    },
+  };
 }
