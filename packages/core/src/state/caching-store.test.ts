@@ -159,6 +159,73 @@ describe('CachingStore', () => {
     expect(budget.usedBytes).toBe(2);
   });
 
+  describe('after a lazy restore', () => {
+    /** The cache of a restarted operator whose store below already holds `rows`. */
+    async function lazilyRestored(limitBytes: number | undefined, rows: Record<string, number>) {
+      const fixture = await setup(limitBytes);
+      await fixture.below.write(Object.entries(rows).map(([key, total]) => ({ key: encoder.encode(key), value: encoder.encode(String(total)) })));
+      const storedEntry = (key: string, value: Uint8Array): Total => ({ key, id: keyId(key), total: Number(decoder.decode(value)), bytes: value.length, lastUsed: 0, evicted: false });
+      fixture.cache.restoredLazily({
+        async find(key, store) {
+          const value = await store.get(encoder.encode(key as string));
+          return value && storedEntry(key as string, value);
+        },
+        async *all(store) {
+          for await (const [key, value] of store.entries()) yield storedEntry(decoder.decode(key), value);
+        },
+      });
+      return fixture;
+    }
+
+    it('holds nothing, and reads a stored key on its first use', async () => {
+      const { budget, cache, add, commit } = await lazilyRestored(undefined, { a: 10, b: 200 });
+      expect(inMemory(cache)).toEqual([]);
+      expect(budget.usedBytes).toBe(0);
+      expect(cache.hasEvicted()).toBe(true);
+
+      await cache.loadKeys(['b', 'new']);
+      expect(inMemory(cache)).toEqual(['b']);
+      expect(budget.usedBytes).toBe(3);
+      add('b', 1);
+      add('new', 5);
+      expect(text(await commit())).toEqual(['b=201', 'new=5']);
+      expect(budget.usedBytes).toBe(4);
+      expect((await cache.read('a'))!.total).toBe(10);
+      expect(await cache.read('unknown')).toBeUndefined();
+    });
+
+    it('does not read back a key deleted here whose tombstone is not written yet', async () => {
+      const { cache } = await lazilyRestored(undefined, { a: 10 });
+      await cache.loadKeys(['a']);
+      cache.delete(cache.get(keyId('a'))!);
+      await cache.loadKeys(['a']);
+      expect(cache.get(keyId('a'))).toBeUndefined();
+      expect(await cache.read('a')).toBeUndefined();
+      const all: string[] = [];
+      for await (const entry of cache.readAll()) all.push(entry.key);
+      expect(all).toEqual([]);
+    });
+
+    it('queries every entry once: listed ones as the cache holds them, unlisted ones from below', async () => {
+      const { cache, add } = await lazilyRestored(undefined, { a: 1, b: 2, c: 3 });
+      await cache.loadKeys(['b']);
+      add('b', 40);
+      add('d', 4);
+      const all: Array<[string, number | undefined]> = [];
+      for await (const entry of cache.readAll()) all.push([entry.key, entry.total]);
+      expect(all.sort()).toEqual([['a', 1], ['b', 42], ['c', 3], ['d', 4]]);
+    });
+
+    it('evicts read entries past the budget like loaded ones', async () => {
+      const { budget, cache, commit } = await lazilyRestored(4, { a: 10, b: 20, c: 30 });
+      await cache.loadKeys(['a', 'b', 'c']);
+      expect(budget.usedBytes).toBe(6);
+      await commit();
+      expect(budget.usedBytes).toBeLessThanOrEqual(3.2);
+      expect((await cache.read('a'))!.total).toBe(10);
+    });
+  });
+
   it('gives back everything it holds on release, evicted entries once', async () => {
     const { budget, cache, add, commit } = await setup(5);
     for (const key of ['a', 'b', 'c', 'd']) add(key, 10);

@@ -72,6 +72,14 @@ export interface EntryCodec<Entry> {
   unload(entry: Entry): void;
 }
 
+/** How a cache reads the entries a lazy restore left unlisted, in the store below only. */
+export interface UnlistedReader<Entry> {
+  /** The stored entry of `key`, its `bytes` set, or undefined if the store below has none. */
+  find(key: unknown, below: PartitionStore): Promise<Entry | undefined>;
+  /** Every stored entry, decoded. */
+  all(below: PartitionStore): AsyncIterable<Entry>;
+}
+
 /**
  * One operator's write-behind cache: its entries by key id, which changed since the last flush,
  * their last use, and their bytes in the app's {@link CacheBudget}.
@@ -89,6 +97,10 @@ export class CachingStore<Entry extends CachedEntry> {
   readonly #dirty = new Set<Entry>();
   #uses = 0;
   #evictedCount = 0;
+  /** Set by a lazy restore: the store below holds keys the cache has not listed. */
+  #unlisted: UnlistedReader<Entry> | undefined;
+  /** Unlisted mode: keys deleted here whose stored rows may still be below (their tombstones not yet written). */
+  readonly #deletedIds = new Set<unknown>();
 
   constructor(
     private readonly budget: CacheBudget,
@@ -108,6 +120,7 @@ export class CachingStore<Entry extends CachedEntry> {
 
   /** A new entry; it counts in the budget from its first flush. */
   add(entry: Entry): Entry {
+    this.#deletedIds.delete(entry.id);
     this.#entries.set(entry.id, entry);
     return entry;
   }
@@ -128,6 +141,7 @@ export class CachingStore<Entry extends CachedEntry> {
     // A later flush still measures it (for its tombstones): nothing more to take back then.
     entry.bytes = 0;
     this.#entries.delete(entry.id);
+    if (this.#unlisted) this.#deletedIds.add(entry.id);
   }
 
   values(): IterableIterator<Entry> {
@@ -141,6 +155,14 @@ export class CachingStore<Entry extends CachedEntry> {
     this.#entries.set(entry.id, entry);
   }
 
+  /**
+   * A restore that reads nothing: the stored entries stay below, each read on its first use
+   * (through {@link loadKeys}, {@link read} or {@link readAll}), as if every one were evicted.
+   */
+  restoredLazily(reader: UnlistedReader<Entry>): void {
+    this.#unlisted = reader;
+  }
+
   /** Past the budget, restored keys stay on disk until a record or a deadline needs them. */
   evictIfOverBudget(entry: Entry): void {
     if (this.budget.overLimit && this.holds(entry)) this.#evict(entry);
@@ -148,7 +170,7 @@ export class CachingStore<Entry extends CachedEntry> {
 
   /** Whether some entries are evicted (so loading has work to look for). */
   hasEvicted(): boolean {
-    return this.#evictedCount > 0;
+    return this.#evictedCount > 0 || this.#unlisted !== undefined;
   }
 
   /** Reads an evicted entry's state back from the store below. */
@@ -161,28 +183,55 @@ export class CachingStore<Entry extends CachedEntry> {
     entry.bytes = bytes;
   }
 
-  /** Reads back the evicted entries of these keys. */
+  /** Reads back the evicted (or unlisted) entries of these keys. */
   async loadKeys(keys: readonly unknown[]): Promise<void> {
-    if (this.#evictedCount === 0) return;
-    for (const key of keys) {
-      const entry = this.#entries.get(keyId(key));
-      if (entry?.evicted) await this.load(entry);
-    }
+    if (!this.hasEvicted()) return;
+    for (const key of keys) await this.read(key);
   }
 
-  /** The entry of `key`, read back if evicted (for queries from the host service). */
+  /** The entry of `key`, read back if evicted or unlisted (for queries from the host service). */
   async read(key: unknown): Promise<Entry | undefined> {
-    const entry = this.#entries.get(keyId(key));
-    if (entry?.evicted) await this.load(entry);
-    return entry;
+    const id = keyId(key);
+    const entry = this.#entries.get(id);
+    if (entry) {
+      if (entry.evicted) await this.load(entry);
+      return entry;
+    }
+    return this.#find(key, id);
   }
 
-  /** Every entry, each read back if evicted (for queries from the host service). */
+  /** Every entry, each read back if evicted (for queries from the host service); unlisted ones are read without joining the cache. */
   async *readAll(): AsyncIterable<Entry> {
+    const listed = new Set<unknown>();
     for (const entry of [...this.#entries.values()]) {
       if (entry.evicted) await this.load(entry);
+      listed.add(entry.id);
       yield entry;
     }
+    if (!this.#unlisted) return;
+    for await (const stored of this.#unlisted.all(this.below())) {
+      if (listed.has(stored.id) || this.#deletedIds.has(stored.id)) continue;
+      // Listed since the snapshot above: the cache's entry is the current one.
+      const entry = this.#entries.get(stored.id);
+      if (entry?.evicted) await this.load(entry);
+      yield entry ?? stored;
+    }
+  }
+
+  /** Reads an unlisted key from below: it joins the cache as if loaded. */
+  async #find(key: unknown, id: unknown): Promise<Entry | undefined> {
+    if (!this.#unlisted || this.#deletedIds.has(id)) return undefined;
+    const found = await this.#unlisted.find(key, this.below());
+    // Another read may have listed the key meanwhile; its entry wins.
+    const listed = this.#entries.get(id);
+    if (listed) {
+      if (listed.evicted) await this.load(listed);
+      return listed;
+    }
+    if (!found || this.#deletedIds.has(id)) return undefined;
+    this.#entries.set(id, found);
+    this.budget.usedBytes += found.bytes;
+    return found;
   }
 
   /** Changed entries since the last call, encoded for the commit batch; clears the change set. */

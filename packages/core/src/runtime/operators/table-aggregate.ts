@@ -4,6 +4,7 @@ import { CachingStore, keyId, type CachedEntry } from '../../state/caching-store
 import type { StatefulOperator, TaskContext } from '../context.js';
 import { recordOperator } from '../operator.js';
 import { record, type Signal } from '../signals.js';
+import { isMetaKey } from '../task/state-manager.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -45,6 +46,7 @@ export function tableAggregate(context: TaskContext, storeName: string, aggregat
       row.partial = undefined;
     },
   });
+  const storedRow = (key: unknown, value: Uint8Array): Row => ({ key, id: keyId(key), partial: JSON.parse(decoder.decode(value)) as unknown, bytes: value.length, lastUsed: 0, evicted: false });
   let sequence = 0;
 
   const operator: StatefulOperator = {
@@ -54,12 +56,23 @@ export function tableAggregate(context: TaskContext, storeName: string, aggregat
     hasDue: () => false,
     openWindows: () => 0,
     async restore(entries) {
-      for await (const [keyBytes, value] of entries) {
-        const key = JSON.parse(decoder.decode(keyBytes)) as unknown;
-        const row: Row = { key, id: keyId(key), partial: JSON.parse(decoder.decode(value)) as unknown, bytes: 0, lastUsed: 0, evicted: false };
-        rows.restored(row, value.length);
-        rows.evictIfOverBudget(row);
-      }
+      // Rows are read on first use (records load their keys before they run), not all now.
+      const iterator = entries[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      await iterator.return?.();
+      if (first.done) return;
+      rows.restoredLazily({
+        async find(key, below) {
+          const stored = await below.get(storeKey(key));
+          return stored && storedRow(key, stored);
+        },
+        async *all(below) {
+          for await (const [keyBytes, value] of below.entries()) {
+            if (isMetaKey(keyBytes)) continue;
+            yield storedRow(JSON.parse(decoder.decode(keyBytes)) as unknown, value);
+          }
+        },
+      });
     },
     load: (keys) => rows.loadKeys(keys),
     lookup(key) {

@@ -20,7 +20,8 @@ const INPUT_OFFSETS_KEY = Uint8Array.of(0xfe);
  * applied; stored as entries `["<topic>|<upstream>", [offset, index]]` (see replay-guard.ts).
  */
 const REPLAY_MARKS_KEY = Uint8Array.of(0xfd);
-const isMetaKey = (key: Uint8Array) => key.length === 1 && key[0]! >= 0xfd;
+/** Whether a store key is one of the task metadata entries rather than an operator's. */
+export const isMetaKey = (key: Uint8Array): boolean => key.length === 1 && key[0]! >= 0xfd;
 
 /** Where the task stands, recorded with the state in every commit batch. */
 export interface TaskProgress {
