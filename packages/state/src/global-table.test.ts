@@ -153,6 +153,7 @@ function failingGlobalWrites(backend: StateBackend, good: number): StateBackend 
   let writes = 0;
   return {
     kind: backend.kind,
+    durable: backend.durable,
     claim: (appId) => backend.claim!(appId),
     close: () => backend.close(),
     open: async (spec) => {

@@ -122,6 +122,7 @@ interface Settings {
 
 class LevelStateBackend implements StateBackend {
   readonly kind = 'level';
+  readonly durable = true;
   readonly cacheBudgetBytes: number | undefined;
   readonly #settings: Settings;
   readonly #apps = new Map<string, Promise<AppDatabase>>();

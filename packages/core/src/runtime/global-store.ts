@@ -62,8 +62,8 @@ export class GlobalStore {
     this.#partitions = (await transport.partitionCount(this.topic)) ?? 1;
     const ends: number[] = [];
     for (let partition = 0; partition < this.#partitions; partition++) ends.push(await transport.endOffset({ topic: this.topic, partition }));
-    // The memory backend would only hold a second copy of the rows in the same process.
-    if (state.kind !== 'memory') await this.#restore(transport, state, appId, ends);
+    // A backend that does not outlive the process would only hold a second copy of the rows.
+    if (state.durable) await this.#restore(transport, state, appId, ends);
     const restoredTo = new Map(this.#positions);
     let read = 0;
     // Tasks start once the table holds what the log held when the app started.

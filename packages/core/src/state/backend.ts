@@ -56,6 +56,11 @@ export interface StateBackend {
   /** A short name for logs and `describe()`, e.g. `memory` or `level`. */
   readonly kind: string;
   /**
+   * Its stores outlive the process (on disk): what they hold can be read back after a restart
+   * instead of rebuilt, as a global table's local copy is. Undefined: they do not.
+   */
+  readonly durable?: boolean;
+  /**
    * Bytes of live state operators may keep in memory; past it they evict keys not used lately
    * and read them back through `get`/`entries`. Undefined: unbounded (all state in memory).
    */

@@ -18,7 +18,7 @@ const sources: OrderedSource[] = [
 
 function order(overrides: Partial<InputOrderOptions> & { ready: InputOrderOptions['ready'] }): { order: InputOrder; expired: string[] } {
   const expired: string[] = [];
-  const merge = new InputOrder({ sources, maxWaitMs: 100, maxBuffered: 10_000, timestampOf: (r) => r.timestamp, expired: (topic) => expired.push(topic), ...overrides });
+  const merge = new InputOrder({ sources, maxWaitMs: 100, maxBuffered: 10_000, timestampsOf: (records) => records.map((r) => r.timestamp), expired: (topic) => expired.push(topic), ...overrides });
   return { order: merge, expired };
 }
 

@@ -19,14 +19,16 @@ export interface InputOrderOptions {
   readonly maxBuffered: number;
   /** Whether an empty input has nothing more to come for now (the log says so, and its writers are quiet). */
   ready(topic: string): boolean;
-  /** The timestamp a record is ordered by: its event time. */
-  timestampOf(record: IncomingRecord): number;
+  /** The timestamps a delivered batch (of one input) is ordered by: its records' event times. */
+  timestampsOf(records: readonly IncomingRecord[]): number[];
   /** A wait ran out (or the buffer filled): records go ahead of an input that may still have earlier ones. */
   expired(waitingFor: string, waitedMs: number): void;
 }
 
 interface Queue {
   readonly source: OrderedSource;
+  /** The source's place among the task's sources: the last tie-break. */
+  readonly order: number;
   /** Batches as delivered, and where the next record to take stands. */
   batches: (readonly IncomingRecord[])[];
   timestamps: number[][];
@@ -35,6 +37,9 @@ interface Queue {
   /** Offset ranges of this input that hold nothing to process, each due once the records before it are taken. */
   readonly skips: Array<{ readonly from: number; readonly to: number }>;
 }
+
+/** A run with no skips after it. */
+export const noSkips: Run['skips'] = [];
 
 /** A stretch of one input's records, taken in order, and the skips due after it. */
 export interface Run {
@@ -60,7 +65,7 @@ export class InputOrder {
   #expired = false;
 
   constructor(private readonly options: InputOrderOptions) {
-    for (const source of options.sources) this.#queues.set(source.topic, { source, batches: [], timestamps: [], batch: 0, index: 0, skips: [] });
+    options.sources.forEach((source, order) => this.#queues.set(source.topic, { source, order, batches: [], timestamps: [], batch: 0, index: 0, skips: [] }));
   }
 
   /** Records waiting to be processed. */
@@ -78,10 +83,8 @@ export class InputOrder {
   add(records: readonly IncomingRecord[]): void {
     const queue = this.#queues.get(records[0]!.topic);
     if (!queue) return;
-    const timestamps = new Array<number>(records.length);
-    for (let index = 0; index < records.length; index++) timestamps[index] = this.options.timestampOf(records[index]!);
     queue.batches.push(records);
-    queue.timestamps.push(timestamps);
+    queue.timestamps.push(this.options.timestampsOf(records));
     this.#buffered += records.length;
   }
 
@@ -165,7 +168,7 @@ export class InputOrder {
   /** Between records of one timestamp: the lower rank first, then the earlier source. */
   #tieBefore(a: Queue, b: Queue): boolean {
     if (a.source.rank !== b.source.rank) return a.source.rank < b.source.rank;
-    return this.options.sources.indexOf(a.source) < this.options.sources.indexOf(b.source);
+    return a.order < b.order;
   }
 
   /** Takes records of `queue` up to (not past) the next record of `next`, and the skips due after them. */
@@ -197,7 +200,7 @@ export class InputOrder {
     }
     // Skips wait for the records before them; with the input empty, they are due.
     const last = records[records.length - 1]!.offset;
-    const skips = queue.skips.length > 0 && (queue.batches.length === 0 || queue.skips[0]!.from <= last + 1) ? this.#dueSkips(queue, last) : [];
+    const skips = queue.skips.length > 0 ? this.#dueSkips(queue, last) : noSkips;
     return { records, skips };
   }
 

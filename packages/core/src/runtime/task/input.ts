@@ -1,5 +1,5 @@
 import { readOnlyAsTable } from '../../dsl/topology.js';
-import { InputOrder, type InputOrderOptions, type Run } from './input-order.js';
+import { InputOrder, noSkips, type InputOrderOptions, type Run } from './input-order.js';
 import type { IncomingRecord, TopicPartitionOffset } from '../../transport/types.js';
 import type { SignalInput } from '../operator.js';
 import type { Origin, TickSignal } from '../signals.js';
@@ -28,8 +28,6 @@ export interface TaskInputOptions {
   readonly order?: Pick<InputOrderOptions, 'maxWaitMs' | 'maxBuffered' | 'ready' | 'expired'>;
 }
 
-const noSkips: Run['skips'] = [];
-
 /**
  * What goes into a task: batches read from its partitions (decoded, replays dropped) and records
  * other tasks hand it, each moving stream time; where it stands in each source; and, before a
@@ -51,9 +49,9 @@ export class TaskInput {
         ...options.order,
         // Ties: a table's update before a stream record of the same timestamp.
         sources: sources.map((source) => ({ topic: source.topic, rank: this.#drivesStreamTime(source) ? 1 : 0 })),
-        timestampOf: (record) => {
-          const source = this.#sourceOf(record.topic);
-          return source?.timestamp ? decoder.extractTimestamp(source, record) : record.timestamp;
+        timestampsOf: (records) => {
+          const source = this.#sourceOf(records[0]!.topic);
+          return source?.timestamp ? records.map((record) => decoder.extractTimestamp(source, record)) : records.map((record) => record.timestamp);
         },
       });
     }
