@@ -186,7 +186,18 @@ export class CachingStore<Entry extends CachedEntry> {
   /** Reads back the evicted (or unlisted) entries of these keys. */
   async loadKeys(keys: readonly unknown[]): Promise<void> {
     if (!this.hasEvicted()) return;
-    for (const key of keys) await this.read(key);
+    // Only a key that needs the store waits for it: cached keys cost a look-up, no await; a key
+    // the store does not hold (a new one) is asked for once per call, however often it repeats.
+    let absent: Set<unknown> | undefined;
+    for (const key of keys) {
+      const id = keyId(key);
+      const entry = this.#entries.get(id);
+      if (entry) {
+        if (entry.evicted) await this.load(entry);
+      } else if (this.#unlisted && !absent?.has(id) && !(await this.#find(key, id))) {
+        (absent ??= new Set()).add(id);
+      }
+    }
   }
 
   /** The entry of `key`, read back if evicted or unlisted (for queries from the host service). */
