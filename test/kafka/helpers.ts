@@ -457,5 +457,7 @@ export async function cleanUpAfterOutage(run: { app: App | undefined; appId: str
   }
   await run.admin?.close().catch(() => undefined);
   await run.broker?.stop(5_000);
-  await rm(run.scratch, { recursive: true, force: true });
+  // EDDY_KEEP_SCRATCH=1 keeps the broker's data and log (broker.log) and the app's state to look into.
+  if (process.env.EDDY_KEEP_SCRATCH) console.log(`kept ${run.scratch}`);
+  else await rm(run.scratch, { recursive: true, force: true });
 }

@@ -1,4 +1,4 @@
-import { EddyError, partitionKey, type TopicPartition, type TopicPartitionOffset } from '@eddy/core';
+import { EddyError, partitionKey, systemClock, type TopicPartition, type TopicPartitionOffset } from '@eddy/core';
 import { offsetCommitV9, offsetFetchV9, txnOffsetCommitV4, type Connection } from '@platformatic/kafka';
 import { backoff, sleep } from './backoff.js';
 import type { Cluster } from './cluster.js';
@@ -116,15 +116,26 @@ export class GroupOffsets {
     return positions;
   }
 
-  /** The group's committed offsets of `partitions` (those it has), by partition key. */
+  /**
+   * The group's committed offsets of `partitions` (those it has), by partition key.
+   *
+   * Offsets that a transaction still open committed are waited for (requireStable: the answer is
+   * UNSTABLE_OFFSET_COMMIT until the transaction ends). The runtime reads committed offsets only
+   * once the producer of the partitions' task has registered its transactional id, which ends any
+   * transaction of the id's earlier producers (see `ConsumerListener.onAssign`); no other
+   * transaction commits offsets of those partitions. So offsets that stay unstable past
+   * {@link HANGING_AFTER_MS} belong to a transaction that will never end: a hanging transaction
+   * (its offsets reached the group, but it ended without the group hearing of it). They are never
+   * made visible; the last stable commit is read instead, with a warning, and the task's next
+   * transactional commit (same producer id) replaces them.
+   */
   async committed(partitions: readonly TopicPartition[]): Promise<Map<string, number>> {
     const { groupId, membership } = this.#context;
     const byTopic = new Map<string, number[]>();
     for (const { topic, partition } of partitions) byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
     const request = [{ groupId, memberId: null, memberEpoch: -1, topics: [...byTopic].map(([name, partitionIndexes]) => ({ name, partitionIndexes })) }];
-    return this.#retrying(`reading the committed offsets of group ${groupId}`, async () => {
-      // requireStable: offsets of a transaction still open are waited for (UNSTABLE_OFFSET_COMMIT, retried).
-      const response = await offsetFetchV9.api.async(await membership.coordinator(), request, true);
+    const fetch = async (requireStable: boolean) => {
+      const response = await offsetFetchV9.api.async(await membership.coordinator(), request, requireStable);
       const offsets = new Map<string, number>();
       for (const group of response.groups) {
         for (const topic of group.topics) {
@@ -132,6 +143,19 @@ export class GroupOffsets {
         }
       }
       return offsets;
+    };
+    const started = systemClock.now();
+    return this.#retrying(`reading the committed offsets of group ${groupId}`, async () => {
+      try {
+        return await fetch(true);
+      } catch (error) {
+        if (!hasKafkaError(error, 'UNSTABLE_OFFSET_COMMIT') || systemClock.now() - started < HANGING_AFTER_MS) throw error;
+        this.#context.log('warn', 'the group holds offsets of a transaction that never ended (a hanging transaction); reading the last stable commit instead, which the next commit replaces', {
+          partitions: partitions.map(({ topic, partition }) => `${topic}[${partition}]`),
+          unstableForMs: systemClock.now() - started,
+        });
+        return fetch(false);
+      }
     });
   }
 
@@ -147,6 +171,12 @@ export class GroupOffsets {
     }
   }
 }
+
+/**
+ * How long committed offsets may stay unstable before they count as a hanging transaction's. A
+ * transaction its id's new producer ended completes in milliseconds; its offsets need no more.
+ */
+export const HANGING_AFTER_MS = 3_000;
 
 /** Offsets to commit as the OffsetCommit and TxnOffsetCommit requests group them. */
 function offsetsByTopic(offsets: readonly TopicPartitionOffset[]): Array<{ name: string; partitions: Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number }> }> {

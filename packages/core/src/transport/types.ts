@@ -137,7 +137,11 @@ export interface CaughtUp {
 /** A member of a consumer group. */
 export interface TransportConsumer {
   commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
-  /** The group's committed offset for a partition, if any. */
+  /**
+   * The group's committed offset for a partition, if any. Under exactly-once, read once the
+   * partition's task has its producer (which ended its id's earlier transactions): offsets a
+   * transaction left pending for good (a hanging transaction) are then skipped for the last stable ones.
+   */
   committed(partition: TopicPartition): Promise<number | undefined>;
   /**
    * Whether the log itself says this member has read everything of an assigned partition, and for
