@@ -5,7 +5,7 @@
  * that refuses records or fails sends; real brokers do the same in test/kafka.
  */
 import { describe, expect, it } from 'vitest';
-import { createApp, EddyError, RecordsRejectedError, type AppState, type Duration, type Logger, type OutgoingRecord, type RejectedRecord, type TopicPartitionOffset } from '../index.js';
+import { createApp, EddyError, memoryTransport, RecordsRejectedError, type AppState, type Duration, type Logger, type OutgoingRecord, type RejectedRecord, type TopicPartitionOffset } from '../index.js';
 import { TestDriver } from '../testing/index.js';
 import { MemoryTransport } from '../transport/memory.js';
 import type { TransportProducer } from '../transport/types.js';
@@ -88,6 +88,47 @@ describe('records the log refuses for themselves', () => {
     expect(refusedOf(outcomes[1]!)).toEqual([-1]);
     expect(refusedOf(outcomes[2]!)).toEqual([-2, -3]);
     expect(transport.records('readings').map((record) => record.timestamp)).toEqual([1_000, 2_000, 3_000, 4_000, 5_000]);
+    await driver.stop();
+  });
+
+  it('sent by the host to a log that takes or fails a write whole (the embedded brokers): a turn’s sends share its one write and its outcome, and a failed write fails only its own turn’s sends', async () => {
+    const transport = memoryTransport({ defaultPartitions: 1 });
+    const writes: number[] = [];
+    let failNext = false;
+    const inner = transport.createProducer.bind(transport);
+    transport.createProducer = async () => {
+      const producer = await inner();
+      return {
+        ...producer,
+        send: (records: readonly OutgoingRecord[]) => {
+          // The app's own writes (windows, changelog) go through the same producer.
+          if (records[0]?.topic !== 'readings') return producer.send(records);
+          writes.push(records.length);
+          if (!failNext) return producer.send(records);
+          failNext = false;
+          return Promise.reject(new EddyError('TRANSPORT_FAILED', 'the disk is full'));
+        },
+      };
+    };
+    const app = summing();
+    const driver = await TestDriver.start(app, { transport });
+    const reading = (value: number, ts: number) => ({ value: { sensor: 's', value, ts }, key: 's', timestamp: ts });
+    const turn = (from: number) => [
+      app.send('readings', reading(from, from * 1_000).value, { key: 's', timestamp: from * 1_000 }),
+      app.sendBatch('readings', [reading(from + 1, (from + 1) * 1_000), reading(from + 2, (from + 2) * 1_000)]),
+      app.send('readings', reading(from + 3, (from + 3) * 1_000).value, { key: 's', timestamp: (from + 3) * 1_000 }),
+    ];
+    const first = turn(1);
+    const outcomes = await Promise.allSettled(first);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    failNext = true;
+    const failed = await Promise.allSettled(turn(5));
+    expect(failed.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(failed.map((outcome) => (outcome.status === 'rejected' ? String(outcome.reason) : ''))).toEqual(Array(3).fill(expect.stringMatching(/the disk is full/)));
+    expect(await Promise.allSettled(turn(9)).then((settled) => settled.map((outcome) => outcome.status))).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    // One write per turn, of all its records; the failed turn's records are not in the log.
+    expect(writes).toEqual([4, 4, 4]);
+    expect(transport.records('readings').map((record) => record.timestamp)).toEqual([1, 2, 3, 4, 9, 10, 11, 12].map((n) => n * 1_000));
     await driver.stop();
   });
 
