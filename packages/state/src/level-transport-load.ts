@@ -1,6 +1,6 @@
 import { EddyError, partitionKey, type IncomingRecord, type TopicSpec } from '@eddy/core';
 import { rootMessage } from './errors.js';
-import { splitKey, type ChunkIndex } from './level-transport-chunks.js';
+import { ChunkIndex, splitKey } from './level-transport-chunks.js';
 import {
   chunkSummary,
   decodeChunkAbove,
@@ -33,37 +33,42 @@ export const brokerLogFormat: DatabaseFormat = {
       cause,
       retriable: true,
     }),
+  failed: (message, cause) => new EddyError('TRANSPORT_FAILED', message, { cause }),
 };
 
-/** What reading the log fills in: the broker's index of its chunks, and the in-memory broker (its restore hooks). */
+/** The in-memory broker's restore hooks, which a read log is put into. */
 export interface LogRestorer {
-  readonly index: ChunkIndex;
   createTopic(spec: TopicSpec): void;
   restorePartition(topic: string, partition: number, records: readonly IncomingRecord[], writtenAt: readonly number[], end: number): void;
   restoreCommitted(groupId: string, topic: string, partition: number, offset: number): void;
 }
 
-/** What {@link readLog} found: topics, records brought into memory, and records left on disk only. */
+/** What {@link readLog} found: the index of the log's chunks, topics, records for memory and records left on disk only. */
 export interface LogRead {
+  readonly index: ChunkIndex;
   readonly topics: number;
   readonly records: number;
   readonly onDiskOnly: number;
+  /** Puts what was read into the in-memory broker. */
+  restore(into: LogRestorer): void;
 }
 
 /**
- * Reads the log into the in-memory broker: topics, ends, committed offsets, and the records
- * readers still need. Of an ordinary topic's partitions, the records every group has committed
- * stay on disk only (`readCold` serves them to a reader that goes back); the rest, and every
- * record of changelogs and repartition topics, come into memory.
+ * Reads the log: topics, ends, committed offsets, and the records readers still need. Of an
+ * ordinary topic's partitions, the records every group has committed stay on disk only
+ * (`readCold` serves them to a reader that goes back); the rest, and every record of changelogs
+ * and repartition topics, are for memory. Nothing reaches the broker before all of the log was
+ * read (see {@link LogRead.restore}), so that a log found damaged halfway can be set aside whole.
  */
-export async function readLog(db: LevelDatabase, into: LogRestorer): Promise<LogRead> {
-  const { index } = into;
+export async function readLog(db: LevelDatabase): Promise<LogRead> {
+  const index = new ChunkIndex();
+  const steps: Array<(into: LogRestorer) => void> = [];
   const topics = new Map<number, TopicSpec>();
   for (const [, value] of await entries(db, TAG_TOPIC)) {
     const { id, spec } = decodeTopic(value);
     topics.set(id, spec);
     index.knownTopic(spec.name, id);
-    into.createTopic(spec);
+    steps.push((into) => into.createTopic(spec));
   }
   /** Per partition, an offset of each entry of a tag (the least, where there are several), and what else each key holds. */
   const offsetsOf = async (tag: number, each?: (name: string, partition: number, rest: Buffer, offset: number) => void) => {
@@ -81,7 +86,10 @@ export async function readLog(db: LevelDatabase, into: LogRestorer): Promise<Log
   const ends = await offsetsOf(TAG_END);
   for (const [key, start] of await offsetsOf(TAG_START)) index.starts.set(key, start);
   // The least offset the groups committed is where some reader still needs records from.
-  const committed = await offsetsOf(TAG_COMMITTED, (name, partition, group, offset) => into.restoreCommitted(group.toString('utf8'), name, partition, offset));
+  const committed = await offsetsOf(TAG_COMMITTED, (name, partition, group, offset) => {
+    const groupId = group.toString('utf8');
+    steps.push((into) => into.restoreCommitted(groupId, name, partition, offset));
+  });
   let records = 0;
   let cold = 0;
   const iterator = db.iterator({ ...tagRange(TAG_RECORD), fillCache: false });
@@ -89,8 +97,10 @@ export async function readLog(db: LevelDatabase, into: LogRestorer): Promise<Log
     let current: { name: string; partition: number; records: IncomingRecord[]; writtenAt: number[] } | undefined;
     const restore = () => {
       if (!current) return;
-      const key = partitionKey(current.name, current.partition);
-      into.restorePartition(current.name, current.partition, current.records, current.writtenAt, ends.get(key) ?? 0);
+      const { name, partition, records: read, writtenAt } = current;
+      const key = partitionKey(name, partition);
+      const end = ends.get(key) ?? 0;
+      steps.push((into) => into.restorePartition(name, partition, read, writtenAt, end));
       ends.delete(key);
     };
     for (;;) {
@@ -130,8 +140,16 @@ export async function readLog(db: LevelDatabase, into: LogRestorer): Promise<Log
     await iterator.close();
   }
   // Partitions whose records have all gone keep their end.
-  for (const [key, end] of ends) into.restorePartition(...splitKey(key), [], [], end);
-  return { topics: topics.size, records, onDiskOnly: cold };
+  for (const [key, end] of ends) steps.push((into) => into.restorePartition(...splitKey(key), [], [], end));
+  return {
+    index,
+    topics: topics.size,
+    records,
+    onDiskOnly: cold,
+    restore: (into) => {
+      for (const step of steps) step(into);
+    },
+  };
 }
 
 /** Every entry of one tag (small ranges: topics, ends, committed offsets). */

@@ -36,7 +36,12 @@ export interface LevelTransportOptions {
   readonly logger?: StateLogger;
   /** Damaged logs kept as `<dir>/@broker.corrupt-<n>`, newest first; 0 deletes them. Default 1. */
   readonly keepCorruptCopies?: number;
-  /** Read every entry when the log opens, so that damage is found then. Default true. */
+  /**
+   * Check every entry when the log opens, so that damage is found then. Default true. Without it,
+   * damage the broker meets while reading its log still sets the log aside; the records of chunks
+   * kept on disk only are decoded when a reader goes back to them, and a damaged chunk is then
+   * skipped with a warning.
+   */
   readonly verifyOnOpen?: boolean;
   readonly leveldb?: LevelTuning;
   /** The clock that retention by age reads. Default: the system clock. */

@@ -1,8 +1,8 @@
 import { join, resolve } from 'node:path';
 import { EddyError, MemoryTransport, partitionKey, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer } from '@eddy/core';
-import { rootMessage } from './errors.js';
+import { levelErrorCode, rootMessage } from './errors.js';
 import { ChunkIndex, CHUNK_RECORDS, splitKey, type Chunk } from './level-transport-chunks.js';
-import { brokerLogFormat, readLog } from './level-transport-load.js';
+import { brokerLogFormat, readLog, type LogRead } from './level-transport-load.js';
 import { consoleLogger, DEFAULT_RETENTION, LOG_FOLDER, type LevelTransportOptions } from './level-transport-options.js';
 import { GroupCommit, type BatchOp } from './level-transport-writer.js';
 import { chunkKey, committedKey, decodeChunk, encodeChunk, encodeOffset, encodeTopic, endKey, startKey, topicKey } from './log-layout.js';
@@ -51,8 +51,8 @@ export class LevelTransport extends MemoryTransport {
   /** Whether the log was read into memory (once: the in-memory log then stays the copy in use). */
   #loaded = false;
   #restoring = false;
-  /** Topic ids, and per partition its chunks on disk, its first offset and its records on disk only. */
-  readonly #index = new ChunkIndex();
+  /** Topic ids, and per partition its chunks on disk, its first offset and its records on disk only: the log's own once it is read. */
+  #index = new ChunkIndex();
   readonly #writer: GroupCommit;
 
   constructor(options: LevelTransportOptions) {
@@ -209,6 +209,7 @@ export class LevelTransport extends MemoryTransport {
 
   #open(): Promise<LevelDatabase> {
     this.#opening ??= (async () => {
+      let read: LogRead | undefined;
       const db = await openDatabase({
         location: this.location,
         logger: this.#logger,
@@ -216,11 +217,17 @@ export class LevelTransport extends MemoryTransport {
         verifyOnOpen: this.#options.verifyOnOpen ?? true,
         tuning: { ...this.#options.leveldb },
         format: brokerLogFormat,
+        // Reading the log reads all of it, so damage it meets sets the log aside too, even without verifyOnOpen.
+        read: this.#loaded
+          ? undefined
+          : async (opened) => {
+              read = await readLog(opened);
+            },
       });
       this.#db = db;
-      if (!this.#loaded) {
+      if (read) {
         try {
-          await this.#load(db);
+          this.#load(read);
         } catch (error) {
           this.#db = undefined;
           await db.close().catch(() => undefined);
@@ -237,12 +244,12 @@ export class LevelTransport extends MemoryTransport {
     return opening;
   }
 
-  /** Reads the log into the in-memory broker (see {@link readLog}), then applies retention to what stays on disk only. */
-  async #load(db: LevelDatabase): Promise<void> {
+  /** Puts the log read (see {@link readLog}) into the in-memory broker, then applies retention to what stays on disk only. */
+  #load(read: LogRead): void {
+    this.#index = read.index;
     this.#restoring = true;
     try {
-      const read = await readLog(db, {
-        index: this.#index,
+      read.restore({
         createTopic: (spec) => this.createTopic(spec),
         restorePartition: (topic, partition, records, writtenAt, end) => this.restorePartition(topic, partition, records, writtenAt, end),
         restoreCommitted: (groupId, topic, partition, offset) => this.restoreCommitted(groupId, topic, partition, offset),
@@ -270,15 +277,38 @@ export class LevelTransport extends MemoryTransport {
       for (const chunk of this.#index.chunksOf(key)) {
         if (chunk.last < start) continue;
         if (chunk.first >= memoryStart || found.length >= max) break;
-        const value = await db.get(chunkKey(topicId, partition, chunk.first));
+        let value: Uint8Array | undefined;
+        try {
+          value = await db.get(chunkKey(topicId, partition, chunk.first));
+        } catch (error) {
+          const code = levelErrorCode(error);
+          if (code !== 'LEVEL_CORRUPTION' && code !== 'LEVEL_IO_ERROR') throw error;
+          this.#skipDamaged(topic, partition, chunk, error);
+          continue;
+        }
         // Gone meanwhile (retention): what follows is read from there on.
         if (value === undefined) continue;
-        for (const record of decodeChunk(topic, partition, chunk.first, value).records) {
+        let records: IncomingRecord[];
+        try {
+          records = decodeChunk(topic, partition, chunk.first, value).records;
+        } catch (error) {
+          this.#skipDamaged(topic, partition, chunk, error);
+          continue;
+        }
+        for (const record of records) {
           if (record.offset >= start && record.offset < memoryStart && found.length < max) found.push(record);
         }
       }
       return found;
     })();
+  }
+
+  /** A damaged chunk on disk only is passed over like a gone one, with a warning: failing the read would stop its reader for good. */
+  #skipDamaged(topic: string, partition: number, chunk: Chunk, error: unknown): void {
+    this.#logger.warn(
+      { location: this.location, topic, partition, first: chunk.first, last: chunk.last, error: rootMessage(error) },
+      `records ${chunk.first} to ${chunk.last} of ${topic} partition ${partition} in the Eddy broker log at ${this.location} are damaged (${rootMessage(error)}); skipping them`,
+    );
   }
 
   /**

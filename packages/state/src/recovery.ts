@@ -8,6 +8,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { EddyError } from '@eddy/core';
 import { Level } from 'level';
 import { levelErrorCode, rootMessage, StateError } from './errors.js';
 import { FORMAT_KEY, FORMAT_VALUE, FORMAT_VERSION, layoutViolation } from './layout.js';
@@ -70,6 +71,8 @@ export interface DatabaseFormat {
   readonly consequence: string;
   /** The error to raise when another process or backend holds it (`STATE_LOCKED`, `TRANSPORT_LOCKED`). */
   locked(location: string, cause: unknown): Error;
+  /** The error to raise when it cannot be used and setting it aside would not help (`STATE_FAILED`, `TRANSPORT_FAILED`). */
+  failed(message: string, cause?: unknown): Error;
 }
 
 /** The state backend's databases. */
@@ -87,6 +90,7 @@ export const stateFormat: DatabaseFormat = {
         `(${rootMessage(cause)}); is another instance of this app running with the same state dir?`,
       { cause, retriable: true },
     ),
+  failed: (message, cause) => new StateError('STATE_FAILED', message, { cause }),
 };
 
 /** What {@link openDatabase} needs: the resolved options of `levelState` and the app's path. */
@@ -98,6 +102,11 @@ export interface OpenDatabaseOptions {
   readonly tuning: LevelTuning;
   /** Default: the state backend's. */
   readonly format?: DatabaseFormat;
+  /**
+   * Reads the whole database once it opened (the broker loads its log). Damage it meets sets the
+   * database aside like damage the checks find, `verifyOnOpen` or not; then it reads the empty one.
+   */
+  readonly read?: (db: LevelDatabase) => Promise<void>;
 }
 
 type Attempt = { readonly db: LevelDatabase } | { readonly damage: string };
@@ -131,7 +140,7 @@ async function openOrSetAside(options: OpenDatabaseOptions, format: DatabaseForm
   const first = await attemptOpen(options, format);
   if ('db' in first) return first.db;
 
-  const movedTo = await setAside(options.location, first.damage, options.keepCorruptCopies);
+  const movedTo = await setAside(options.location, first.damage, options.keepCorruptCopies, format);
   options.logger.warn(
     { location: options.location, reason: first.damage, movedTo: movedTo ?? null },
     `${format.name} at ${options.location} is damaged (${first.damage}); ` +
@@ -141,12 +150,12 @@ async function openOrSetAside(options: OpenDatabaseOptions, format: DatabaseForm
 
   const second = await attemptOpen(options, format);
   if ('db' in second) return second.db;
-  throw new StateError('STATE_FAILED', `${format.name} at ${options.location} is still unusable after setting the damaged copy aside: ${second.damage}`);
+  throw format.failed(`${format.name} at ${options.location} is still unusable after setting the damaged copy aside: ${second.damage}`);
 }
 
 async function attemptOpen(options: OpenDatabaseOptions, format: DatabaseFormat): Promise<Attempt> {
   const { location, tuning } = options;
-  await prepareLocation(location);
+  await prepareLocation(location, format);
 
   let db = new Level<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view' });
   try {
@@ -173,12 +182,11 @@ async function attemptOpen(options: OpenDatabaseOptions, format: DatabaseFormat)
 
   let damage: string | undefined;
   try {
-    damage = (await recoveryLogDamage(location)) ?? (await contentDamage(db, options.verifyOnOpen, format));
+    damage =
+      (await recoveryLogDamage(location)) ?? (await contentDamage(db, options.verifyOnOpen, format)) ?? (await readDamage(db, options, format));
   } catch (error) {
     await db.close().catch(() => undefined);
-    throw error instanceof StateError
-      ? error
-      : new StateError('STATE_FAILED', `checking the ${format.name} at ${location} failed: ${rootMessage(error)}`, { cause: error });
+    throw error instanceof EddyError ? error : format.failed(`checking the ${format.name} at ${location} failed: ${rootMessage(error)}`, error);
   }
   if (damage !== undefined) {
     await db.close();
@@ -188,7 +196,7 @@ async function attemptOpen(options: OpenDatabaseOptions, format: DatabaseFormat)
   return { db };
 }
 
-async function prepareLocation(location: string): Promise<void> {
+async function prepareLocation(location: string, format: DatabaseFormat): Promise<void> {
   try {
     await mkdir(dirname(location), { recursive: true });
     const found = await stat(location).catch((error: NodeJS.ErrnoException) => {
@@ -198,9 +206,7 @@ async function prepareLocation(location: string): Promise<void> {
     // Permissions are an operator's problem, not damage: moving the directory would not fix them.
     if (found?.isDirectory()) await access(location, constants.R_OK | constants.W_OK | constants.X_OK);
   } catch (error) {
-    throw new StateError('STATE_FAILED', `cannot use the Eddy state directory ${location}: ${rootMessage(error)}`, {
-      cause: error,
-    });
+    throw format.failed(`cannot use the ${format.name} directory ${location}: ${rootMessage(error)}`, error);
   }
 }
 
@@ -267,13 +273,32 @@ async function contentDamage(db: LevelDatabase, verify: boolean, format: Databas
 }
 
 /**
+ * Runs the owner's read of the whole database (see {@link OpenDatabaseOptions.read}). Without
+ * `verifyOnOpen` it is the first to meet an entry that does not decode; a full check then tells
+ * such damage from a failure of the reader itself, which is thrown.
+ */
+async function readDamage(db: LevelDatabase, options: OpenDatabaseOptions, format: DatabaseFormat): Promise<string | undefined> {
+  if (options.read === undefined) return undefined;
+  try {
+    await options.read(db);
+    return undefined;
+  } catch (error) {
+    const code = levelErrorCode(error);
+    if (code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR') return `reading it failed: ${rootMessage(error)}`;
+    const damage = options.verifyOnOpen ? undefined : await contentDamage(db, true, format);
+    if (damage !== undefined) return damage;
+    throw error;
+  }
+}
+
+/**
  * Moves a damaged directory to `<location>.corrupt-<n>` (a sibling, so the rename is atomic and
  * copies nothing), keeping the newest `keep` copies for diagnosis; with `keep` 0 it deletes it.
  * Without a bound, a disk that keeps corrupting state would fill up with copies.
  *
  * @returns where the directory went, or undefined if it was deleted.
  */
-async function setAside(location: string, reason: string, keep: number): Promise<string | undefined> {
+async function setAside(location: string, reason: string, keep: number, format: DatabaseFormat): Promise<string | undefined> {
   const parent = dirname(location);
   const base = basename(location);
   const copyPattern = new RegExp(`^${escapeRegExp(base)}\\.corrupt-(\\d+)$`);
@@ -291,7 +316,7 @@ async function setAside(location: string, reason: string, keep: number): Promise
       await rename(location, movedTo);
     } catch (error) {
       // Could not move it (e.g. a copy in the way): deleting it still lets the app start.
-      await remove(location, error);
+      await remove(location, error, format);
       return undefined;
     }
     // A note for whoever finds the copy; failing to write it, or to prune, loses nothing.
@@ -301,17 +326,15 @@ async function setAside(location: string, reason: string, keep: number): Promise
     }
     return movedTo;
   }
-  await remove(location, undefined);
+  await remove(location, undefined, format);
   return undefined;
 }
 
-async function remove(location: string, earlier: unknown): Promise<void> {
+async function remove(location: string, earlier: unknown, format: DatabaseFormat): Promise<void> {
   try {
     await rm(location, { recursive: true, force: true });
   } catch (error) {
-    throw new StateError('STATE_FAILED', `cannot set aside the damaged Eddy state at ${location}: ${rootMessage(error)}`, {
-      cause: earlier ?? error,
-    });
+    throw format.failed(`cannot set aside the damaged ${format.name} at ${location}: ${rootMessage(error)}`, earlier ?? error);
   }
 }
 
