@@ -1,3 +1,4 @@
+import { describeError, EddyError } from '../errors.js';
 import type { ConsumerGroup } from './memory-group.js';
 import {
   partitionKey,
@@ -27,6 +28,8 @@ export class MemoryConsumer implements TransportConsumer {
   #draining: Promise<void> | undefined;
   #scheduled = false;
   #closed = false;
+  /** A delivery pass failed: nothing more is delivered (see #failed). */
+  #broken = false;
 
   constructor(
     private readonly broker: PartitionReader,
@@ -74,12 +77,23 @@ export class MemoryConsumer implements TransportConsumer {
 
   /** Schedules a delivery pass off the current call stack, so producers never re-enter consumers. */
   wake(): void {
-    if (this.#scheduled || this.#closed) return;
+    if (this.#scheduled || this.#closed || this.#broken) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      void this.drain();
+      this.drain().catch((error: unknown) => this.#failed(error));
     });
+  }
+
+  /**
+   * A delivery pass failed (the log on disk could not be read back, say): the member cannot go on,
+   * and the app stops and tells its host (`onFatal`) rather than leaving its reader stopped, or
+   * the rejection unhandled.
+   */
+  #failed(error: unknown): void {
+    if (this.#closed || this.#broken) return;
+    this.#broken = true;
+    this.listener.onFatal?.(error instanceof EddyError ? error : new EddyError('TRANSPORT_FAILED', `reading the embedded broker's log failed: ${describeError(error)}`, { cause: error }));
   }
 
   /**

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createApp, silentLogger } from '../index.js';
 import { TestDriver } from '../testing/index.js';
-import { memoryTransport } from './memory.js';
+import { memoryTransport, MemoryTransport } from './memory.js';
+import type { IncomingRecord } from './types.js';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array | null) => (value === null ? null : new TextDecoder().decode(value));
@@ -93,5 +94,32 @@ describe('a pipeline that writes a topic it reads ({ cycle: true })', () => {
     const stoppedAt = driver.transport.records('t').length;
     await sleep(20);
     expect(driver.transport.records('t').length).toBe(stoppedAt);
+  });
+});
+
+describe('a member whose read of the log fails', () => {
+  it('stops its app with the error (the host is told), instead of an unhandled rejection and a reader that silently stopped', async () => {
+    class FailingReads extends MemoryTransport {
+      failReads = false;
+      override readFrom(topic: string, partition: number, from: number, max: number): IncomingRecord[] | Promise<IncomingRecord[]> {
+        if (this.failReads && topic === 'in') return Promise.reject(new Error('the disk went away'));
+        return super.readFrom(topic, partition, from, max);
+      }
+    }
+    const transport = new FailingReads();
+    const app = createApp({ id: 'failing-reads', transport, idleTimeout: false, logger: silentLogger });
+    app.from<number>('in').map((n) => n * 2).to('out');
+    const states: string[] = [];
+    app.on('state', (state) => states.push(state));
+    await app.start();
+    transport.append([{ topic: 'in', partition: 0, key: null, value: new TextEncoder().encode('1'), timestamp: 0 }]);
+    await expect.poll(() => transport.records('out').length).toBe(1);
+    transport.failReads = true;
+    transport.append([{ topic: 'in', partition: 0, key: null, value: new TextEncoder().encode('2'), timestamp: 0 }]);
+    await expect.poll(() => app.state).toBe('failed');
+    expect(app.failure?.code).toBe('TRANSPORT_FAILED');
+    expect(app.failure?.message).toMatch(/the disk went away/);
+    expect(states).toContain('failed');
+    expect(transport.records('out')).toHaveLength(1);
   });
 });
