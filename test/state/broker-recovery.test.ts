@@ -134,6 +134,9 @@ describe('a damaged broker log without verifyOnOpen', () => {
       expect(await late.store('counts').range()).toEqual(Array.from({ length: SENSORS }, (_, sensor) => ({ key: `s${sensor}`, value: 80 })));
       expect(logger.warnings.join('\n')).toMatch(/records 100 to 199 of readings partition 0 in the Eddy broker log at .*@broker are damaged \(a field runs past the chunk\); skipping them/);
       expect(rejections).toEqual([]);
+      // Counted where the app's metrics show them: the chunk's 100 records.
+      expect(late.metrics().recordsLostToDamage).toBe(100);
+      expect(first.metrics('prometheus')).toMatch(/eddy_records_lost_to_damage_total\{app="counter"\} 100/);
     } finally {
       await late.stop();
       await first.stop();

@@ -366,6 +366,7 @@ export class App {
       duplicatesDropped: this.#metrics.duplicatesDropped,
       recordsHandedOff: this.#metrics.recordsHandedOff,
       inputWaitsExpired: this.#metrics.inputWaitsExpired,
+      recordsLostToDamage: this.#transport.recordsLostToDamage?.() ?? 0,
       handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
       stateCacheBytes: this.#cache.usedBytes,
       restoredRecords: this.#tasks?.restoredRecords ?? 0,

@@ -51,6 +51,8 @@ export class LevelTransport extends MemoryTransport {
   /** Whether the log was read into memory (once: the in-memory log then stays the copy in use). */
   #loaded = false;
   #restoring = false;
+  /** Records of damaged chunks skipped (see #skipDamaged). */
+  #lostToDamage = 0;
   /** Topic ids, and per partition its chunks on disk, its first offset and its records on disk only: the log's own once it is read. */
   #index = new ChunkIndex();
   readonly #writer: GroupCommit;
@@ -207,6 +209,10 @@ export class LevelTransport extends MemoryTransport {
     });
   }
 
+  override recordsLostToDamage(): number {
+    return this.#lostToDamage;
+  }
+
   #open(): Promise<LevelDatabase> {
     this.#opening ??= (async () => {
       let read: LogRead | undefined;
@@ -303,8 +309,9 @@ export class LevelTransport extends MemoryTransport {
     })();
   }
 
-  /** A damaged chunk on disk only is passed over like a gone one, with a warning: failing the read would stop its reader for good. */
+  /** A damaged chunk on disk only is passed over like a gone one, with a warning and counted: failing the read would stop its reader for good. */
   #skipDamaged(topic: string, partition: number, chunk: Chunk, error: unknown): void {
+    this.#lostToDamage += chunk.last - chunk.first + 1;
     this.#logger.warn(
       { location: this.location, topic, partition, first: chunk.first, last: chunk.last, error: rootMessage(error) },
       `records ${chunk.first} to ${chunk.last} of ${topic} partition ${partition} in the Eddy broker log at ${this.location} are damaged (${rootMessage(error)}); skipping them`,

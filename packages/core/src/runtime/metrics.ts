@@ -15,6 +15,8 @@ export interface MetricsSnapshot {
    * too many records waited) and processed the others ahead of it, out of timestamp order.
    */
   inputWaitsExpired: number;
+  /** Records the transport's log could not read back (damage on disk), skipped: see `Transport.recordsLostToDamage`. */
+  recordsLostToDamage: number;
   handlerQueueDepth: number;
   stateCacheBytes: number;
   restoredRecords: number;
@@ -60,6 +62,7 @@ export function prometheusText(appId: string, snapshot: MetricsSnapshot, healthy
   metric('duplicates_dropped_total', 'counter', snapshot.duplicatesDropped, 'Replayed repartition records dropped as already applied.');
   metric('records_handed_off_total', 'counter', snapshot.recordsHandedOff, 'Records handed to a local task instead of through their repartition topic.');
   metric('input_waits_expired_total', 'counter', snapshot.inputWaitsExpired, 'Times a task processed inputs ahead of an empty one it had waited for.');
+  metric('records_lost_to_damage_total', 'counter', snapshot.recordsLostToDamage, 'Records the log could not read back (damage on disk), skipped.');
   metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
   metric('lag', 'gauge', snapshot.lag, 'Records waiting in assigned input partitions.');
   metric('event_loop_delay_p99_ms', 'gauge', snapshot.eventLoopDelayP99Ms, 'Event-loop delay, 99th percentile.');

@@ -204,4 +204,9 @@ export interface Transport {
   /** Reads a partition's committed records from `fromOffset` up to the end offset at call time, in batches. */
   readPartition(partition: TopicPartition, fromOffset: number): AsyncIterable<readonly IncomingRecord[]>;
   close(): Promise<void>;
+  /**
+   * Records its log held but could not read back, since it was created (a damaged chunk of the
+   * embedded broker's log on disk, skipped with a warning): lost to the readers that needed them.
+   */
+  recordsLostToDamage?(): number;
 }
