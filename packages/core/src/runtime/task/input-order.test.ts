@@ -133,4 +133,10 @@ describe('InputOrder', () => {
       { offsets: [0], skips: [] },
     ]);
   });
+
+  it('names the input of a run that carries skips only, so that they reach that input', () => {
+    const { order: merge } = order({ ready: () => true });
+    merge.addSkip('table', 7, 9);
+    expect(merge.take(0)).toEqual([{ topic: 'table', records: [], skips: [{ from: 7, to: 9 }] }]);
+  });
 });

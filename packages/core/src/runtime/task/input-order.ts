@@ -41,8 +41,9 @@ interface Queue {
 /** A run with no skips after it. */
 export const noSkips: Run['skips'] = [];
 
-/** A stretch of one input's records, taken in order, and the skips due after it. */
+/** A stretch of one input's records, taken in order, and the skips due after it (either may be empty). */
 export interface Run {
+  readonly topic: string;
   readonly records: readonly IncomingRecord[];
   readonly skips: ReadonlyArray<{ readonly from: number; readonly to: number }>;
 }
@@ -132,7 +133,7 @@ export class InputOrder {
         // Nothing waits: the skips of inputs with no records left are due now.
         this.#waitingSince = undefined;
         this.#expired = false;
-        for (const queue of this.#queues.values()) if (queue.skips.length > 0) runs.push({ records: [], skips: queue.skips.splice(0) });
+        for (const queue of this.#queues.values()) if (queue.skips.length > 0) runs.push({ topic: queue.source.topic, records: [], skips: queue.skips.splice(0) });
         return runs;
       }
       if (blockedBy) {
@@ -201,7 +202,7 @@ export class InputOrder {
     // Skips wait for the records before them; with the input empty, they are due.
     const last = records[records.length - 1]!.offset;
     const skips = queue.skips.length > 0 ? this.#dueSkips(queue, last) : noSkips;
-    return { records, skips };
+    return { topic: queue.source.topic, records, skips };
   }
 
   #dueSkips(queue: Queue, last: number): Array<{ from: number; to: number }> {

@@ -57,7 +57,7 @@ export class TaskInput {
     }
   }
 
-  #sourceOf(topic: string | undefined): SourceNode | undefined {
+  #sourceOf(topic: string): SourceNode | undefined {
     return this.options.sources.find((node) => node.topic === topic);
   }
 
@@ -87,7 +87,7 @@ export class TaskInput {
    * it until its turn; the runs returned are what can be processed now, in order.
    */
   accept(records: readonly IncomingRecord[]): readonly Run[] {
-    if (!this.#order) return [{ records, skips: noSkips }];
+    if (!this.#order) return [{ topic: records[0]!.topic, records, skips: noSkips }];
     if (this.#halted) return [];
     this.#order.add(records);
     return this.#order.take(this.options.host.clock.now());
@@ -121,9 +121,9 @@ export class TaskInput {
     if (!this.options.state.hasEvicted()) return;
     const keys: unknown[] = [];
     let latest = -Infinity;
-    for (const { records } of runs) {
-      const source = this.#sourceOf(records[0]?.topic);
-      if (!source) continue;
+    for (const { topic, records } of runs) {
+      const source = this.#sourceOf(topic);
+      if (!source || records.length === 0) continue;
       const decoders = this.options.decoder.decodersOf(source);
       for (const incoming of records) {
         try {
@@ -178,9 +178,9 @@ export class TaskInput {
     // Records written while records are processed may be handed off to a local task (see Task.handOff).
     this.#processing = true;
     try {
-      for (const { records, skips } of runs) {
-        if (records.length > 0 && this.#processRun(records)) progressed = true;
-        for (const { from, to } of skips) if (this.#skipNow(records[0]?.topic ?? '', from, to)) progressed = true;
+      for (const { topic, records, skips } of runs) {
+        if (records.length > 0 && this.#processRun(topic, records)) progressed = true;
+        for (const { from, to } of skips) if (this.#skipNow(topic, from, to)) progressed = true;
         if (this.#halted) break;
       }
     } finally {
@@ -192,10 +192,10 @@ export class TaskInput {
     this.options.flush();
   }
 
-  /** Processes one run; true when the task's position moved. */
-  #processRun(records: readonly IncomingRecord[]): boolean {
+  /** Processes one run of `topic`; true when the task's position moved. */
+  #processRun(topic: string, records: readonly IncomingRecord[]): boolean {
     const { host, decoder, replays, time } = this.options;
-    const source = this.#sourceOf(records[0]!.topic);
+    const source = this.#sourceOf(topic);
     const input = source && this.options.inputs.get(source.topic);
     if (!source || !input) return false;
     const decoders = decoder.decodersOf(source);
