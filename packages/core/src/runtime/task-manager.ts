@@ -81,6 +81,8 @@ export class TaskManager {
    * the one opened last (the one registered: see #reopen) fences the others, never the reverse.
    */
   readonly #opening = new Map<string, Promise<unknown>>();
+  /** Tasks with a release of waiting input queued (see #releaseWaitingLater). */
+  readonly #releasing = new Set<Task>();
   readonly #handOffs: HandOffs;
   /** Set once the app has subscribed. */
   consumer: TransportConsumer | undefined;
@@ -184,8 +186,6 @@ export class TaskManager {
       }, 'processing input that waited its turn failed');
     }
   }
-  /** Tasks with a release of waiting input queued (see #releaseWaitingLater). */
-  readonly #releasing = new Set<Task>();
 
   /**
    * Whether a task's input partition has nothing more to come for now: the log says the task has
@@ -492,13 +492,15 @@ export class TaskManager {
   async #reopen(task: Task, rebuilding: Rebuilding): Promise<void> {
     const key = task.taskId;
     const partitions = task.subTopology.sources.map((source) => ({ topic: source.topic, partition: task.partition }));
-    // Another path took the task over meanwhile: an assignment opened it, or a newer rebuild runs.
-    const takenOver = () => this.#tasks.has(key) || this.#rebuilding.get(key) !== rebuilding;
+    // Why not to go on: the app closes, or another path took the task over meanwhile (an assignment
+    // opened it, or a newer rebuild runs).
+    const gone = () =>
+      !this.deps.isOpen() ? 'the app is closing' : this.#tasks.has(key) || this.#rebuilding.get(key) !== rebuilding ? 'another assignment or rebuild took the task over' : undefined;
     const stop = (why: string) => this.deps.log('debug', 'a failed task is not rebuilt here', { task: key, why, attempts: rebuilding.attempts });
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) await new Promise((resolve) => this.deps.clock.setTimeout(() => resolve(undefined), Math.min(2_000, 100 * 2 ** attempt)));
-      if (!this.deps.isOpen()) return stop('the app is closing');
-      if (takenOver()) return stop('another assignment or rebuild took the task over');
+      const before = gone();
+      if (before !== undefined) return stop(before);
       rebuilding.attempts = attempt + 1;
       // While the app starts, its consumer is not there yet: the task waits for it, it is not dropped.
       const consumer = this.consumer;
@@ -518,8 +520,8 @@ export class TaskManager {
         this.deps.log(level, 'the group is unsure whether this instance still owns a failed task; asking again', { task: key, attempt: attempt + 1 });
         continue;
       }
-      if (!this.deps.isOpen()) return stop('the app is closing');
-      if (takenOver()) return stop('another assignment or rebuild took the task over');
+      const confirmed = gone();
+      if (confirmed !== undefined) return stop(confirmed);
       rebuilding.waitingFor = 'opening the task and restoring its state';
       let opened: { task: Task; positions: readonly TopicPartitionOffset[] } | undefined;
       const resumeAt: TopicPartitionOffset[] = [];
@@ -540,11 +542,13 @@ export class TaskManager {
         continue;
       }
       rebuilding.waitingFor = 'the group to confirm again, the task restored';
-      const owned = this.deps.isOpen() && !takenOver() && (await consumer.confirmOwnership?.(partitions)) !== 'revoked';
+      let why = gone();
+      if (why === undefined && (await consumer.confirmOwnership?.(partitions)) === 'revoked') why = 'the group revoked its partitions';
       // Checked again after the answer: the task must not replace one that an assignment opened meanwhile.
-      if (!owned || !this.deps.isOpen() || takenOver()) {
+      why ??= gone();
+      if (why !== undefined) {
         await this.#close(opened.task);
-        return stop(this.deps.isOpen() && !takenOver() ? 'the group revoked its partitions' : 'the app is closing, or the task was taken over');
+        return stop(why);
       }
       // The task takes its place and its partitions move back in one step: records (or skipped
       // offsets) the consumer delivered while it had no task are dropped, so it must read them

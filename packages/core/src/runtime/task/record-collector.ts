@@ -37,7 +37,6 @@ export interface CollectorOptions {
 export class RecordCollector {
   #outbox: OutgoingRecord[] = [];
   readonly #sends = new Set<Promise<readonly TopicPartitionOffset[]>>();
-  /** Per topic, the offset of the last record this task wrote to its partition of it. */
   /** Per topic, by partition, the offset of the last record written there. */
   readonly #lastWritten = new Map<string, number[]>();
   /** Since when sends have failed with none going through (undefined: the last one went through). */
