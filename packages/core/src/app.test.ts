@@ -339,8 +339,11 @@ describe('transport failures', () => {
 });
 
 describe('repartition replays', () => {
+  // Every repartition record through its topic (no local hand-off), to write it again as a replay would.
+  const throughTopics = () => Object.assign(memoryTransport(), { localHandOff: false });
+
   it('keeps replay marks restored from a changelog written before they were per repartition topic', async () => {
-    const transport = memoryTransport();
+    const transport = throughTopics();
     const define = () => {
       const app = createApp({ id: 'marks', transport, idleTimeout: false, logger: silentLogger });
       app.from<{ k: string }>('in').keyBy((v) => v.k).count({ name: 'counts' });
@@ -367,7 +370,7 @@ describe('repartition replays', () => {
   });
 
   it('drops repartition records an upstream replay writes again, so state never counts a record twice', async () => {
-    const transport = memoryTransport();
+    const transport = throughTopics();
     const app = createApp({ id: 'replay', transport, idleTimeout: false, commitInterval: '1h', logger: silentLogger });
     app.from<{ k: string }>('in').keyBy((v) => v.k).count({ name: 'counts' });
     await app.start();

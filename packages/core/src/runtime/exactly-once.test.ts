@@ -14,10 +14,15 @@ class TransactionalMemory implements Transport {
   readonly kind = 'memory-transactions';
   readonly exactlyOnce = true;
   readonly keepsValues: boolean;
+  readonly localHandOff: boolean;
   readonly defaultPartitions = 1;
-  /** `serializing`: values travel as bytes on internal topics too, as on Kafka (so tasks hand records off locally). */
+  /**
+   * `serializing`: values travel as bytes on internal topics too, as on Kafka, and tasks hand
+   * records off locally; otherwise every repartition record goes through its topic.
+   */
   constructor({ serializing = false } = {}) {
     this.keepsValues = !serializing;
+    this.localHandOff = serializing;
   }
   readonly log: MemoryTransport = memoryTransport();
   readonly epochs = new Map<string, number>();

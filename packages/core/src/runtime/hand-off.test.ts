@@ -242,16 +242,23 @@ describe('local hand-off', () => {
     expect(counted(transport.log)).toEqual(new Map([['a@0', 10]]));
   });
 
-  it('is off on the embedded broker, which hands values over in process anyway', async () => {
+  it('is on on the embedded broker too, and off on a transport that says so', async () => {
     for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
-      const embedded = memoryTransport({ defaultPartitions: 3 });
-      embedded.createTopic({ name: 'in', partitions });
-      const app = countingApp(embedded, guarantee);
-      await app.start();
-      embedded.append([reading('a', 0), reading('a', 60_000)]);
-      await waitFor(() => counted(embedded).size === 1, 'the window');
-      await app.stop();
-      expect(app.metrics().recordsHandedOff).toBe(0);
+      for (const localHandOff of [undefined, false]) {
+        const embedded = Object.assign(memoryTransport({ defaultPartitions: 3 }), localHandOff === undefined ? {} : { localHandOff });
+        embedded.createTopic({ name: 'in', partitions });
+        const app = countingApp(embedded, guarantee);
+        await app.start();
+        embedded.append([reading('a', 0), reading('b', 10), reading('a', 60_000), reading('b', 60_000)]);
+        await waitFor(() => counted(embedded).size === 2, 'the windows');
+        await app.stop();
+        expect(counted(embedded)).toEqual(new Map([['a@0', 1], ['b@0', 1]]));
+        const throughTopic = [0, 1, 2].reduce((sum, partition) => sum + embedded.logEnd(repartition, partition), 0);
+        // Each reading goes one way or the other: handed off (to the task of its own partition) or through the topic.
+        expect(app.metrics().recordsHandedOff + throughTopic).toBe(4);
+        if (localHandOff === false) expect(app.metrics().recordsHandedOff).toBe(0);
+        else expect(app.metrics().recordsHandedOff).toBeGreaterThan(0);
+      }
     }
   });
 });

@@ -176,6 +176,12 @@ export interface Transport {
    * internal topics (repartition) skip encoding values and decoding them again.
    */
   readonly keepsValues?: boolean;
+  /**
+   * Whether a task may hand a record bound for a repartition topic's partition straight to the
+   * task of this process that reads that partition (local hand-off; default true). False sends
+   * every such record through its topic, as between processes.
+   */
+  readonly localHandOff?: boolean;
   /** Partitions for topics Eddy creates implicitly (outputs, and sources on the embedded broker); undefined: such topics must exist. */
   readonly defaultPartitions?: number;
   connect(): Promise<void>;

@@ -53,8 +53,8 @@ export function sinkRecords(context: TaskContext, topic: string, keySerde: Serde
       let stamp: ReplayStamp | undefined;
       if (internal && signal.origin) {
         follow(signal.origin);
-        // A local task of this partition may take the record directly (on Kafka; see Task.handOff).
-        if (!keepValues && context.handOff?.({ topic, partition, key, value, timestamp, replaySource: source, replayOffset: signal.origin.offset, replayIndex: outputIndex, upstream: signal.origin })) return;
+        // A local task of this partition may take the record directly (see Task.handOff).
+        if (context.handOff?.({ topic, partition, key, value, timestamp, replaySource: source, replayOffset: signal.origin.offset, replayIndex: outputIndex, upstream: signal.origin })) return;
         stamp = [source, signal.origin.offset, outputIndex];
       }
       if (keepValues) {
