@@ -53,7 +53,7 @@ export interface EngineOptions {
 export type EngineFeed = 'append' | 'send' | 'level';
 
 /** Sends awaited together when the host feeds the app. */
-const SENDS_IN_FLIGHT = 1_000;
+export const SENDS_IN_FLIGHT = 1_000;
 
 /** Called right before and after the timed part (the profiler starts and stops there). */
 export interface TimedHooks {
@@ -138,7 +138,7 @@ export async function runEngine(
 }
 
 /** `app.send` for each record, awaiting every {@link SENDS_IN_FLIGHT} sends. */
-async function sendAll(app: App, records: ReadonlyArray<{ value: unknown; key: string; timestamp: number }>): Promise<void> {
+export async function sendAll(app: App, records: ReadonlyArray<{ value: unknown; key: string; timestamp: number }>): Promise<void> {
   let inFlight: Promise<void>[] = [];
   for (const { value, key, timestamp } of records) {
     inFlight.push(app.send(INPUT_TOPIC, value, { key, timestamp }));

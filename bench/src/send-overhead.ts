@@ -17,12 +17,11 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createApp, memoryTransport, silentLogger } from '@eddy/core';
-import { cpuSince } from './engine.js';
+import { cpuSince, sendAll, SENDS_IN_FLIGHT } from './engine.js';
 import { buildWorkload, defaultWorkload, INPUT_TOPIC } from './workload.js';
 
 type Contender = 'json' | 'send' | 'sendBatch';
 const CONTENDERS: readonly Contender[] = ['json', 'send', 'sendBatch'];
-const IN_FLIGHT = 1_000;
 
 interface HostRecord {
   readonly value: unknown;
@@ -50,17 +49,9 @@ async function pass(contender: Contender, records: readonly HostRecord[]): Promi
   if (contender === 'json') {
     for (const { value } of records) encodedBytes += Buffer.from(JSON.stringify(value), 'utf8').length;
   } else if (contender === 'send') {
-    let inFlight: Promise<void>[] = [];
-    for (const { value, key, timestamp } of records) {
-      inFlight.push(app.send(INPUT_TOPIC, value, { key, timestamp }));
-      if (inFlight.length === IN_FLIGHT) {
-        await Promise.all(inFlight);
-        inFlight = [];
-      }
-    }
-    await Promise.all(inFlight);
+    await sendAll(app, records);
   } else {
-    for (let from = 0; from < records.length; from += IN_FLIGHT) await app.sendBatch(INPUT_TOPIC, records.slice(from, from + IN_FLIGHT));
+    for (let from = 0; from < records.length; from += SENDS_IN_FLIGHT) await app.sendBatch(INPUT_TOPIC, records.slice(from, from + SENDS_IN_FLIGHT));
   }
   const wallNs = ((performance.now() - started) * 1e6) / records.length;
   const cpuNs = (cpuSince(cpu) * 1e6) / records.length;
@@ -81,7 +72,7 @@ const median = (values: readonly number[]): number => {
 const { values: args } = parseArgs({ options: { records: { type: 'string', default: '1000000' }, rounds: { type: 'string', default: '3' } } });
 const count = Number(args.records);
 const rounds = Number(args.rounds);
-if (!Number.isInteger(count) || count < IN_FLIGHT || !Number.isInteger(rounds) || rounds < 1) throw new Error('--records (at least 1000) and --rounds must be positive integers');
+if (!Number.isInteger(count) || count < SENDS_IN_FLIGHT || !Number.isInteger(rounds) || rounds < 1) throw new Error('--records (at least 1000) and --rounds must be positive integers');
 
 // What a host has in hand: values as objects, keys as text.
 const decoder = new TextDecoder();
@@ -116,5 +107,5 @@ const beyondJson = Object.fromEntries(
     return [contender, { wallNs: result.wallNsPerRecord - json.wallNsPerRecord, cpuNs: result.cpuNsPerRecord - json.cpuNsPerRecord, wallRatioToJson: Number(((result.wallNsPerRecord - json.wallNsPerRecord) / json.wallNsPerRecord).toFixed(2)) }];
   }),
 );
-process.stdout.write(`${JSON.stringify({ tool: 'send-overhead', records: records.length, rounds, inFlight: IN_FLIGHT, results, beyondJson, checks }, null, 2)}\n`);
+process.stdout.write(`${JSON.stringify({ tool: 'send-overhead', records: records.length, rounds, inFlight: SENDS_IN_FLIGHT, results, beyondJson, checks }, null, 2)}\n`);
 if (checks.some((check) => !check.ok)) process.exitCode = 1;
