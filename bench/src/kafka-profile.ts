@@ -19,7 +19,8 @@
  * Always reported: records/s from `start()` resolving until the last record is read (and, for the
  * job, the last window closed), this process's CPU time and garbage-collection time over the run,
  * how busy its event loop was until the last record or window (what is left is time spent
- * waiting for the broker), and the records in each topic the run wrote.
+ * waiting for the broker), the records in each topic the run wrote, and the app's counts of
+ * records read, handed off, dropped as replayed, and of failed commits.
  */
 import { Session } from 'node:inspector/promises';
 import { cpus } from 'node:os';
@@ -172,6 +173,9 @@ try {
     // The share of the run the event loop was busy (not waiting for I/O).
     eventLoopUtilization: Number(eventLoopUtilization.toFixed(3)),
   };
+  // Whether records went through the repartition topic or were handed off, and any replayed (dropped) or failed commits.
+  const { recordsIn, recordsHandedOff, duplicatesDropped, commitFailures } = app.metrics();
+  document.metrics = { recordsIn, recordsHandedOff, duplicatesDropped, commitFailures };
   if (profile === 'cpu') {
     document.cpu = summarize(await profiler.stop(), 30);
     profiler.close();
