@@ -21,6 +21,19 @@ export function decodeUtf8(bytes: Uint8Array): string {
   return text.includes('\uFFFD') ? strict.decode(bytes) : text;
 }
 
+/**
+ * Node's Latin-1 decoder (what `Buffer#toString('latin1')` calls), which takes any Uint8Array.
+ * Wrapping bytes in a Buffer would read their `.buffer`, and for a small array V8 keeps on its
+ * heap (a store key it copied, a window key) that moves the bytes off the heap: about 0.7 µs a
+ * key against 0.05 µs.
+ */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+
+/** Bytes as a string of one char per byte, which compares as the bytes do: a map key for byte keys. */
+export function latin1Text(bytes: Uint8Array): string {
+  return latin1Slice.call(bytes, 0, bytes.length);
+}
+
 /** Text to UTF-8; Buffer's encoder beats TextEncoder on short strings. */
 export const encodeUtf8 = (text: string): Uint8Array => Buffer.from(text, 'utf8');
 

@@ -49,6 +49,12 @@ export function levelErrorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** Whether LevelDB failed on what it read (damaged files, or the disk under them), not on how it was used. */
+export function isDamage(error: unknown): boolean {
+  const code = levelErrorCode(error);
+  return code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR';
+}
+
 /** The innermost message of an error's `cause` chain: LevelDB's own words are there. */
 export function rootMessage(error: unknown): string {
   let current = error;

@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { EddyError, MemoryTransport, partitionKey, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer } from '@eddy/core';
-import { levelErrorCode, rootMessage } from './errors.js';
+import { isDamage, rootMessage } from './errors.js';
 import { ChunkIndex, CHUNK_RECORDS, splitKey, type Chunk } from './level-transport-chunks.js';
 import { brokerLogFormat, readLog, type LogRead } from './level-transport-load.js';
 import { consoleLogger, DEFAULT_RETENTION, LOG_FOLDER, type LevelTransportOptions } from './level-transport-options.js';
@@ -209,7 +209,8 @@ export class LevelTransport extends MemoryTransport {
     });
   }
 
-  override recordsLostToDamage(): number {
+  /** See `Transport.recordsLostToDamage`. */
+  recordsLostToDamage(): number {
     return this.#lostToDamage;
   }
 
@@ -287,8 +288,7 @@ export class LevelTransport extends MemoryTransport {
         try {
           value = await db.get(chunkKey(topicId, partition, chunk.first));
         } catch (error) {
-          const code = levelErrorCode(error);
-          if (code !== 'LEVEL_CORRUPTION' && code !== 'LEVEL_IO_ERROR') throw error;
+          if (!isDamage(error)) throw error;
           this.#skipDamaged(topic, partition, chunk, error);
           continue;
         }

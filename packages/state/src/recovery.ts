@@ -10,7 +10,7 @@ import { access, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'n
 import { basename, dirname, join } from 'node:path';
 import { EddyError } from '@eddy/core';
 import { Level } from 'level';
-import { levelErrorCode, rootMessage, StateError } from './errors.js';
+import { isDamage, levelErrorCode, rootMessage, StateError } from './errors.js';
 import { FORMAT_KEY, FORMAT_VALUE, FORMAT_VERSION, layoutViolation } from './layout.js';
 
 /** The LevelDB handle type used throughout: byte keys and byte values. */
@@ -266,8 +266,7 @@ async function contentDamage(db: LevelDatabase, verify: boolean, format: Databas
       await iterator.close();
     }
   } catch (error) {
-    const code = levelErrorCode(error);
-    if (code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR') return `reading it failed: ${rootMessage(error)}`;
+    if (isDamage(error)) return `reading it failed: ${rootMessage(error)}`;
     throw error;
   }
 }
@@ -283,8 +282,7 @@ async function readDamage(db: LevelDatabase, options: OpenDatabaseOptions, forma
     await options.read(db);
     return undefined;
   } catch (error) {
-    const code = levelErrorCode(error);
-    if (code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR') return `reading it failed: ${rootMessage(error)}`;
+    if (isDamage(error)) return `reading it failed: ${rootMessage(error)}`;
     const damage = options.verifyOnOpen ? undefined : await contentDamage(db, true, format);
     if (damage !== undefined) return damage;
     throw error;

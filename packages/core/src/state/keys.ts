@@ -65,10 +65,7 @@ export function encodeWindowKey(keyBytes: Uint8Array, start: number): Uint8Array
   }
   const length = keyBytes.length;
   const out = new Uint8Array(LENGTH_BYTES + length + START_BYTES);
-  out[0] = length >>> 24;
-  out[1] = (length >>> 16) & 0xff;
-  out[2] = (length >>> 8) & 0xff;
-  out[3] = length & 0xff;
+  writeLength(out, length);
   out.set(keyBytes, LENGTH_BYTES);
   // Through scratch space: one key costs one array, not a DataView over it too (a commit encodes many).
   writeOrderedFloat64(scratchView, 0, start);
@@ -92,9 +89,7 @@ export function decodeWindowKey(bytes: Uint8Array): { keyBytes: Uint8Array; star
   if (bytes.length < LENGTH_BYTES + START_BYTES) {
     throw new RangeError(`not a window key: ${bytes.length} bytes is shorter than the minimum 12`);
   }
-  // Byte by byte, not through a DataView: `.buffer` of a small array V8 keeps on its heap
-  // (every key a store copies) moves the bytes off the heap, which costs far more than the decode.
-  const keyLength = ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
+  const keyLength = readLength(bytes);
   if (bytes.length !== LENGTH_BYTES + keyLength + START_BYTES) {
     throw new RangeError(
       `not a window key: length prefix says ${keyLength} key bytes but ${bytes.length} bytes were given`,
@@ -121,7 +116,7 @@ export function keyPrefix(keyBytes: Uint8Array): KeyRange & { readonly gte: Uint
     throw new RangeError(`record key too long for a window key: ${keyBytes.length} bytes`);
   }
   const gte = new Uint8Array(LENGTH_BYTES + keyBytes.length);
-  new DataView(gte.buffer).setUint32(0, keyBytes.length);
+  writeLength(gte, keyBytes.length);
   gte.set(keyBytes, LENGTH_BYTES);
   const lt = prefixSuccessor(gte);
   return lt === undefined ? { gte } : { gte, lt };
@@ -149,7 +144,23 @@ export function prefixSuccessor(prefix: Uint8Array): Uint8Array | undefined {
   return undefined;
 }
 
-/** Scratch space for {@link encodeWindowKey}'s start (JavaScript runs one encode at a time). */
+/*
+ * The length prefix, byte by byte: not through a DataView, because `.buffer` of a small array V8
+ * keeps on its heap (every key made here or copied by a store) moves its bytes off the heap, which
+ * costs far more than the key itself.
+ */
+function writeLength(out: Uint8Array, length: number): void {
+  out[0] = length >>> 24;
+  out[1] = (length >>> 16) & 0xff;
+  out[2] = (length >>> 8) & 0xff;
+  out[3] = length & 0xff;
+}
+
+function readLength(bytes: Uint8Array): number {
+  return ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
+}
+
+/** Scratch space for a window start being encoded or decoded (JavaScript runs one at a time). */
 const scratchBytes = new Uint8Array(8);
 const scratchView = new DataView(scratchBytes.buffer);
 const SIGN_BIT = 0x8000_0000;

@@ -146,11 +146,6 @@ export class MemoryTransport implements Transport {
     this.#group(groupId).restoreCommitted(topic, partition, offset);
   }
 
-  /** None in memory; a log on disk may find some of it damaged (see `Transport.recordsLostToDamage`). */
-  recordsLostToDamage(): number {
-    return 0;
-  }
-
   async partitionCount(topic: string): Promise<number | undefined> {
     return this.#topics.get(topic)?.partitions.length;
   }

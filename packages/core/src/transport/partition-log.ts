@@ -1,4 +1,4 @@
-import { Buffer } from 'node:buffer';
+import { latin1Text } from '../serde.js';
 import type { IncomingRecord } from './types.js';
 
 /** How long an ordinary topic keeps its records (each limit per partition; unset: no limit). */
@@ -100,7 +100,7 @@ export class PartitionLog {
    */
   compact({ tombstoneMs }: Compaction, now: number): number[] {
     const latest = new Map<string, number>();
-    this.records.forEach((record, index) => latest.set(record.key ? Buffer.from(record.key).toString('latin1') : `#${index}`, index));
+    this.records.forEach((record, index) => latest.set(record.key ? latin1Text(record.key) : `#${index}`, index));
     const keep = new Set([...latest.values()].filter((index) => this.records[index]!.value !== null || this.writtenAt[index]! >= now - tombstoneMs));
     const dropped: number[] = [];
     let kept = 0;
