@@ -1,8 +1,8 @@
-import { EddyError, partitionKey, type ConsumerListener, type TopicPartition, type TopicPartitionOffset } from '@eddy/core';
+import { EddyError, partitionKey, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset } from '@eddy/core';
 import { FetchIsolationLevels } from '@platformatic/kafka';
 import { backoff, BACKOFF_MS, sleep } from './backoff.js';
 import type { Cluster } from './cluster.js';
-import { committedRecords } from './committed-records.js';
+import { committedBatches, fetchedEnd } from './committed-records.js';
 import type { EndWatch } from './end-watch.js';
 import { fetchRaw, type FetchedPartition, type FetchResponse } from './fetch-response.js';
 import type { MemberLog } from './member.js';
@@ -187,31 +187,40 @@ export class FetchLoop {
 
   /**
    * Hands a fetched partition's committed records to the listener, a slice at a time, and tells
-   * it of offsets that hold nothing to deliver (transaction markers, aborted records).
+   * it of offsets that hold nothing to deliver (transaction markers, aborted records). Batches are
+   * decoded as the slices need them: decoding a fetch of megabytes at once would make tens of
+   * thousands of records that outlive the young generation, and cost old-space collections.
    */
   async #deliver(delivering: Delivering, result: FetchedPartition): Promise<void> {
     const { listener, ends } = this.#context;
     const { tp } = delivering;
-    const { records, next } = committedRecords(tp, result, delivering.position);
-    for (let from = 0; from < records.length; from += DELIVERY_SLICE) {
-      const slice = records.slice(from, from + DELIVERY_SLICE);
+    const from = delivering.position;
+    const handOver = async (slice: IncomingRecord[]): Promise<boolean> => {
       const seeks = delivering.seeks;
       try {
         await listener.onRecords(slice);
       } catch (error) {
         this.#context.log('warn', 'the app failed on a batch; it is delivered again', { partition: `${tp.topic}[${tp.partition}]`, offset: slice[0]!.offset, error: String(error) });
         await sleep(BACKOFF_MS[0]);
-        return;
+        return false;
       }
-      if (delivering.seeks !== seeks || this.#delivering.get(partitionKey(tp.topic, tp.partition)) !== delivering) return;
+      if (delivering.seeks !== seeks || this.#delivering.get(partitionKey(tp.topic, tp.partition)) !== delivering) return false;
       delivering.position = slice[slice.length - 1]!.offset + 1;
       ends.delivered(tp, delivering.position);
+      return true;
+    };
+    // Each batch's records are appended to `pending`; whole slices are taken from its front.
+    const pending: IncomingRecord[] = [];
+    for (const records of committedBatches(tp, result, from, pending)) {
+      while (records.length >= DELIVERY_SLICE) if (!(await handOver(records.splice(0, DELIVERY_SLICE)))) return;
     }
+    if (pending.length > 0 && !(await handOver(pending))) return;
+    const next = fetchedEnd(result, from);
     if (next > delivering.position) {
-      const from = delivering.position;
+      const skipped = delivering.position;
       delivering.position = next;
       ends.delivered(tp, next);
-      await listener.onSkipped?.({ topic: tp.topic, partition: tp.partition, from, to: next });
+      await listener.onSkipped?.({ topic: tp.topic, partition: tp.partition, from: skipped, to: next });
     }
   }
 }
