@@ -1,4 +1,4 @@
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import type { Headers, IncomingRecord, TopicPartition } from '@eddy/core';
 import { forEachRecord, type FetchedPartition } from './fetch-response.js';
 
@@ -31,8 +31,8 @@ export function fetchedEnd(result: FetchedPartition, position: number): number {
 }
 
 /**
- * {@link committedRecords}, a record batch at a time (batches with none delivered left out): a
- * restore decodes a large fetch as it writes it, and its records die young. With `into`, each
+ * {@link committedRecords}, a record batch at a time (batches with none delivered left out): the
+ * fetch loop and a restore decode a large fetch as they hand it on, and its records die young. With `into`, each
  * batch's records are appended there, and `into` is what is yielded.
  */
 export function* committedBatches(tp: TopicPartition, result: FetchedPartition, position: number, into?: IncomingRecord[]): Generator<IncomingRecord[]> {
@@ -48,7 +48,7 @@ export function* committedBatches(tp: TopicPartition, result: FetchedPartition, 
     if (batch.attributes & CONTROL) {
       // A transaction marker: an abort (type 0 in the marker's key) ends that producer's aborted run.
       let abort = false;
-      forEachRecord(batch, ({ key }) => (abort ||= key !== null && key.length >= 4 && key.readInt16BE(2) === 0));
+      forEachRecord(batch, ({ key }) => (abort ||= key !== null && key.length >= 4 && key[2] === 0 && key[3] === 0));
       if (abort) abortedProducers.delete(batch.producerId);
       continue;
     }
@@ -74,14 +74,17 @@ export function* committedBatches(tp: TopicPartition, result: FetchedPartition, 
   }
 }
 
+/** UTF-8 as Node's Buffer decodes it (bad bytes become U+FFFD). */
+const text = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+
 /** Header values as text (names and values alternating); like Java's `Headers.lastHeader`, the last of a repeated name wins, and a header without a value is left out. */
-function headersOf(headers: ReadonlyArray<Buffer | null>): Headers {
+function headersOf(headers: ReadonlyArray<Uint8Array | null>): Headers {
   let result: Record<string, string> | undefined;
   for (let index = 0; index + 1 < headers.length; index += 2) {
     const name = headers[index];
     const value = headers[index + 1];
     if (!name || !value) continue;
-    (result ??= {})[name.toString('utf8')] = value.toString('utf8');
+    (result ??= {})[text(name)] = text(value);
   }
   return result ?? emptyHeaders;
 }

@@ -118,14 +118,17 @@ export function rawBatches(bytes: Buffer): RawBatch[] {
 /** Fetch v17 whose record batches stay bytes until {@link forEachRecord} reads them. */
 export const fetchRaw = createAPI<Parameters<typeof fetchV17.createRequest>, FetchResponse>(1, 17, fetchV17.createRequest, parseResponse);
 
-/** One record of a batch, its key, value and headers views of the fetched bytes. */
+/**
+ * One record of a batch, its key, value and headers views of the fetched bytes: plain
+ * Uint8Arrays, which cost half of what a Buffer view (`subarray`) does to make.
+ */
 export interface RawRecord {
   offsetDelta: number;
   timestampDelta: number;
-  key: Buffer | null;
-  value: Buffer | null;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
   /** Header names and values, alternating (a value may be null). */
-  headers: Array<Buffer | null> | undefined;
+  headers: Array<Uint8Array | null> | undefined;
 }
 
 /**
@@ -135,6 +138,7 @@ export interface RawRecord {
  */
 export function forEachRecord(batch: RawBatch, visit: (record: RawRecord) => void): void {
   const { bytes } = batch;
+  const { buffer, byteOffset } = bytes;
   let at = batch.start;
   const varint = (): number => {
     let result = 0;
@@ -149,10 +153,10 @@ export function forEachRecord(batch: RawBatch, visit: (record: RawRecord) => voi
     // Zigzag: even values are non-negative.
     return result % 2 === 0 ? result / 2 : -(result + 1) / 2;
   };
-  const field = (): Buffer | null => {
+  const field = (): Uint8Array | null => {
     const length = varint();
     if (length < 0) return null;
-    const value = bytes.subarray(at, at + length);
+    const value = new Uint8Array(buffer, byteOffset + at, length);
     at += length;
     return value;
   };
@@ -166,7 +170,7 @@ export function forEachRecord(batch: RawBatch, visit: (record: RawRecord) => voi
     record.key = field();
     record.value = field();
     const headerCount = varint();
-    let headers: Array<Buffer | null> | undefined;
+    let headers: Array<Uint8Array | null> | undefined;
     for (let header = 0; header < headerCount; header++) (headers ??= []).push(field(), field());
     record.headers = headers;
     at = end;
