@@ -206,7 +206,8 @@ export class TaskInput {
     if (!source.internal) host.metrics.recordsIn += records.length;
     for (const incoming of records) {
       if (this.#halted) break;
-      const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
+      // The record is its own origin (topic, partition, offset): no object per record for it.
+      const origin: Origin = incoming;
       if (source.internal && replays.alreadyApplied(incoming)) {
         processed = incoming;
         continue;
