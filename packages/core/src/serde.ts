@@ -101,8 +101,8 @@ export const plainBytes = (bytes: Uint8Array): Uint8Array => (bytes.constructor 
 
 /**
  * A serde's deserialize, given the bytes as a plain Uint8Array when the serde may hand them on
- * (`bytes()`, a user's serde): over Kafka they arrive as Node Buffers, whose `slice()` is a view
- * and whose JSON differs, and a pipeline must see on Kafka what it sees on the embedded broker.
+ * (`bytes()`, a user's serde): a transport may hand out Node Buffers, whose `slice()` is a view
+ * and whose JSON differs, and a pipeline must see on every transport what it sees on the embedded broker.
  */
 export function deserializerOf<T>(serde: Serde<T>): (bytes: Uint8Array) => T {
   return readersOnly.has(serde) ? serde.deserialize : (bytes) => serde.deserialize(plainBytes(bytes));
