@@ -133,14 +133,18 @@ export class KafkaProducer implements TransportProducer {
     const client = this.#producer;
     if (client.producerId === undefined) await client.initIdempotentProducer({});
     const producer = { producerId: client.producerId!, producerEpoch: client.producerEpoch!, transactional: this.transactionalIdOrNull !== null };
+    // Per record no string is made: a topic's groups are found by partition number.
     const groups = new Map<string, { topic: string; partition: number; records: OutgoingRecord[] }>();
+    const byTopic = new Map<string, Array<{ topic: string; partition: number; records: OutgoingRecord[] }>>();
     for (const record of records) {
-      const key = partitionKey(record.topic, record.partition);
-      let group = groups.get(key);
-      if (!group) groups.set(key, (group = { topic: record.topic, partition: record.partition, records: [] }));
+      const { topic, partition } = record;
+      let ofTopic = byTopic.get(topic);
+      if (!ofTopic) byTopic.set(topic, (ofTopic = []));
+      let group = ofTopic[partition];
+      if (!group) groups.set(partitionKey(topic, partition), (group = ofTopic[partition] = { topic, partition, records: [] }));
       group.records.push(record);
     }
-    const topics = [...new Set(records.map((record) => record.topic))];
+    const topics = [...byTopic.keys()];
     const sequencesBefore = new Map(this.#sequences);
     const offsets = new Map<string, number>();
     let pending = [...groups.entries()];
