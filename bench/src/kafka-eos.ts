@@ -176,21 +176,22 @@ type Contender =
   | `${'tumbling' | 'hopping'}${'AtLeastOnce' | 'ExactlyOnce'}`
   | `previous${'Tumbling' | 'Hopping'}${'AtLeastOnce' | 'ExactlyOnce'}`;
 
-/** A round's order: each baseline right before what is measured against it. */
-function roundOrder(withPrevious: boolean): Contender[] {
-  const previous = (contender: Contender): Contender[] => (withPrevious ? [contender] : []);
+/**
+ * A round's order: each baseline right before what is measured against it. The engine and the
+ * previous engine swap places every other round: a run right after a heavy one (the raw pipe
+ * writes a million records) meets a broker still busy with it, and neither side should always
+ * be the one that does.
+ */
+function roundOrder(withPrevious: boolean, round: number): Contender[] {
+  const pair = (engine: Contender, previous: Contender): Contender[] => (!withPrevious ? [engine] : round % 2 === 0 ? [engine, previous] : [previous, engine]);
   return [
     'rawFetch',
     'rawStream',
-    'tumblingAtLeastOnce',
-    ...previous('previousTumblingAtLeastOnce'),
+    ...pair('tumblingAtLeastOnce', 'previousTumblingAtLeastOnce'),
     'rawPipe',
-    'hoppingAtLeastOnce',
-    ...previous('previousHoppingAtLeastOnce'),
-    'tumblingExactlyOnce',
-    ...previous('previousTumblingExactlyOnce'),
-    'hoppingExactlyOnce',
-    ...previous('previousHoppingExactlyOnce'),
+    ...pair('hoppingAtLeastOnce', 'previousHoppingAtLeastOnce'),
+    ...pair('tumblingExactlyOnce', 'previousTumblingExactlyOnce'),
+    ...pair('hoppingExactlyOnce', 'previousHoppingExactlyOnce'),
   ];
 }
 
@@ -329,12 +330,13 @@ try {
   }
   const expected = { tumbling: expectedWindows(input, TUMBLING_10S), hopping: expectedWindows(input, HOPPING_10S_1S) };
 
-  const order = args.jobs ? roundOrder(previous !== undefined) : [];
+  const order = args.jobs ? roundOrder(previous !== undefined, 0) : [];
   const rounds: Round[] = [];
   const errors: Array<{ round: number; contender: Contender; error: string }> = [];
   for (let round = 0; order.length > 0 && round < WARMUP_ROUNDS + reps; round++) {
     const results: Round = {};
-    for (const contender of order) {
+    const roundContenders = roundOrder(previous !== undefined, round);
+    for (const contender of roundContenders) {
       try {
         results[contender] = await runContender(bench, contender, topic, total, round, previous?.benchDist);
       } catch (error) {
@@ -343,7 +345,7 @@ try {
         log(`round ${round}: ${contender} failed: ${message}`);
       }
     }
-    log(`round ${round}${round < WARMUP_ROUNDS ? ' (warm-up)' : ''}: ${order.map((contender) => `${contender} ${results[contender]?.recordsPerSecond ?? 'failed'}/s`).join(', ')}`);
+    log(`round ${round}${round < WARMUP_ROUNDS ? ' (warm-up)' : ''}: ${roundContenders.map((contender) => `${contender} ${results[contender]?.recordsPerSecond ?? 'failed'}/s`).join(', ')}`);
     if (round >= WARMUP_ROUNDS) rounds.push(results);
   }
   const byContender = (contender: Contender) => rounds.flatMap((round) => (round[contender] ? [round[contender]] : []));
