@@ -223,6 +223,8 @@ const ratioDefs: readonly RatioDef[] = [
   { name: 'hoppingExactlyOnceVsPrevious', of: 'hoppingExactlyOnce', over: 'previousHoppingExactlyOnce', target: 1.0 },
   { name: 'tumblingExactlyOnceVsAtLeastOnce', of: 'tumblingExactlyOnce', over: 'tumblingAtLeastOnce', target: 0.8 },
   { name: 'hoppingExactlyOnceVsAtLeastOnce', of: 'hoppingExactlyOnce', over: 'hoppingAtLeastOnce', target: 0.8 },
+  // Against the client's own consumer (its `Consumer` stream) alone, as the issue's kafkajs figure was.
+  { name: 'tumblingAtLeastOnceVsClientConsumer', of: 'tumblingAtLeastOnce', over: 'rawStream' },
   { name: 'hoppingAtLeastOnceVsRawConsumer', of: 'hoppingAtLeastOnce', over: 'rawConsumer' },
   { name: 'rawPipeVsRawConsumer', of: 'rawPipe', over: 'rawConsumer' },
   { name: 'rawStreamVsRawFetch', of: 'rawStream', over: 'rawFetch' },
