@@ -206,8 +206,7 @@ export class TaskInput {
     if (!source.internal) host.metrics.recordsIn += records.length;
     for (const incoming of records) {
       if (this.#halted) break;
-      // The record is its own origin (topic, partition, offset): no object per record for it.
-      const origin: Origin = incoming;
+      const origin: Origin = { topic: incoming.topic, partition: incoming.partition, offset: incoming.offset };
       if (source.internal && replays.alreadyApplied(incoming)) {
         processed = incoming;
         continue;

@@ -199,8 +199,7 @@ export class RecordCollector {
       headers['partition'] = String(origin.partition);
       headers['offset'] = String(origin.offset);
     }
-    // An origin may be the input record itself (with its bytes): only its place is logged.
-    host.log('warn', 'record dead-lettered', { code: error.code, step, error: error.message, ...(origin && { topic: origin.topic, partition: origin.partition, offset: origin.offset }) });
+    host.log('warn', 'record dead-lettered', { code: error.code, step, error: error.message, ...origin });
     this.produce({ topic: deadLetterTopic(host.appId), partition: 0, key, value, timestamp: host.clock.now(), headers: headers as Headers });
   }
 }
