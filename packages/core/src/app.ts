@@ -105,6 +105,7 @@ export class App {
       background: this.#background,
       isOpen: () => this.#open,
       tasks: () => this.#tasks?.tasks ?? [],
+      tasksToCommit: () => this.#tasks?.commitOrder() ?? [],
       commit: (task) => this.#tasks!.commit(task),
       releaseInput: (task, now) => this.#tasks!.releaseInput(task, now),
       checkStalls: (now) => void this.#tasks?.stalls(now),

@@ -11,6 +11,8 @@ export interface SchedulerDeps {
   /** Records are taken and work is committed: from subscribing until the app stops or fails. */
   isOpen(): boolean;
   tasks(): Iterable<Task>;
+  /** The tasks in the order a commit round takes them: tasks that hand records off before the others. */
+  tasksToCommit(): Iterable<Task>;
   commit(task: Task): Promise<void>;
   /** Processes a task's input that waited for its turn (see task/input-order.ts); called under the task's lock. */
   releaseInput(task: Task, now: number): Promise<unknown>;
@@ -81,7 +83,15 @@ export class Scheduler {
           });
         }
         if (!commitDue) return;
-        for (const task of this.deps.tasks()) {
+        // A task that took records handed off by another is committed first when that one commits
+        // (see HandOffs.beforeCommit): handing tasks go first, and a task committed that way is not
+        // committed again in the same round. Every commit flushes the state that changed to the
+        // changelog: taking the reading tasks first made them commit about 1.5 times per round, and
+        // a hopping job wrote a third more changelog records.
+        const before = new Map<Task, number>();
+        for (const task of this.deps.tasks()) before.set(task, task.commits);
+        for (const task of this.deps.tasksToCommit()) {
+          if (task.commits > (before.get(task) ?? task.commits)) continue;
           // One task's failed commit (retried with the next one, or rebuilt) does not hold the others back.
           await this.deps.commit(task).catch((error: unknown) => this.deps.log('warn', 'commit failed', { task: task.taskId, error: describeError(error) }));
         }

@@ -104,6 +104,12 @@ export class TaskManager {
     return this.#tasks.values();
   }
 
+  /** The tasks, those that hand records off to local tasks first (see Scheduler: a commit round's order). */
+  commitOrder(): Task[] {
+    const tasks = [...this.#tasks.values()];
+    return [...tasks.filter((task) => this.#handOffs.handsOff(task)), ...tasks.filter((task) => !this.#handOffs.handsOff(task))];
+  }
+
   get size(): number {
     return this.#tasks.size;
   }
