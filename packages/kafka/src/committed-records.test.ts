@@ -1,10 +1,18 @@
 import { Buffer } from 'node:buffer';
 import { createRecordsBatch } from '@platformatic/kafka';
+import type { IncomingRecord } from '@eddy/core';
 import { describe, expect, it } from 'vitest';
 import { rawBatches, type RawBatch } from './fetch-response.js';
-import { committedBatches, committedRecords, fetchedEnd } from './committed-records.js';
+import { committedBatches, fetchedEnd } from './committed-records.js';
 
-type Partition = Parameters<typeof committedRecords>[1];
+type Partition = Parameters<typeof committedBatches>[1];
+
+/** All of a fetched partition's committed records at once, as the fetch loop collects them (into one array), and where the fetch ends. */
+function committedRecords(tp: Parameters<typeof committedBatches>[0], result: Partition, position: number): { records: IncomingRecord[]; next: number } {
+  const records: IncomingRecord[] = [];
+  for (const appended of committedBatches(tp, result, position, records)) void appended;
+  return { records, next: fetchedEnd(result, position) };
+}
 
 const TRANSACTIONAL = 0b1_0000;
 const CONTROL = 0b10_0000;

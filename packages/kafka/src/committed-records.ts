@@ -10,19 +10,6 @@ const CONTROL = 0b10_0000;
 /** The headers of every record that has none. */
 const emptyHeaders: Headers = Object.freeze({});
 
-/**
- * The records of a fetched partition a read_committed consumer delivers, from `position` on, and
- * the offset after the last fetched batch. Records of aborted transactions are dropped: the
- * broker lists the aborted transactions (producer, first offset) that the fetched range touches,
- * and each one's records run from its first offset to its producer's abort marker.
- */
-export function committedRecords(tp: TopicPartition, result: FetchedPartition, position: number): { records: IncomingRecord[]; next: number } {
-  const records: IncomingRecord[] = [];
-  // Each batch's records go straight into `records`: the fetch loop's path takes no copy.
-  for (const appended of committedBatches(tp, result, position, records)) void appended;
-  return { records, next: fetchedEnd(result, position) };
-}
-
 /** The offset after the last batch of a fetched partition, or `position` if it has none. */
 export function fetchedEnd(result: FetchedPartition, position: number): number {
   let next = position;
@@ -31,9 +18,12 @@ export function fetchedEnd(result: FetchedPartition, position: number): number {
 }
 
 /**
- * {@link committedRecords}, a record batch at a time (batches with none delivered left out): the
- * fetch loop and a restore decode a large fetch as they hand it on, and its records die young. With `into`, each
- * batch's records are appended there, and `into` is what is yielded.
+ * The records of a fetched partition a read_committed consumer delivers, from `position` on, a
+ * record batch at a time (batches with none delivered left out). Records of aborted transactions
+ * are dropped: the broker lists the aborted transactions (producer, first offset) that the fetched
+ * range touches, and each one's records run from its first offset to its producer's abort marker.
+ * The fetch loop and a restore decode a large fetch as they hand it on, so its records die young.
+ * With `into`, each batch's records are appended there, and `into` is what is yielded.
  */
 export function* committedBatches(tp: TopicPartition, result: FetchedPartition, position: number, into?: IncomingRecord[]): Generator<IncomingRecord[]> {
   const batches = result.records ?? [];

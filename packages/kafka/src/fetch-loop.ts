@@ -209,10 +209,12 @@ export class FetchLoop {
       ends.delivered(tp, delivering.position);
       return true;
     };
-    // Each batch's records are appended to `pending`; whole slices are taken from its front.
+    // Each batch's records are appended to `pending` as the loop asks for the next batch; whole
+    // slices are taken from its front.
     const pending: IncomingRecord[] = [];
-    for (const records of committedBatches(tp, result, from, pending)) {
-      while (records.length >= DELIVERY_SLICE) if (!(await handOver(records.splice(0, DELIVERY_SLICE)))) return;
+    for (const appended of committedBatches(tp, result, from, pending)) {
+      void appended;
+      while (pending.length >= DELIVERY_SLICE) if (!(await handOver(pending.splice(0, DELIVERY_SLICE)))) return;
     }
     if (pending.length > 0 && !(await handOver(pending))) return;
     const next = fetchedEnd(result, from);

@@ -88,10 +88,9 @@ export class Scheduler {
         // committed again in the same round. Every commit flushes the state that changed to the
         // changelog: taking the reading tasks first made them commit about 1.5 times per round, and
         // a hopping job wrote a third more changelog records.
-        const before = new Map<Task, number>();
-        for (const task of this.deps.tasks()) before.set(task, task.commits);
-        for (const task of this.deps.tasksToCommit()) {
-          if (task.commits > (before.get(task) ?? task.commits)) continue;
+        const round = [...this.deps.tasksToCommit()].map((task) => ({ task, commits: task.commits }));
+        for (const { task, commits } of round) {
+          if (task.commits > commits) continue;
           // One task's failed commit (retried with the next one, or rebuilt) does not hold the others back.
           await this.deps.commit(task).catch((error: unknown) => this.deps.log('warn', 'commit failed', { task: task.taskId, error: describeError(error) }));
         }
