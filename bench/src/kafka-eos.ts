@@ -21,7 +21,10 @@
  *   input record (idempotent producer, LogAppendTime output), offsets committed every second;
  *   timed from its first read to the append time of its last record, like the engine;
  * - the engine of an earlier commit (`--prev`, a checkout built beside this one: see
- *   bench/README.md), running the same jobs with this file's runner (kafka-job.ts) copied into it.
+ *   bench/README.md), running the same jobs with this file's runner (kafka-job.ts) copied into it;
+ *   and, when that checkout's own bench is built and reads with kafkajs, its raw consumer: stock
+ *   kafkajs, `eachBatch`, only counting, timed from its group join to its last record. That is
+ *   the baseline of the issue's figures for the kafkajs engine (0.84–0.90×); it has no target here.
  *
  * Every contender runs in a process of its own, one at a time; each engine run has a new app id
  * (group, internal topics) and a new output topic, deleted after it. Ratios are records/s of one
@@ -32,7 +35,7 @@
  * from `start()` until it has restored it, against reading that changelog with the raw consumers.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,6 +141,20 @@ async function engineRun(bench: BenchKafka, engineDir: string, topic: string, to
 
 const rawScript = join(benchDist, 'raw-consumer.js');
 
+/**
+ * The previous checkout's stock kafkajs consumer counting `total` records of `topic` in a new
+ * group (its command line: brokers, topic, records, group; it prints records/s and CPU ms).
+ */
+async function kafkajsRead(script: string, bench: BenchKafka, topic: string, total: number, group: string): Promise<Sample> {
+  const { stdout } = await execFileAsync(process.execPath, [script, bench.brokers.join(','), topic, String(total), group], { maxBuffer: 2 ** 20, timeout: 20 * 60_000 });
+  const run = JSON.parse(stdout.trim().split('\n').pop()!) as { recordsPerSecond: number; cpuMs: number };
+  try {
+    return sample(total, (total * 1000) / run.recordsPerSecond, run.cpuMs);
+  } finally {
+    await deleteTopicsAndGroups(bench.admin, group).catch(() => undefined);
+  }
+}
+
 async function rawRead(bench: BenchKafka, read: 'fetch' | 'stream', topic: string, total: number, group: string): Promise<Sample> {
   const run = await inChild<RawRun>(rawScript, { read, brokers: bench.brokers.join(','), topic, records: total, group });
   return sample(run.records, run.lastAt - run.firstReadAt, run.cpuMs);
@@ -155,8 +172,11 @@ async function rawPipe(bench: BenchKafka, topic: string, total: number, id: stri
   }
 }
 
-/** The earlier checkout to compare with, when it is built; its runner is this one, copied in. */
-function previousEngine(dir: string): { dir: string; benchDist: string; commit: string } | undefined {
+/**
+ * The earlier checkout to compare with, when it is built; its runner is this one, copied in.
+ * `kafkajsConsumer`: its bench's raw consumer, when that is built and reads with kafkajs.
+ */
+function previousEngine(dir: string): { dir: string; benchDist: string; commit: string; kafkajsConsumer: string | undefined } | undefined {
   const built = ['packages/core/dist/index.js', 'packages/kafka/dist/index.js', 'packages/state/dist/index.js', 'node_modules/@eddy/kafka'].every((path) => existsSync(join(dir, path)));
   if (!built) {
     log(`no built checkout in ${dir}: the previous engine is left out (bench/README.md says how to make one)`);
@@ -166,13 +186,16 @@ function previousEngine(dir: string): { dir: string; benchDist: string; commit: 
   const dist = join(dir, 'bench', 'dist');
   mkdirSync(dist, { recursive: true });
   copyFileSync(join(benchDist, 'kafka-job.js'), join(dist, 'kafka-job.js'));
-  return { dir, benchDist: dist, commit };
+  const rawConsumer = join(dist, 'raw-consumer.js');
+  const readsWithKafkajs = existsSync(rawConsumer) && /from ['"]kafkajs['"]/.test(readFileSync(rawConsumer, 'utf8'));
+  return { dir, benchDist: dist, commit, kafkajsConsumer: readsWithKafkajs ? rawConsumer : undefined };
 }
 
 type Contender =
   | 'rawFetch'
   | 'rawStream'
   | 'rawPipe'
+  | 'previousClientConsumer'
   | `${'tumbling' | 'hopping'}${'AtLeastOnce' | 'ExactlyOnce'}`
   | `previous${'Tumbling' | 'Hopping'}${'AtLeastOnce' | 'ExactlyOnce'}`;
 
@@ -182,11 +205,12 @@ type Contender =
  * writes a million records) meets a broker still busy with it, and neither side should always
  * be the one that does.
  */
-function roundOrder(withPrevious: boolean, round: number): Contender[] {
-  const pair = (engine: Contender, previous: Contender): Contender[] => (!withPrevious ? [engine] : round % 2 === 0 ? [engine, previous] : [previous, engine]);
+function roundOrder(previous: { kafkajsConsumer: string | undefined } | undefined, round: number): Contender[] {
+  const pair = (engine: Contender, earlier: Contender): Contender[] => (!previous ? [engine] : round % 2 === 0 ? [engine, earlier] : [earlier, engine]);
   return [
     'rawFetch',
     'rawStream',
+    ...(previous?.kafkajsConsumer ? ['previousClientConsumer' as const] : []),
     ...pair('tumblingAtLeastOnce', 'previousTumblingAtLeastOnce'),
     'rawPipe',
     ...pair('hoppingAtLeastOnce', 'previousHoppingAtLeastOnce'),
@@ -195,15 +219,16 @@ function roundOrder(withPrevious: boolean, round: number): Contender[] {
   ];
 }
 
-async function runContender(bench: BenchKafka, contender: Contender, topic: string, total: number, round: number, previousDist: string | undefined): Promise<Sample> {
+async function runContender(bench: BenchKafka, contender: Contender, topic: string, total: number, round: number, previous: { benchDist: string; kafkajsConsumer: string | undefined } | undefined): Promise<Sample> {
   const id = `kafka-eos-${runId}-r${round}-${contender}`;
+  if (contender === 'previousClientConsumer') return kafkajsRead(previous!.kafkajsConsumer!, bench, topic, total, id);
   if (contender === 'rawFetch') return rawRead(bench, 'fetch', topic, total, id);
   if (contender === 'rawStream') return rawRead(bench, 'stream', topic, total, id);
   if (contender === 'rawPipe') return rawPipe(bench, topic, total, id);
   const isPrevious = contender.startsWith('previous');
   const kind: JobKind = contender.toLowerCase().includes('tumbling') ? 'tumbling' : 'hopping';
   const guarantee = contender.endsWith('ExactlyOnce') ? 'exactly-once' : 'at-least-once';
-  return engineRun(bench, isPrevious ? previousDist! : benchDist, topic, total, kind, guarantee, id);
+  return engineRun(bench, isPrevious ? previous!.benchDist : benchDist, topic, total, kind, guarantee, id);
 }
 
 /** A ratio of records/s (or records per CPU-second) of two contenders of a round. */
@@ -229,6 +254,10 @@ const ratioDefs: readonly RatioDef[] = [
   { name: 'rawPipeVsRawConsumer', of: 'rawPipe', over: 'rawConsumer' },
   { name: 'rawStreamVsRawFetch', of: 'rawStream', over: 'rawFetch' },
   { name: 'previousTumblingAtLeastOnceVsRawConsumer', of: 'previousTumblingAtLeastOnce', over: 'rawConsumer' },
+  // The issue's own measure for the kafkajs engine (0.84–0.90), taken again in this run for both engines.
+  { name: 'tumblingAtLeastOnceVsKafkajsConsumer', of: 'tumblingAtLeastOnce', over: 'previousClientConsumer' },
+  { name: 'previousTumblingAtLeastOnceVsKafkajsConsumer', of: 'previousTumblingAtLeastOnce', over: 'previousClientConsumer' },
+  { name: 'rawFetchVsKafkajsConsumer', of: 'rawFetch', over: 'previousClientConsumer' },
 ];
 
 type Round = Partial<Record<Contender, Sample>>;
@@ -332,15 +361,15 @@ try {
   }
   const expected = { tumbling: expectedWindows(input, TUMBLING_10S), hopping: expectedWindows(input, HOPPING_10S_1S) };
 
-  const order = args.jobs ? roundOrder(previous !== undefined, 0) : [];
+  const order = args.jobs ? roundOrder(previous, 0) : [];
   const rounds: Round[] = [];
   const errors: Array<{ round: number; contender: Contender; error: string }> = [];
   for (let round = 0; order.length > 0 && round < WARMUP_ROUNDS + reps; round++) {
     const results: Round = {};
-    const roundContenders = roundOrder(previous !== undefined, round);
+    const roundContenders = roundOrder(previous, round);
     for (const contender of roundContenders) {
       try {
-        results[contender] = await runContender(bench, contender, topic, total, round, previous?.benchDist);
+        results[contender] = await runContender(bench, contender, topic, total, round, previous);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         errors.push({ round, contender, error: message });
@@ -373,6 +402,7 @@ try {
     });
   const restore = args.restore ? await restoreBench(bench) : undefined;
   const warnings: string[] = [];
+  if (previous && !previous.kafkajsConsumer && args.jobs) warnings.push(`the previous checkout's bench is not built with a kafkajs raw consumer: previousClientConsumer is left out (bench/README.md)`);
   if (!previous && args.jobs) warnings.push(`no previous engine (--prev ${args.prev}${args.previous ? '' : ', --no-previous'}): see bench/README.md to compare with one`);
   if (errors.length > 0) warnings.push(`${errors.length} run(s) failed: see errors`);
   const document = {
@@ -385,8 +415,8 @@ try {
     repetitions: reps,
     machine: { node: process.version, cpus: cpus().length, nodeFlags: process.execArgv, loadAverageAtEnd: loadavg().map((value) => Math.round(value * 100) / 100) },
     broker: bench.source,
-    previous: previous ? { commit: previous.commit, dir: previous.dir } : null,
-    timing: 'engine and pipe: from the wall clock when the first input record was read to the broker append time (LogAppendTime) of the last output record; raw consumers: first fetched records to last record; records/s = input records / that time',
+    previous: previous ? { commit: previous.commit, dir: previous.dir, kafkajsConsumer: previous.kafkajsConsumer ?? null } : null,
+    timing: 'engine and pipe: from the wall clock when the first input record was read to the broker append time (LogAppendTime) of the last output record; raw consumers: first fetched records to last record (the previous checkout\'s kafkajs consumer: its group join to its last record); records/s = input records / that time',
     jobs: {
       tumbling: { job: "from(input).peek(first-read probe).keyBy(sensor).tumbling('10s').count().onClose({ sensor, start, count }).to(output)", expectedWindows: expected.tumbling.windows, expectedLateRecords: expected.tumbling.lateRecords },
       hopping: { job: "the same with .hopping('10s', '1s')", expectedWindows: expected.hopping.windows, expectedLateRecords: expected.hopping.lateRecords },
@@ -399,7 +429,7 @@ try {
     ratiosPerCpuSecond: ratios(rounds, (entry) => 1 / Math.max(entry.cpuSeconds, 1e-3)),
     restore,
     checks: [
-      ...engineChecks(order.filter((contender) => !contender.startsWith('raw'))),
+      ...engineChecks(order.filter((contender) => !contender.startsWith('raw') && contender !== 'previousClientConsumer')),
       ...(order.length === 0
         ? []
         : [
