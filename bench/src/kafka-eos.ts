@@ -146,9 +146,9 @@ const rawScript = join(benchDist, 'raw-consumer.js');
  * group (its command line: brokers, topic, records, group; it prints records/s and CPU ms).
  */
 async function kafkajsRead(script: string, bench: BenchKafka, topic: string, total: number, group: string): Promise<Sample> {
-  const { stdout } = await execFileAsync(process.execPath, [script, bench.brokers.join(','), topic, String(total), group], { maxBuffer: 2 ** 20, timeout: 20 * 60_000 });
-  const run = JSON.parse(stdout.trim().split('\n').pop()!) as { recordsPerSecond: number; cpuMs: number };
   try {
+    const { stdout } = await execFileAsync(process.execPath, [script, bench.brokers.join(','), topic, String(total), group], { maxBuffer: 2 ** 20, timeout: 20 * 60_000 });
+    const run = JSON.parse(stdout.trim().split('\n').pop()!) as { recordsPerSecond: number; cpuMs: number };
     return sample(total, (total * 1000) / run.recordsPerSecond, run.cpuMs);
   } finally {
     await deleteTopicsAndGroups(bench.admin, group).catch(() => undefined);
