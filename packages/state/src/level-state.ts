@@ -32,8 +32,10 @@ export interface LevelStateOptions {
    */
   readonly keepCorruptCopies?: number;
   /**
-   * Read every entry when an app's database opens, so damage in table files is found before a
-   * task trips on it. Costs one sequential read of the state; default true.
+   * Check an app's database when it opens: every block of its table files against its checksum
+   * (LevelDB reads them without checking, so a changed byte could otherwise read back as other
+   * data), and every entry, so damage is found before a task trips on it. Costs two sequential
+   * reads of the state; default true.
    */
   readonly verifyOnOpen?: boolean;
   /**

@@ -37,7 +37,8 @@ export interface LevelTransportOptions {
   /** Damaged logs kept as `<dir>/@broker.corrupt-<n>`, newest first; 0 deletes them. Default 1. */
   readonly keepCorruptCopies?: number;
   /**
-   * Check every entry when the log opens, so that damage is found then. Default true. Without it,
+   * Check the log when it opens, every block of its table files against its checksum and every
+   * entry, so that damage is found then. Default true. Without it,
    * damage the broker meets while reading its log still sets the log aside; the records of chunks
    * kept on disk only are decoded when a reader goes back to them, and a damaged chunk is then
    * skipped with a warning.

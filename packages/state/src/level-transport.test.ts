@@ -5,7 +5,7 @@
  * and a damaged log set aside.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -267,5 +267,26 @@ describe('one process per dir', () => {
     await broker.close();
     expect(warnings.join('\n')).toMatch(/Eddy broker log at .*@broker is damaged .* moved it to .*@broker\.corrupt-1 and starting empty/);
     expect(await readdir(dir)).toEqual(expect.arrayContaining(['@broker', '@broker.corrupt-1']));
+  });
+
+  it('sets aside a log with one bit of a record flipped in a table file, which LevelDB reads back without an error', async () => {
+    const dir = await scratch();
+    await withBroker(dir, async (broker) => {
+      const producer = await broker.createProducer();
+      await producer.send(Array.from({ length: 50 }, (_, index) => record('t', 0, `reading ${1000 + index}`)));
+    });
+    // Opened again: LevelDB moves its write-ahead log into a table file.
+    await withBroker(dir, async () => undefined);
+    const folder = join(dir, '@broker');
+    const [table] = (await readdir(folder)).filter((name) => name.endsWith('.ldb'));
+    const bytes = await readFile(join(folder, table!));
+    const at = bytes.indexOf('reading 1');
+    expect(at, 'test setup: a value stored literally').toBeGreaterThan(0);
+    bytes[at + 8]! ^= 0x01; // 'reading 1…' reads 'reading 0…'
+    await writeFile(join(folder, table!), bytes);
+
+    const warnings: string[] = [];
+    await withBroker(dir, async (broker) => expect(await broker.partitionCount('t')).toBeUndefined(), { logger: { warn: (_fields, message) => warnings.push(message), info: () => undefined } });
+    expect(warnings.join('\n')).toMatch(/Eddy broker log at .*@broker is damaged \(table file \d+\.ldb: the block at offset \d+ \(\d+ bytes\) does not match its checksum\)/);
   });
 });

@@ -138,7 +138,7 @@ async function filesIn(location: string, pattern: RegExp): Promise<string[]> {
   return matching.map((name) => join(location, name));
 }
 
-type Damage = 'delete' | 'truncate' | 'garbage' | 'scribble';
+type Damage = 'delete' | 'truncate' | 'garbage' | 'scribble' | 'digit';
 
 async function damage(files: string[], how: Damage): Promise<void> {
   for (const file of files) {
@@ -146,7 +146,14 @@ async function damage(files: string[], how: Damage): Promise<void> {
     if (how === 'delete') await rm(file);
     else if (how === 'truncate') await truncate(file, Math.floor(size / 2));
     else if (how === 'garbage') await writeFile(file, 'garbage, not LevelDB \u0000\u00ff');
-    else {
+    else if (how === 'digit') {
+      // One bit of a stored value ('batch 1' to 'batch 0'): still a value, still decompresses.
+      const bytes = await readFile(file);
+      const at = bytes.indexOf('batch 1');
+      if (at < 0) throw new Error(`test setup: no value stored literally in ${file}`);
+      bytes[at + 6]! ^= 0x01;
+      await writeFile(file, bytes);
+    } else {
       // Overwrite a run of bytes in the middle, leaving the file's size and its ends intact.
       const handle = await open(file, 'r+');
       try {
@@ -201,6 +208,8 @@ describe('levelState recovery from damaged state', () => {
     { name: 'table file truncated', phase: 'table', files: /\.ldb$/, how: 'truncate' },
     { name: 'table file replaced by garbage', phase: 'table', files: /\.ldb$/, how: 'garbage' },
     { name: 'table file scribbled over', phase: 'table', files: /\.ldb$/, how: 'scribble' },
+    // LevelDB reads this back without an error: only the block checksums tell (table-check.ts).
+    { name: 'one bit of a value in a table file flipped', phase: 'table', files: /\.ldb$/, how: 'digit' },
     { name: 'log scribbled over in the middle', phase: 'log', files: /\.log$/, how: 'scribble' },
   ];
 

@@ -12,6 +12,7 @@ import { EddyError } from '@eddy/core';
 import { Level } from 'level';
 import { isDamage, levelErrorCode, rootMessage, StateError } from './errors.js';
 import { FORMAT_KEY, FORMAT_VALUE, FORMAT_VERSION, layoutViolation } from './layout.js';
+import { tableDamage } from './table-check.js';
 
 /** The LevelDB handle type used throughout: byte keys and byte values. */
 export type LevelDatabase = Level<Uint8Array, Uint8Array>;
@@ -52,10 +53,7 @@ export interface LevelTuning {
   readonly blockSize?: number;
   /** Table files LevelDB may keep open (default 1000). */
   readonly maxOpenFiles?: number;
-  /**
-   * Snappy compression (default true). Besides saving space it makes damaged table blocks fail
-   * to decompress, which is how many corruptions are found: keep it on.
-   */
+  /** Snappy compression of table blocks (default true). */
   readonly compression?: boolean;
 }
 
@@ -183,7 +181,10 @@ async function attemptOpen(options: OpenDatabaseOptions, format: DatabaseFormat)
   let damage: string | undefined;
   try {
     damage =
-      (await recoveryLogDamage(location)) ?? (await contentDamage(db, options.verifyOnOpen, format)) ?? (await readDamage(db, options, format));
+      (await recoveryLogDamage(location)) ??
+      (options.verifyOnOpen ? await tableDamage(location) : undefined) ??
+      (await contentDamage(db, options.verifyOnOpen, format)) ??
+      (await readDamage(db, options, format));
   } catch (error) {
     await db.close().catch(() => undefined);
     throw error instanceof EddyError ? error : format.failed(`checking the ${format.name} at ${location} failed: ${rootMessage(error)}`, error);
@@ -234,10 +235,10 @@ async function recoveryLogDamage(location: string): Promise<string | undefined> 
 }
 
 /**
- * Reads the database's own marker and, when `verify` is set, every entry. LevelDB reads table
- * files without verifying checksums, so damage there surfaces only when a block is read; finding
- * it now beats a task failing on it mid-stream. Entries that decode but do not fit the key layout
- * are damage too.
+ * Reads the database's own marker and, when `verify` is set, every entry: damage LevelDB meets
+ * reading a block, found now rather than by a task mid-stream, and entries that decode but do not
+ * fit the key layout. (A block whose bytes changed but still decode is for the table check,
+ * table-check.ts, to find: LevelDB reads it without a word.)
  */
 async function contentDamage(db: LevelDatabase, verify: boolean, format: DatabaseFormat): Promise<string | undefined> {
   try {
