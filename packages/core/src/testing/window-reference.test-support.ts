@@ -199,6 +199,8 @@ export class HoppingModel implements WindowModel {
 /**
  * sliding(size): per key and distinct timestamp t of a record accepted while its own window was
  * open, the window [t - size + 1, t + 1) of all accepted records in range, closing at t + 1 + grace.
+ * A record whose own window has closed is accepted while a window that may hold it can still be
+ * open or come (stream time < t + size + grace).
  */
 export class SlidingModel implements WindowModel {
   readonly #keys = new Map<string, { accepted: Reading[]; windows: Map<number, 'open' | 'emitted'> }>();
@@ -236,17 +238,13 @@ export class SlidingModel implements WindowModel {
       state.windows.set(t, 'open');
     } else {
       const missed: Array<[number, number]> = [[t - this.size + 1, t + 1]];
-      let stillOpen = false;
       for (const [windowTime, status] of state.windows) {
-        if (windowTime <= t || windowTime >= t + this.size) continue;
-        if (status === 'emitted') {
-          const forgotten = this.options.forgetEmitted === true && windowTime + this.size + this.grace <= streamTime;
-          if (!forgotten) missed.push([windowTime - this.size + 1, windowTime + 1]);
-        }
-        else stillOpen = true;
+        if (windowTime <= t || windowTime >= t + this.size || status !== 'emitted') continue;
+        const forgotten = this.options.forgetEmitted === true && windowTime + this.size + this.grace <= streamTime;
+        if (!forgotten) missed.push([windowTime - this.size + 1, windowTime + 1]);
       }
       pushLate(out, record, missed, at);
-      if (!stillOpen) return;
+      if (t + this.size + this.grace <= streamTime) return;
     }
     state.accepted.push(record);
     const updated = [...state.windows].filter(([windowTime, status]) => status === 'open' && windowTime - this.size < t && t <= windowTime).map(([windowTime]) => windowTime);

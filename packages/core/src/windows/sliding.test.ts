@@ -41,6 +41,25 @@ describe('sliding windows: exact cases', () => {
     expect(run.metrics.lateRecords).toBe(1);
   });
 
+  it('a record whose own window closed counts for a later window that comes after it, as it would for an open one', async () => {
+    // 3 arrives at stream time 10 (key b's record): its own window [-6, 4) has closed, and key a
+    // has no window yet. Window 11 ([2, 12), closing at 12) comes next and holds it: whether 3
+    // counts must not depend on whether a record at 4..11 of key a came before it.
+    for (const [input, windows] of [
+      [readings([10, 'b'], 3, 11, 40), [{ key: 'a', start: 2, end: 12, ids: [1, 2], at: 3 }]],
+      [readings([10, 'b'], 10, 3, 11, 40), [
+        { key: 'a', start: 1, end: 11, ids: [2, 1], at: 3 },
+        { key: 'a', start: 2, end: 12, ids: [2, 1, 3], at: 4 },
+      ]],
+    ] as const) {
+      const run = await runTable({ readings: [...input], table: (keyed) => keyed.sliding(10).collect() });
+      const lateId = input.find((reading) => reading.ts === 3)!.id;
+      expect(lateOf(run.late)).toEqual([{ start: -6, end: 4, id: lateId, at: lateId }]);
+      expect(windowsOf(run.closed).filter((window) => window.key === 'a')).toEqual(windows);
+      expect(run.metrics.lateRecords).toBe(1);
+    }
+  });
+
   it('a late record with no open window after it is dropped', async () => {
     // 25 arrives at stream time 35: its own window and the emitted window 30 are closed, and
     // window 35 covers [26, 35]: nothing open takes it.

@@ -55,13 +55,15 @@ export class SlidingWindows implements WindowStrategy<SlidingKeyState> {
     if (!endingWindowOpen) {
       // Later windows can only have closed if this record's ending window has.
       missed(timestamp - this.sizeMs + 1, timestamp + 1);
-      let stillOpen = false;
       for (let index = lowerBound(buckets, timestamp + 1); index < buckets.length && buckets[index]!.start < timestamp + this.sizeMs; index++) {
         const bucket = buckets[index]!;
         if (bucket.endingWindow === 'emitted') missed(bucket.start - this.sizeMs + 1, bucket.start + 1);
-        else if (bucket.endingWindow === 'pending') stillOpen = true;
       }
-      if (!stillOpen) return false;
+      // It still counts for the windows of later timestamps up to t + size - 1 that are open,
+      // and for those yet to come: whether a record counts must not hang on which windows a
+      // record of the key happened to open before it. Once stream time reaches t + size + grace,
+      // every window that could hold it has closed.
+      if (timestamp + this.sizeMs + this.graceMs <= streamTime) return false;
     }
     const bucket = this.buckets.upsert(state, timestamp, timestamp + 1);
     if (bucket.endingWindow === undefined) {
