@@ -264,6 +264,8 @@ export class App {
     this.#eventLoopDelay?.disable();
     await this.#background.settled();
     try {
+      // The last commits (on revoke) record the stream time the idle timeout reached.
+      if (this.#open) await this.#tasks?.catchUpStreamTime();
       await this.#consumer?.close();
     } finally {
       this.#open = false;

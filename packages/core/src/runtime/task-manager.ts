@@ -239,6 +239,15 @@ export class TaskManager {
     return positions;
   }
 
+  /**
+   * Before the app stops: every task's stream time catches up with the clock (see
+   * Task.catchUpStreamTime) while the log still answers for its partitions, so that the last
+   * commits record it.
+   */
+  async catchUpStreamTime(): Promise<void> {
+    for (const task of this.#tasks.values()) await task.exclusive(() => task.catchUpStreamTime(this.deps.clock.now()));
+  }
+
   async revoke(partitions: readonly TopicPartition[]): Promise<void> {
     const keys = new Set(partitions.map(({ topic, partition }) => this.taskKey(topic, partition)));
     for (const key of keys) {
@@ -249,7 +258,7 @@ export class TaskManager {
       if (!task) continue;
       this.#revoking.add(task);
       try {
-        if (!this.deps.hasFailed()) await this.commit(task);
+        if (!this.deps.hasFailed()) await this.commit(task, { last: true });
       } catch (error) {
         // The partition's next owner resumes from the last commit: records repeat, none is lost.
         this.deps.log('warn', 'commit on revoke failed', { task: task.taskId, error: String(error) });
@@ -264,11 +273,16 @@ export class TaskManager {
   /**
    * Commits a task: first the tasks it handed records to, then its own outputs, state and input
    * offsets (see the commit protocol in the task). Under exactly-once a failed transaction drops
-   * the task and rebuilds it from its last commit.
+   * the task and rebuilds it from its last commit. `last`: the task's partitions leave after it
+   * (see Task.recordStreamTime).
    */
-  commit(task: Task): Promise<void> {
+  commit(task: Task, { last = false } = {}): Promise<void> {
     const consumer = this.consumer!;
     const committed = task.exclusive(async () => {
+      if (last) {
+        await task.catchUpStreamTime(this.deps.clock.now());
+        task.recordStreamTime();
+      }
       await this.#handOffs.beforeCommit(task);
       await task.commit(async (offsets) => {
         // A transactional task committed its offsets with its transaction.

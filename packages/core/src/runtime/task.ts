@@ -57,6 +57,8 @@ export class Task implements TaskContext {
   readonly #collector: RecordCollector;
   readonly #decoder: RecordDecoder;
   readonly #time: StreamTimeKeeper;
+  /** The stream time the last commit batch recorded (see recordStreamTime). */
+  #recordedStreamTime = -Infinity;
   readonly #handOffs: OutgoingHandOffs;
   readonly #input: TaskInput;
   /** Handlers' async work in flight, which `drain` and the commit wait for. */
@@ -155,6 +157,7 @@ export class Task implements TaskContext {
 
   /** Where the task stands, recorded with the state in every commit batch. */
   #progress(): TaskProgress {
+    this.#recordedStreamTime = this.#time.current;
     return { streamTime: this.#time.current, positions: this.#input.positions(), replayMarks: this.#replays.stored() };
   }
 
@@ -301,6 +304,28 @@ export class Task implements TaskContext {
     this.flush();
   }
 
+  /**
+   * Stream time catches up with clock time `now` as a timer would, the idle timeout's quiet time
+   * included, whether or not something is due. Call it under the task's lock, while the log still
+   * answers for the task's partitions.
+   */
+  async catchUpStreamTime(now: number): Promise<void> {
+    if (this.#input.halted) return;
+    await this.preparePunctuate(now);
+    this.punctuate(now);
+  }
+
+  /**
+   * Before the task's last commit (its partitions leave, or the app stops): the commit records
+   * stream time even if nothing else changed. Ordinary commits record it only with state that
+   * changed, so that an idle task writes nothing; without this, quiet time that moved stream time
+   * but closed nothing would be forgotten, and the next owner would take records as on time that
+   * this one would have found late.
+   */
+  recordStreamTime(): void {
+    if (this.#time.current !== this.#recordedStreamTime) this.#commit.progressed();
+  }
+
   /** Quiet time counts from now (after a pause for backpressure, or while input waits). */
   restartIdleCountdown(from?: number): void {
     this.#time.restartIdleCountdown(from);
@@ -407,6 +432,7 @@ export class Task implements TaskContext {
     const restored = await this.#state.restore(readChangelog, endOffset, progress);
     for (const marks of restored.replayMarks) this.#replays.restore(marks);
     this.#time.restore(restored.streamTime);
+    this.#recordedStreamTime = restored.streamTime;
     await this.#state.restoreOperators(restored.streamTime);
     this.#input.restorePositions(restored.positions);
     return { records: restored.records, positions: restored.positions };

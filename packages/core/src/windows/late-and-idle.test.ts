@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createApp, type KeyedStream } from '../index.js';
+import { createApp, memoryTransport, type KeyedStream } from '../index.js';
 import { TestDriver } from '../testing/index.js';
 import { SEEDS, HoppingModel, SessionModel, generate, idsOf, simulate, type Reading } from '../testing/window-reference.test-support.js';
 import { closedDifference } from '../testing/window-compare.test-support.js';
@@ -150,6 +150,40 @@ describe('idle timeout (event time)', () => {
     expect(late).toEqual([2]);
     expect(app.metrics().lateRecords).toBe(1);
     await driver.stop();
+  });
+
+  it('the stream time a quiet spell reached survives a restart, also when it closed nothing', async () => {
+    // a@12 opens [10, 20) (closing at 25 with grace 5); 5005 ms of quiet move stream time to 17,
+    // which closes nothing but makes [0, 10) (closing at 15) late. After a stop and a start on
+    // the same broker, b@3 is late, as it is without the restart.
+    for (const restart of [false, true]) {
+      const transport = memoryTransport({ defaultPartitions: 1 });
+      const late: string[] = [];
+      const build = () => {
+        const app = createApp({ id: 'idle-restart', transport, idleTimeout: '5s' });
+        const table = app
+          .from<Reading>('in', { timestamp: (reading) => reading.ts })
+          .keyBy((reading) => reading.k)
+          .tumbling(10, { grace: 5 })
+          .count();
+        table.onLate((record) => void late.push(`${record.key}@${record.timestamp} [${record.start}, ${record.end})`)).to('late');
+        table.onClose((window) => ({ key: window.key, start: window.start, count: window.value })).to('out');
+        return app;
+      };
+      let driver = await TestDriver.start(build(), { startTime: 0, transport });
+      await driver.send('in', { id: 0, k: 'a', ts: 12, v: 0 }, { key: 'a' });
+      await driver.advanceTime(5005);
+      if (restart) {
+        const clock = driver.now();
+        await driver.stop();
+        driver = await TestDriver.start(build(), { startTime: clock, transport });
+      }
+      await driver.send('in', { id: 1, k: 'b', ts: 3, v: 1 }, { key: 'b' });
+      await driver.send('in', { id: 2, k: 'a', ts: 1000, v: 2 }, { key: 'a' });
+      const closed = driver.read('out').map((record) => record.value);
+      await driver.stop();
+      expect({ restart, late, closed }).toEqual({ restart, late: ['b@3 [0, 10)'], closed: [{ key: 'a', start: 10, count: 1 }] });
+    }
   });
 
   it('sessions close on idle too: at clock idle + gap', async () => {
