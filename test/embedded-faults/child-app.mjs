@@ -1,0 +1,84 @@
+/**
+ * The app of kill-windows.test.ts, run in a child process so that it can be killed: durable
+ * embedded mode on the dir given as argument, driven over IPC by harness.ts (commands `send`,
+ * `idle`, `stop`; answers `ack` or `nack`). It runs on the built packages (node resolves
+ * @eddy/core and @eddy/state to their dist), so `turbo run build` comes first. The references of
+ * its pipelines are in reference.ts.
+ */
+import { createApp } from '@eddy/core';
+import { levelState, levelTransport } from '@eddy/state';
+
+const dir = process.argv[2];
+const quiet = { warn: (_fields, message) => process.stderr.write(`WARN ${message}\n`), info: () => undefined };
+const logger = {
+  trace() {}, debug() {}, info() {},
+  warn(o, m) { process.stderr.write(`warn ${typeof o === 'string' ? o : m}\n`); },
+  error(o, m) { process.stderr.write(`error ${typeof o === 'string' ? o : m} ${JSON.stringify(o)}\n`); },
+  fatal(o, m) { process.stderr.write(`fatal ${typeof o === 'string' ? o : m}\n`); },
+  child() { return logger; },
+};
+
+const app = createApp({
+  id: 'kill-windows',
+  transport: levelTransport({ dir, logger: quiet, defaultPartitions: 2 }),
+  state: levelState({ dir, logger: quiet }),
+  idleTimeout: false,
+  commitInterval: '50ms',
+  logger,
+});
+
+// Sessions (gap 500 ms, grace 3 s) and count windows of 5 over jittered events.
+const events = app.from('events', { timestamp: (e) => e.ts }).keyBy((e) => e.user);
+events.session('500ms', { grace: '3s' }).aggregate({ init: () => ({ sum: 0, seqs: [] }), add: (a, e) => ({ sum: a.sum + e.n, seqs: [...a.seqs, e.seq] }), merge: (a, b) => ({ sum: a.sum + b.sum, seqs: [...a.seqs, ...b.seqs] }) })
+  .onClose((w) => ({ user: w.key, start: w.start, end: w.end, sum: w.value.sum, seqs: [...w.value.seqs].sort((a, b) => a - b) }))
+  .to('sessions');
+events.countWindow(5).collect().onClose((w) => ({ user: w.key, start: w.start, end: w.end, seqs: w.value.map((e) => e.seq).sort((a, b) => a - b) })).to('counts');
+
+// A table and a stream-table join, and a chain of two pipelines (per-second counts, then their per-10 s totals) over clicks in order.
+const tiers = app.table('tiers');
+const clicks = app.from('clicks', { timestamp: (c) => c.ts }).keyBy((c) => c.user);
+clicks.join(tiers, (c, tier) => ({ seq: c.seq, user: c.user, ts: c.ts, tier })).to('enriched');
+clicks.tumbling('1s', { grace: '5s' }).count().onClose((w) => ({ user: w.key, start: w.start, end: w.end, count: w.value })).to('per-second');
+app.from('per-second', { timestamp: (r) => r.end - 1 }).keyBy((r) => r.user).tumbling('10s', { grace: '30s' }).collect()
+  .onClose((w) => {
+    // A per-second result written twice (at least once) counts once; two that disagree are a conflict.
+    const byStart = new Map();
+    for (const r of w.value) {
+      if (byStart.has(r.start) && byStart.get(r.start) !== r.count) return { user: w.key, start: w.start, conflict: [r.start, byStart.get(r.start), r.count] };
+      byStart.set(r.start, r.count);
+    }
+    return { user: w.key, start: w.start, total: [...byStart.values()].reduce((a, b) => a + b, 0) };
+  })
+  .to('per-10s');
+
+app.on('error', (error) => process.send?.({ type: 'error', code: error.code, message: String(error.message) }));
+app.on('state', (state) => process.send?.({ type: 'state', state }));
+
+try {
+  await app.start();
+} catch (error) {
+  process.send?.({ type: 'start-failed', code: error?.code, message: String(error?.message ?? error) });
+  process.exit(3);
+}
+process.send?.({ type: 'ready' });
+
+process.on('message', async (message) => {
+  try {
+    if (message.cmd === 'send') {
+      if (message.records.length === 1) await app.send(message.topic, message.records[0].value, { key: message.records[0].key, timestamp: message.records[0].timestamp });
+      else await app.sendBatch(message.topic, message.records);
+      process.send({ type: 'ack', id: message.id });
+    } else if (message.cmd === 'idle') {
+      for (let quietRounds = 0; quietRounds < 5; ) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        quietRounds = app.metrics().lag === 0 ? quietRounds + 1 : 0;
+      }
+      process.send({ type: 'ack', id: message.id, metrics: app.metrics(), health: app.health(), state: app.state });
+    } else if (message.cmd === 'stop') {
+      await app.stop();
+      process.send({ type: 'ack', id: message.id }, () => process.exit(0));
+    }
+  } catch (error) {
+    process.send?.({ type: 'nack', id: message.id, code: error?.code, message: String(error?.message ?? error) });
+  }
+});
