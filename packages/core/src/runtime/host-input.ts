@@ -2,7 +2,7 @@ import type { SendOptions } from '../app-options.js';
 import type { Clock } from '../clock.js';
 import type { Node } from '../dsl/graph.js';
 import { checkTopic } from '../dsl/stage-checks.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, describeError, EddyError } from '../errors.js';
 import { partitionForKey } from '../murmur2.js';
 import { defaultKeySerde, json, type Serde } from '../serde.js';
 import type { Headers, OutgoingRecord, TransportProducer } from '../transport/types.js';
@@ -50,7 +50,7 @@ export class HostInput {
     const route = this.#routes.get(topic);
     if (route) {
       try {
-        return route.sends.sendOne(this.#outgoing(route, value, options, 'send'));
+        return route.sends.sendOne(this.#outgoing(route, value, options, 0, 'send'));
       } catch (error) {
         return Promise.reject(error);
       }
@@ -61,7 +61,8 @@ export class HostInput {
   async sendAll(topic: string, records: ReadonlyArray<SendOptions & { value: unknown }>, what: string): Promise<void> {
     const route = this.#routes.get(topic) ?? (await this.#route(topic, what));
     if (records.length === 0) return;
-    await route.sends.send(records.map((record) => this.#outgoing(route, record.value, record, what)));
+    // Every record is checked and serialized before any is written: a bad one fails the call whole.
+    await route.sends.send(records.map((record, index) => this.#outgoing(route, (record as { value?: unknown } | null)?.value, record, index, what)));
   }
 
   /** How the host's records for `topic` are written: its source's serdes, its partitions, the producer. */
@@ -83,18 +84,22 @@ export class HostInput {
     return route;
   }
 
-  #outgoing(route: HostRoute, value: unknown, options: SendOptions, what: string): OutgoingRecord {
+  #outgoing(route: HostRoute, value: unknown, options: SendOptions, index: number, what: string): OutgoingRecord {
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+      const got = options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options;
+      throw new ConfigError(what === 'send' ? `send: options must be an object { key?, timestamp?, headers? }, got ${got}` : `${what}: record ${index} must be an object { value, key?, timestamp?, headers? }, got ${got}`);
+    }
     const timestamp = options.timestamp ?? this.deps.clock().now();
     if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) throw new ConfigError(`${what}: timestamp must be a finite number, got ${String(timestamp)}`);
-    const bytes = value === null || value === undefined ? null : value instanceof Uint8Array ? value : route.valueSerde.serialize(value);
-    const headers = (options.headers ?? emptyHeaders) as Headers;
+    const headers = checkedHeaders(options.headers, what);
+    const bytes = value === null || value === undefined ? null : value instanceof Uint8Array ? value : serialized(route.valueSerde, value, `${what}: cannot serialize the value of record ${index} for ${route.topic}`);
     const key = options.key;
     if (key === undefined || key === null) return { topic: route.topic, partition: this.#roundRobin++ % route.partitions, key: null, value: bytes, timestamp, headers };
     if (key instanceof Uint8Array) return { topic: route.topic, partition: partitionForKey(key, route.partitions), key, value: bytes, timestamp, headers };
     // Keys repeat: serialize and hash each one once (as sinks do).
     let keyed = typeof key === 'object' ? undefined : route.keys.get(key);
     if (!keyed) {
-      const keyBytes = route.keySerde.serialize(key);
+      const keyBytes = serialized(route.keySerde, key, `${what}: cannot serialize the key of record ${index} for ${route.topic}`);
       keyed = { bytes: keyBytes, partition: partitionForKey(keyBytes, route.partitions) };
       if (typeof key !== 'object') {
         if (route.keys.size >= 10_000) route.keys.clear();
@@ -103,4 +108,23 @@ export class HostInput {
     }
     return { topic: route.topic, partition: keyed.partition, key: keyed.bytes, value: bytes, timestamp, headers };
   }
+}
+
+/** A serde's bytes, or an EddyError saying what could not be serialized. */
+function serialized(serde: Serde<unknown>, value: unknown, what: string): Uint8Array {
+  try {
+    return serde.serialize(value);
+  } catch (error) {
+    throw new EddyError('SERIALIZATION_FAILED', `${what}: ${describeError(error)}`, { cause: error });
+  }
+}
+
+/** Headers as the host gave them: a plain object of string values, or none. */
+function checkedHeaders(headers: unknown, what: string): Headers {
+  if (headers === undefined || headers === null) return emptyHeaders;
+  if (typeof headers !== 'object' || Array.isArray(headers)) throw new ConfigError(`${what}: headers must be an object of string values, got ${Array.isArray(headers) ? 'an array' : typeof headers}`);
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== 'string') throw new ConfigError(`${what}: header ${JSON.stringify(name)} must be a string, got ${value === null ? 'null' : typeof value}`);
+  }
+  return headers as Headers;
 }
