@@ -258,7 +258,8 @@ export class App {
 
   /** Stops taking records, finishes and commits what was taken (unless the app failed), and closes. */
   async #shutdown(): Promise<void> {
-    this.#life.moveTo('stopping');
+    // An app failing now (stop() called from an 'error' listener) goes on to 'failed', not 'stopping'.
+    if (this.#life.failure === undefined) this.#life.moveTo('stopping');
     this.#open = this.#life.failure === undefined && this.#open;
     this.#scheduler.stop();
     this.#eventLoopDelay?.disable();

@@ -28,7 +28,8 @@ const allowed: Readonly<Record<AppState, readonly AppState[]>> = {
 export class Lifecycle {
   #state: AppState = 'created';
   #failure: EddyError | undefined;
-  readonly #listeners: { [E in keyof AppEvents]: Set<AppEvents[E]> } = { state: new Set(), error: new Set() };
+  /** Subscriptions, each its own entry: one function subscribed twice is two subscriptions, each with its remover. */
+  readonly #listeners: { [E in keyof AppEvents]: Set<{ readonly listener: AppEvents[E] }> } = { state: new Set(), error: new Set() };
   readonly #onListenerError: (event: keyof AppEvents, error: unknown) => void;
 
   constructor(onListenerError: (event: keyof AppEvents, error: unknown) => void) {
@@ -49,11 +50,12 @@ export class Lifecycle {
   }
 
   on<E extends keyof AppEvents>(event: E, listener: AppEvents[E]): () => void {
-    const listeners = this.#listeners[event] as Set<AppEvents[E]> | undefined;
+    const listeners = this.#listeners[event] as Set<{ readonly listener: AppEvents[E] }> | undefined;
     if (!listeners) throw new TypeError(`app.on: unknown event ${JSON.stringify(event)}; events: state, error`);
     if (typeof listener !== 'function') throw new TypeError(`app.on('${event}'): expected a function, got ${typeof listener}`);
-    listeners.add(listener);
-    return () => void listeners.delete(listener);
+    const subscription = { listener };
+    listeners.add(subscription);
+    return () => void listeners.delete(subscription);
   }
 
   /** Moves to `next` if the move is allowed from here (a stop racing a failure, say, keeps the first). */
@@ -61,7 +63,7 @@ export class Lifecycle {
     const previous = this.#state;
     if (previous === next || !allowed[previous].includes(next)) return false;
     this.#state = next;
-    for (const listener of [...this.#listeners.state]) this.#call('state', () => listener(next, previous));
+    for (const { listener } of [...this.#listeners.state]) this.#call('state', () => listener(next, previous));
     return true;
   }
 
@@ -72,7 +74,7 @@ export class Lifecycle {
   fail(error: EddyError, { notify = true } = {}): boolean {
     if (this.#failure || this.#state === 'stopped' || this.#state === 'failed') return false;
     this.#failure = error;
-    if (notify) for (const listener of [...this.#listeners.error]) this.#call('error', () => listener(error));
+    if (notify) for (const { listener } of [...this.#listeners.error]) this.#call('error', () => listener(error));
     this.moveTo('failed');
     return true;
   }
