@@ -133,21 +133,21 @@ export class KafkaProducer implements TransportProducer {
     const client = this.#producer;
     if (client.producerId === undefined) await client.initIdempotentProducer({});
     const producer = { producerId: client.producerId!, producerEpoch: client.producerEpoch!, transactional: this.transactionalIdOrNull !== null };
-    // Per record no string is made: a topic's groups are found by partition number.
-    const groups = new Map<string, { topic: string; partition: number; records: OutgoingRecord[] }>();
+    // One group per partition, each with its key (for sequences and offsets); per record no string
+    // is made: a topic's groups are found by partition number.
+    let pending: Array<[string, { topic: string; partition: number; records: OutgoingRecord[] }]> = [];
     const byTopic = new Map<string, Array<{ topic: string; partition: number; records: OutgoingRecord[] }>>();
     for (const record of records) {
       const { topic, partition } = record;
       let ofTopic = byTopic.get(topic);
       if (!ofTopic) byTopic.set(topic, (ofTopic = []));
       let group = ofTopic[partition];
-      if (!group) groups.set(partitionKey(topic, partition), (group = ofTopic[partition] = { topic, partition, records: [] }));
+      if (!group) pending.push([partitionKey(topic, partition), (group = ofTopic[partition] = { topic, partition, records: [] })]);
       group.records.push(record);
     }
     const topics = [...byTopic.keys()];
     const sequencesBefore = new Map(this.#sequences);
     const offsets = new Map<string, number>();
-    let pending = [...groups.entries()];
     try {
       for (let attempt = 1; ; attempt++) {
         const metadata = await client.metadata({ topics, autocreateTopics: false, forceUpdate: attempt > 1 });
