@@ -6,15 +6,12 @@
  * order"); live sends are processed as they come; stop/restart in the middle.
  */
 import { describe, expect, it } from 'vitest';
-import { createApp, MemoryTransport, silentLogger } from '@eddy/core';
+import { MemoryTransport } from '@eddy/core';
 import { TestDriver } from '@eddy/core/testing';
+import { TableJoinModel, tablesApp, type TableStep } from '../../packages/core/src/testing/table-join.test-support.ts';
 import { canon, partitionOf, preload, rng } from './util.ts';
 
-type Mode = 'inner' | 'left' | 'outer';
-interface Step {
-  side: 'left' | 'right';
-  key: string;
-  value: number | null;
+interface Step extends TableStep {
   ts: number;
 }
 
@@ -28,33 +25,8 @@ function steps(seed: number, n: number, keys = 6): Step[] {
   });
 }
 
-const joiner = (l: number | undefined, r: number | undefined, key: string) => ({ key, l: l ?? null, r: r ?? null });
-
-class Model {
-  tables = { left: new Map<string, number>(), right: new Map<string, number>() };
-  result = new Map<string, unknown>();
-  updates = new Map<string, string[]>();
-  constructor(readonly mode: Mode) {}
-  apply(step: Step): void {
-    const table = this.tables[step.side];
-    if (step.value === null && !table.has(step.key)) return;
-    if (step.value === null) table.delete(step.key);
-    else table.set(step.key, step.value);
-    const l = this.tables.left.get(step.key);
-    const r = this.tables.right.get(step.key);
-    const present = this.mode === 'inner' ? l !== undefined && r !== undefined : this.mode === 'left' ? l !== undefined : l !== undefined || r !== undefined;
-    const list = this.updates.get(step.key) ?? [];
-    if (present) {
-      const v = joiner(l, r, step.key);
-      list.push(canon(v));
-      this.result.set(step.key, v);
-    } else if (this.result.has(step.key)) {
-      list.push('null');
-      this.result.delete(step.key);
-    } else return;
-    this.updates.set(step.key, list);
-  }
-}
+/** The model's updates per key as the output is compared: JSON text. */
+const canonUpdates = (model: TableJoinModel) => new Map([...model.updates].map(([key, list]) => [key, list.map(canon)]));
 
 function merged(stream: Step[]): Step[] {
   const l = stream.filter((s) => s.side === 'left');
@@ -67,15 +39,6 @@ function merged(stream: Step[]): Step[] {
     else out.push(r[j++]!);
   }
   return out;
-}
-
-function tablesApp(mode: Mode, id: string) {
-  const app = createApp({ id, logger: silentLogger, idleTimeout: false });
-  const left = app.table<string, number>('left');
-  const right = app.table<string, number>('right');
-  const joined = mode === 'inner' ? left.join(right, joiner, { name: 'both' }) : mode === 'left' ? left.leftJoin(right, joiner, { name: 'both' }) : left.outerJoin(right, joiner, { name: 'both' });
-  joined.toStream().to('joined');
-  return { app, joined };
 }
 
 function actualUpdates(driver: TestDriver): Map<string, string[]> {
@@ -97,16 +60,16 @@ describe('table–table joins against the model', () => {
           for (const side of ['left', 'right'] as const) preload(transport, side, partitions, pre.filter((s) => s.side === side).map((s) => ({ key: s.key, value: s.value, timestamp: s.ts })));
           const { app, joined } = tablesApp(mode, `tt-${mode}-${partitions}-${seed}`);
           const driver = await TestDriver.start(app, { transport });
-          const model = new Model(mode);
+          const model = new TableJoinModel(mode);
           for (let p = 0; p < partitions; p++) for (const s of merged(pre.filter((x) => partitionOf(x.key, partitions) === p))) model.apply(s);
-          expect(actualUpdates(driver), `seed ${seed} preloaded`).toEqual(model.updates);
+          expect(actualUpdates(driver), `seed ${seed} preloaded`).toEqual(canonUpdates(model));
           for (const s of all.slice(150)) {
             await driver.send(s.side, s.value, { key: s.key, timestamp: s.ts });
             model.apply(s);
           }
-          expect(actualUpdates(driver), `seed ${seed} live`).toEqual(model.updates);
+          expect(actualUpdates(driver), `seed ${seed} live`).toEqual(canonUpdates(model));
           const stored = await app.store(joined).range();
-          expect(new Map(stored.map(({ key, value }) => [key, value])), `seed ${seed} store`).toEqual(model.result);
+          expect(new Map(stored.map(({ key, value }) => [key, value])), `seed ${seed} store`).toEqual(model.final);
           await driver.stop();
         }
       });
@@ -117,7 +80,7 @@ describe('table–table joins against the model', () => {
     it(`stop and restart in the middle (${mode}, 2p, ${SEEDS.length} seeds × 2 cuts)`, async () => {
       for (const seed of SEEDS) {
         const all = steps(seed, 160);
-        const model = new Model(mode);
+        const model = new TableJoinModel(mode);
         all.forEach((s) => model.apply(s));
         for (const cut of [33, 120]) {
           const transport = new MemoryTransport({ defaultPartitions: 2 });
@@ -128,9 +91,9 @@ describe('table–table joins against the model', () => {
           const second = tablesApp(mode, id);
           const again = await TestDriver.start(second.app, { transport });
           for (const s of all.slice(cut)) await again.send(s.side, s.value, { key: s.key, timestamp: s.ts });
-          expect(actualUpdates(again), `seed ${seed} cut ${cut}`).toEqual(model.updates);
+          expect(actualUpdates(again), `seed ${seed} cut ${cut}`).toEqual(canonUpdates(model));
           const stored = await second.app.store(second.joined).range();
-          expect(new Map(stored.map(({ key, value }) => [key, value])), `seed ${seed} cut ${cut} store`).toEqual(model.result);
+          expect(new Map(stored.map(({ key, value }) => [key, value])), `seed ${seed} cut ${cut} store`).toEqual(model.final);
           await again.stop();
         }
       }

@@ -4,21 +4,15 @@
  * of its key follows both tables as they stand; a result that goes away is deleted.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, createApp, memoryTransport, silentLogger } from '../index.js';
+import { ConfigError, memoryTransport } from '../index.js';
 import { mulberry32, TestDriver } from '../testing/index.js';
-
-type Mode = 'inner' | 'left' | 'outer';
-interface Step {
-  side: 'left' | 'right';
-  key: string;
-  value: number | null;
-}
+import { TableJoinModel, tablesApp, type TableJoinMode, type TableStep } from '../testing/table-join.test-support.js';
 
 const SEEDS = [3, 11, 2026];
 
-function randomSteps(seed: number, count: number): Step[] {
+function randomSteps(seed: number, count: number): TableStep[] {
   const random = mulberry32(seed);
-  const steps: Step[] = [];
+  const steps: TableStep[] = [];
   for (let index = 0; index < count; index++) {
     const key = `k${Math.floor(random() * 8)}`;
     steps.push({ side: random() < 0.5 ? 'left' : 'right', key, value: random() < 0.2 ? null : Math.floor(random() * 1000) });
@@ -26,43 +20,11 @@ function randomSteps(seed: number, count: number): Step[] {
   return steps;
 }
 
-const joiner = (left: number | undefined, right: number | undefined, key: string) => ({ key, left: left ?? null, right: right ?? null });
-
 /** The result table's updates per key (`null`: a result deleted), and its final contents. */
-function reference(steps: readonly Step[], mode: Mode): { updates: Map<string, unknown[]>; final: Map<string, unknown> } {
-  const tables = { left: new Map<string, number>(), right: new Map<string, number>() };
-  const updates = new Map<string, unknown[]>();
-  const final = new Map<string, unknown>();
-  for (const step of steps) {
-    // A delete of a key the table does not hold changes nothing.
-    if (step.value === null && !tables[step.side].has(step.key)) continue;
-    if (step.value === null) tables[step.side].delete(step.key);
-    else tables[step.side].set(step.key, step.value);
-    const left = tables.left.get(step.key);
-    const right = tables.right.get(step.key);
-    const present = mode === 'inner' ? left !== undefined && right !== undefined : mode === 'left' ? left !== undefined : left !== undefined || right !== undefined;
-    const list = updates.get(step.key) ?? [];
-    if (present) {
-      const value = joiner(left, right, step.key);
-      list.push(value);
-      final.set(step.key, value);
-    } else if (final.has(step.key)) {
-      list.push(null);
-      final.delete(step.key);
-    }
-    updates.set(step.key, list);
-  }
-  for (const [key, list] of updates) if (list.length === 0) updates.delete(key);
-  return { updates, final };
-}
-
-function tablesApp(mode: Mode, id: string) {
-  const app = createApp({ id, logger: silentLogger, idleTimeout: false });
-  const left = app.table<string, number>('left');
-  const right = app.table<string, number>('right');
-  const joined = mode === 'inner' ? left.join(right, joiner, { name: 'both' }) : mode === 'left' ? left.leftJoin(right, joiner, { name: 'both' }) : left.outerJoin(right, joiner, { name: 'both' });
-  joined.toStream().to('joined');
-  return { app, joined };
+function reference(steps: readonly TableStep[], mode: TableJoinMode): TableJoinModel {
+  const model = new TableJoinModel(mode);
+  for (const step of steps) model.apply(step);
+  return model;
 }
 
 describe('table–table join', () => {
