@@ -16,7 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '@eddy/core/testing';
 import { replaySeed } from '../replay-seed.ts';
 import { readLog, sleep, startChild, type Child } from './harness.ts';
-import { referenceCounts, referenceJoin, referencePer10s, referencePerSecond, referenceSessions, type Click, type Event, type Topics } from './reference.ts';
+import { referenceClickCounts, referenceCounts, referenceJoin, referenceSessions, type Click, type Event, type Topics } from './reference.ts';
 
 const directories: string[] = [];
 afterAll(async () => Promise.all(directories.map((dir) => rm(dir, { recursive: true, force: true }))));
@@ -37,6 +37,8 @@ describe('a durable embedded app with sessions, count windows, a join and a chai
     let clickSeq = 0;
     let tierCount = 0;
     let kills = 0;
+    /** The closing records' time: set once the regular records are sent (their timestamps grow with their number). */
+    let far = Number.NaN;
     const eventBatch = () =>
       Array.from({ length: 20 }, () => {
         const seq = eventSeq++;
@@ -93,7 +95,10 @@ describe('a durable embedded app with sessions, count windows, a join and a chai
       while (queue.length > 0) if (await post(queue[0]!)) queue.shift();
       // Close everything: a far event per user, and two far clicks per user (the second closes the
       // per-second window of the first, whose result then closes the per-10 s windows before it).
-      const far = base + 10 * 60_000;
+      // Ten minutes after the last regular record of either topic, on a 10 s bound (the windows'
+      // starts the checks compare with): no window or session of theirs reaches it.
+      const last = Math.max(base + eventSeq * 20 + Math.floor(eventSeq / 50) * 1500, base + clickSeq * 20);
+      far = Math.ceil((last + 10 * 60_000) / 10_000) * 10_000;
       expect(await child.send('events', USERS.map((user, i) => ({ value: { seq: -1 - i, user, n: 0, ts: far }, key: user })))).toBe(true);
       expect(await child.send('clicks', USERS.map((user, i) => ({ value: { seq: -100 - i, user, ts: far }, key: user })))).toBe(true);
       expect(await child.send('clicks', USERS.map((user, i) => ({ value: { seq: -200 - i, user, ts: far + 100_000 }, key: user })))).toBe(true);
@@ -119,7 +124,6 @@ describe('a durable embedded app with sessions, count windows, a join and a chai
 
     // Sessions: exact, and none missing but those holding the far records, which never close.
     const sessions = referenceSessions(events);
-    const far = base + 10 * 60_000;
     const sessionResults = log.sessions.map((record) => record.value);
     for (const result of sessionResults) if (sessions.get(`${result.user}@${result.start}`) !== JSON.stringify(result)) note('wrong session', { result, expected: sessions.get(`${result.user}@${result.start}`) });
     const seenSessions = new Set(sessionResults.map((result) => `${result.user}@${result.start}`));
@@ -140,11 +144,11 @@ describe('a durable embedded app with sessions, count windows, a join and a chai
     for (const { value } of log.enriched) if (joined.get(value.seq) === undefined) note('join result without tier', value);
 
     // Chain: per-second counts exact; per-10 s totals exact too (the handler counts a repeated per-second result once).
-    const perSecond = referencePerSecond(clicks);
+    const perSecond = referenceClickCounts(clicks, 1000);
     for (const { value } of log['per-second']) if (perSecond.get(`${value.user}@${value.start}`) !== value.count) note('wrong per-second', { value, expected: perSecond.get(`${value.user}@${value.start}`) });
     const seenSeconds = new Set(log['per-second'].map((record) => `${record.value.user}@${record.value.start}`));
     for (const [key] of perSecond) if (!seenSeconds.has(key) && Number(key.split('@')[1]) < far + 100_000) note('missing per-second', key);
-    const per10s = referencePer10s(clicks);
+    const per10s = referenceClickCounts(clicks, 10_000);
     for (const { value } of log['per-10s']) if (per10s.get(`${value.user}@${value.start}`) !== value.total) note('wrong per-10s', { value, expected: per10s.get(`${value.user}@${value.start}`) });
     const seenTens = new Set(log['per-10s'].map((record) => `${record.value.user}@${record.value.start}`));
     for (const [key] of per10s) if (!seenTens.has(key) && Number(key.split('@')[1]) < far) note('missing per-10s', key);

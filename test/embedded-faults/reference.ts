@@ -87,21 +87,11 @@ export function referenceJoin(clicks: LoggedRecord<Click>[], tiers: LoggedRecord
   return out;
 }
 
-/** Clicks per user and second, keyed `user@start`. */
-export function referencePerSecond(clicks: LoggedRecord<Click>[]): Map<string, number> {
+/** Clicks per user and tumbling window of `sizeMs`, keyed `user@start`. */
+export function referenceClickCounts(clicks: LoggedRecord<Click>[], sizeMs: number): Map<string, number> {
   const out = new Map<string, number>();
   for (const { value } of clicks) {
-    const key = `${value.user}@${Math.floor(value.ts / 1000) * 1000}`;
-    out.set(key, (out.get(key) ?? 0) + 1);
-  }
-  return out;
-}
-
-/** Clicks per user and 10 s, keyed `user@start`. */
-export function referencePer10s(clicks: LoggedRecord<Click>[]): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const { value } of clicks) {
-    const key = `${value.user}@${Math.floor(value.ts / 10_000) * 10_000}`;
+    const key = `${value.user}@${Math.floor(value.ts / sizeMs) * sizeMs}`;
     out.set(key, (out.get(key) ?? 0) + 1);
   }
   return out;
