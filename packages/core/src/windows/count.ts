@@ -56,6 +56,10 @@ export class CountWindows implements WindowStrategy<CountKeyState> {
     _missed: (start: number, end: number) => void,
     closed: (window: WindowView) => void,
   ): boolean {
+    // The aggregation runs when a window is reported; it must take this value now, or the record
+    // is dead-lettered here instead of failing every window that would hold it.
+    const aggregation = this.buckets.aggregation;
+    aggregation.add(aggregation.init(), value, timestamp, sequence);
     let bucket = state.buckets[0];
     if (!bucket) {
       bucket = { start: 0, end: 0, partial: [], count: 0 };

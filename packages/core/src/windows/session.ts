@@ -42,28 +42,28 @@ export class SessionWindows implements WindowStrategy {
         missed(timestamp, timestamp + 1);
         return false;
       }
-      const session = { start: timestamp, end: timestamp + 1, partial: this.buckets.aggregation.init() };
-      sessions.splice(from, 0, session);
-      this.buckets.add(state, session, value, timestamp, sequence);
+      this.buckets.addAt(state, timestamp, timestamp + 1, value, timestamp, sequence);
       return true;
     }
+    // The record's value first: one the aggregation refuses (the record is dead-lettered) must
+    // not have bridged the sessions around it.
+    const { aggregation, changes } = this.buckets;
     const merged = sessions[from]!;
+    const partial = aggregation.add(to - from > 1 ? this.buckets.combine(sessions, from, to) : merged.partial, value, timestamp, sequence);
     if (to - from > 1) {
-      merged.partial = this.buckets.combine(sessions, from, to);
       merged.end = sessions[to - 1]!.end;
-      for (let index = from + 1; index < to; index++) this.buckets.changes.removed(state, sessions[index]!.start, sessions[index]!.stored === true);
-      this.buckets.changes.changed(state, merged);
+      for (let index = from + 1; index < to; index++) changes.removed(state, sessions[index]!.start, sessions[index]!.stored === true);
       sessions.splice(from + 1, to - from - 1);
     }
     if (timestamp < merged.start) {
       // The session's storage key is its start: the old one becomes a tombstone.
-      this.buckets.changes.removed(state, merged.start, merged.stored === true);
+      changes.removed(state, merged.start, merged.stored === true);
       merged.start = timestamp;
       merged.stored = false;
-      this.buckets.changes.changed(state, merged);
     }
     if (timestamp + 1 > merged.end) merged.end = timestamp + 1;
-    this.buckets.add(state, merged, value, timestamp, sequence);
+    merged.partial = partial;
+    if (!merged.dirty) changes.changed(state, merged);
     return true;
   }
 

@@ -65,12 +65,11 @@ export class SlidingWindows implements WindowStrategy<SlidingKeyState> {
       // every window that could hold it has closed.
       if (timestamp + this.sizeMs + this.graceMs <= streamTime) return false;
     }
-    const bucket = this.buckets.upsert(state, timestamp, timestamp + 1);
+    const bucket = this.buckets.addAt(state, timestamp, timestamp + 1, value, timestamp, sequence);
     if (bucket.endingWindow === undefined) {
       bucket.endingWindow = endingWindowOpen ? 'pending' : 'none';
       if (endingWindowOpen) insertSorted(state.pending, timestamp);
     }
-    this.buckets.add(state, bucket, value, timestamp, sequence);
     return true;
   }
 

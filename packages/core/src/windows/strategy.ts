@@ -126,22 +126,28 @@ export class Buckets {
     readonly changes: ChangeSink,
   ) {}
 
-  /** The bucket starting at `start`, created (in order) with `end` if missing. */
-  upsert<B extends Bucket>(state: KeyState<B>, start: number, end: number): B {
+  /**
+   * Adds a record to the bucket starting at `start`, created (in order) with `end` if missing. A
+   * new bucket exists only once the aggregation has taken its first value: a value it refuses
+   * (the record is dead-lettered) leaves no empty window behind.
+   */
+  addAt<B extends Bucket>(state: KeyState<B>, start: number, end: number, value: unknown, timestamp: number, sequence: number): B {
     const buckets = state.buckets;
     const last = buckets[buckets.length - 1];
     // In-order data appends; only out-of-order records pay for the search.
-    if (last === undefined || last.start < start) {
-      const bucket = { start, end, partial: this.aggregation.init() } as B;
-      buckets.push(bucket);
-      return bucket;
+    let index = buckets.length;
+    if (last !== undefined && last.start >= start) {
+      index = last.start === start ? buckets.length - 1 : lowerBound(buckets, start);
+      const found = buckets[index];
+      if (found && found.start === start) {
+        this.add(state, found, value, timestamp, sequence);
+        return found;
+      }
     }
-    if (last.start === start) return last;
-    const index = lowerBound(buckets, start);
-    const found = buckets[index];
-    if (found && found.start === start) return found;
-    const bucket = { start, end, partial: this.aggregation.init() } as B;
-    buckets.splice(index, 0, bucket);
+    const bucket = { start, end, partial: this.aggregation.add(this.aggregation.init(), value, timestamp, sequence) } as B;
+    if (index === buckets.length) buckets.push(bucket);
+    else buckets.splice(index, 0, bucket);
+    this.changes.changed(state, bucket);
     return bucket;
   }
 

@@ -78,8 +78,7 @@ export class HoppingWindows implements WindowStrategy<HoppingKeyState> {
       if (lastWindow < state.nextStart) return false;
     }
     const sliceStart = floorTo(timestamp, this.sliceMs);
-    const bucket = this.buckets.upsert(state, sliceStart, sliceStart + this.sliceMs);
-    this.buckets.add(state, bucket, value, timestamp, sequence);
+    this.buckets.addAt(state, sliceStart, sliceStart + this.sliceMs, value, timestamp, sequence);
     return true;
   }
 
