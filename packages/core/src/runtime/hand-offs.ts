@@ -102,11 +102,13 @@ export class HandOffs {
   /**
    * Applies the records a batch handed off, each target under its own lock. If that fails (state
    * could not be read back), the handing task has moved past records that reached nobody: it
-   * stops and starts again from its last commit.
+   * stops and starts again from its last commit. Returns the tasks it delivered to.
    */
-  async deliver(task: Task): Promise<void> {
+  async deliver(task: Task): Promise<Set<Task>> {
+    const targets = new Set<Task>();
     try {
       for (const { target, topic, records } of task.takeHandOffs()) {
+        targets.add(target);
         await target.exclusive(async () => {
           await target.prepareHandOff(records);
           target.processHandOff(topic, records);
@@ -121,6 +123,7 @@ export class HandOffs {
       this.tasks.rebuildLater(task, error);
       throw error;
     }
+    return targets;
   }
 
   /**

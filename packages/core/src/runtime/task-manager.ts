@@ -125,20 +125,23 @@ export class TaskManager {
     if (!first || !this.deps.isOpen()) return;
     const task = this.#tasks.get(this.taskKey(first.topic, first.partition));
     if (!task) return;
+    let handedTo: ReadonlySet<Task> = new Set();
     await task.exclusive(async () => {
       this.#handOffs.update(task);
       const runs = task.accept(records);
       if (runs.length === 0) return;
       await this.#processRuns(task, runs);
       // Within the batch: the task's commit must find what it handed off applied.
-      await this.#handOffs.deliver(task);
+      handedTo = await this.#handOffs.deliver(task);
     });
     // This task moved on: a task whose input waited on it (it writes that input) may go ahead.
     this.#releaseWaitingLater(task);
     // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
-    // pauses its source until the work in flight is done.
-    if (this.deps.overloaded(task)) {
-      await task.drain();
+    // pauses its source until the work in flight is done, the work of the tasks its records were
+    // handed to included (their windows closed on this batch).
+    const overloaded = [task, ...handedTo].filter((candidate) => this.deps.overloaded(candidate));
+    if (overloaded.length > 0) {
+      await Promise.all([task, ...handedTo].map((candidate) => candidate.drain()));
       task.restartIdleCountdown();
     }
     this.deps.arm();
