@@ -327,9 +327,9 @@ export class App {
    * windows per key (`[]` when the key has none). Give the stage itself (its `name` and types
    * come with it) or the store's name. Reads reject with `APP_STATE` unless the app is running.
    * @example
-   * const spend = app.keyBy(o => o.customer).sum(o => o.amount, { name: 'spend' });
+   * const spend = app.from<Order>('orders').keyBy(o => o.customer).sum(o => o.amount, { name: 'spend' });
    * await app.store(spend).get('customer-7');          // number | undefined
-   * await app.store('hopping-10000ms-1000ms-count').get('s1');  // [{ start, end, value }]
+   * await app.store('hopping-10000ms-1000ms-grace-0ms-count').get('s1');  // [{ start, end, value }]
    */
   store<K, A>(table: Table<K, A>): TableReader<K, A>;
   store<K, A>(windows: WindowedTable<K, A, unknown>): WindowStoreReader<K, A>;

@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import type { PartitionStore, StateBackend, StoreSpec } from '@eddy/core';
+import { ConfigError, type PartitionStore, type StateBackend, type StoreSpec } from '@eddy/core';
 import { StateError } from './errors.js';
 import { AppDatabase, LevelPartitionStore } from './level-state-store.js';
 import { partitionLayout } from './layout.js';
@@ -79,22 +79,22 @@ export interface LevelStateOptions {
  */
 export function levelState(options: LevelStateOptions): StateBackend {
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`levelState needs an options object with a dir, got ${String(options)}`);
+    throw new ConfigError(`levelState needs an options object with a dir, got ${String(options)}`);
   }
   if (typeof options.dir !== 'string' || options.dir.trim() === '') {
-    throw new TypeError(`levelState option dir must be a non-empty path, got ${JSON.stringify(options.dir)}`);
+    throw new ConfigError(`levelState option dir must be a non-empty path, got ${JSON.stringify(options.dir)}`);
   }
   const keepCorruptCopies = options.keepCorruptCopies ?? 1;
   if (!Number.isInteger(keepCorruptCopies) || keepCorruptCopies < 0) {
-    throw new RangeError(`levelState option keepCorruptCopies must be a non-negative integer, got ${String(keepCorruptCopies)}`);
+    throw new ConfigError(`levelState option keepCorruptCopies must be a non-negative integer, got ${String(keepCorruptCopies)}`);
   }
   const logger = options.logger ?? consoleLogger;
   if (typeof logger.warn !== 'function' || typeof logger.info !== 'function') {
-    throw new TypeError('levelState option logger must have warn(fields, message) and info(fields, message)');
+    throw new ConfigError('levelState option logger must have warn(fields, message) and info(fields, message)');
   }
   const cacheBudget = options.cacheBudget;
   if (cacheBudget !== undefined && (!Number.isInteger(cacheBudget) || cacheBudget < 1)) {
-    throw new RangeError(`levelState option cacheBudget must be a positive number of bytes, got ${String(cacheBudget)}`);
+    throw new ConfigError(`levelState option cacheBudget must be a positive number of bytes, got ${String(cacheBudget)}`);
   }
   return new LevelStateBackend({
     cacheBudget,
@@ -140,7 +140,7 @@ class LevelStateBackend implements StateBackend {
   async open(spec: StoreSpec): Promise<PartitionStore> {
     assertAppId(spec.appId);
     if (typeof spec.storeName !== 'string' || spec.storeName === '') {
-      throw new TypeError(`store spec storeName must be a non-empty string, got ${JSON.stringify(spec.storeName)}`);
+      throw new ConfigError(`store spec storeName must be a non-empty string, got ${JSON.stringify(spec.storeName)}`);
     }
     const layout = partitionLayout(spec.storeName, spec.partition);
     // A backend is reusable after close (an app stopped and started again); let a close finish.
@@ -207,6 +207,6 @@ class LevelStateBackend implements StateBackend {
 /** App ids name directories; allowing only Kafka's topic characters keeps `..` and `/` out. */
 function assertAppId(appId: unknown): asserts appId is string {
   if (typeof appId !== 'string' || !/^[A-Za-z0-9._-]+$/.test(appId) || appId === '.' || appId === '..') {
-    throw new TypeError(`store spec appId must use only letters, digits, '.', '_' and '-', got ${JSON.stringify(appId)}`);
+    throw new ConfigError(`store spec appId must use only letters, digits, '.', '_' and '-', got ${JSON.stringify(appId)}`);
   }
 }

@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { EddyError, MemoryTransport, partitionKey, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer } from '@eddy/core';
+import { ConfigError, EddyError, MemoryTransport, partitionKey, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type TopicSpec, type TransportConsumer, type TransportProducer } from '@eddy/core';
 import { isDamage, rootMessage } from './errors.js';
 import { ChunkIndex, CHUNK_RECORDS, splitKey, type Chunk } from './level-transport-chunks.js';
 import { brokerLogFormat, readLog, type LogRead } from './level-transport-load.js';
@@ -27,9 +27,9 @@ export type { LevelTransportOptions } from './level-transport-options.js';
  * ```
  */
 export function levelTransport(options: LevelTransportOptions): LevelTransport {
-  if (options === null || typeof options !== 'object') throw new TypeError(`levelTransport needs an options object with a dir, got ${String(options)}`);
+  if (options === null || typeof options !== 'object') throw new ConfigError(`levelTransport needs an options object with a dir, got ${String(options)}`);
   if (typeof options.dir !== 'string' || options.dir.trim() === '') {
-    throw new TypeError(`levelTransport option dir must be a non-empty path, got ${JSON.stringify(options.dir)}`);
+    throw new ConfigError(`levelTransport option dir must be a non-empty path, got ${JSON.stringify(options.dir)}`);
   }
   return new LevelTransport(options);
 }
@@ -63,7 +63,7 @@ export class LevelTransport extends MemoryTransport {
     this.location = join(resolve(options.dir), LOG_FOLDER);
     this.#logger = options.logger ?? consoleLogger;
     const keep = options.keepCorruptCopies ?? 1;
-    if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`levelTransport option keepCorruptCopies must be a non-negative integer, got ${String(keep)}`);
+    if (!Number.isInteger(keep) || keep < 0) throw new ConfigError(`levelTransport option keepCorruptCopies must be a non-negative integer, got ${String(keep)}`);
     this.#writer = new GroupCommit(() => this.#db, options.sync === true);
   }
 
