@@ -379,7 +379,7 @@ export class App {
       eventLoopDelayMaxMs: this.#eventLoopDelay ? this.#eventLoopDelay.max / 1e6 : 0,
       restoreRemaining: this.#tasks?.restoreRemaining ?? 0,
       tasks: tasks.length,
-      streamTime: Object.fromEntries(tasks.map((task) => [task.taskId, task.streamTime()])),
+      streamTime: Object.fromEntries(tasks.map((task) => [task.taskId, task.streamTimeAt(now)])),
       commitFailures: this.#metrics.commitFailures,
       lastCommitAgeMs: Object.fromEntries(tasks.map((task) => [task.taskId, task.commitAgeMs(now)])),
     };

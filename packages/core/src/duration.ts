@@ -27,7 +27,7 @@ export function toMs(duration: Duration, what: string, { allowZero = false } = {
     throw new ConfigError(`${what}: invalid duration ${String(duration)} (use a number of ms or e.g. '10s')`);
   }
   if (!Number.isFinite(ms) || !Number.isInteger(ms) || ms < 0 || (ms === 0 && !allowZero)) {
-    throw new ConfigError(`${what}: invalid duration ${JSON.stringify(duration)} (must be a ${allowZero ? 'non-negative' : 'positive'} whole number of milliseconds)`);
+    throw new ConfigError(`${what}: invalid duration ${typeof duration === 'number' ? String(duration) : JSON.stringify(duration)} (must be a ${allowZero ? 'non-negative' : 'positive'} whole number of milliseconds)`);
   }
   return ms;
 }

@@ -228,6 +228,8 @@ export class TaskManager {
 
   async assign(partitions: readonly TopicPartition[]): Promise<TopicPartitionOffset[]> {
     const positions: TopicPartitionOffset[] = [];
+    const added = partitions.filter(({ topic, partition }) => !this.#tasks.has(this.taskKey(topic, partition)));
+    if (added.length > 0) this.deps.log('info', 'partitions assigned', { partitions: added.map(({ topic, partition }) => `${topic}[${partition}]`) });
     for (const { topic, partition } of partitions) {
       const key = this.taskKey(topic, partition);
       if (this.#tasks.has(key)) continue;

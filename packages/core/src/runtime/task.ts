@@ -161,6 +161,14 @@ export class Task implements TaskContext {
     return { streamTime: this.#time.current, positions: this.#input.positions(), replayMarks: this.#replays.stored() };
   }
 
+  /**
+   * The stream time the task has at clock time `now`, for metrics: in processing time the clock;
+   * in event time with the quiet time the log confirms counted in, as the next timer will.
+   */
+  streamTimeAt(now: number): number {
+    return this.#time.peek(now);
+  }
+
   // --- TaskContext -------------------------------------------------------------------------
 
   streamTime(): number {

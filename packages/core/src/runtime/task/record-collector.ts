@@ -149,6 +149,8 @@ export class RecordCollector {
           this.#failTask(new EddyError('RECORD_REJECTED', `task ${taskId}: the dead-letter topic ${deadLetters} refused a dead letter (${reason}): ${refusal.message}`, { cause: refusal }));
         }
       } else {
+        // An output was counted in recordsOut when queued (sink.ts); this one was not written.
+        if (!host.topology.repartitionTopics.has(record.topic)) host.metrics.recordsOut--;
         const tooLarge = reason === 'MESSAGE_TOO_LARGE' || reason === 'RECORD_LIST_TOO_LARGE';
         const failure = new EddyError('RECORD_REJECTED', `the log refused a record for ${record.topic}[${record.partition}] (${reason}): ${refusal.message}`, { cause: refusal });
         this.deadLetter(failure, `to ${record.topic}`, undefined, record.key, tooLarge ? null : record.value, { 'error.reason': reason, 'timestamp': String(record.timestamp), ...(tooLarge ? { dropped: 'value (too large)' } : {}) });

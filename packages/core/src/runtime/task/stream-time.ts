@@ -87,6 +87,16 @@ export class StreamTimeKeeper {
    * behind, not quiet: its stream time waits, and quiet time counts again once the log answers.
    */
   idleStreamTime(now: number): number {
+    return this.#idleStreamTime(now, true);
+  }
+
+  /** The stream time the task has at clock time `now` (what `punctuate(now)` would reach), for metrics: changes nothing. */
+  peek(now: number): number {
+    return this.options.time === 'processing' ? now : this.#idleStreamTime(now, false);
+  }
+
+  /** See {@link idleStreamTime}; `countdown`: whether the quiet time may start counting afresh. */
+  #idleStreamTime(now: number, countdown: boolean): number {
     const { idleTimeoutMs } = this.options;
     if (idleTimeoutMs === undefined || this.#lastInput.streamTime === -Infinity) return this.#streamTime;
     let quietSince = -Infinity;
@@ -94,16 +104,20 @@ export class StreamTimeKeeper {
     for (const topic of this.options.sourceTopics) {
       const caughtUp = this.options.caughtUp(topic);
       if (caughtUp === undefined) {
-        this.restartIdleCountdown();
+        if (countdown) this.restartIdleCountdown();
         return this.#streamTime;
       }
       quietSince = Math.max(quietSince, now - caughtUp.forMs);
       confirmedAt = Math.min(confirmedAt, now - caughtUp.confirmedAgoMs);
     }
+    let lastInput = this.#lastInput;
     // The log's answers broke off since the last record (an outage): quiet counts from their return.
-    if (quietSince > this.#lastInput.clock) this.restartIdleCountdown(quietSince);
-    const idleSince = this.#lastInput.clock + idleTimeoutMs;
-    return confirmedAt >= idleSince ? Math.max(this.#streamTime, this.#lastInput.streamTime + (confirmedAt - idleSince)) : this.#streamTime;
+    if (quietSince > lastInput.clock) {
+      lastInput = { clock: quietSince, streamTime: this.#streamTime };
+      if (countdown) this.#lastInput = lastInput;
+    }
+    const idleSince = lastInput.clock + idleTimeoutMs;
+    return confirmedAt >= idleSince ? Math.max(this.#streamTime, lastInput.streamTime + (confirmedAt - idleSince)) : this.#streamTime;
   }
 
   /** Quiet time counts from now (after records arrive, after a pause for backpressure, or while input waits). */
