@@ -63,6 +63,8 @@ export class App {
   #open = false;
   /** Whether this app holds its state (see `StateBackend.claim`), and so closes it when it stops. */
   #stateClaimed = false;
+  /** The window batch handlers (worker pools) this app started, to close once when it stops. */
+  #startedHandlers: WindowBatchHandler<unknown, unknown>[] = [];
   /** Assignments and revocations under way (the app is `rebalancing` while there are any). */
   #rebalances = 0;
   #topology: Topology | undefined;
@@ -212,7 +214,9 @@ export class App {
       // Global tables are whole on this instance before any task starts.
       for (const store of this.#globalStores) await this.#topics.partitionCount(store.topic);
       await Promise.all(this.#globalStores.map((store) => store.start(this.#transport, this.#state, this.id, (level, message, fields) => this.#log(level, message, fields))));
-      await Promise.all(this.#batchHandlers().map((handler) => handler.start()));
+      // Each handler started is closed once by #release, and only those: a pool may serve other apps too.
+      this.#startedHandlers = this.#batchHandlers();
+      await Promise.all(this.#startedHandlers.map((handler) => handler.start()));
       // A producer that `send()` opened before start serves the app too.
       this.#producer ??= await this.#transport.createProducer();
       const tasks = this.#taskManager(topology, this.#producer);
@@ -281,7 +285,7 @@ export class App {
     const results = await Promise.allSettled([
       this.#producer?.close(),
       ...this.#globalStores.map((store) => store.close()),
-      ...this.#batchHandlers().map((handler) => handler.close()),
+      ...this.#startedHandlers.splice(0).map((handler) => handler.close()),
     ]);
     // State this app never claimed may be another's (a second instance that failed to start).
     if (this.#stateClaimed) results.push(...(await Promise.allSettled([this.#state.close()])));

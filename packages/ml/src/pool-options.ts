@@ -18,8 +18,9 @@ export interface WorkerPoolOptions {
   readonly exportName?: string;
   /**
    * How long one window's handler may run before its worker is deemed hung, terminated and
-   * replaced. Counted per window, not per batch: the clock restarts each time a window of the
-   * batch finishes. Default: `'30s'`.
+   * replaced. Counted per window, not per batch: the clock starts once the batch has reached the
+   * worker (its crossing is not counted) and restarts each time a window of the batch finishes.
+   * Default: `'30s'`.
    */
   readonly timeout?: Duration;
   /** How long a worker may take to import the module and run its `init()`. Default: `'60s'`. */

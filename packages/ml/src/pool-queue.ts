@@ -2,7 +2,7 @@ import { describeError, WorkerPoolError } from './errors.js';
 import type { HandlerOutcome } from './handler-contract.js';
 import type { ResolvedPoolOptions } from './pool-options.js';
 import type { BatchResult } from './pooled-worker.js';
-import type { SerializedError } from './worker-protocol.js';
+import type { ItemOutcome, SerializedError } from './worker-protocol.js';
 
 /** A window submitted to the pool, until it has its outcome. */
 export interface QueuedItem {
@@ -108,34 +108,43 @@ export class PoolQueue {
     }
   }
 
-  /** What a batch's result means for each of its windows: an outcome, or another attempt. */
+  /** What a batch's result means for each of its windows: an outcome, another attempt, or another go at no cost. */
   applyBatchResult(batch: QueuedItem[], result: BatchResult): void {
     switch (result.kind) {
-      case 'done':
-        batch.forEach((item, index) => {
-          const outcome = result.outcomes[index];
-          if (outcome === undefined) {
-            this.#failAttempt(item, new WorkerPoolError('HANDLER_FAILED', 'the worker returned no outcome for this window'));
-          } else if (outcome.ok) {
+      case 'done': {
+        const { outcomes } = result;
+        batch.slice(0, outcomes.length).forEach((item, index) => {
+          const outcome = outcomes[index] as ItemOutcome;
+          if (outcome.ok) {
             this.settle(item, { ok: true, value: outcome.value });
           } else {
             this.#failAttempt(item, this.#handlerError(outcome.error));
           }
         });
+        // The worker stopped at a handler that threw; the windows after it did not run.
+        this.#waiting.unshift(...batch.slice(outcomes.length));
         return;
+      }
       case 'lost': {
-        if (result.completed >= batch.length) {
-          // Every item had finished, yet the answer never came: nothing tells the items apart.
-          this.#failWholeBatch(batch, result.error);
-          return;
+        const { culprit, completed } = result;
+        if (typeof culprit === 'number') {
+          // Items that had finished lost their results with the worker and run again at no cost;
+          // the one to blame runs alone next time.
+          const blamed = batch[culprit] as QueuedItem;
+          blamed.runAlone = true;
+          this.#failAttempt(blamed, result.error);
+          this.#waiting.unshift(...batch.filter((item) => item !== blamed));
+        } else if (culprit === 'earlier-batch') {
+          this.#waiting.unshift(...batch);
+        } else if (batch.length === 1) {
+          this.#failAttempt(batch[0] as QueuedItem, result.error);
+        } else {
+          // Nothing tells whose fault it was (a timer of another item may have killed the worker):
+          // the item that was running, or each item if all had finished, runs alone next, and
+          // attempts count only once it does.
+          for (const item of completed >= batch.length ? batch : [batch[completed] as QueuedItem]) item.runAlone = true;
+          this.#waiting.unshift(...batch);
         }
-        // Items that had finished lost their results with the worker and run again at no cost;
-        // the one that was running is to blame, and runs alone next time to be sure of it.
-        const culprit = batch[result.completed] as QueuedItem;
-        const innocent = batch.filter((item) => item !== culprit);
-        culprit.runAlone = true;
-        this.#failAttempt(culprit, result.error);
-        this.#waiting.unshift(...innocent);
         return;
       }
       case 'rejected': {
@@ -151,13 +160,6 @@ export class PoolQueue {
         }
         return;
       }
-    }
-  }
-
-  #failWholeBatch(batch: QueuedItem[], error: WorkerPoolError): void {
-    for (const item of batch) {
-      item.runAlone = true;
-      this.#failAttempt(item, error);
     }
   }
 

@@ -130,6 +130,17 @@ describe('workerPool: a handler that throws', () => {
     expect((error.cause as Error).stack).toContain('throws.mjs');
   });
 
+  it('replaces the worker whose handler threw, and runs the rest of its batch on the new one', async () => {
+    const pool = createPool<Echoed>('echo.mjs', { size: 1, retries: 0, batchSize: 10 });
+    const outcomes = await pool.run([window('a', { n: 1 }), window('b', { fail: true }), window('c', { n: 3 }), window('d', { n: 4 })]);
+
+    expect(failure(outcomes[1]).error.code).toBe('HANDLER_FAILED');
+    const [a, , c, d] = outcomes.map((outcome) => (outcome.ok ? outcome.value : undefined));
+    expect([a?.doubled, c?.doubled, d?.doubled]).toEqual([2, 6, 8]);
+    expect(c?.threadId).not.toBe(a?.threadId);
+    expect(d?.threadId).toBe(c?.threadId);
+  });
+
   it('makes exactly one attempt with retries: 0', async () => {
     const pool = createPool('throws.mjs', { size: 1, retries: 0 });
     const [outcome] = await pool.run([window('a', { fail: true })]);
@@ -138,7 +149,8 @@ describe('workerPool: a handler that throws', () => {
 
   it('succeeds when a retry succeeds', async () => {
     const pool = createPool('flaky.mjs', { size: 1, retries: 2 });
-    const outcomes = await pool.run([window('twice', { failTimes: 2 }), window('thrice', { failTimes: 3 })]);
+    const countsDir = mkdtempSync(join(markerDirectory, 'flaky-'));
+    const outcomes = await pool.run([window('twice', { failTimes: 2, countsDir }), window('thrice', { failTimes: 3, countsDir })]);
 
     expect(outcomes[0]).toEqual({ ok: true, value: { key: 'twice', calls: 3 } });
     expect(failure(outcomes[1]).attempts).toBe(3);
@@ -356,7 +368,30 @@ describe('workerPool: init and lifecycle', () => {
     expect(values(await pending).map((result) => result.doubled)).toEqual([0, 2, 4, 6, 8, 10]);
     expect(pool.queueDepth).toBe(0);
     await expect(pool.run([window('late', { n: 1 })])).rejects.toMatchObject({ code: 'POOL_CLOSED' });
-    await expect(pool.start()).rejects.toMatchObject({ code: 'POOL_CLOSED' });
+    await expect(pool.close()).resolves.toBeUndefined();
+  });
+
+  it('start() after close() starts the pool afresh, on new workers', async () => {
+    const pool = createPool<Echoed>('echo.mjs', { size: 1 });
+    await pool.start();
+    const [before] = values(await pool.run([window('a', { n: 1 })]));
+    await pool.close();
+
+    await pool.start();
+    const [after] = values(await pool.run([window('b', { n: 2 })]));
+    expect(after?.doubled).toBe(4);
+    expect(after?.threadId).not.toBe(before?.threadId);
+  });
+
+  it('counts its users: the workers run until every start() has had its close()', async () => {
+    const pool = createPool<Echoed>('echo.mjs', { size: 1 });
+    await pool.start();
+    await pool.start();
+    await pool.close();
+    expect(values(await pool.run([window('a', { n: 1 })]))[0]?.doubled).toBe(2);
+    await pool.close();
+    await expect(pool.run([window('b', { n: 1 })])).rejects.toMatchObject({ code: 'POOL_CLOSED' });
+    // A close() too many does nothing.
     await expect(pool.close()).resolves.toBeUndefined();
   });
 

@@ -59,6 +59,10 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
   #closeRequested = false;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Callers of start() that have not called close() yet: an app each, for a pool that apps share. */
+  #users = 0;
+  /** Counts the pool's lives: a replacement begun before a close must not fill a slot after a restart. */
+  #life = 0;
   #nextWorkerId = 1;
 
   /** @internal Use {@link workerPool}. */
@@ -77,15 +81,32 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
 
   /**
    * Spawns the workers and waits until each has imported the module and run its `init()`.
-   * Idempotent; {@link WorkerPool.run} calls it too. Rejects with `WORKER_INIT_FAILED` if any
-   * worker fails to load (the others are then terminated, and a later call tries again).
+   * Rejects with `WORKER_INIT_FAILED` if any worker fails to load (the others are then
+   * terminated, and a later call tries again). {@link WorkerPool.run} starts the pool too.
+   *
+   * Each call adds a user, which a call to {@link WorkerPool.close} removes (even when `start()`
+   * rejected): an app calls both, so that apps can share a pool. Once every user has closed the
+   * pool, `start()` starts it afresh, with new workers.
    *
    * @example
    * const pool = workerPool(new URL('./model.js', import.meta.url), { size: 2 });
    * await pool.start(); // the model's init() has run in both workers
    */
   start(): Promise<void> {
-    if (this.#closeRequested) return Promise.reject(this.#closedError('start()'));
+    this.#users += 1;
+    if (this.#closing === undefined) return this.#ensureStarted();
+    return this.#startOnceClosed();
+  }
+
+  async #startOnceClosed(): Promise<void> {
+    while (this.#closing !== undefined) {
+      const closing = this.#closing;
+      await closing;
+      // Another start() may have reopened the pool meanwhile, and another close() closed it again.
+      if (this.#closing !== closing) continue;
+      if (this.#users === 0) throw this.#closedError('start()');
+      this.#reopen();
+    }
     return this.#ensureStarted();
   }
 
@@ -125,17 +146,30 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
   }
 
   /**
-   * Stops taking work, waits until every window already submitted has its outcome, then
-   * terminates the workers. Idempotent. Afterwards `run()` and `start()` reject with
-   * `POOL_CLOSED`.
+   * Removes a user added by {@link WorkerPool.start}. When none is left (or the pool was only
+   * ever used through `run()`), stops taking work, waits until every window already submitted has
+   * its outcome, then terminates the workers; `run()` then rejects with `POOL_CLOSED` until
+   * `start()` is called again. Closing a closed pool does nothing.
    *
    * @example
    * const pending = pool.run(windows);
    * await pool.close(); // `pending` has settled by now
    */
   close(): Promise<void> {
+    if (this.#users > 0) this.#users -= 1;
+    // Another app still runs windows on the pool.
+    if (this.#users > 0) return Promise.resolve();
     this.#closing ??= this.#drainAndTerminate();
     return this.#closing;
+  }
+
+  /** Back to a pool that was never started, once a close has terminated every worker. */
+  #reopen(): void {
+    this.#life += 1;
+    this.#closeRequested = false;
+    this.#closed = false;
+    this.#closing = undefined;
+    this.#starting = undefined;
   }
 
   async #drainAndTerminate(): Promise<void> {
@@ -203,9 +237,10 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
       initTimeoutMs: this.#options.initTimeoutMs,
       onLost: (lostWorker) => this.#onWorkerLost(slot, lostWorker),
     });
+    const life = this.#life;
     await worker.load();
-    // The pool may have closed, or its start failed, while this worker was loading.
-    if (this.#closed || this.#starting === undefined || this.#slots[slot] !== undefined) {
+    // The pool may have closed (and even started again), or its start failed, while this worker was loading.
+    if (this.#closed || life !== this.#life || this.#starting === undefined || this.#slots[slot] !== undefined) {
       await worker.terminate();
       return;
     }
@@ -227,9 +262,10 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
     // One replacement per slot at a time, backoff included, or two workers would race for it.
     if (this.#slotsBeingFilled.has(slot)) return;
     this.#slotsBeingFilled.add(slot);
+    const life = this.#life;
     let lastError: unknown;
     try {
-      for (let attempt = 1; attempt <= replacementAttempts && !this.#closed; attempt++) {
+      for (let attempt = 1; attempt <= replacementAttempts && !this.#closed && life === this.#life; attempt++) {
         try {
           await this.#fillSlot(slot);
           return;
@@ -270,15 +306,28 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
   }
 
   async #runBatchOn(worker: PooledWorker, batch: QueuedItem[]): Promise<void> {
+    let handlerThrew = false;
     try {
       const result = await worker.runBatch(batch.map((item) => item.input));
+      handlerThrew = result.kind === 'done' && result.outcomes.some((outcome) => !outcome.ok);
       this.#queue.applyBatchResult(batch, result);
     } catch (error) {
       // Only a bug of ours gets here; still, no window may be left without an outcome.
       this.#queue.failInternally(batch, error);
     }
-    if (worker.alive && !this.#closed) this.#idleWorkers.push(worker);
+    if (handlerThrew) this.#retire(worker);
+    else if (worker.alive && !this.#closed) this.#idleWorkers.push(worker);
     this.#dispatch();
+  }
+
+  // A model that threw may have left its worker's state broken (a half-updated global, say).
+  #retire(worker: PooledWorker): void {
+    const slot = this.#slots.indexOf(worker);
+    void worker.terminate();
+    if (slot < 0) return;
+    this.#slots[slot] = undefined;
+    // Closing with nothing left to run: no replacement needed.
+    if (!this.#closeRequested || this.#queue.depth > 0) void this.#replace(slot);
   }
 }
 
@@ -292,10 +341,17 @@ export class WorkerPool<In = ClosedWindow, Out = unknown> implements WindowBatch
  * - `run(windows)` gives one outcome per window, in the order given, whatever order workers finish.
  * - Windows travel in batches of up to `batchSize` per message, spread over idle workers.
  * - A handler that throws is retried up to `retries` times, then gives a `HANDLER_FAILED` outcome.
+ *   Its worker is replaced, as the model may have left it broken; the windows of its batch after
+ *   the failing one run on another worker.
  * - A worker that runs one window longer than `timeout` (`WORKER_TIMEOUT`) or dies
- *   (`WORKER_CRASHED`) is terminated and replaced; the window it was running is retried alone,
- *   the other windows of its batch run again at no cost, and after `retries` the window gets a
- *   failure outcome with the reason. No window is dropped and no call hangs.
+ *   (`WORKER_CRASHED`) is terminated and replaced. The window to blame (the one running past the
+ *   timeout, or the one whose code killed the worker, even from a timer that fired later) is
+ *   retried alone; the other windows of its batch run again at no cost. When nothing tells which
+ *   window killed the worker, the one that was running runs alone next, and attempts count only
+ *   once it does. After `retries` the window gets a failure outcome with the reason. No window is
+ *   dropped and no call hangs.
+ * - The pool may serve several apps: it counts `start()` calls and terminates its workers once each
+ *   has had its `close()`.
  * - The handler may run more than once for a window (at-least-once), so it should be pure.
  *
  * The module must be plain JavaScript that Node can import in a worker, and windows and results

@@ -2,14 +2,24 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { wrap, type Remote } from 'comlink/dist/esm/comlink.mjs';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { describeError, WorkerPoolError } from './errors.js';
-import type { ItemOutcome, ProgressReport, WorkerApi, WorkerSetup } from './worker-protocol.js';
+import type { ItemOutcome, WorkerApi, WorkerReport, WorkerSetup } from './worker-protocol.js';
+
+/**
+ * Whose fault a lost batch is: the index of the item to blame (it ran past the timeout, or the
+ * worker died of something its handler started), `earlier-batch` when the worker died of something
+ * an item of an earlier batch started, `unknown` when nothing tells.
+ */
+export type Culprit = number | 'earlier-batch' | 'unknown';
 
 /** How a batch ended, seen from the pool. Never a rejection: every way out is a value. */
 export type BatchResult =
-  /** The worker answered: one outcome per item. */
+  /**
+   * The worker answered: one outcome per item, in order, unless an item's handler threw; the
+   * outcomes then stop at that failure, and the items after it did not run.
+   */
   | { readonly kind: 'done'; readonly outcomes: ItemOutcome[] }
   /** The worker hung or died; the first `completed` items had finished, the next one was running. */
-  | { readonly kind: 'lost'; readonly error: WorkerPoolError; readonly completed: number }
+  | { readonly kind: 'lost'; readonly error: WorkerPoolError; readonly completed: number; readonly culprit: Culprit }
   /** The call failed while the worker lived on, e.g. a value that cannot be cloned. */
   | { readonly kind: 'rejected'; readonly error: unknown };
 
@@ -25,6 +35,14 @@ export interface PooledWorkerSetup {
 }
 
 type Call = { readonly lose: (error: WorkerPoolError) => void };
+
+/** How long a call may go without news from the worker, and what it was doing meanwhile. */
+type Deadline = { readonly ms: number; readonly task: string };
+
+// Before the worker reports that a batch has arrived, and after its last item, the batch is crossing
+// between threads: about as long as packing it, which sending measures. Generous, as it only has to
+// catch a worker stuck while no item runs.
+const crossingAllowanceMs = (packMs: number): number => 5_000 + 4 * packMs;
 
 /**
  * One worker thread and the bookkeeping comlink lacks: a comlink call to a worker that exits never
@@ -44,7 +62,7 @@ export class PooledWorker {
   #terminatedByPool = false;
   #lastUncaughtError: unknown;
   #batchCount = 0;
-  #onProgress: ((report: ProgressReport) => void) | undefined;
+  #onReport: ((report: WorkerReport) => void) | undefined;
 
   constructor(setup: PooledWorkerSetup) {
     this.id = setup.id;
@@ -58,7 +76,7 @@ export class PooledWorker {
     };
     this.#worker = new Worker(setup.bootstrapUrl, { workerData, transferList: [channel.port2] });
     this.#remote = wrap<WorkerApi>(nodeEndpoint(this.#worker));
-    this.#progressPort.on('message', (report: ProgressReport) => this.#onProgress?.(report));
+    this.#progressPort.on('message', (report: WorkerReport) => this.#onReport?.(report));
     // The worker's own reference decides whether the process stays up; see `#call`.
     this.#progressPort.unref();
     // An uncaught error is always followed by 'exit', which reports it.
@@ -85,7 +103,10 @@ export class PooledWorker {
 
   /** Imports the module and runs its `init()`; rejects with a `WORKER_INIT_FAILED` error. */
   async load(): Promise<void> {
-    const result = await this.#call(() => this.#remote.load(), this.#setup.initTimeoutMs, 'to load the module and run init()');
+    const result = await this.#call(() => this.#remote.load(), () => ({
+      ms: this.#setup.initTimeoutMs,
+      task: 'to load the module and run init()',
+    }));
     if (result.kind === 'done') return;
     const cause = result.error;
     await this.terminate();
@@ -97,30 +118,47 @@ export class PooledWorker {
   }
 
   /**
-   * Runs one batch. The timeout covers one item at a time: each progress report from the worker
-   * restarts it, so a long batch of quick items is fine and one slow item is caught.
+   * Runs one batch. The timeout covers one item at a time: it starts when the worker reports that
+   * the batch has arrived, and each report of a finished item restarts it, so a long batch of quick
+   * items is fine and one slow item is caught. Until the batch arrives, a generous allowance for
+   * its crossing applies instead.
    */
   async runBatch(items: readonly unknown[]): Promise<BatchResult> {
     const batchId = ++this.#batchCount;
+    const windowDeadline: Deadline = { ms: this.#setup.timeoutMs, task: 'to run one window' };
+    let crossingDeadline: Deadline = windowDeadline;
+    let started = false;
     let completed = 0;
-    let restartTimer = (): void => {};
-    this.#onProgress = (report) => {
+    let culprit: Culprit = 'unknown';
+    let restartTimer = (_deadline: Deadline): void => {};
+    this.#onReport = (report) => {
+      if (report.kind === 'dying') {
+        // Only the first word counts: an uncaught error may be followed by an exit.
+        if (culprit === 'unknown') culprit = report.batchId === batchId ? report.item : 'earlier-batch';
+        return;
+      }
       // A late report of an earlier batch may arrive on this port after its answer did.
       if (report.batchId !== batchId) return;
+      started = true;
       completed = Math.max(completed, report.completed);
-      restartTimer();
+      // Once every item has run, the answer still has to cross back.
+      restartTimer(completed < items.length ? windowDeadline : crossingDeadline);
     };
     try {
       const result = await this.#call(
         () => this.#remote.runBatch(items, batchId),
-        this.#setup.timeoutMs,
-        'to run one window',
+        (packMs) => {
+          crossingDeadline = { ms: this.#setup.timeoutMs + crossingAllowanceMs(packMs), task: 'to pass a batch across' };
+          return crossingDeadline;
+        },
         (restart) => (restartTimer = restart),
       );
       if (result.kind !== 'lost') return result.kind === 'done' ? { kind: 'done', outcomes: result.value } : result;
-      return { kind: 'lost', error: result.error, completed };
+      // An item that ran past the timeout is to blame, whatever else the worker said.
+      const ranTooLong = result.error.code === 'WORKER_TIMEOUT' && started && completed < items.length;
+      return { kind: 'lost', error: result.error, completed, culprit: ranTooLong ? completed : culprit };
     } finally {
-      this.#onProgress = undefined;
+      this.#onReport = undefined;
     }
   }
 
@@ -133,13 +171,14 @@ export class PooledWorker {
 
   /**
    * Makes one comlink call that settles whatever the worker does: with its value, with its
-   * rejection, or as lost when the worker dies or stays silent for `timeoutMs`.
+   * rejection, or as lost when the worker dies or outlasts its deadline. The first deadline is
+   * counted from the end of `send()`, given how long sending took; `exposeRestart` gives the
+   * caller a way to start a new one.
    */
   #call<T>(
     send: () => Promise<T>,
-    timeoutMs: number,
-    task: string,
-    exposeRestart?: (restart: () => void) => void,
+    firstDeadline: (sendMs: number) => Deadline,
+    exposeRestart?: (restart: (deadline: Deadline) => void) => void,
   ): Promise<{ kind: 'done'; value: T } | { kind: 'lost'; error: WorkerPoolError } | { kind: 'rejected'; error: unknown }> {
     if (!this.alive) {
       return Promise.resolve({
@@ -160,29 +199,33 @@ export class PooledWorker {
         this.#calls.delete(call);
         if (this.#calls.size === 0 && this.#alive) this.#worker.unref();
       };
-      const restart = (): void => {
+      let restarts = 0;
+      const restart = ({ ms, task }: Deadline): void => {
         clearTimeout(timer);
+        const restartsSoFar = ++restarts;
         timer = setTimeout(() => {
+          // News may wait on the port behind this timer; it restarts the clock if it does.
+          this.#drainProgress();
+          if (restarts !== restartsSoFar || !this.#calls.has(call)) return;
           this.#lose(
-            new WorkerPoolError(
-              'WORKER_TIMEOUT',
-              `worker ${this.id} took more than ${timeoutMs} ms ${task}; it was terminated`,
-              { retriable: true },
-            ),
+            new WorkerPoolError('WORKER_TIMEOUT', `worker ${this.id} took more than ${ms} ms ${task}; it was terminated`, {
+              retriable: true,
+            }),
           );
-        }, timeoutMs);
+        }, ms);
       };
       this.#calls.add(call);
       // Work in flight keeps the process alive; an idle pool does not.
       this.#worker.ref();
-      restart();
       exposeRestart?.(restart);
+      const sendStartedAt = performance.now();
       let answer: Promise<T>;
       try {
         answer = send();
       } catch (error) {
         answer = Promise.reject(error);
       }
+      restart(firstDeadline(performance.now() - sendStartedAt));
       answer.then(
         (value) => {
           if (!this.#calls.has(call)) return;
@@ -200,7 +243,7 @@ export class PooledWorker {
 
   #drainProgress(): void {
     for (let entry = receiveMessageOnPort(this.#progressPort); entry !== undefined; entry = receiveMessageOnPort(this.#progressPort)) {
-      this.#onProgress?.(entry.message as ProgressReport);
+      this.#onReport?.(entry.message as WorkerReport);
     }
   }
 

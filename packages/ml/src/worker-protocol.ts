@@ -8,7 +8,7 @@ export interface WorkerSetup {
   /** `file:` URL of the user's module. */
   readonly moduleUrl: string;
   readonly exportName: string;
-  /** Where the worker reports each finished item, so the pool can time items one by one. */
+  /** Where the worker reports its progress through a batch, so the pool can time items one by one. */
   readonly progressPort: MessagePort;
 }
 
@@ -24,17 +24,22 @@ export type ItemOutcome<Out = unknown> =
   | { readonly ok: true; readonly value: Out }
   | { readonly ok: false; readonly error: SerializedError };
 
-/** Posted on the progress port after each item of a batch settles. */
-export interface ProgressReport {
-  readonly batchId: number;
-  /** How many items of the batch have settled so far. */
-  readonly completed: number;
-}
+/**
+ * Posted on the progress port: `progress` when a batch has arrived (`completed` 0) and after each
+ * of its items settles; `dying` as the worker dies of something an item's handler started (an
+ * uncaught error or rejection, `process.exit()`), even from a timer that fires later.
+ */
+export type WorkerReport =
+  | { readonly kind: 'progress'; readonly batchId: number; readonly completed: number }
+  | { readonly kind: 'dying'; readonly batchId: number; readonly item: number };
 
 /** What the bootstrap exposes through comlink. */
 export interface WorkerApi {
   /** Imports the user's module, checks the export and runs its `init()`; call once. */
   load(): Promise<void>;
-  /** Runs the handler on each item in turn; one item's failure does not fail the batch. */
+  /**
+   * Runs the handler on each item in turn and gives their outcomes. Stops after an item whose
+   * handler threw: the outcomes then end with that failure, and the items after it did not run.
+   */
   runBatch(items: readonly unknown[], batchId?: number): Promise<ItemOutcome[]>;
 }
