@@ -63,6 +63,9 @@ export class App {
   #open = false;
   /** Whether this app holds its state (see `StateBackend.claim`), and so closes it when it stops. */
   #stateClaimed = false;
+  /** This app's connection to its transport (see #connectTransport). */
+  #transportConnecting: Promise<void> | undefined;
+  #transportConnected = false;
   /** The window batch handlers (worker pools) this app started, to close once when it stops. */
   #startedHandlers: WindowBatchHandler<unknown, unknown>[] = [];
   /** Assignments and revocations under way (the app is `rebalancing` while there are any). */
@@ -97,7 +100,10 @@ export class App {
     this.#input = new HostInput({
       clock: () => this.#clock,
       // A producer that `send()` opens before start serves the app too.
-      producer: async () => (this.#producer ??= await this.#transport.createProducer()),
+      producer: async () => {
+        await this.#connectTransport();
+        return (this.#producer ??= await this.#transport.createProducer());
+      },
       nodes: () => this.#graph.nodes,
       topics: this.#topics,
     });
@@ -209,7 +215,7 @@ export class App {
       // Before anything is touched: a second instance on the same state fails here.
       await this.#state.claim?.(this.id);
       this.#stateClaimed = true;
-      await this.#transport.connect();
+      await this.#connectTransport();
       await this.#topics.provision(topology);
       // Global tables are whole on this instance before any task starts.
       for (const store of this.#globalStores) await this.#topics.partitionCount(store.topic);
@@ -280,6 +286,20 @@ export class App {
     }
   }
 
+  /** Connects this app to its transport, once (start, or a send before it); #release closes that once. */
+  async #connectTransport(): Promise<void> {
+    this.#transportConnecting ??= this.#transport.connect().then(
+      () => {
+        this.#transportConnected = true;
+      },
+      (error: unknown) => {
+        this.#transportConnecting = undefined;
+        throw error;
+      },
+    );
+    await this.#transportConnecting;
+  }
+
   /** Closes the producer, handlers, state and transport; each is closed even if another fails to. */
   async #release(): Promise<void> {
     const results = await Promise.allSettled([
@@ -288,8 +308,13 @@ export class App {
       ...this.#startedHandlers.splice(0).map((handler) => handler.close()),
     ]);
     // State this app never claimed may be another's (a second instance that failed to start).
-    if (this.#stateClaimed) results.push(...(await Promise.allSettled([this.#state.close()])));
-    results.push(...(await Promise.allSettled([this.#transport.close()])));
+    if (this.#stateClaimed) results.push(...(await Promise.allSettled([this.#state.close(this.id)])));
+    // A transport this app never connected to may serve other apps (it counts its users): not ours to close.
+    if (this.#transportConnected) {
+      this.#transportConnected = false;
+      this.#transportConnecting = undefined;
+      results.push(...(await Promise.allSettled([this.#transport.close()])));
+    }
     for (const result of results) if (result.status === 'rejected') this.#log('warn', 'closing failed', { error: describeError(result.reason) });
   }
 

@@ -131,6 +131,8 @@ class LevelStateBackend implements StateBackend {
   /** App ids whose state an app has claimed (see `claim`). */
   readonly #claimed = new Set<string>();
   #closing: Promise<void> | undefined;
+  /** Per app, the close of its database under way: opening it again waits for LevelDB's lock to go. */
+  readonly #appClosing = new Map<string, Promise<void>>();
 
   constructor(settings: Settings) {
     this.#settings = settings;
@@ -145,6 +147,7 @@ class LevelStateBackend implements StateBackend {
     const layout = partitionLayout(spec.storeName, spec.partition);
     // A backend is reusable after close (an app stopped and started again); let a close finish.
     await this.#closing;
+    await this.#appClosing.get(spec.appId);
     const app = await this.#app(spec.appId);
     const partition = await app.partition(layout);
     const handle = new LevelPartitionStore(spec, app, partition, this.#settings.sync);
@@ -160,6 +163,7 @@ class LevelStateBackend implements StateBackend {
   async claim(appId: string): Promise<void> {
     assertAppId(appId);
     await this.#closing;
+    await this.#appClosing.get(appId);
     if (this.#claimed.has(appId)) {
       throw new StateError('STATE_LOCKED', `Eddy state of app ${appId} at ${join(this.#settings.dir, appId)} is in use by another app of this process with the same id`, {
         retriable: true,
@@ -169,7 +173,8 @@ class LevelStateBackend implements StateBackend {
     this.#claimed.add(appId);
   }
 
-  async close(): Promise<void> {
+  async close(appId?: string): Promise<void> {
+    if (appId !== undefined) return this.#closeApp(appId);
     this.#claimed.clear();
     if (this.#closing === undefined) {
       const apps = [...this.#apps.values()];
@@ -183,7 +188,23 @@ class LevelStateBackend implements StateBackend {
         this.#closing = undefined;
       });
     }
-    await this.#closing;
+    await Promise.all([this.#closing, ...this.#appClosing.values()]);
+  }
+
+  /** Closes one app's database and gives up its claim; the other apps of this backend keep theirs. */
+  #closeApp(appId: string): Promise<void> {
+    this.#claimed.delete(appId);
+    const opening = this.#apps.get(appId);
+    if (opening === undefined) return this.#appClosing.get(appId) ?? Promise.resolve();
+    this.#apps.delete(appId);
+    const closing = opening
+      .catch(() => undefined)
+      .then((app) => app?.close())
+      .finally(() => {
+        if (this.#appClosing.get(appId) === closing) this.#appClosing.delete(appId);
+      });
+    this.#appClosing.set(appId, closing);
+    return closing;
   }
 
   #app(appId: string): Promise<AppDatabase> {

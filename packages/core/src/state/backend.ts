@@ -73,6 +73,10 @@ export interface StateBackend {
   claim?(appId: string): Promise<void>;
   /** Opens (creating if needed) one store partition. */
   open(spec: StoreSpec): Promise<PartitionStore>;
-  /** Closes everything this backend opened. */
-  close(): Promise<void>;
+  /**
+   * Closes what this backend opened for app instance `appId` and gives up its claim: several apps
+   * of a process may share a backend, and one stopping leaves the others' stores open. Without an
+   * id, closes everything.
+   */
+  close(appId?: string): Promise<void>;
 }

@@ -44,8 +44,8 @@ export function memoryState(): StateBackend {
       handles.add(handle);
       return handle;
     },
-    async close(): Promise<void> {
-      for (const handle of [...handles]) await handle.close();
+    async close(appId?: string): Promise<void> {
+      for (const handle of [...handles]) if (appId === undefined || handle.appId === appId) await handle.close();
     },
   };
 }
@@ -66,6 +66,10 @@ class MemoryPartitionStore implements PartitionStore {
     this.#spec = spec;
     this.#data = data;
     this.#onClose = onClose;
+  }
+
+  get appId(): string {
+    return this.#spec.appId;
   }
 
   async *entries(range: KeyRange = {}): AsyncIterable<readonly [Uint8Array, Uint8Array]> {
