@@ -13,12 +13,15 @@ export interface Chunk {
 
 /**
  * The older records of a partition that are on disk only (see `readLog`): the first offset held
- * in memory, and the records and bytes of the chunks below it (for their retention).
+ * in memory, the records and bytes of the chunks below it, and those of the chunks from there on
+ * (held in memory too): retention judges the partition as a whole.
  */
 export interface ColdRecords {
   readonly memoryStart: number;
   records: number;
   bytes: number;
+  hotRecords: number;
+  hotBytes: number;
 }
 
 /**

@@ -124,11 +124,18 @@ export async function readLog(db: LevelDatabase): Promise<LogRead> {
         if (needed > Math.max(start, first)) {
           // Records below what every group has committed stay on disk.
           const onDisk = Math.max(0, Math.min(chunk.last + 1, needed) - Math.max(start, first));
-          const known = index.cold.get(at) ?? { memoryStart: needed, records: 0, bytes: 0 };
+          const known = index.cold.get(at) ?? { memoryStart: needed, records: 0, bytes: 0, hotRecords: 0, hotBytes: 0 };
           known.records += chunk.last - first + 1;
           known.bytes += summary.bytes;
           index.cold.set(at, known);
           cold += onDisk;
+        } else {
+          // Chunks come in offset order: those after the cold ones are held in memory.
+          const known = index.cold.get(at);
+          if (known) {
+            known.hotRecords += chunk.last - first + 1;
+            known.hotBytes += summary.bytes;
+          }
         }
         current.records.push(...chunk.records);
         current.writtenAt.push(...chunk.writtenAt);

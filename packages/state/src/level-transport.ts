@@ -137,7 +137,12 @@ export class LevelTransport extends MemoryTransport {
       ops.push({ type: 'put', key: chunkKey(topicId, partition, chunk.first), value });
       ops.push({ type: 'put', key: endKey(topicId, partition), value: encodeOffset(chunk.last + 1) });
       this.#index.chunksOf(key).push(chunk);
-      if (this.#index.cold.has(key)) this.#retainCold(key);
+      const cold = this.#index.cold.get(key);
+      if (cold) {
+        cold.hotRecords += run.length;
+        cold.hotBytes += value.byteLength;
+        this.#retainCold(key);
+      }
     }
     return this.#writer.write(ops);
   }
@@ -167,6 +172,9 @@ export class LevelTransport extends MemoryTransport {
       if (cold && chunk.first < cold.memoryStart) {
         cold.records -= chunk.last - chunk.first + 1;
         cold.bytes -= chunk.bytes;
+      } else if (cold) {
+        cold.hotRecords -= chunk.last - chunk.first + 1;
+        cold.hotBytes -= chunk.bytes;
       }
       return { type: 'del', key: chunkKey(topicId, partition, chunk.first) };
     });
@@ -319,9 +327,9 @@ export class LevelTransport extends MemoryTransport {
   }
 
   /**
-   * Retention of the records on disk only, chunk by chunk, oldest first: by age, and by records and
-   * bytes on their own (the records in memory keep the same limits, so a partition holds at most
-   * about twice them).
+   * Retention of the records on disk only, chunk by chunk, oldest first: by age, and by the records
+   * and bytes of the whole partition, those in memory included (which go first by their own
+   * retention only once the disk-only ones have gone).
    */
   #retainCold(key: string): void {
     const cold = this.#index.cold.get(key);
@@ -329,7 +337,7 @@ export class LevelTransport extends MemoryTransport {
     const chunks = this.#index.chunksOf(key);
     const { records, bytes, ms } = this.retention;
     const now = this.clock.now();
-    let left = { records: cold.records, bytes: cold.bytes };
+    let left = { records: cold.records + cold.hotRecords, bytes: cold.bytes + cold.hotBytes };
     let gone = 0;
     while (gone < chunks.length && chunks[gone]!.last < cold.memoryStart) {
       const chunk = chunks[gone]!;

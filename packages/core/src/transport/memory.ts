@@ -135,7 +135,8 @@ export class MemoryTransport implements Transport {
     const log = this.#partitionLog(topic, partition, false);
     records.forEach((record, index) => log.push(record, writtenAt[index]!));
     log.end = Math.max(log.end, end);
-    log.compactedSize = log.records.length;
+    // Loaded records are not known to be compacted: the next retain judges them (at once if many).
+    log.compactedSize = 0;
     this.#nextOffset.set(log, log.end);
     // What expired while the broker was down goes now, not with the next record.
     this.#retain(log, this.clock.now());
