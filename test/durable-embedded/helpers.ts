@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { createApp, silentLogger, type App } from '@eddy/core';
+import { mulberry32 } from '@eddy/core/testing';
 import { levelState, levelTransport, type LevelTransport } from '@eddy/state';
 
 export const quiet = { warn: () => undefined, info: () => undefined };
@@ -19,17 +20,8 @@ export function tempDir(prefix = 'eddy-durable-'): string {
   return dir;
 }
 
-/** mulberry32 */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded generator (mulberry32). */
+export const prng = mulberry32;
 
 /** Bytes of every file under `dir`. */
 export function du(dir: string): number {
