@@ -25,6 +25,7 @@ import type { StateBackend } from './state/backend.js';
 import { memoryState } from './state/memory.js';
 import { memoryTransport } from './transport/memory.js';
 import type { Transport, TransportConsumer, TransportProducer } from './transport/types.js';
+import { DeliveryAlignment } from './runtime/delivery-alignment.js';
 
 export type { AppOptions, HealthReport, SendOptions, SourceOptions, StoredWindow, StoreReader, TableReader, WindowStoreReader } from './app-options.js';
 
@@ -225,7 +226,8 @@ export class App {
       await Promise.all(this.#startedHandlers.map((handler) => handler.start()));
       // A producer that `send()` opened before start serves the app too.
       this.#producer ??= await this.#transport.createProducer();
-      const tasks = this.#taskManager(topology, this.#producer);
+      const alignment = new DeliveryAlignment(topology, this.#clock, this.#settings.time);
+      const tasks = this.#taskManager(topology, this.#producer, alignment);
       const topics = topology.subTopologies.flatMap((sub) => sub.sources.map((source) => source.topic));
       this.#scheduler.start();
       this.#open = true;
@@ -234,7 +236,11 @@ export class App {
         onRevoke: (partitions) => this.#rebalancing(() => tasks.revoke(partitions)),
         onFatal: (error) => this.#stopOn(error, 'the transport failed for good; the app stops'),
         onSkipped: (skipped) => tasks.onSkipped(skipped),
-        onRecords: (records) => tasks.onRecords(records),
+        onRecords: (records) => {
+          alignment.delivered(records[0]?.topic ?? '', records.length);
+          return tasks.onRecords(records);
+        },
+        alignment: (topic) => alignment.forTopic(topic),
       });
       tasks.consumer = this.#consumer;
       this.#scheduler.arm();
@@ -503,8 +509,9 @@ export class App {
 
   // --- internals ---------------------------------------------------------------------------
 
-  #taskManager(topology: Topology, producer: TransportProducer): TaskManager {
+  #taskManager(topology: Topology, producer: TransportProducer, alignment: DeliveryAlignment): TaskManager {
     this.#tasks = new TaskManager({
+      alignment,
       settings: this.#settings,
       topology,
       clock: this.#clock,

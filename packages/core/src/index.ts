@@ -24,6 +24,7 @@ export { defaultLogger, silentLogger } from './logger.js';
 export { memoryTransport, MemoryTransport } from './transport/memory.js';
 export type { MemoryTransportOptions, RetentionOptions } from './transport/memory.js';
 export type {
+  Alignment,
   CaughtUp,
   ConsumerListener,
   DecodedRecord,

@@ -20,6 +20,7 @@ import type { Metrics } from './metrics.js';
 import type { Run } from './task/input-order.js';
 import { Task, taskIdOf, type CommitRecord, type TaskHost } from './task.js';
 import type { TopicProvisioner } from './topic-provisioner.js';
+import type { DeliveryAlignment } from './delivery-alignment.js';
 
 type Level = 'debug' | 'info' | 'warn' | 'error';
 
@@ -47,6 +48,8 @@ export interface TaskManagerDeps {
   /** A task's next wake-up may have moved: the scheduler arms its timer again. */
   arm(): void;
   log(level: Level, message: string, fields?: Record<string, unknown>): void;
+  /** Told when a task moves repartition records between partitions (see runtime/delivery-alignment.ts). */
+  readonly alignment?: DeliveryAlignment;
 }
 
 /** A task dropped after a failure, until it runs again (or its partitions leave this instance). */
@@ -391,6 +394,7 @@ export class TaskManager {
       recordFailed: (error) => deps.recordFailed(error),
       fatal: (error) => deps.stopOn(error, 'a task cannot go on; the app stops'),
       log: (level, message, fields) => deps.log(level, message, fields),
+      crossedPartitions: (index) => deps.alignment?.crossed(index),
     };
   }
 

@@ -273,9 +273,18 @@ export class Task implements TaskContext {
    * Returns false when the record must go through the topic.
    */
   handOff(offer: HandOffOffer): boolean {
-    if (!this.#input.processing || offer.partition !== this.partition) return false;
+    if (offer.partition !== this.partition) {
+      if (!this.#crossedPartitions) {
+        this.#crossedPartitions = true;
+        this.host.crossedPartitions?.(this.subTopology.index);
+      }
+      return false;
+    }
+    if (!this.#input.processing) return false;
     return this.#handOffs.offer(offer);
   }
+  /** Whether this task has written a repartition record to another partition (told to the host once). */
+  #crossedPartitions = false;
 
   /** The records handed off during the last batch, in runs of one topic, in the order written; clears them. */
   takeHandOffs(): ReadonlyArray<{ readonly target: Task; readonly topic: string; readonly records: readonly HandedOff[] }> {

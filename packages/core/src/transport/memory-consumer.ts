@@ -2,6 +2,7 @@ import { describeError, EddyError } from '../errors.js';
 import type { ConsumerGroup } from './memory-group.js';
 import {
   partitionKey,
+  type Alignment,
   type CaughtUp,
   type ConsumerListener,
   type IncomingRecord,
@@ -22,9 +23,16 @@ export interface PartitionReader {
 
 const atTheEnd: CaughtUp = Object.freeze({ forMs: Infinity, confirmedAgoMs: 0 });
 
+/** A member's position in one of its partitions. */
+interface PositionEntry {
+  readonly topic: string;
+  readonly partition: number;
+  position: number;
+}
+
 /** One member of a consumer group on the embedded broker. */
 export class MemoryConsumer implements TransportConsumer {
-  readonly #positions = new Map<string, { topic: string; partition: number; position: number }>();
+  readonly #positions = new Map<string, PositionEntry>();
   #draining: Promise<void> | undefined;
   #scheduled = false;
   #closed = false;
@@ -119,20 +127,54 @@ export class MemoryConsumer implements TransportConsumer {
 
   /** Whether the pass delivered any record. */
   async #deliverPass(): Promise<boolean> {
+    const entries = [...this.#positions.values()];
+    const aligned = await this.#alignedBatches(entries);
     let delivered = false;
-    for (const entry of [...this.#positions.values()]) {
+    for (const entry of entries) {
       if (this.#closed) return false;
+      let from = entry.position;
+      let batch = aligned.get(entry);
+      if (batch) {
+        from = batch.from;
+      } else {
+        const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
+        batch = { from, records: Array.isArray(slice) ? slice : await slice };
+      }
+      if (await this.#deliver(entry, from, batch.records)) delivered = true;
+    }
+    return delivered;
+  }
+
+  /**
+   * The batches of the partitions the listener wants delivered in step (see `Alignment`), read
+   * ahead and cut to their group's horizon; the pass delivers them in its usual order.
+   */
+  async #alignedBatches(entries: readonly PositionEntry[]): Promise<Map<PositionEntry, { from: number; records: readonly IncomingRecord[] }>> {
+    const cut = new Map<PositionEntry, { from: number; records: readonly IncomingRecord[] }>();
+    if (!this.listener.alignment) return cut;
+    const groups = new Map<number, Fetched[]>();
+    for (const entry of entries) {
+      const alignment = this.listener.alignment(entry.topic);
+      if (!alignment) continue;
       const from = entry.position;
       const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
       const batch = Array.isArray(slice) ? slice : await slice;
-      // Read from disk: the partition may have moved (a seek) or gone (a revoke) meanwhile.
-      if (batch.length === 0 || entry.position !== from || this.#positions.get(partitionKey(entry.topic, entry.partition)) !== entry) continue;
-      // Offsets may have gaps (compaction, deleted records): continue after the last one read.
-      entry.position = batch[batch.length - 1]!.offset + 1;
-      delivered = true;
-      await this.listener.onRecords(batch);
+      if (batch.length === 0) continue;
+      const group = groups.get(alignment.group);
+      if (group) group.push({ entry, from, batch, alignment });
+      else groups.set(alignment.group, [{ entry, from, batch, alignment }]);
     }
-    return delivered;
+    for (const group of groups.values()) for (const { entry, from, batch } of alignedBatches(group)) cut.set(entry, { from, records: batch });
+    return cut;
+  }
+
+  /** Delivers a batch read from `from`, unless the partition moved (a seek) or went (a revoke) meanwhile. */
+  async #deliver(entry: PositionEntry, from: number, batch: readonly IncomingRecord[]): Promise<boolean> {
+    if (this.#closed || batch.length === 0 || entry.position !== from || this.#positions.get(partitionKey(entry.topic, entry.partition)) !== entry) return false;
+    // Offsets may have gaps (compaction, deleted records): continue after the last one read.
+    entry.position = batch[batch.length - 1]!.offset + 1;
+    await this.listener.onRecords(batch);
+    return true;
   }
 
   /** In process, the log answers at once and for as long as nothing new is appended. */
@@ -168,4 +210,30 @@ export class MemoryConsumer implements TransportConsumer {
     await this.group.leave(this);
     this.#closed = true;
   }
+}
+
+/** A partition's batch read in a delivery pass, before it is cut to its group's horizon. */
+interface Fetched {
+  readonly entry: PositionEntry;
+  readonly from: number;
+  readonly batch: readonly IncomingRecord[];
+  readonly alignment: Alignment;
+}
+
+/**
+ * The batches of one alignment group cut to its horizon: the smallest first timestamp among them
+ * plus the span. The partition that has it keeps at least that record, so every pass moves on; a
+ * partition alone in its group keeps its batch whole.
+ */
+export function alignedBatches(group: readonly Fetched[]): Array<Pick<Fetched, 'entry' | 'from' | 'batch'>> {
+  if (group.length < 2) return [...group];
+  const { spanMs, timestamp } = group[0]!.alignment;
+  let horizon = Infinity;
+  for (const { batch } of group) horizon = Math.min(horizon, timestamp(batch[0]!));
+  horizon += spanMs;
+  return group.map(({ entry, from, batch }) => {
+    let end = 0;
+    while (end < batch.length && timestamp(batch[end]!) <= horizon) end++;
+    return { entry, from, batch: end === batch.length ? batch : batch.slice(0, end) };
+  });
 }

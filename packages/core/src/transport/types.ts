@@ -115,12 +115,31 @@ export interface ConsumerListener {
   /** A batch of records of one partition, in offset order. */
   onRecords(records: readonly IncomingRecord[]): Promise<void>;
   /**
+   * How the embedded broker delivers a topic's partitions on a backlog (see {@link Alignment});
+   * undefined (or no function): each partition's batch whole, one after another.
+   */
+  alignment?(topic: string): Alignment | undefined;
+  /**
    * Offsets `from` (inclusive) to `to` (exclusive) of a partition hold nothing to deliver
    * (transaction markers, records of aborted transactions): a task whose position is `from` may
    * move it to `to`, so that its commits reach the end of the partition. Told after the records
    * before `from` were delivered; a position elsewhere (the task moved back) ignores it.
    */
   onSkipped?(range: { readonly topic: string; readonly partition: number; readonly from: number; readonly to: number }): Promise<void>;
+}
+
+/**
+ * Partitions delivered in step in event time on a backlog: in each delivery pass, of the
+ * partitions of one `group` that have records waiting, each is given its records up to the
+ * smallest next timestamp among them plus `spanMs`, the rest waiting for a later pass. So tasks
+ * that write one repartition topic from several partitions write it about in event-time order,
+ * not one partition's whole backlog after another's.
+ */
+export interface Alignment {
+  readonly group: number;
+  readonly spanMs: number;
+  /** A record's event time. */
+  timestamp(record: IncomingRecord): number;
 }
 
 /**

@@ -9,6 +9,7 @@ export function sessionWindows(gap: Duration, options?: WindowOptions): WindowDe
   const grace = graceMs(options, 'session window');
   return {
     kind: 'session',
+    graceMs: grace,
     description: `session(gap ${gapMs}ms, grace ${grace}ms)`,
     defaultStoreName: (aggregation) => `session-${gapMs}ms-grace-${grace}ms-${aggregation}`,
     createStrategy: (buckets) => new SessionWindows(gapMs, grace, buckets),

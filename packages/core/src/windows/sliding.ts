@@ -9,6 +9,7 @@ export function slidingWindows(size: Duration, options?: WindowOptions): WindowD
   const grace = graceMs(options, 'sliding window');
   return {
     kind: 'sliding',
+    graceMs: grace,
     description: `sliding(${sizeMs}ms, grace ${grace}ms)`,
     defaultStoreName: (aggregation) => `sliding-${sizeMs}ms-grace-${grace}ms-${aggregation}`,
     createStrategy: (buckets) => new SlidingWindows(sizeMs, grace, buckets),

@@ -11,6 +11,8 @@ export interface WindowDefinition {
   readonly kind: string;
   /** How `describe()` shows it, e.g. `hopping(10000ms, 1000ms, grace 0ms)`. */
   readonly description: string;
+  /** How far behind stream time a record may be and still count; undefined where time plays no part (count windows). */
+  readonly graceMs?: number;
   /** The default store name: derived from parameters only, never from the position in the chain. */
   defaultStoreName(aggregation: string): string;
   /** The rules for one window operator, keeping its buckets through `buckets`. */

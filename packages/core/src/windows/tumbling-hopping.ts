@@ -10,6 +10,7 @@ export function tumblingWindows(size: Duration, options?: WindowOptions): Window
   const grace = graceMs(options, 'tumbling window');
   return {
     kind: 'tumbling',
+    graceMs: grace,
     description: `tumbling(${sizeMs}ms, grace ${grace}ms)`,
     defaultStoreName: (aggregation) => `tumbling-${sizeMs}ms-grace-${grace}ms-${aggregation}`,
     createStrategy: (buckets) => new HoppingWindows(sizeMs, sizeMs, grace, buckets),
@@ -26,6 +27,7 @@ export function hoppingWindows(size: Duration, slide: Duration, options?: Window
   const grace = graceMs(options, 'hopping window');
   return {
     kind: 'hopping',
+    graceMs: grace,
     description: `hopping(${sizeMs}ms, ${slideMs}ms, grace ${grace}ms)`,
     defaultStoreName: (aggregation) => `hopping-${sizeMs}ms-${slideMs}ms-grace-${grace}ms-${aggregation}`,
     createStrategy: (buckets) => new HoppingWindows(sizeMs, slideMs, grace, buckets),

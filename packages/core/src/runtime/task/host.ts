@@ -33,4 +33,6 @@ export interface TaskHost {
   /** The task cannot go on (and must not commit): the app stops and tells its host. */
   fatal(error: EddyError): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;
+  /** A task of sub-topology `index` wrote a repartition record to another partition (see runtime/delivery-alignment.ts). */
+  crossedPartitions?(index: number): void;
 }

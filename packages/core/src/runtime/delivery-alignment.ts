@@ -1,0 +1,83 @@
+import type { Clock } from '../clock.js';
+import type { SubTopology, Topology } from '../dsl/topology.js';
+import type { Alignment, IncomingRecord } from '../transport/types.js';
+import { RecordDecoder } from './task/record-decoder.js';
+
+/**
+ * Records a sub-topology's tasks may write without crossing partitions before its input is
+ * delivered unaligned again: a `keyBy` by the key the input already has moves nothing, and pays
+ * for no alignment once that is seen.
+ */
+const PROBE_RECORDS = 2_000;
+
+interface Plan {
+  readonly subTopology: number;
+  readonly alignment: Alignment;
+}
+
+/**
+ * Which input the embedded broker delivers in step in event time on a backlog (see
+ * transport/types.ts `Alignment`). A repartition topic written by the tasks of several input
+ * partitions holds their records in the order those tasks processed them: with each partition's
+ * backlog delivered in turn, one task's records would run far ahead of another's in event time,
+ * and windows downstream would close before the others' records came (late). So the input of a
+ * sub-topology that writes a repartition topic read by a windowed step or a windowed join is
+ * delivered in step, within the smallest grace of those steps, while its tasks are seen moving
+ * records between partitions (and, from the start, until `PROBE_RECORDS` show they do not).
+ * Event time only; on Kafka each partition is fetched on its own and this does not apply.
+ */
+export class DeliveryAlignment {
+  readonly #plans = new Map<string, Plan>();
+  readonly #crossing = new Set<number>();
+  readonly #delivered = new Map<number, number>();
+
+  constructor(topology: Topology, clock: Clock, time: 'event' | 'processing') {
+    if (time !== 'event') return;
+    // Only for reading timestamps: a record whose value does not decode is judged by its own.
+    const decoder = new RecordDecoder(topology, clock, () => undefined);
+    for (const sub of topology.subTopologies) {
+      const spanMs = downstreamGrace(topology, sub);
+      if (spanMs === undefined) continue;
+      for (const source of sub.sources) {
+        const timestamp = source.timestamp ? (record: IncomingRecord) => decoder.extractTimestamp(source, record) : (record: IncomingRecord) => record.timestamp;
+        this.#plans.set(source.topic, { subTopology: sub.index, alignment: { group: sub.index, spanMs, timestamp } });
+      }
+    }
+  }
+
+  /** How to deliver `topic` now, or undefined for whole batches. */
+  forTopic(topic: string): Alignment | undefined {
+    const plan = this.#plans.get(topic);
+    if (!plan) return undefined;
+    if (!this.#crossing.has(plan.subTopology) && (this.#delivered.get(plan.subTopology) ?? 0) >= PROBE_RECORDS) return undefined;
+    return plan.alignment;
+  }
+
+  /** A batch of `topic` was delivered. */
+  delivered(topic: string, records: number): void {
+    const plan = this.#plans.get(topic);
+    if (plan) this.#delivered.set(plan.subTopology, (this.#delivered.get(plan.subTopology) ?? 0) + records);
+  }
+
+  /** A task of sub-topology `index` wrote a repartition record to a partition other than its own. */
+  crossed(index: number): void {
+    this.#crossing.add(index);
+  }
+}
+
+/**
+ * The smallest grace of the windowed steps and windowed joins that read the repartition topics a
+ * sub-topology writes; undefined if it writes none or nothing there can be late.
+ */
+function downstreamGrace(topology: Topology, sub: SubTopology): number | undefined {
+  const written = new Set(sub.sinks.filter((sink) => topology.repartitionTopics.has(sink.topic)).map((sink) => sink.topic));
+  let grace: number | undefined;
+  for (const reader of topology.subTopologies) {
+    if (!reader.sources.some((source) => written.has(source.topic))) continue;
+    for (const node of reader.nodes) {
+      const nodeGrace = node.kind === 'window' ? node.window.graceMs : node.kind === 'streamJoin' ? node.graceMs : undefined;
+      if (nodeGrace !== undefined) grace = Math.min(grace ?? Infinity, nodeGrace);
+    }
+  }
+  return grace;
+}
