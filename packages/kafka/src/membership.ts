@@ -80,11 +80,13 @@ export class Membership {
     const { settings, owned, stopping } = this.#context;
     let failures = 0;
     let failingSince: number | undefined;
+    let refusedInstanceId = false;
     while (!stopping()) {
       try {
         const response = await this.#heartbeat(this.#epoch);
         failures = 0;
         failingSince = undefined;
+        refusedInstanceId = false;
         this.#lastHeartbeatAt = systemClock.now();
         if (response.heartbeatIntervalMs > 0) this.#heartbeatIntervalMs = response.heartbeatIntervalMs;
         if (response.assignment) await this.#context.assignmentReceived(response.assignment.topicPartitions);
@@ -102,7 +104,14 @@ export class Membership {
           this.#epoch = 0;
           continue;
         }
-        if (!hasKafkaError(error, 'UNRELEASED_INSTANCE_ID')) this.#coordinator = undefined;
+        if (!hasKafkaError(error, 'UNRELEASED_INSTANCE_ID')) {
+          this.#coordinator = undefined;
+        } else if (!refusedInstanceId) {
+          // Retried: a crashed instance's id is released when its session times out. Until then, or
+          // for good if another live instance has the same id, this one gets no partitions.
+          refusedInstanceId = true;
+          this.#context.log('warn', `the group refuses groupInstanceId ${JSON.stringify(settings.groupInstanceId)}: another member holds it; this instance gets no partitions until it is released (its last owner stopped, or its session timed out). Give each live instance its own id`, { error: String(error) });
+        }
         // Partitions whose owner could not reach the coordinator for a session are another's by now.
         if (systemClock.now() - failingSince > settings.sessionTimeoutMs && owned.size > 0) {
           this.#context.log('warn', 'no heartbeat got through for a session timeout; the partitions are lost and the member joins again', { error: String(error) });

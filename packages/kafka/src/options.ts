@@ -149,9 +149,28 @@ export interface KafkaSettings {
 
 const logLevels: readonly KafkaLogLevel[] = ['nothing', 'error', 'warn', 'info', 'debug'];
 
+/** The option names each object of {@link KafkaTransportOptions} takes: any other is a typo. */
+const optionNames = {
+  '': ['brokers', 'clientId', 'ssl', 'sasl', 'defaultPartitions', 'replicationFactor', 'logLevel', 'logger', 'retry', 'consumer', 'groupInstanceId'],
+  'retry.': ['retries', 'initialRetryTime', 'maxRetryTime', 'factor', 'multiplier'],
+  'consumer.': ['sessionTimeout', 'rebalanceTimeout', 'heartbeatInterval', 'maxWaitTime', 'maxBytesPerPartition'],
+} as const;
+
+/** An options object (or undefined) with no name outside `known`; `path` names it in the error. */
+function checkObject(value: unknown, path: keyof typeof optionNames): void {
+  if (value === undefined) return;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`kafkaTransport: ${path ? path.slice(0, -1) : 'options'} must be an object, got ${JSON.stringify(value)}`);
+  const known: readonly string[] = optionNames[path];
+  const unknown = Object.keys(value).filter((name) => !known.includes(name));
+  if (unknown.length > 0) throw new ConfigError(`kafkaTransport: unknown option ${unknown.map((name) => path + name).join(', ')} (known: ${known.map((name) => path + name).join(', ')})`);
+}
+
 /** Validates {@link KafkaTransportOptions} at once, naming the bad value, and fills in defaults. */
 export function resolveSettings(options: KafkaTransportOptions): KafkaSettings {
   if (typeof options !== 'object' || options === null) throw new ConfigError(`kafkaTransport: expected options, got ${String(options)}`);
+  checkObject(options, '');
+  checkObject(options.retry, 'retry.');
+  checkObject(options.consumer, 'consumer.');
   const { brokers } = options;
   if (!Array.isArray(brokers) || brokers.length === 0 || brokers.some((broker) => typeof broker !== 'string' || broker.trim() === '')) {
     throw new ConfigError(`kafkaTransport: brokers must be a non-empty list of 'host:port' strings, got ${JSON.stringify(brokers)}`);
@@ -173,6 +192,13 @@ export function resolveSettings(options: KafkaTransportOptions): KafkaSettings {
   const heartbeatIntervalMs = toMs(consumer.heartbeatInterval ?? '1s', 'kafkaTransport: consumer.heartbeatInterval');
   if (heartbeatIntervalMs >= sessionTimeoutMs) {
     throw new ConfigError(`kafkaTransport: consumer.heartbeatInterval (${heartbeatIntervalMs} ms) must be below consumer.sessionTimeout (${sessionTimeoutMs} ms)`);
+  }
+
+  const { ssl, logger } = options;
+  if (ssl !== undefined && typeof ssl !== 'boolean' && (typeof ssl !== 'object' || ssl === null)) throw new ConfigError(`kafkaTransport: ssl must be true, false or TLS options, got ${JSON.stringify(ssl)}`);
+  const levels = ['error', 'warn', 'info', 'debug'] as const;
+  if (logger !== undefined && (typeof logger !== 'object' || logger === null || levels.some((level) => typeof logger[level] !== 'function'))) {
+    throw new ConfigError(`kafkaTransport: logger must have ${levels.join(', ')} functions (fields, message)`);
   }
 
   const { groupInstanceId } = options;
@@ -210,7 +236,12 @@ export function resolveSettings(options: KafkaTransportOptions): KafkaSettings {
 
 /** SASL options as @platformatic/kafka takes them. */
 function saslOf(sasl: KafkaSasl | undefined): SASLOptions | undefined {
-  if (!sasl) return undefined;
+  if (sasl === undefined) return undefined;
+  if (typeof sasl !== 'object' || sasl === null) throw new ConfigError(`kafkaTransport: sasl must be an object with a mechanism, got ${JSON.stringify(sasl)}`);
+  const withPassword = ['plain', 'scram-sha-256', 'scram-sha-512'].includes(sasl.mechanism);
+  const credentials = withPassword ? (['username', 'password'] as const).filter((name) => typeof (sasl as Record<string, unknown>)[name] !== 'string') : [];
+  if (credentials.length > 0) throw new ConfigError(`kafkaTransport: sasl.${credentials[0]} must be a string for mechanism ${sasl.mechanism}`);
+  if (sasl.mechanism === 'oauthbearer' && typeof sasl.token !== 'string' && typeof sasl.token !== 'function') throw new ConfigError('kafkaTransport: sasl.token must be a string or a function giving one');
   switch (sasl.mechanism) {
     case 'plain':
       return { mechanism: 'PLAIN', username: sasl.username, password: sasl.password };

@@ -84,8 +84,17 @@ export class TopicProvisioner {
     for (const sub of topology.subTopologies) {
       for (const store of sub.storeNames) specs.push({ name: changelogTopic(this.appId, store), partitions: counts.get(sub)!, compacted: true });
     }
+    const internal = [...specs];
     specs.push({ name: deadLetterTopic(this.appId), partitions: 1 });
     await this.transport().ensureTopics(specs);
+    // Existing topics are never changed: one made before (by hand, or for an input of another
+    // count) must already match, or its tasks would write partitions that do not exist.
+    for (const spec of internal) {
+      const actual = await this.transport().partitionCount(spec.name);
+      if (actual !== undefined && actual !== spec.partitions) {
+        throw new ConfigError(`topic ${spec.name} has ${actual} partitions, but app ${this.appId} needs ${spec.partitions} (the partitions of the input its tasks read): delete it, or create it with ${spec.partitions}`);
+      }
+    }
     for (const spec of specs) this.#partitions.set(spec.name, spec.partitions);
     for (const sub of topology.subTopologies) for (const sink of sub.sinks) await this.partitionCount(sink.topic);
   }
