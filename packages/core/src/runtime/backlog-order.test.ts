@@ -109,6 +109,12 @@ describe('alignedBatches', () => {
     expect(cut([[7, 7, 8], [9, 10]], 0)).toEqual([[7, 7], []]);
   });
 
+  it('reads each partition by its own topic\'s timestamps (sources with different extractors)', () => {
+    const scaled = { ...fetched(1, [1, 2, 3], 0), alignment: { group: 0, spanMs: 0, timestamp: (incoming: IncomingRecord) => incoming.timestamp * 10 } };
+    const batches = alignedBatches([fetched(0, [10, 20, 30], 0), scaled]).map(({ batch }) => batch.map((incoming) => incoming.timestamp));
+    expect(batches).toEqual([[10], [1]]);
+  });
+
   it('leaves a partition alone in its group whole', () => {
     expect(cut([[10, 1000, 5]], 0)).toEqual([[10, 1000, 5]]);
   });

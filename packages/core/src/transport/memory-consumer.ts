@@ -227,13 +227,13 @@ interface Fetched {
  */
 export function alignedBatches(group: readonly Fetched[]): Array<Pick<Fetched, 'entry' | 'from' | 'batch'>> {
   if (group.length < 2) return [...group];
-  const { spanMs, timestamp } = group[0]!.alignment;
+  // Each topic of the group with its own timestamps (sources of one sub-topology may have different extractors).
   let horizon = Infinity;
-  for (const { batch } of group) horizon = Math.min(horizon, timestamp(batch[0]!));
-  horizon += spanMs;
-  return group.map(({ entry, from, batch }) => {
+  for (const { batch, alignment } of group) horizon = Math.min(horizon, alignment.timestamp(batch[0]!));
+  horizon += group[0]!.alignment.spanMs;
+  return group.map(({ entry, from, batch, alignment }) => {
     let end = 0;
-    while (end < batch.length && timestamp(batch[end]!) <= horizon) end++;
+    while (end < batch.length && alignment.timestamp(batch[end]!) <= horizon) end++;
     return { entry, from, batch: end === batch.length ? batch : batch.slice(0, end) };
   });
 }
