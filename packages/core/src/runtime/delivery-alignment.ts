@@ -22,12 +22,14 @@ interface Plan {
  * backlog delivered in turn, one task's records would run far ahead of another's in event time,
  * and windows downstream would close before the others' records came (late). So the input of a
  * sub-topology that writes a repartition topic read by a windowed step or a windowed join is
- * delivered in step, within the smallest grace of those steps, while its tasks are seen moving
+ * delivered in step, within half the smallest grace of those steps, while its tasks are seen moving
  * records between partitions (and, from the start, until `PROBE_RECORDS` show they do not).
  * Event time only; on Kafka each partition is fetched on its own and this does not apply.
  */
 export class DeliveryAlignment {
   readonly #plans = new Map<string, Plan>();
+  /** Sub-topologies with a plan. */
+  readonly #planned = new Set<number>();
   readonly #crossing = new Set<number>();
   readonly #delivered = new Map<number, number>();
 
@@ -36,21 +38,39 @@ export class DeliveryAlignment {
     // Only for reading timestamps: a record whose value does not decode is judged by its own.
     const decoder = new RecordDecoder(topology, clock, () => undefined);
     for (const sub of topology.subTopologies) {
-      const spanMs = downstreamGrace(topology, sub);
-      if (spanMs === undefined) continue;
+      const grace = downstreamGrace(topology, sub);
+      if (grace === undefined) continue;
+      // A record may sit up to the span behind what another partition delivered in the same pass,
+      // and its own partition's disorder more: half the grace leaves the other half for that.
+      const spanMs = Math.floor(grace / 2);
       for (const source of sub.sources) {
         const timestamp = source.timestamp ? (record: IncomingRecord) => decoder.extractTimestamp(source, record) : (record: IncomingRecord) => record.timestamp;
         this.#plans.set(source.topic, { subTopology: sub.index, alignment: { group: sub.index, spanMs, timestamp } });
       }
+      this.#planned.add(sub.index);
     }
   }
 
   /** How to deliver `topic` now, or undefined for whole batches. */
   forTopic(topic: string): Alignment | undefined {
     const plan = this.#plans.get(topic);
-    if (!plan) return undefined;
-    if (!this.#crossing.has(plan.subTopology) && (this.#delivered.get(plan.subTopology) ?? 0) >= PROBE_RECORDS) return undefined;
-    return plan.alignment;
+    return plan && this.aligning(plan.subTopology) ? plan.alignment : undefined;
+  }
+
+  /** Whether sub-topology `index`'s input is delivered in step now. */
+  aligning(index: number): boolean {
+    if (!this.#planned.has(index)) return false;
+    return this.#crossing.has(index) || (this.#delivered.get(index) ?? 0) < PROBE_RECORDS;
+  }
+
+  /**
+   * Whether sub-topology `index`'s input is delivered in step because its tasks move records
+   * between partitions. They then hand no record off locally (runtime/hand-offs.ts): a record
+   * handed to the task of its own partition would overtake those of the other partitions, which
+   * go through the repartition topic.
+   */
+  movesRecords(index: number): boolean {
+    return this.#planned.has(index) && this.#crossing.has(index);
   }
 
   /** A batch of `topic` was delivered. */

@@ -13,6 +13,8 @@ export interface HandOffTasks {
   /** Drops the task and opens it again from its last commit, in the background (if the app is open). */
   rebuildLater(task: Task, error: unknown): void;
   log(level: 'debug', message: string, fields: Record<string, unknown>): void;
+  /** Whether the task's input is delivered in step because its sub-topology moves records between partitions (see runtime/delivery-alignment.ts): then it hands nothing off. */
+  inStep(task: Task): boolean;
 }
 
 /**
@@ -81,8 +83,9 @@ export class HandOffs {
     if (!floors) return;
     for (const [topic, floor] of floors) {
       const target = this.tasks.reading(topic, task.partition);
-      // A task that orders its inputs by timestamp reads each of them through its topic.
-      const usable = target !== undefined && !this.tasks.isRevoking(target) && !target.ordersInput;
+      // A task that orders its inputs by timestamp reads each of them through its topic; so do the
+      // records of a task whose input is delivered in step.
+      const usable = target !== undefined && !this.tasks.isRevoking(target) && !target.ordersInput && !this.tasks.inStep(task);
       const current = task.handOffTarget(topic);
       if (current) {
         if (current !== target || !usable) task.setHandOffTarget(topic, undefined);

@@ -100,6 +100,7 @@ export class TaskManager {
       commit: (task) => this.commit(task),
       rebuildLater: (task, error) => this.#rebuildLater(task, error),
       log: (level, message, fields) => deps.log(level, message, fields),
+      inStep: (task) => deps.alignment?.movesRecords(task.subTopology.index) === true,
     });
   }
 

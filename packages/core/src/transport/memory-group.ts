@@ -24,22 +24,34 @@ export class ConsumerGroup {
 
   /** Adds a member and rebalances; resolves once every member has its partitions. */
   join(member: MemoryConsumer): Promise<void> {
-    this.members.push(member);
-    return this.#rebalance();
+    return this.#serially(async () => {
+      this.members.push(member);
+      await this.#rebalance();
+    });
   }
 
   /** Removes a member and hands its partitions to the others. */
-  async leave(member: MemoryConsumer): Promise<void> {
-    const index = this.members.indexOf(member);
-    if (index < 0) return;
-    await member.revokeAll();
-    this.members.splice(index, 1);
-    await this.#rebalance();
+  leave(member: MemoryConsumer): Promise<void> {
+    return this.#serially(async () => {
+      const index = this.members.indexOf(member);
+      if (index < 0) return;
+      await member.revokeAll();
+      this.members.splice(index, 1);
+      await this.#rebalance();
+    });
   }
+
+  /** Joins and leaves one at a time: members that come or go together (apps started at once) each see a settled group. */
+  #serially(change: () => Promise<void>): Promise<void> {
+    const run = this.#changes.then(change);
+    this.#changes = run.catch(() => undefined);
+    return run;
+  }
+  #changes: Promise<void> = Promise.resolve();
 
   /** Partition p of every topic goes to member p mod n, so co-partitioned topics stay together. */
   async #rebalance(): Promise<void> {
-    const members = this.members;
+    const members = [...this.members];
     const wanted = members.map(() => [] as TopicPartition[]);
     members.forEach((member, index) => {
       for (const topic of member.topics) {
