@@ -226,7 +226,8 @@ export class App {
       await Promise.all(this.#startedHandlers.map((handler) => handler.start()));
       // A producer that `send()` opened before start serves the app too.
       this.#producer ??= await this.#transport.createProducer();
-      const alignment = new DeliveryAlignment(topology, this.#clock, this.#settings.time);
+      // Only where the consumers step backlogs (the embedded brokers): on Kafka it would only turn local hand-off off.
+      const alignment = this.#transport.stepsBacklogs === true ? new DeliveryAlignment(topology, this.#clock, this.#settings.time) : undefined;
       const tasks = this.#taskManager(topology, this.#producer, alignment);
       const topics = topology.subTopologies.flatMap((sub) => sub.sources.map((source) => source.topic));
       this.#scheduler.start();
@@ -237,10 +238,10 @@ export class App {
         onFatal: (error) => this.#stopOn(error, 'the transport failed for good; the app stops'),
         onSkipped: (skipped) => tasks.onSkipped(skipped),
         onRecords: (records) => {
-          alignment.delivered(records[0]?.topic ?? '', records.length);
+          alignment?.delivered(records[0]?.topic ?? '', records.length);
           return tasks.onRecords(records);
         },
-        alignment: (topic) => alignment.forTopic(topic),
+        alignment: (topic) => alignment?.forTopic(topic),
       });
       tasks.consumer = this.#consumer;
       this.#scheduler.arm();
@@ -509,7 +510,7 @@ export class App {
 
   // --- internals ---------------------------------------------------------------------------
 
-  #taskManager(topology: Topology, producer: TransportProducer, alignment: DeliveryAlignment): TaskManager {
+  #taskManager(topology: Topology, producer: TransportProducer, alignment: DeliveryAlignment | undefined): TaskManager {
     this.#tasks = new TaskManager({
       alignment,
       settings: this.#settings,

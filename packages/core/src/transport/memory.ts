@@ -44,6 +44,7 @@ export function memoryTransport(options: MemoryTransportOptions = {}): MemoryTra
 export class MemoryTransport implements Transport {
   readonly kind: string = 'memory';
   readonly keepsValues: boolean = true;
+  readonly stepsBacklogs: boolean = true;
   /**
    * The broker lives and dies with the process, so no failure can separate a task's outputs from
    * its committed offsets: exactly-once holds here by construction.

@@ -201,6 +201,11 @@ export interface Transport {
    * every such record through its topic, as between processes.
    */
   readonly localHandOff?: boolean;
+  /**
+   * Whether its consumers honour `ConsumerListener.alignment` (the embedded brokers): only then is
+   * a re-keying keyBy's backlog delivered in step, and its local hand-off given up for it.
+   */
+  readonly stepsBacklogs?: boolean;
   /** Partitions for topics Eddy creates implicitly (outputs, and sources on the embedded broker); undefined: such topics must exist. */
   readonly defaultPartitions?: number;
   connect(): Promise<void>;
