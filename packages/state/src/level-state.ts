@@ -130,7 +130,6 @@ class LevelStateBackend implements StateBackend {
   readonly #apps = new Map<string, Promise<AppDatabase>>();
   /** App ids whose state an app has claimed (see `claim`). */
   readonly #claimed = new Set<string>();
-  #closing: Promise<void> | undefined;
   /** Per app, the close of its database under way: opening it again waits for LevelDB's lock to go. */
   readonly #appClosing = new Map<string, Promise<void>>();
 
@@ -146,7 +145,6 @@ class LevelStateBackend implements StateBackend {
     }
     const layout = partitionLayout(spec.storeName, spec.partition);
     // A backend is reusable after close (an app stopped and started again); let a close finish.
-    await this.#closing;
     await this.#appClosing.get(spec.appId);
     const app = await this.#app(spec.appId);
     const partition = await app.partition(layout);
@@ -162,7 +160,6 @@ class LevelStateBackend implements StateBackend {
    */
   async claim(appId: string): Promise<void> {
     assertAppId(appId);
-    await this.#closing;
     await this.#appClosing.get(appId);
     if (this.#claimed.has(appId)) {
       throw new StateError('STATE_LOCKED', `Eddy state of app ${appId} at ${join(this.#settings.dir, appId)} is in use by another app of this process with the same id`, {
@@ -174,21 +171,8 @@ class LevelStateBackend implements StateBackend {
   }
 
   async close(appId?: string): Promise<void> {
-    if (appId !== undefined) return this.#closeApp(appId);
-    this.#claimed.clear();
-    if (this.#closing === undefined) {
-      const apps = [...this.#apps.values()];
-      this.#apps.clear();
-      this.#closing = (async () => {
-        for (const opening of apps) {
-          const app = await opening.catch(() => undefined);
-          await app?.close();
-        }
-      })().finally(() => {
-        this.#closing = undefined;
-      });
-    }
-    await Promise.all([this.#closing, ...this.#appClosing.values()]);
+    const apps = appId === undefined ? new Set([...this.#apps.keys(), ...this.#claimed, ...this.#appClosing.keys()]) : [appId];
+    await Promise.all([...apps].map((id) => this.#closeApp(id)));
   }
 
   /** Closes one app's database and gives up its claim; the other apps of this backend keep theirs. */

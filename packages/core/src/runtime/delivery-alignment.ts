@@ -10,11 +10,6 @@ import { RecordDecoder } from './task/record-decoder.js';
  */
 const PROBE_RECORDS = 2_000;
 
-interface Plan {
-  readonly subTopology: number;
-  readonly alignment: Alignment;
-}
-
 /**
  * Which input the embedded broker delivers in step in event time on a backlog (see
  * transport/types.ts `Alignment`). A repartition topic written by the tasks of several input
@@ -27,7 +22,8 @@ interface Plan {
  * Event time only; on Kafka each partition is fetched on its own and this does not apply.
  */
 export class DeliveryAlignment {
-  readonly #plans = new Map<string, Plan>();
+  /** Per source topic, how it is delivered in step (`group`: its sub-topology's index). */
+  readonly #plans = new Map<string, Alignment>();
   /** Sub-topologies with a plan. */
   readonly #planned = new Set<number>();
   readonly #crossing = new Set<number>();
@@ -45,7 +41,7 @@ export class DeliveryAlignment {
       const spanMs = Math.floor(grace / 2);
       for (const source of sub.sources) {
         const timestamp = source.timestamp ? (record: IncomingRecord) => decoder.extractTimestamp(source, record) : (record: IncomingRecord) => record.timestamp;
-        this.#plans.set(source.topic, { subTopology: sub.index, alignment: { group: sub.index, spanMs, timestamp } });
+        this.#plans.set(source.topic, { group: sub.index, spanMs, timestamp });
       }
       this.#planned.add(sub.index);
     }
@@ -54,7 +50,7 @@ export class DeliveryAlignment {
   /** How to deliver `topic` now, or undefined for whole batches. */
   forTopic(topic: string): Alignment | undefined {
     const plan = this.#plans.get(topic);
-    return plan && this.aligning(plan.subTopology) ? plan.alignment : undefined;
+    return plan && this.aligning(plan.group) ? plan : undefined;
   }
 
   /** Whether sub-topology `index`'s input is delivered in step now. */
@@ -76,7 +72,7 @@ export class DeliveryAlignment {
   /** A batch of `topic` was delivered. */
   delivered(topic: string, records: number): void {
     const plan = this.#plans.get(topic);
-    if (plan) this.#delivered.set(plan.subTopology, (this.#delivered.get(plan.subTopology) ?? 0) + records);
+    if (plan) this.#delivered.set(plan.group, (this.#delivered.get(plan.group) ?? 0) + records);
   }
 
   /** A task of sub-topology `index` wrote a repartition record to a partition other than its own. */

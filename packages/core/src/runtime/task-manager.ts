@@ -143,9 +143,9 @@ export class TaskManager {
     // Backpressure: a task with too many windows waiting for handlers, or a full worker pool,
     // pauses its source until the work in flight is done, the work of the tasks its records were
     // handed to included (their windows closed on this batch).
-    const overloaded = [task, ...handedTo].filter((candidate) => this.deps.overloaded(candidate));
-    if (overloaded.length > 0) {
-      await Promise.all([task, ...handedTo].map((candidate) => candidate.drain()));
+    const involved = [task, ...handedTo];
+    if (involved.some((candidate) => this.deps.overloaded(candidate))) {
+      await Promise.all(involved.map((candidate) => candidate.drain()));
       task.restartIdleCountdown();
     }
     this.deps.arm();

@@ -60,6 +60,8 @@ export class Task implements TaskContext {
   /** The stream time the last commit batch recorded (see recordStreamTime). */
   #recordedStreamTime = -Infinity;
   readonly #handOffs: OutgoingHandOffs;
+  /** Whether this task has written a repartition record to another partition (told to the host once). */
+  #crossedPartitions = false;
   readonly #input: TaskInput;
   /** Handlers' async work in flight, which `drain` and the commit wait for. */
   readonly #work = new Set<Promise<unknown>>();
@@ -283,8 +285,6 @@ export class Task implements TaskContext {
     if (!this.#input.processing) return false;
     return this.#handOffs.offer(offer);
   }
-  /** Whether this task has written a repartition record to another partition (told to the host once). */
-  #crossedPartitions = false;
 
   /** The records handed off during the last batch, in runs of one topic, in the order written; clears them. */
   takeHandOffs(): ReadonlyArray<{ readonly target: Task; readonly topic: string; readonly records: readonly HandedOff[] }> {

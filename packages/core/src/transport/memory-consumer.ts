@@ -132,39 +132,37 @@ export class MemoryConsumer implements TransportConsumer {
     let delivered = false;
     for (const entry of entries) {
       if (this.#closed) return false;
-      let from = entry.position;
-      let batch = aligned.get(entry);
-      if (batch) {
-        from = batch.from;
-      } else {
-        const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
-        batch = { from, records: Array.isArray(slice) ? slice : await slice };
-      }
-      if (await this.#deliver(entry, from, batch.records)) delivered = true;
+      const { from, batch } = aligned.get(entry) ?? (await this.#read(entry));
+      if (await this.#deliver(entry, from, batch)) delivered = true;
     }
     return delivered;
+  }
+
+  /** A partition's next batch, from its position. */
+  async #read(entry: PositionEntry): Promise<Read> {
+    const from = entry.position;
+    const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
+    return { entry, from, batch: Array.isArray(slice) ? slice : await slice };
   }
 
   /**
    * The batches of the partitions the listener wants delivered in step (see `Alignment`), read
    * ahead and cut to their group's horizon; the pass delivers them in its usual order.
    */
-  async #alignedBatches(entries: readonly PositionEntry[]): Promise<Map<PositionEntry, { from: number; records: readonly IncomingRecord[] }>> {
-    const cut = new Map<PositionEntry, { from: number; records: readonly IncomingRecord[] }>();
+  async #alignedBatches(entries: readonly PositionEntry[]): Promise<Map<PositionEntry, Read>> {
+    const cut = new Map<PositionEntry, Read>();
     if (!this.listener.alignment) return cut;
     const groups = new Map<number, Fetched[]>();
     for (const entry of entries) {
       const alignment = this.listener.alignment(entry.topic);
       if (!alignment) continue;
-      const from = entry.position;
-      const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
-      const batch = Array.isArray(slice) ? slice : await slice;
-      if (batch.length === 0) continue;
+      const read = await this.#read(entry);
+      if (read.batch.length === 0) continue;
       const group = groups.get(alignment.group);
-      if (group) group.push({ entry, from, batch, alignment });
-      else groups.set(alignment.group, [{ entry, from, batch, alignment }]);
+      if (group) group.push({ ...read, alignment });
+      else groups.set(alignment.group, [{ ...read, alignment }]);
     }
-    for (const group of groups.values()) for (const { entry, from, batch } of alignedBatches(group)) cut.set(entry, { from, records: batch });
+    for (const group of groups.values()) for (const read of alignedBatches(group)) cut.set(read.entry, read);
     return cut;
   }
 
@@ -212,11 +210,15 @@ export class MemoryConsumer implements TransportConsumer {
   }
 }
 
-/** A partition's batch read in a delivery pass, before it is cut to its group's horizon. */
-interface Fetched {
+/** A partition's batch read in a delivery pass from offset `from`. */
+interface Read {
   readonly entry: PositionEntry;
   readonly from: number;
   readonly batch: readonly IncomingRecord[];
+}
+
+/** A batch of a partition delivered in step, before it is cut to its group's horizon. */
+interface Fetched extends Read {
   readonly alignment: Alignment;
 }
 
@@ -225,7 +227,7 @@ interface Fetched {
  * plus the span. The partition that has it keeps at least that record, so every pass moves on; a
  * partition alone in its group keeps its batch whole.
  */
-export function alignedBatches(group: readonly Fetched[]): Array<Pick<Fetched, 'entry' | 'from' | 'batch'>> {
+export function alignedBatches(group: readonly Fetched[]): Read[] {
   if (group.length < 2) return [...group];
   // Each topic of the group with its own timestamps (sources of one sub-topology may have different extractors).
   let horizon = Infinity;

@@ -14,6 +14,8 @@ export class ConsumerGroup {
   readonly members: MemoryConsumer[] = [];
   readonly #committed = new Map<string, number>();
   readonly #broker: GroupBroker;
+  /** The join or leave under way (see #serially). */
+  #changes: Promise<void> = Promise.resolve();
 
   constructor(
     readonly id: string,
@@ -47,7 +49,6 @@ export class ConsumerGroup {
     this.#changes = run.catch(() => undefined);
     return run;
   }
-  #changes: Promise<void> = Promise.resolve();
 
   /** Partition p of every topic goes to member p mod n, so co-partitioned topics stay together. */
   async #rebalance(): Promise<void> {
