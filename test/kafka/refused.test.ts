@@ -125,7 +125,13 @@ describeKafka('records the broker refuses', (brokers) => {
         const deadLetters = (await endOffsets(admin, `${id}-dlq`)).reduce((sum, end) => sum + end, 0);
         await waitFor(`the ${deadLetters} records of the dead letters`, () => dead.records.length >= deadLetters, { timeoutMs: 20_000 });
         const letters = dead.records.map((record) => record.headers);
-        const refusals = letters.map((headers) => `${headers['step']}: ${headers['error.reason']}`).sort();
+        // The reading two hours ahead goes to the repartition topic of its keyBy too, unless it was
+        // handed to its task in process: once the keyless reading has moved between partitions,
+        // the app steps its input and hands nothing off (a backlog's order), and the broker refuses
+        // it there as well.
+        const repartitioned = letters.filter((headers) => headers['step']?.endsWith('-repartition'));
+        expect(repartitioned.map((headers) => [headers['error.reason'], Number(headers['timestamp'])])).toEqual(repartitioned.length === 0 ? [] : [['INVALID_TIMESTAMP', ahead.ts]]);
+        const refusals = letters.filter((headers) => !repartitioned.includes(headers)).map((headers) => `${headers['step']}: ${headers['error.reason']}`).sort();
         const keyless = letters.find((headers) => headers['step'] === `to ${names.copies}` && headers['error.reason'] !== 'INVALID_TIMESTAMP');
         expect(keyless?.['error.reason'], 'a keyless record for a compacted topic').toMatch(/^(INVALID_RECORD|CORRUPT_MESSAGE)$/);
         expect(refusals).toEqual(
@@ -147,9 +153,9 @@ describeKafka('records the broker refuses', (brokers) => {
         expect(copies.records).toHaveLength(sensors.length * 31);
         expect(app.state).toBe('running');
         expect(app.health().status).toBe('ok');
-        expect(app.metrics().deadLetters).toBe(5);
+        expect(app.metrics().deadLetters).toBe(5 + repartitioned.length);
         expect(errors).toEqual([]);
-        expect(logger.entries.filter((entry) => entry.message === 'the log refused a record')).toHaveLength(5);
+        expect(logger.entries.filter((entry) => entry.message === 'the log refused a record')).toHaveLength(5 + repartitioned.length);
       } finally {
         await Promise.all(gathered.map((gatherer) => gatherer.stop()));
         await app.stop().catch(() => undefined);

@@ -226,7 +226,7 @@ export class App {
       await Promise.all(this.#startedHandlers.map((handler) => handler.start()));
       // A producer that `send()` opened before start serves the app too.
       this.#producer ??= await this.#transport.createProducer();
-      // Only where the consumers step backlogs (the embedded brokers): on Kafka it would only turn local hand-off off.
+      // Only where the consumers step backlogs: elsewhere it would only turn local hand-off off.
       const alignment = this.#transport.stepsBacklogs === true ? new DeliveryAlignment(topology, this.#clock, this.#settings.time) : undefined;
       const tasks = this.#taskManager(topology, this.#producer, alignment);
       const topics = topology.subTopologies.flatMap((sub) => sub.sources.map((source) => source.topic));
@@ -242,6 +242,7 @@ export class App {
           return tasks.onRecords(records);
         },
         alignment: (topic) => alignment?.forTopic(topic),
+        afterStep: () => tasks.stepWritten(),
       });
       tasks.consumer = this.#consumer;
       this.#scheduler.arm();

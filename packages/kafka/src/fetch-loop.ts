@@ -1,4 +1,4 @@
-import { EddyError, partitionKey, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset } from '@eddy/core';
+import { alignedEnds, EddyError, partitionKey, type Alignment, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type WaitingRun } from '@eddy/core';
 import { FetchIsolationLevels } from '@platformatic/kafka';
 import { backoff, BACKOFF_MS, sleep } from './backoff.js';
 import type { Cluster } from './cluster.js';
@@ -17,6 +17,17 @@ interface Delivering {
   readonly tp: TopicPartition;
   position: number;
   seeks: number;
+  /** Whether its last fetch left nothing committed after what it returned. */
+  atEnd: boolean;
+  /** Records fetched and held back, to be delivered in step with the other partitions of their alignment group. */
+  held: Held | undefined;
+}
+
+/** A fetched partition's records not delivered yet: `records` from index `next` on, then offsets up to `end` that hold nothing to deliver. */
+interface Held {
+  readonly records: IncomingRecord[];
+  next: number;
+  readonly end: number;
 }
 
 /** What a {@link FetchLoop} needs of its group member. */
@@ -35,6 +46,14 @@ export interface FetchLoopContext {
  * one fetch per leader (FetchRequest v17, read_committed, on the cluster's fetch connections), then
  * each partition's committed records, in offset order, a slice at a time. The next fetch starts
  * once the listener has taken the last slice, so a slow listener pauses the source.
+ *
+ * The partitions the listener wants delivered in step (`ConsumerListener.alignment`: the input of
+ * a keyBy that moves records between partitions, on a backlog) are held back instead and delivered
+ * in passes, each partition up to its group's horizon (`alignedEnds`). A fetch holds each
+ * partition's next megabyte or so, whose event times may differ widely between partitions: a
+ * partition whose held records run out is fetched again before the others of its group go past
+ * it, unless its fetch found it at its end (then the others go on without it). The others are not
+ * fetched again while they hold records.
  */
 export class FetchLoop {
   readonly #context: FetchLoopContext;
@@ -50,7 +69,7 @@ export class FetchLoop {
 
   /** Delivers `tp` from `position` on. */
   startDelivering(tp: TopicPartition, position: number): void {
-    this.#delivering.set(partitionKey(tp.topic, tp.partition), { tp, position, seeks: 0 });
+    this.#delivering.set(partitionKey(tp.topic, tp.partition), { tp, position, seeks: 0, atEnd: false, held: undefined });
     this.#context.ends.assigned(tp);
     this.#context.ends.moved(tp, position);
   }
@@ -77,6 +96,8 @@ export class FetchLoop {
     if (!delivering) return;
     delivering.position = offset;
     delivering.seeks++;
+    delivering.held = undefined;
+    delivering.atEnd = false;
     this.#context.ends.moved({ topic, partition }, offset);
   }
 
@@ -90,14 +111,18 @@ export class FetchLoop {
     const { stopping } = this.#context;
     let failures = 0;
     while (!stopping()) {
-      const partitions = [...this.#delivering.values()];
-      if (partitions.length === 0) {
+      if (this.#delivering.size === 0) {
         await new Promise<void>((resolve) => (this.#wakeFetch = resolve));
         this.#wakeFetch = undefined;
         continue;
       }
+      // A partition holding records is fetched again once they are delivered.
+      const partitions = [...this.#delivering.values()].filter(({ held }) => held === undefined);
       try {
-        await this.#fetchOnce(partitions);
+        if (partitions.length > 0) await this.#fetchOnce(partitions);
+        const delivery = this.#deliverInStep();
+        this.#delivery = delivery;
+        await delivery;
         failures = 0;
       } catch (error) {
         if (stopping()) break;
@@ -157,7 +182,15 @@ export class FetchLoop {
           // Revoked or moved (seek) since it was asked for: drop what came.
           if (stopping() || this.#delivering.get(partitionKey(delivering.tp.topic, delivering.tp.partition)) !== delivering || delivering.seeks !== seeks) continue;
           if (result.errorCode !== 0) {
+            delivering.atEnd = false;
             stale ||= await this.#partitionError(delivering, result.errorCode);
+            continue;
+          }
+          const end = fetchedEnd(result, delivering.position);
+          const stable = result.lastStableOffset >= 0n ? result.lastStableOffset : result.highWatermark;
+          delivering.atEnd = BigInt(end) >= stable;
+          if (this.#context.listener.alignment?.(delivering.tp.topic)) {
+            delivering.held = { records: allCommitted(delivering.tp, result, delivering.position), next: 0, end };
             continue;
           }
           const delivery = this.#deliver(delivering, result);
@@ -192,37 +225,106 @@ export class FetchLoop {
    * thousands of records that outlive the young generation, and cost old-space collections.
    */
   async #deliver(delivering: Delivering, result: FetchedPartition): Promise<void> {
-    const { listener, ends } = this.#context;
-    const { tp } = delivering;
     const from = delivering.position;
-    const handOver = async (slice: IncomingRecord[]): Promise<boolean> => {
-      const seeks = delivering.seeks;
-      try {
-        await listener.onRecords(slice);
-      } catch (error) {
-        this.#context.log('warn', 'the app failed on a batch; it is delivered again', { partition: `${tp.topic}[${tp.partition}]`, offset: slice[0]!.offset, error: String(error) });
-        await sleep(BACKOFF_MS[0]);
-        return false;
-      }
-      if (delivering.seeks !== seeks || this.#delivering.get(partitionKey(tp.topic, tp.partition)) !== delivering) return false;
-      delivering.position = slice[slice.length - 1]!.offset + 1;
-      ends.delivered(tp, delivering.position);
-      return true;
-    };
     // Each batch's records are appended to `pending` as the loop asks for the next batch; whole
     // slices are taken from its front.
     const pending: IncomingRecord[] = [];
-    for (const appended of committedBatches(tp, result, from, pending)) {
+    for (const appended of committedBatches(delivering.tp, result, from, pending)) {
       void appended;
-      while (pending.length >= DELIVERY_SLICE) if (!(await handOver(pending.splice(0, DELIVERY_SLICE)))) return;
+      while (pending.length >= DELIVERY_SLICE) if (!(await this.#handOver(delivering, pending.splice(0, DELIVERY_SLICE)))) return;
     }
-    if (pending.length > 0 && !(await handOver(pending))) return;
-    const next = fetchedEnd(result, from);
-    if (next > delivering.position) {
-      const skipped = delivering.position;
-      delivering.position = next;
-      ends.delivered(tp, next);
-      await listener.onSkipped?.({ topic: tp.topic, partition: tp.partition, from: skipped, to: next });
+    if (pending.length > 0 && !(await this.#handOver(delivering, pending))) return;
+    await this.#skipTo(delivering, fetchedEnd(result, from));
+  }
+
+  /**
+   * Delivers held records in passes until every alignment group has delivered what it holds, or
+   * waits for a partition to be fetched again (one whose held records ran out, not at its end).
+   * Records held for a topic no longer delivered in step (the listener saw its keyBy move nothing)
+   * go whole.
+   */
+  async #deliverInStep(): Promise<void> {
+    const { listener, stopping } = this.#context;
+    for (let moved = true; moved && !stopping(); ) {
+      moved = false;
+      const groups = new Map<number, Array<WaitingRun & { readonly delivering: Delivering }>>();
+      const waiting = new Set<number>();
+      for (const delivering of [...this.#delivering.values()]) {
+        const { held } = delivering;
+        if (held && held.next === held.records.length) {
+          delivering.held = undefined;
+          await this.#skipTo(delivering, held.end);
+        }
+        const alignment: Alignment | undefined = listener.alignment?.(delivering.tp.topic);
+        if (!delivering.held) {
+          if (alignment && !delivering.atEnd) waiting.add(alignment.group);
+          continue;
+        }
+        if (!alignment) {
+          moved = (await this.#deliverHeld(delivering, delivering.held.records.length)) || moved;
+          continue;
+        }
+        const run = { records: delivering.held.records, start: delivering.held.next, alignment, delivering };
+        const group = groups.get(alignment.group);
+        if (group) group.push(run);
+        else groups.set(alignment.group, [run]);
+      }
+      let stepped = false;
+      for (const [index, group] of groups) {
+        if (waiting.has(index)) continue;
+        const ends = alignedEnds(group);
+        for (const [member, { delivering }] of group.entries()) moved = (await this.#deliverHeld(delivering, ends[member]!)) || moved;
+        stepped ||= group.length > 1;
+      }
+      if (stepped) await listener.afterStep?.();
     }
   }
+
+  /** Delivers a partition's held records up to index `end`; whether it delivered any. */
+  async #deliverHeld(delivering: Delivering, end: number): Promise<boolean> {
+    const held = delivering.held;
+    if (!held) return false;
+    const from = held.next;
+    while (held.next < end) {
+      const slice = held.records.slice(held.next, Math.min(end, held.next + DELIVERY_SLICE));
+      if (!(await this.#handOver(delivering, slice)) || delivering.held !== held) break;
+      held.next += slice.length;
+    }
+    return held.next > from;
+  }
+
+  /** Hands `slice` to the listener; false if it failed (it is delivered again), or the partition moved or went meanwhile. */
+  async #handOver(delivering: Delivering, slice: IncomingRecord[]): Promise<boolean> {
+    const { listener, ends } = this.#context;
+    const { tp } = delivering;
+    const seeks = delivering.seeks;
+    try {
+      await listener.onRecords(slice);
+    } catch (error) {
+      this.#context.log('warn', 'the app failed on a batch; it is delivered again', { partition: `${tp.topic}[${tp.partition}]`, offset: slice[0]!.offset, error: String(error) });
+      await sleep(BACKOFF_MS[0]);
+      return false;
+    }
+    if (delivering.seeks !== seeks || this.#delivering.get(partitionKey(tp.topic, tp.partition)) !== delivering) return false;
+    delivering.position = slice[slice.length - 1]!.offset + 1;
+    ends.delivered(tp, delivering.position);
+    return true;
+  }
+
+  /** Moves a partition whose records before `next` are delivered on to `next`: the offsets between hold nothing to deliver. */
+  async #skipTo(delivering: Delivering, next: number): Promise<void> {
+    if (next <= delivering.position) return;
+    const { tp } = delivering;
+    const skipped = delivering.position;
+    delivering.position = next;
+    this.#context.ends.delivered(tp, next);
+    await this.#context.listener.onSkipped?.({ topic: tp.topic, partition: tp.partition, from: skipped, to: next });
+  }
+}
+
+/** A fetched partition's committed records from `position` on, decoded at once (to be held). */
+function allCommitted(tp: TopicPartition, result: FetchedPartition, position: number): IncomingRecord[] {
+  const records: IncomingRecord[] = [];
+  for (const appended of committedBatches(tp, result, position, records)) void appended;
+  return records;
 }

@@ -50,6 +50,8 @@ export class KafkaTransport implements Transport {
   readonly kind = 'kafka';
   /** Transactions: one transactional producer per task (see {@link KafkaTransactionalProducer}). */
   readonly exactlyOnce = true;
+  /** A keyBy that moves records between partitions has its backlog fetched in step (fetch-loop.ts). */
+  readonly stepsBacklogs = true;
   readonly defaultPartitions: number | undefined;
   readonly #settings: KafkaSettings;
   #admin: KafkaAdmin | undefined;

@@ -35,9 +35,9 @@ function reference(input: readonly Click[]): Map<string, number[]> {
   return windows;
 }
 
-async function run(input: readonly Click[], options: { partitions: number; graceMs: number; keyed: 'seq' | 'user'; extractor: boolean }) {
+async function run(input: readonly Click[], options: { partitions: number; graceMs: number; keyed: 'seq' | 'user'; extractor: boolean; guarantee?: 'at-least-once' | 'exactly-once' }) {
   const transport = memoryTransport({ defaultPartitions: options.partitions });
-  const app = createApp({ id: 'backlog', transport, idleTimeout: false, logger: silentLogger });
+  const app = createApp({ id: 'backlog', transport, idleTimeout: false, logger: silentLogger, guarantee: options.guarantee ?? 'at-least-once' });
   app
     .from<Click>('clicks', options.extractor ? { timestamp: (click) => click.ts } : {})
     .keyBy((click) => click.user)
@@ -69,6 +69,7 @@ describe('a backlog whose keyBy moves records between partitions', () => {
     ['3 partitions, grace 15 s, record timestamps', { partitions: 3, graceMs: 15_000, keyed: 'seq', extractor: false }, 0.3],
     ['4 partitions, grace 15 s, a timestamp extractor', { partitions: 4, graceMs: 15_000, keyed: 'seq', extractor: true }, 0.3],
     ['3 partitions, grace 0, in order', { partitions: 3, graceMs: 0, keyed: 'seq', extractor: false }, 0],
+    ['3 partitions, grace 15 s, exactly-once (a producer per task)', { partitions: 3, graceMs: 15_000, keyed: 'seq', extractor: false, guarantee: 'exactly-once' }, 0.3],
   ] as const) {
     it(`${name}: no record is late, every window equals the reference`, async () => {
       const input = clicks(7, 1_500, 90_000, disorder);

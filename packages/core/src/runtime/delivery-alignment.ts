@@ -11,7 +11,7 @@ import { RecordDecoder } from './task/record-decoder.js';
 const PROBE_RECORDS = 2_000;
 
 /**
- * Which input the embedded broker delivers in step in event time on a backlog (see
+ * Which input the consumers deliver in step in event time on a backlog (see
  * transport/types.ts `Alignment`). A repartition topic written by the tasks of several input
  * partitions holds their records in the order those tasks processed them: with each partition's
  * backlog delivered in turn, one task's records would run far ahead of another's in event time,
@@ -19,7 +19,8 @@ const PROBE_RECORDS = 2_000;
  * sub-topology that writes a repartition topic read by a windowed step or a windowed join is
  * delivered in step, within half the smallest grace of those steps, while its tasks are seen moving
  * records between partitions (and, from the start, until `PROBE_RECORDS` show they do not).
- * Event time only; on Kafka each partition is fetched on its own and this does not apply.
+ * Event time only. The embedded brokers cut each pass from their logs; on Kafka the fetch loop
+ * holds fetched records back (packages/kafka/src/fetch-loop.ts).
  */
 export class DeliveryAlignment {
   /** Per source topic, how it is delivered in step (`group`: its sub-topology's index). */

@@ -152,6 +152,17 @@ export class TaskManager {
   }
 
   /**
+   * Resolves once the tasks whose records move between partitions in step have written what they
+   * produced: under exactly-once each task writes through its own producer, and a delivery pass's
+   * records must reach the repartition topics before the next pass's do (see `ConsumerListener.afterStep`).
+   */
+  async stepWritten(): Promise<void> {
+    const { alignment, settings } = this.deps;
+    if (!alignment || settings.guarantee !== 'exactly-once') return;
+    await Promise.all([...this.#tasks.values()].filter((task) => alignment.movesRecords(task.subTopology.index)).map((task) => task.sent()));
+  }
+
+  /**
    * Reads back the state runs of records need, then processes them. The runs of a task that orders
    * its input have left its buffer: if its state cannot be read back, the task is dropped and
    * starts again from its last commit (the batch cannot simply be delivered again).

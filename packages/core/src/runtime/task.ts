@@ -377,6 +377,12 @@ export class Task implements TaskContext {
     return this.#work.size + this.#collector.inFlight.size;
   }
 
+  /** Resolves when what the task produced so far is written (acknowledged, or failed: the commit then fails). */
+  async sent(): Promise<void> {
+    this.flush();
+    await Promise.allSettled([...this.#collector.inFlight]);
+  }
+
   /** Resolves when every handler started so far has delivered and every send is acknowledged. */
   async drain(): Promise<void> {
     while (this.#work.size > 0 || this.#collector.sending) {

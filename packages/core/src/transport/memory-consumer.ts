@@ -1,4 +1,5 @@
 import { describeError, EddyError } from '../errors.js';
+import { alignedEnds } from './alignment.js';
 import type { ConsumerGroup } from './memory-group.js';
 import {
   partitionKey,
@@ -128,13 +129,14 @@ export class MemoryConsumer implements TransportConsumer {
   /** Whether the pass delivered any record. */
   async #deliverPass(): Promise<boolean> {
     const entries = [...this.#positions.values()];
-    const aligned = await this.#alignedBatches(entries);
+    const { cut: aligned, stepped } = await this.#alignedBatches(entries);
     let delivered = false;
     for (const entry of entries) {
       if (this.#closed) return false;
       const { from, batch } = aligned.get(entry) ?? (await this.#read(entry));
       if (await this.#deliver(entry, from, batch)) delivered = true;
     }
+    if (stepped) await this.listener.afterStep?.();
     return delivered;
   }
 
@@ -147,11 +149,12 @@ export class MemoryConsumer implements TransportConsumer {
 
   /**
    * The batches of the partitions the listener wants delivered in step (see `Alignment`), read
-   * ahead and cut to their group's horizon; the pass delivers them in its usual order.
+   * ahead and cut to their group's horizon; the pass delivers them in its usual order. `stepped`:
+   * some group had two partitions or more with records.
    */
-  async #alignedBatches(entries: readonly PositionEntry[]): Promise<Map<PositionEntry, Read>> {
+  async #alignedBatches(entries: readonly PositionEntry[]): Promise<{ cut: Map<PositionEntry, Read>; stepped: boolean }> {
     const cut = new Map<PositionEntry, Read>();
-    if (!this.listener.alignment) return cut;
+    if (!this.listener.alignment) return { cut, stepped: false };
     const groups = new Map<number, Fetched[]>();
     for (const entry of entries) {
       const alignment = this.listener.alignment(entry.topic);
@@ -163,7 +166,7 @@ export class MemoryConsumer implements TransportConsumer {
       else groups.set(alignment.group, [{ ...read, alignment }]);
     }
     for (const group of groups.values()) for (const read of alignedBatches(group)) cut.set(read.entry, read);
-    return cut;
+    return { cut, stepped: [...groups.values()].some((group) => group.length > 1) };
   }
 
   /** Delivers a batch read from `from`, unless the partition moved (a seek) or went (a revoke) meanwhile. */
@@ -222,20 +225,8 @@ interface Fetched extends Read {
   readonly alignment: Alignment;
 }
 
-/**
- * The batches of one alignment group cut to its horizon: the smallest first timestamp among them
- * plus the span. The partition that has it keeps at least that record, so every pass moves on; a
- * partition alone in its group keeps its batch whole.
- */
+/** The batches of one alignment group cut to its horizon (see {@link alignedEnds}). */
 export function alignedBatches(group: readonly Fetched[]): Read[] {
-  if (group.length < 2) return [...group];
-  // Each topic of the group with its own timestamps (sources of one sub-topology may have different extractors).
-  let horizon = Infinity;
-  for (const { batch, alignment } of group) horizon = Math.min(horizon, alignment.timestamp(batch[0]!));
-  horizon += group[0]!.alignment.spanMs;
-  return group.map(({ entry, from, batch, alignment }) => {
-    let end = 0;
-    while (end < batch.length && alignment.timestamp(batch[end]!) <= horizon) end++;
-    return { entry, from, batch: end === batch.length ? batch : batch.slice(0, end) };
-  });
+  const ends = alignedEnds(group.map(({ batch, alignment }) => ({ records: batch, start: 0, alignment })));
+  return group.map(({ entry, from, batch }, index) => ({ entry, from, batch: ends[index] === batch.length ? batch : batch.slice(0, ends[index]) }));
 }

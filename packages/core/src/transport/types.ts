@@ -115,10 +115,17 @@ export interface ConsumerListener {
   /** A batch of records of one partition, in offset order. */
   onRecords(records: readonly IncomingRecord[]): Promise<void>;
   /**
-   * How the embedded broker delivers a topic's partitions on a backlog (see {@link Alignment});
+   * How the consumer delivers a topic's partitions on a backlog (see {@link Alignment});
    * undefined (or no function): each partition's batch whole, one after another.
    */
   alignment?(topic: string): Alignment | undefined;
+  /**
+   * Called after a delivery pass that gave records to two or more partitions of one alignment
+   * group; the next pass waits for it. Resolves once what the pass's records produced is in the
+   * log, so that the next pass's records come after it in the repartition topics (each task of an
+   * exactly-once app writes through a producer of its own, whose sends would otherwise race).
+   */
+  afterStep?(): Promise<void>;
   /**
    * Offsets `from` (inclusive) to `to` (exclusive) of a partition hold nothing to deliver
    * (transaction markers, records of aborted transactions): a task whose position is `from` may
@@ -202,7 +209,7 @@ export interface Transport {
    */
   readonly localHandOff?: boolean;
   /**
-   * Whether its consumers honour `ConsumerListener.alignment` (the embedded brokers): only then is
+   * Whether its consumers honour `ConsumerListener.alignment`: only then is
    * a re-keying keyBy's backlog delivered in step, and its local hand-off given up for it.
    */
   readonly stepsBacklogs?: boolean;
