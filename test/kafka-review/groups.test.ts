@@ -136,6 +136,11 @@ describeKafka('review: consumer groups and exactly-once in one process', (broker
       const rejected = outcome instanceof Error && /UNRELEASED_INSTANCE_ID|instance id|groupInstanceId/i.test(outcome.message);
       const warned = b.logger.entries.some((e) => (e.level === 'warn' || e.level === 'error') && /UNRELEASED_INSTANCE_ID|instance id|groupInstanceId/i.test(`${e.message} ${JSON.stringify(e.fields)}`));
       expect.soft({ rejected, health: b.app.health().status, warned }, 'B never joined the group (tasks 0): is the host told?').not.toEqual({ rejected: false, health: 'ok', warned: false });
+      // And its health says why, for a readiness probe.
+      const health = b.app.health();
+      expect(health.status).toBe('degraded');
+      expect(health.reasons.some((reason) => reason.includes(`groupInstanceId "${id}-pod"`))).toBe(true);
+      expect(a.app.health()).toEqual({ status: 'ok', reasons: [] });
       // The first goes on with every partition.
       for (const round of rounds.rounds) await produce(brokers, input, round);
       await produce(brokers, input, sensors.map((sensor) => ({ key: sensor, value: JSON.stringify({ sensor, ts: rounds.farFuture, value: 0 }), timestamp: rounds.farFuture })));

@@ -439,6 +439,7 @@ export class App {
     if (state === 'created' || state === 'starting') return { status: 'degraded', reasons: [`the app is ${state}`] };
     const reasons = this.#tasks?.stalls(this.#clock.now()) ?? [];
     if (state === 'rebalancing') reasons.push('the app is rebalancing');
+    reasons.push(...(this.#consumer?.troubles?.() ?? []));
     for (const handler of this.#batchHandlers().filter(isFull)) {
       reasons.push(`a worker pool's queue is full (${handler.queueDepth} of ${handler.maxQueue}): sources are paused`);
     }

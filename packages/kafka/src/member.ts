@@ -155,6 +155,10 @@ export class GroupMember implements TransportConsumer {
     return this.#ends.lag(partition);
   }
 
+  troubles(): readonly string[] {
+    return this.#stopping ? [] : this.#membership.troubles(systemClock.now());
+  }
+
   async confirmOwnership(partitions: readonly TopicPartition[]): Promise<'owned' | 'revoked' | 'unsure'> {
     if (this.#stopping || partitions.some(({ topic, partition }) => !this.#owned.has(partitionKey(topic, partition)))) return 'revoked';
     // A heartbeat answered since the question was asked, with no change pending: the coordinator counts these partitions as ours.

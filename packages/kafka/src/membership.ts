@@ -57,6 +57,10 @@ export class Membership {
   #coordinator: Promise<Connection> | undefined;
   #lastHeartbeatAt = 0;
   #wakeHeartbeat: (() => void) | undefined;
+  /** Since when heartbeats have failed, while they do. */
+  #failingSince: number | undefined;
+  /** Whether the coordinator refuses the member's static id (another member holds it), as of the last heartbeat. */
+  #refusedInstanceId = false;
 
   constructor(context: MembershipContext) {
     this.#context = context;
@@ -75,25 +79,31 @@ export class Membership {
     return this.#lastHeartbeatAt;
   }
 
+  /** What keeps the member out of its group now (see `TransportConsumer.troubles`). */
+  troubles(now: number): string[] {
+    const { settings } = this.#context;
+    if (this.#refusedInstanceId) return [`the group refuses groupInstanceId ${JSON.stringify(settings.groupInstanceId)}: another member holds it, and this instance gets no partitions until it is released`];
+    const failingFor = this.#failingSince === undefined ? 0 : now - this.#failingSince;
+    return failingFor > settings.sessionTimeoutMs ? [`no heartbeat has got through to the group's coordinator for ${failingFor} ms`] : [];
+  }
+
   /** Heartbeats until the member stops: joins (epoch 0), stays in, and joins again after losing its partitions. */
   async run(): Promise<void> {
     const { settings, owned, stopping } = this.#context;
     let failures = 0;
-    let failingSince: number | undefined;
-    let refusedInstanceId = false;
     while (!stopping()) {
       try {
         const response = await this.#heartbeat(this.#epoch);
         failures = 0;
-        failingSince = undefined;
-        refusedInstanceId = false;
+        this.#failingSince = undefined;
+        this.#refusedInstanceId = false;
         this.#lastHeartbeatAt = systemClock.now();
         if (response.heartbeatIntervalMs > 0) this.#heartbeatIntervalMs = response.heartbeatIntervalMs;
         if (response.assignment) await this.#context.assignmentReceived(response.assignment.topicPartitions);
       } catch (error) {
         if (stopping()) break;
         failures++;
-        failingSince ??= systemClock.now();
+        const failingSince = (this.#failingSince ??= systemClock.now());
         if (hasKafkaError(error, ...FATAL) || isUnsupportedApi(error)) {
           this.#context.fail(error);
           return;
@@ -106,10 +116,10 @@ export class Membership {
         }
         if (!hasKafkaError(error, 'UNRELEASED_INSTANCE_ID')) {
           this.#coordinator = undefined;
-        } else if (!refusedInstanceId) {
+        } else if (!this.#refusedInstanceId) {
           // Retried: a crashed instance's id is released when its session times out. Until then, or
           // for good if another live instance has the same id, this one gets no partitions.
-          refusedInstanceId = true;
+          this.#refusedInstanceId = true;
           this.#context.log('warn', `the group refuses groupInstanceId ${JSON.stringify(settings.groupInstanceId)}: another member holds it; this instance gets no partitions until it is released (its last owner stopped, or its session timed out). Give each live instance its own id`, { error: String(error) });
         }
         // Partitions whose owner could not reach the coordinator for a session are another's by now.

@@ -188,6 +188,11 @@ export interface TransportConsumer {
    * transport without groups leaves this out: its assignments are always its own.
    */
   confirmOwnership?(partitions: readonly TopicPartition[]): Promise<'owned' | 'revoked' | 'unsure'>;
+  /**
+   * What keeps this member from doing its part now, each a sentence for `app.health()`, which
+   * reports the app `degraded` while there is one: say, the group refuses its static id.
+   */
+  troubles?(): readonly string[];
   close(): Promise<void>;
 }
 
