@@ -93,7 +93,7 @@ describe('alignedBatches', () => {
     entry: { topic: 't', partition, position: 0 },
     from: 0,
     batch: times.map((timestamp, offset) => record(partition, offset, timestamp)),
-    alignment: { group: 0, spanMs, timestamp: (incoming: IncomingRecord) => incoming.timestamp },
+    alignment: { group: 0, horizon: (first: number) => first + spanMs, timestamp: (incoming: IncomingRecord) => incoming.timestamp },
   });
   const cut = (groups: number[][], spanMs: number) => alignedBatches(groups.map((times, partition) => fetched(partition, times, spanMs))).map(({ batch }) => batch.map((incoming) => incoming.timestamp));
 
@@ -111,7 +111,7 @@ describe('alignedBatches', () => {
   });
 
   it('reads each partition by its own topic\'s timestamps (sources with different extractors)', () => {
-    const scaled = { ...fetched(1, [1, 2, 3], 0), alignment: { group: 0, spanMs: 0, timestamp: (incoming: IncomingRecord) => incoming.timestamp * 10 } };
+    const scaled = { ...fetched(1, [1, 2, 3], 0), alignment: { group: 0, horizon: (first: number) => first, timestamp: (incoming: IncomingRecord) => incoming.timestamp * 10 } };
     const batches = alignedBatches([fetched(0, [10, 20, 30], 0), scaled]).map(({ batch }) => batch.map((incoming) => incoming.timestamp));
     expect(batches).toEqual([[10], [1]]);
   });

@@ -16,17 +16,20 @@ const PROBE_RECORDS = 2_000;
  * partitions holds their records in the order those tasks processed them: with each partition's
  * backlog delivered in turn, one task's records would run far ahead of another's in event time,
  * and windows downstream would close before the others' records came (late). So the input of a
- * sub-topology that writes a repartition topic read by a windowed step or a windowed join is
- * delivered in step, within half the smallest grace of those steps, while its tasks are seen moving
- * records between partitions (and, from the start, until `PROBE_RECORDS` show they do not).
+ * sub-topology that writes a repartition topic leading to a windowed step or a windowed join (read
+ * there, or by a sub-topology that leads there in turn) is delivered in step, each pass up to what
+ * cannot make the records still waiting late in those steps, less half the smallest grace, while
+ * its tasks or those downstream are seen moving records between partitions (and, from the start,
+ * until `PROBE_RECORDS` show they do not): a sub-topology that moves nothing still hands its
+ * records to the next in the order it reads them.
  * Event time only. The embedded brokers cut each pass from their logs; on Kafka the fetch loop
  * holds fetched records back (packages/kafka/src/fetch-loop.ts).
  */
 export class DeliveryAlignment {
   /** Per source topic, how it is delivered in step (`group`: its sub-topology's index). */
   readonly #plans = new Map<string, Alignment>();
-  /** Sub-topologies with a plan. */
-  readonly #planned = new Set<number>();
+  /** Sub-topologies with a plan, each with those its repartition topics lead to. */
+  readonly #planned = new Map<number, ReadonlySet<number>>();
   readonly #crossing = new Set<number>();
   readonly #delivered = new Map<number, number>();
 
@@ -35,16 +38,22 @@ export class DeliveryAlignment {
     // Only for reading timestamps: a record whose value does not decode is judged by its own.
     const decoder = new RecordDecoder(topology, clock, () => undefined);
     for (const sub of topology.subTopologies) {
-      const grace = downstreamGrace(topology, sub);
-      if (grace === undefined) continue;
-      // A record may sit up to the span behind what another partition delivered in the same pass,
-      // and its own partition's disorder more: half the grace leaves the other half for that.
-      const spanMs = Math.floor(grace / 2);
+      const downstream = downstreamLateness(topology, sub);
+      if (!downstream) continue;
+      // A pass delivers what cannot make a record at its smallest next timestamp, or up to half the
+      // smallest grace before it, late downstream: the other half of the grace is left for the
+      // input's own disorder (a record behind an earlier one of its partition).
+      const reserve = Math.floor(downstream.graceMs / 2);
+      const horizon = (first: number): number => {
+        let lateFrom = Infinity;
+        for (const of of downstream.lateFrom) lateFrom = Math.min(lateFrom, of(first - reserve));
+        return lateFrom - 1;
+      };
       for (const source of sub.sources) {
         const timestamp = source.timestamp ? (record: IncomingRecord) => decoder.extractTimestamp(source, record) : (record: IncomingRecord) => record.timestamp;
-        this.#plans.set(source.topic, { group: sub.index, spanMs, timestamp });
+        this.#plans.set(source.topic, { group: sub.index, horizon, timestamp });
       }
-      this.#planned.add(sub.index);
+      this.#planned.set(sub.index, downstream.readers);
     }
   }
 
@@ -56,8 +65,9 @@ export class DeliveryAlignment {
 
   /** Whether sub-topology `index`'s input is delivered in step now. */
   aligning(index: number): boolean {
-    if (!this.#planned.has(index)) return false;
-    return this.#crossing.has(index) || (this.#delivered.get(index) ?? 0) < PROBE_RECORDS;
+    const readers = this.#planned.get(index);
+    if (!readers) return false;
+    return this.#crossing.has(index) || [...readers].some((reader) => this.#crossing.has(reader)) || (this.#delivered.get(index) ?? 0) < PROBE_RECORDS;
   }
 
   /**
@@ -83,18 +93,41 @@ export class DeliveryAlignment {
 }
 
 /**
- * The smallest grace of the windowed steps and windowed joins that read the repartition topics a
- * sub-topology writes; undefined if it writes none or nothing there can be late.
+ * The sub-topologies the repartition topics of `sub` lead to (its readers, theirs, and so on),
+ * and for the windowed steps and windowed joins among them: their smallest grace, and for each,
+ * from what stream time a record is late (see `latenessOf`). Undefined if nothing there can be late.
  */
-function downstreamGrace(topology: Topology, sub: SubTopology): number | undefined {
-  const written = new Set(sub.sinks.filter((sink) => topology.repartitionTopics.has(sink.topic)).map((sink) => sink.topic));
-  let grace: number | undefined;
-  for (const reader of topology.subTopologies) {
-    if (!reader.sources.some((source) => written.has(source.topic))) continue;
-    for (const node of reader.nodes) {
-      const nodeGrace = node.kind === 'window' ? node.window.graceMs : node.kind === 'streamJoin' ? node.graceMs : undefined;
-      if (nodeGrace !== undefined) grace = Math.min(grace ?? Infinity, nodeGrace);
+function downstreamLateness(topology: Topology, sub: SubTopology): { graceMs: number; lateFrom: Array<(timestamp: number) => number>; readers: ReadonlySet<number> } | undefined {
+  let graceMs = Infinity;
+  const lateFrom: Array<(timestamp: number) => number> = [];
+  const readers = new Set<number>();
+  for (const writers = [sub]; writers.length > 0; ) {
+    const writer = writers.pop()!;
+    const written = new Set(writer.sinks.filter((sink) => topology.repartitionTopics.has(sink.topic)).map((sink) => sink.topic));
+    for (const reader of topology.subTopologies) {
+      if (readers.has(reader.index) || !reader.sources.some((source) => written.has(source.topic))) continue;
+      readers.add(reader.index);
+      writers.push(reader);
+      for (const node of reader.nodes) {
+        const late = latenessOf(node);
+        if (!late) continue;
+        graceMs = Math.min(graceMs, late.graceMs);
+        lateFrom.push(late.lateFrom);
+      }
     }
   }
-  return grace;
+  return lateFrom.length === 0 ? undefined : { graceMs, lateFrom, readers };
+}
+
+/** A windowed step's or windowed join's grace, and from what stream time a record of it is late. */
+function latenessOf(node: SubTopology['nodes'][number]): { graceMs: number; lateFrom: (timestamp: number) => number } | undefined {
+  if (node.kind === 'window') {
+    const { window } = node;
+    const graceMs = window.graceMs;
+    if (graceMs === undefined) return undefined;
+    return { graceMs, lateFrom: window.lateFrom ? (timestamp) => window.lateFrom!(timestamp) : (timestamp) => timestamp + 1 + graceMs };
+  }
+  // A windowed join's record is late once stream time passes it by more than the grace.
+  if (node.kind === 'streamJoin') return { graceMs: node.graceMs, lateFrom: (timestamp) => timestamp + node.graceMs + 1 };
+  return undefined;
 }

@@ -138,13 +138,17 @@ export interface ConsumerListener {
 /**
  * Partitions delivered in step in event time on a backlog: in each delivery pass, of the
  * partitions of one `group` that have records waiting, each is given its records up to the
- * smallest next timestamp among them plus `spanMs`, the rest waiting for a later pass. So tasks
- * that write one repartition topic from several partitions write it about in event-time order,
- * not one partition's whole backlog after another's.
+ * `horizon` of the smallest next timestamp among them, the rest waiting for a later pass. So
+ * tasks that write one repartition topic from several partitions write it about in event-time
+ * order, not one partition's whole backlog after another's.
  */
 export interface Alignment {
   readonly group: number;
-  readonly spanMs: number;
+  /**
+   * The largest timestamp a pass may deliver when the smallest next timestamp among the group's
+   * partitions is `first`: what cannot make the records still waiting late downstream. At least `first`.
+   */
+  horizon(first: number): number;
   /** A record's event time. */
   timestamp(record: IncomingRecord): number;
 }

@@ -10,6 +10,8 @@ export function sessionWindows(gap: Duration, options?: WindowOptions): WindowDe
   return {
     kind: 'session',
     graceMs: grace,
+    // The session it would extend may have ended at timestamp - gap, and closes at timestamp + grace.
+    lateFrom: (timestamp) => timestamp + grace,
     description: `session(gap ${gapMs}ms, grace ${grace}ms)`,
     defaultStoreName: (aggregation) => `session-${gapMs}ms-grace-${grace}ms-${aggregation}`,
     createStrategy: (buckets) => new SessionWindows(gapMs, grace, buckets),

@@ -10,6 +10,7 @@ export function slidingWindows(size: Duration, options?: WindowOptions): WindowD
   return {
     kind: 'sliding',
     graceMs: grace,
+    lateFrom: (timestamp) => timestamp + 1 + grace,
     description: `sliding(${sizeMs}ms, grace ${grace}ms)`,
     defaultStoreName: (aggregation) => `sliding-${sizeMs}ms-grace-${grace}ms-${aggregation}`,
     createStrategy: (buckets) => new SlidingWindows(sizeMs, grace, buckets),

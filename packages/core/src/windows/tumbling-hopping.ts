@@ -11,6 +11,7 @@ export function tumblingWindows(size: Duration, options?: WindowOptions): Window
   return {
     kind: 'tumbling',
     graceMs: grace,
+    lateFrom: (timestamp) => floorTo(timestamp, sizeMs) + sizeMs + grace,
     description: `tumbling(${sizeMs}ms, grace ${grace}ms)`,
     defaultStoreName: (aggregation) => `tumbling-${sizeMs}ms-grace-${grace}ms-${aggregation}`,
     createStrategy: (buckets) => new HoppingWindows(sizeMs, sizeMs, grace, buckets),
@@ -28,6 +29,8 @@ export function hoppingWindows(size: Duration, slide: Duration, options?: Window
   return {
     kind: 'hopping',
     graceMs: grace,
+    // Its first window closes first: the one starting at the first slide after timestamp - size.
+    lateFrom: (timestamp) => floorTo(timestamp - sizeMs, slideMs) + slideMs + sizeMs + grace,
     description: `hopping(${sizeMs}ms, ${slideMs}ms, grace ${grace}ms)`,
     defaultStoreName: (aggregation) => `hopping-${sizeMs}ms-${slideMs}ms-grace-${grace}ms-${aggregation}`,
     createStrategy: (buckets) => new HoppingWindows(sizeMs, slideMs, grace, buckets),

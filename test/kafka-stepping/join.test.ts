@@ -69,7 +69,6 @@ describeKafka('stepping review: windowed join of two re-keyed inputs', (brokers)
         const missing = [...expected].filter((p) => !got.includes(p));
         const extra = got.filter((p) => !expected.has(p));
         const summary = { late, expected: expected.size, got: got.length, distinct: new Set(got).size, missing: missing.length, extra: extra.length };
-        console.log(name, JSON.stringify(summary));
         expect(summary).toEqual({ late: 0, expected: expected.size, got: expected.size, distinct: expected.size, missing: 0, extra: 0 });
       } finally {
         await app?.stop();
