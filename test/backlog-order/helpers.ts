@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { createApp, memoryTransport, partitionForKey, silentLogger, type App, type MemoryTransport } from '@eddy/core';
 import { mulberry32 } from '@eddy/core/testing';
+import { windowReference } from '../window-reference.ts';
 
 export interface Click { seq: number; user: string; ts: number; p?: number }
 export interface Win { key: string; start: number; end: number; seqs: number[] }
@@ -42,17 +43,6 @@ export function clicks(seed: number, count: number, stepMs: number, maxShift: nu
   return keyed.map(({ c }, seq) => ({ ...c, seq }));
 }
 
-/** The input's own disorder: the largest (max timestamp sent before a record) − (its timestamp). */
-export function disorder(input: readonly Click[]): number {
-  let max = -Infinity;
-  let worst = 0;
-  for (const c of input) {
-    worst = Math.max(worst, max - c.ts);
-    max = Math.max(max, c.ts);
-  }
-  return worst;
-}
-
 /** Keys that the default partitioner sends to each partition (string keys are raw UTF-8). */
 export function keysByPartition(partitions: number, perPartition = 64): string[][] {
   const out: string[][] = Array.from({ length: partitions }, () => []);
@@ -67,51 +57,10 @@ export function keysByPartition(partitions: number, perPartition = 64): string[]
 
 // ---------------------------------------------------------------- references
 
-function push(map: Map<string, number[]>, id: string, seq: number) {
-  const list = map.get(id);
-  if (list) list.push(seq);
-  else map.set(id, [seq]);
-}
+export { disorder } from '../window-reference.ts';
 
 export function reference(input: readonly Click[], kind: Kind): Map<string, number[]> {
-  const windows = new Map<string, number[]>();
-  if (kind === 'tumbling') {
-    for (const c of input) {
-      const start = Math.floor(c.ts / SIZE) * SIZE;
-      push(windows, `${c.user}@${start}@${start + SIZE}`, c.seq);
-    }
-  } else if (kind === 'hopping') {
-    for (const c of input) {
-      for (let start = Math.floor(c.ts / SLIDE) * SLIDE; start > c.ts - SIZE; start -= SLIDE) push(windows, `${c.user}@${start}@${start + SIZE}`, c.seq);
-    }
-  } else {
-    const byUser = new Map<string, Click[]>();
-    for (const c of input) byUser.set(c.user, [...(byUser.get(c.user) ?? []), c]);
-    for (const [user, list] of byUser) {
-      list.sort((a, b) => a.ts - b.ts);
-      if (kind === 'sliding') {
-        for (const t of new Set(list.map((c) => c.ts))) {
-          const start = t - SIZE + 1;
-          windows.set(`${user}@${start}@${t + 1}`, list.filter((c) => c.ts >= start && c.ts <= t).map((c) => c.seq));
-        }
-      } else {
-        let session: Click[] = [];
-        const flush = () => {
-          if (session.length) windows.set(`${user}@${session[0]!.ts}@${session.at(-1)!.ts + 1}`, session.map((c) => c.seq));
-        };
-        for (const c of list) {
-          if (session.length && c.ts - session.at(-1)!.ts > GAP) {
-            flush();
-            session = [];
-          }
-          session.push(c);
-        }
-        flush();
-      }
-    }
-  }
-  for (const list of windows.values()) list.sort((a, b) => a - b);
-  return windows;
+  return windowReference(input, kind, { size: SIZE, slide: SLIDE, gap: GAP });
 }
 
 // ---------------------------------------------------------------- pipeline

@@ -1,6 +1,8 @@
-/** Shared pieces of the stepping review tests: inputs, brute-force references, an output reader. */
+/** Shared pieces of the Kafka stepping tests: inputs, brute-force references, an output reader. */
+import type { App } from '@eddy/core';
 import { mulberry32 } from '@eddy/core/testing';
 import { gatherTopic, type Gathered } from '../kafka/helpers.ts';
+import { windowReference } from '../window-reference.ts';
 
 export interface Click { seq: number; user: string; ts: number; pad?: string }
 export interface Win { key: string; start: number; end: number; seqs: number[] }
@@ -24,57 +26,10 @@ export function clicks(seed: number, base: number, count: number, spanMs: number
   return keyed.map(({ c }, seq) => ({ ...c, seq }));
 }
 
-/** The largest (max timestamp before a record) − its timestamp. */
-export function disorder(input: readonly Click[]): number {
-  let max = -Infinity;
-  let worst = 0;
-  for (const c of input) {
-    worst = Math.max(worst, max - c.ts);
-    max = Math.max(max, c.ts);
-  }
-  return worst;
-}
-
-function push(map: Map<string, number[]>, id: string, seq: number) {
-  const list = map.get(id);
-  if (list) list.push(seq);
-  else map.set(id, [seq]);
-}
+export { disorder } from '../window-reference.ts';
 
 export function reference(input: readonly Click[], kind: Kind): Map<string, number[]> {
-  const windows = new Map<string, number[]>();
-  if (kind === 'tumbling') {
-    for (const c of input) {
-      const start = Math.floor(c.ts / SIZE) * SIZE;
-      push(windows, `${c.user}@${start}@${start + SIZE}`, c.seq);
-    }
-  } else if (kind === 'hopping') {
-    for (const c of input) for (let start = Math.floor(c.ts / SLIDE) * SLIDE; start > c.ts - SIZE; start -= SLIDE) push(windows, `${c.user}@${start}@${start + SIZE}`, c.seq);
-  } else {
-    const byUser = new Map<string, Click[]>();
-    for (const c of input) byUser.set(c.user, [...(byUser.get(c.user) ?? []), c]);
-    for (const [user, list] of byUser) {
-      list.sort((a, b) => a.ts - b.ts);
-      if (kind === 'sliding') {
-        for (const t of new Set(list.map((c) => c.ts))) windows.set(`${user}@${t - SIZE + 1}@${t + 1}`, list.filter((c) => c.ts > t - SIZE && c.ts <= t).map((c) => c.seq));
-        continue;
-      }
-      let session: Click[] = [];
-      const flush = () => {
-        if (session.length) windows.set(`${user}@${session[0]!.ts}@${session.at(-1)!.ts + 1}`, session.map((c) => c.seq));
-      };
-      for (const c of list) {
-        if (session.length && c.ts - session.at(-1)!.ts > GAP) {
-          flush();
-          session = [];
-        }
-        session.push(c);
-      }
-      flush();
-    }
-  }
-  for (const list of windows.values()) list.sort((a, b) => a - b);
-  return windows;
+  return windowReference(input, kind, { size: SIZE, slide: SLIDE, gap: GAP });
 }
 
 export const winId = (w: Win) => `${w.key}@${w.start}@${w.end}`;
@@ -130,4 +85,29 @@ export function delayedClicks(seed: number, base: number, count: number, partiti
   });
   rows.sort((a, b) => a.sendAt - b.sendAt || a.seq - b.seq);
   return { clicks: rows.map(({ seq, user, ts }) => ({ seq, user, ts })), partitionOf: new Map(rows.map((r) => [r.seq, r.p])) };
+}
+
+/** The region of a user: the second keyBy of the two-stage pipeline. */
+export const region = (user: string) => `r${Number(user.slice(1)) % 3}`;
+
+/**
+ * Two re-keys with a stateful step that is not windowed between them:
+ * keyBy(user).reduce(latest).toStream().keyBy(region).tumbling, collecting each window's clicks.
+ */
+export function twoStagePipeline(app: App, input: string, output: string, graceMs: number): void {
+  app
+    .from<Click>(input)
+    .keyBy((c) => c.user)
+    .reduce((_acc, c) => c)
+    .toStream()
+    .keyBy((c) => region(c.user))
+    .tumbling(SIZE, { grace: graceMs })
+    .aggregate({ init: () => [] as number[], add: (seqs: number[], c: Click) => [...seqs, c.seq], merge: (a: number[], b: number[]) => [...a, ...b] })
+    .onClose(({ key, start, end, value }): Win => ({ key: key as string, start, end, seqs: [...value].sort((a, b) => a - b) }))
+    .to(output);
+}
+
+/** The windows of the two-stage pipeline, by brute force. */
+export function twoStageReference(input: readonly Click[]): Map<string, number[]> {
+  return windowReference(input.map((c) => ({ ...c, user: region(c.user) })), 'tumbling', { size: SIZE, slide: SIZE, gap: GAP });
 }

@@ -21,7 +21,7 @@ interface JoinCase {
   guarantee: 'at-least-once' | 'exactly-once';
 }
 
-describeKafka('stepping review: windowed join of two re-keyed inputs', (brokers) => {
+describeKafka('stepping: windowed join of two re-keyed inputs', (brokers) => {
   const admin = testAdmin(brokers);
   afterAll(() => admin.close());
 

@@ -5,33 +5,18 @@
  */
 import { createApp, memoryTransport, silentLogger } from '@eddy/core';
 import { expect, it } from 'vitest';
-import { clicks, diff, SIZE, type Click, type Win } from './harness.ts';
+import { clicks, diff, SIZE, twoStagePipeline, twoStageReference, type Win } from './harness.ts';
 
-const region = (user: string) => `r${Number(user.slice(1)) % 3}`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 for (const [graceMs, keyedBy, partitions] of [[0, 'seq', 3], [10_000, 'seq', 3], [0, 'user', 3], [0, 'seq', 1]] as const) {
   it(`memoryTransport: keyBy(user).reduce.toStream.keyBy(region).tumbling, ${partitions} partition(s), in order, grace ${graceMs}, input keyed by ${keyedBy}`, async () => {
     const transport = memoryTransport({ defaultPartitions: partitions });
     const app = createApp({ id: 'two-stage', transport, idleTimeout: false, logger: silentLogger });
-    app
-      .from<Click>('in')
-      .keyBy((c) => c.user)
-      .reduce((_acc, c) => c)
-      .toStream()
-      .keyBy((c) => region(c.user))
-      .tumbling(SIZE, { grace: graceMs })
-      .aggregate({ init: () => [] as number[], add: (seqs: number[], c: Click) => [...seqs, c.seq], merge: (a: number[], b: number[]) => [...a, ...b] })
-      .onClose(({ key, start, end, value }): Win => ({ key: key as string, start, end, seqs: [...value].sort((a, b) => a - b) }))
-      .to('out');
+    twoStagePipeline(app, 'in', 'out', graceMs);
     const base = 1_000_000_000;
     const input = clicks(3, base, 3_000, 120_000, 0);
-    const expected = new Map<string, number[]>();
-    for (const c of input) {
-      const start = Math.floor(c.ts / SIZE) * SIZE;
-      const id = `${region(c.user)}@${start}@${start + SIZE}`;
-      expected.set(id, [...(expected.get(id) ?? []), c.seq].sort((a, b) => a - b));
-    }
+    const expected = twoStageReference(input);
     await app.sendBatch('in', input.map((c) => ({ value: c, key: keyedBy === 'seq' ? String(c.seq) : c.user, timestamp: c.ts })));
     await app.start();
     const closer = base + 3_000_000;

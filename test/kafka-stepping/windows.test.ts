@@ -49,7 +49,7 @@ interface Scenario {
 
 const UNEVEN = (_c: Click, i: number) => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 3][i % 14]!;
 
-describeKafka('stepping review: windows downstream of a re-keying keyBy', (brokers) => {
+describeKafka('stepping: windows downstream of a re-keying keyBy', (brokers) => {
   const admin = testAdmin(brokers);
   afterAll(() => admin.close());
 

@@ -14,6 +14,7 @@ import { mulberry32 } from '@eddy/core/testing';
 import { kafkaTransport } from '@eddy/kafka';
 import { afterAll, expect, it } from 'vitest';
 import { replaySeed } from '../replay-seed.ts';
+import { windowReference } from '../window-reference.ts';
 import { describeKafka, uniqueName } from './broker.ts';
 import { createTopics, deleteAppTopics, gatherTopic, recordingLogger, testAdmin, testProducer, waitFor, type Gathered } from './helpers.ts';
 
@@ -49,14 +50,7 @@ function clicks(random: () => number, base: number, disorder: number): Click[] {
 }
 
 /** Each window's clicks, by brute force. */
-function reference(input: readonly Click[]): Map<string, number[]> {
-  const windows = new Map<string, number[]>();
-  for (const click of input) {
-    const id = `${click.user}@${Math.floor(click.ts / SIZE) * SIZE}`;
-    windows.set(id, [...(windows.get(id) ?? []), click.seq].sort((a, b) => a - b));
-  }
-  return windows;
-}
+const reference = (input: readonly Click[]) => windowReference(input, 'tumbling', { size: SIZE, slide: SIZE, gap: 0 });
 
 /** A partition for each click, drawn by the weights. */
 function partitionsFor(random: () => number, count: number, weights: readonly number[]): number[] {
@@ -130,7 +124,7 @@ describeKafka('a backlog whose keyBy moves records between partitions, on Kafka'
         const got = new Map<string, number[]>();
         for (const record of out!.records) {
           const window = JSON.parse(record.value!) as Window;
-          if (window.start < closer - SIZE) got.set(`${window.key}@${window.start}`, window.seqs);
+          if (window.start < closer - SIZE) got.set(`${window.key}@${window.start}@${window.start + SIZE}`, window.seqs);
         }
         return got;
       };
