@@ -20,7 +20,7 @@ const strategyOf = (window: WindowDefinition) => window.createStrategy(new Bucke
 function missesAt(window: WindowDefinition, timestamp: number, streamTime: number): boolean {
   const strategy = strategyOf(window);
   let missed = false;
-  strategy.add(strategy.createKeyState('k', 'k'), 1, timestamp, 0, streamTime, () => (missed = true));
+  strategy.add(strategy.createKeyState('k', 'k'), 1, timestamp, 0, streamTime, () => (missed = true), () => undefined);
   return missed;
 }
 
@@ -54,7 +54,7 @@ describe('WindowDefinition.lateFrom', () => {
       const timestamp = random.int(-500_000, 500_000);
       const strategy = strategyOf(window);
       const state = strategy.createKeyState('k', 'k');
-      strategy.add(state, 1, timestamp - gap, 0, -Infinity, () => undefined);
+      strategy.add(state, 1, timestamp - gap, 0, -Infinity, () => undefined, () => undefined);
       expect(strategy.due(state), `${window.description} at ${timestamp}`).toBe(window.lateFrom!(timestamp));
       // And a record alone there is not late before it.
       expect(missesAt(window, timestamp, window.lateFrom!(timestamp) - 1)).toBe(false);
