@@ -193,7 +193,7 @@ export class FetchLoop {
             delivering.held = { records: allCommitted(delivering.tp, result, delivering.position), next: 0, end };
             continue;
           }
-          const delivery = this.#deliver(delivering, result);
+          const delivery = this.#deliver(delivering, result, end);
           this.#delivery = delivery;
           await delivery;
         }
@@ -219,12 +219,12 @@ export class FetchLoop {
   }
 
   /**
-   * Hands a fetched partition's committed records to the listener, a slice at a time, and tells
+   * Hands a fetched partition's committed records (offsets up to `end`) to the listener, a slice at a time, and tells
    * it of offsets that hold nothing to deliver (transaction markers, aborted records). Batches are
    * decoded as the slices need them: decoding a fetch of megabytes at once would make tens of
    * thousands of records that outlive the young generation, and cost old-space collections.
    */
-  async #deliver(delivering: Delivering, result: FetchedPartition): Promise<void> {
+  async #deliver(delivering: Delivering, result: FetchedPartition, end: number): Promise<void> {
     const from = delivering.position;
     // Each batch's records are appended to `pending` as the loop asks for the next batch; whole
     // slices are taken from its front.
@@ -234,7 +234,7 @@ export class FetchLoop {
       while (pending.length >= DELIVERY_SLICE) if (!(await this.#handOver(delivering, pending.splice(0, DELIVERY_SLICE)))) return;
     }
     if (pending.length > 0 && !(await this.#handOver(delivering, pending))) return;
-    await this.#skipTo(delivering, fetchedEnd(result, from));
+    await this.#skipTo(delivering, end);
   }
 
   /**

@@ -28,7 +28,7 @@ const PROBE_RECORDS = 2_000;
 export class DeliveryAlignment {
   /** Per source topic, how it is delivered in step (`group`: its sub-topology's index). */
   readonly #plans = new Map<string, Alignment>();
-  /** Sub-topologies with a plan, each with those its repartition topics lead to. */
+  /** Sub-topologies with a plan, each with itself and those its repartition topics lead to: any of them moving records keeps it in step. */
   readonly #planned = new Map<number, ReadonlySet<number>>();
   readonly #crossing = new Set<number>();
   readonly #delivered = new Map<number, number>();
@@ -46,14 +46,14 @@ export class DeliveryAlignment {
       const reserve = Math.floor(downstream.graceMs / 2);
       const horizon = (first: number): number => {
         let lateFrom = Infinity;
-        for (const of of downstream.lateFrom) lateFrom = Math.min(lateFrom, of(first - reserve));
+        for (const lateFromOf of downstream.lateFrom) lateFrom = Math.min(lateFrom, lateFromOf(first - reserve));
         return lateFrom - 1;
       };
       for (const source of sub.sources) {
         const timestamp = source.timestamp ? (record: IncomingRecord) => decoder.extractTimestamp(source, record) : (record: IncomingRecord) => record.timestamp;
         this.#plans.set(source.topic, { group: sub.index, horizon, timestamp });
       }
-      this.#planned.set(sub.index, downstream.readers);
+      this.#planned.set(sub.index, new Set([sub.index, ...downstream.readers]));
     }
   }
 
@@ -65,9 +65,11 @@ export class DeliveryAlignment {
 
   /** Whether sub-topology `index`'s input is delivered in step now. */
   aligning(index: number): boolean {
-    const readers = this.#planned.get(index);
-    if (!readers) return false;
-    return this.#crossing.has(index) || [...readers].some((reader) => this.#crossing.has(reader)) || (this.#delivered.get(index) ?? 0) < PROBE_RECORDS;
+    const watched = this.#planned.get(index);
+    if (!watched) return false;
+    if ((this.#delivered.get(index) ?? 0) < PROBE_RECORDS) return true;
+    for (const sub of watched) if (this.#crossing.has(sub)) return true;
+    return false;
   }
 
   /**
@@ -122,10 +124,8 @@ function downstreamLateness(topology: Topology, sub: SubTopology): { graceMs: nu
 /** A windowed step's or windowed join's grace, and from what stream time a record of it is late. */
 function latenessOf(node: SubTopology['nodes'][number]): { graceMs: number; lateFrom: (timestamp: number) => number } | undefined {
   if (node.kind === 'window') {
-    const { window } = node;
-    const graceMs = window.graceMs;
-    if (graceMs === undefined) return undefined;
-    return { graceMs, lateFrom: window.lateFrom ? (timestamp) => window.lateFrom!(timestamp) : (timestamp) => timestamp + 1 + graceMs };
+    const { graceMs, lateFrom } = node.window;
+    return graceMs === undefined || lateFrom === undefined ? undefined : { graceMs, lateFrom };
   }
   // A windowed join's record is late once stream time passes it by more than the grace.
   if (node.kind === 'streamJoin') return { graceMs: node.graceMs, lateFrom: (timestamp) => timestamp + node.graceMs + 1 };

@@ -17,7 +17,7 @@ export interface WindowDefinition {
    * The smallest stream time at which a record stamped `timestamp` may miss a window it belongs to
    * (late), or one it would have joined (a session that closed); with `graceMs`.
    */
-  lateFrom?(timestamp: number): number;
+  readonly lateFrom?: (timestamp: number) => number;
   /** The default store name: derived from parameters only, never from the position in the chain. */
   defaultStoreName(aggregation: string): string;
   /** The rules for one window operator, keeping its buckets through `buckets`. */
