@@ -40,8 +40,8 @@ export type {
   TransportProducer,
 } from './transport/types.js';
 export { partitionKey } from './transport/types.js';
-export { alignedEnds } from './transport/alignment.js';
-export type { WaitingRun } from './transport/alignment.js';
+export { passHorizon } from './transport/alignment.js';
+export type { WaitingNext } from './transport/alignment.js';
 export { memoryState } from './state/memory.js';
 export type { KeyRange, PartitionStore, StateBackend, StoreEntry, StoreSpec } from './state/backend.js';
 export { compareBytes, decodeWindowKey, encodeWindowKey, keyPrefix } from './state/keys.js';

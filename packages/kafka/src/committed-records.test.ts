@@ -3,15 +3,14 @@ import { createRecordsBatch } from '@platformatic/kafka';
 import type { IncomingRecord } from '@eddy/core';
 import { describe, expect, it } from 'vitest';
 import { rawBatches, type RawBatch } from './fetch-response.js';
-import { committedBatches, fetchedEnd } from './committed-records.js';
+import { CommittedRecords } from './committed-records.js';
 
-type Partition = Parameters<typeof committedBatches>[1];
+type Partition = ConstructorParameters<typeof CommittedRecords>[1];
 
-/** All of a fetched partition's committed records at once, as the fetch loop collects them (into one array), and where the fetch ends. */
-function committedRecords(tp: Parameters<typeof committedBatches>[0], result: Partition, position: number): { records: IncomingRecord[]; next: number } {
-  const records: IncomingRecord[] = [];
-  for (const appended of committedBatches(tp, result, position, records)) void appended;
-  return { records, next: fetchedEnd(result, position) };
+/** All of a fetched partition's committed records at once, and where the fetch ends. */
+function committedRecords(tp: ConstructorParameters<typeof CommittedRecords>[0], result: Partition, position: number): { records: IncomingRecord[]; next: number } {
+  const records = new CommittedRecords(tp, result, position);
+  return { records: records.take(Infinity), next: records.end };
 }
 
 const TRANSACTIONAL = 0b1_0000;
@@ -66,7 +65,7 @@ const partition = (records: RawBatch[], aborted: Array<{ producerId: bigint; fir
 const text = (bytes: Uint8Array | null) => (bytes === null ? undefined : Buffer.from(bytes).toString());
 const values = (result: ReturnType<typeof committedRecords>) => result.records.map((record) => Number(text(record.value)));
 
-describe('committedRecords: what a read_committed member delivers of a fetched partition', () => {
+describe('CommittedRecords: what a read_committed member delivers of a fetched partition', () => {
   const tp = { topic: 't', partition: 0 };
 
   it('drops the records of every aborted transaction, also with several producers aborting interleaved, and every marker', () => {
@@ -120,15 +119,29 @@ describe('committedRecords: what a read_committed member delivers of a fetched p
     );
   });
 
-  it('hands out the same records a batch at a time (committedBatches), leaving out batches with none delivered', () => {
+  it('hands out the same records as taken: in slices, up to a record a stop test picks (which stays next), across batches and markers', () => {
     const fetched = partition(
       [batch(0, 3), batch(3, 2, { producerId: 7n, attributes: TRANSACTIONAL }), marker(5, 7n, 0), batch(6, 4), batch(10, 1, { producerId: 8n, attributes: TRANSACTIONAL }), marker(11, 8n, 1)],
       [{ producerId: 7n, firstOffset: 3n }],
     );
-    const batches = [...committedBatches(tp, fetched, 1)];
-    expect(batches.map((records) => records.map((record) => record.offset))).toEqual([[1, 2], [6, 7, 8, 9], [10]]);
-    expect(batches.flat()).toEqual(committedRecords(tp, fetched, 1).records);
-    expect(fetchedEnd(fetched, 1)).toBe(12);
-    expect(fetchedEnd(partition([]), 9)).toBe(9);
+    const all = committedRecords(tp, fetched, 1).records;
+    expect(all.map((record) => record.offset)).toEqual([1, 2, 6, 7, 8, 9, 10]);
+    const records = new CommittedRecords(tp, fetched, 1);
+    expect(records.peek()?.offset).toBe(1);
+    expect(records.take(2).map((record) => record.offset)).toEqual([1, 2]);
+    const beyond8 = (record: IncomingRecord) => record.offset > 8;
+    expect(records.take(2, beyond8).map((record) => record.offset)).toEqual([6, 7]);
+    expect(records.take(10, beyond8).map((record) => record.offset)).toEqual([8]);
+    expect(records.take(10, beyond8)).toEqual([]);
+    expect(records.peek()?.offset).toBe(9);
+    const rest = records.take(10);
+    expect(rest.map((record) => record.offset)).toEqual([9, 10]);
+    expect(records.peek()).toBeUndefined();
+    expect(records.take(10)).toEqual([]);
+    // Taken in pieces, the same records as taken at once.
+    expect(new CommittedRecords(tp, fetched, 1).take(Infinity)).toEqual(all);
+    expect(records.end).toBe(12);
+    expect(CommittedRecords.none(tp, 9)).toMatchObject({ end: 9 });
+    expect(CommittedRecords.none(tp, 9).take(10)).toEqual([]);
   });
 });

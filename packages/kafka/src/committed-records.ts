@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { Headers, IncomingRecord, TopicPartition } from '@eddy/core';
-import { forEachRecord, type FetchedPartition } from './fetch-response.js';
+import { BatchReader, rawRecord, type FetchedPartition, type RawBatch, type RawRecord } from './fetch-response.js';
 
 /** Record batch attributes (Kafka's record format v2). */
 const LOG_APPEND_TIME = 0b1000;
@@ -10,58 +10,123 @@ const CONTROL = 0b10_0000;
 /** The headers of every record that has none. */
 const emptyHeaders: Headers = Object.freeze({});
 
-/** The offset after the last batch of a fetched partition, or `position` if it has none. */
-export function fetchedEnd(result: FetchedPartition, position: number): number {
-  let next = position;
-  for (const batch of result.records ?? []) next = Math.max(next, batch.firstOffset + batch.lastOffsetDelta + 1);
-  return next;
+/**
+ * The records of a fetched partition a read_committed consumer delivers, from `position` on,
+ * decoded one at a time as they are taken. Records of aborted transactions are dropped: the
+ * broker lists the aborted transactions (producer, first offset) that the fetched range touches,
+ * and each one's records run from its first offset to its producer's abort marker.
+ *
+ * Decoding a fetch of megabytes at once would make tens of thousands of records that outlive a
+ * young-generation collection; once collections find most of what a site allocated alive, V8
+ * allocates everything later made there in the old space (pretenuring), and every record of the
+ * run then costs old-space collection. So the fetch loop, even when it holds a fetch back to
+ * deliver it in step, and a restore, decode only what they hand on.
+ */
+export class CommittedRecords {
+  /** The offset after the fetched batches (or the position, if none): the offsets after the last record hold nothing to deliver (transaction markers, aborted records). */
+  readonly end: number;
+  readonly #topic: string;
+  readonly #partition: number;
+  readonly #position: number;
+  readonly #batches: readonly RawBatch[];
+  readonly #aborted: ReadonlyArray<{ readonly producerId: bigint; readonly firstOffset: bigint }>;
+  #nextAborted = 0;
+  readonly #abortedProducers = new Set<bigint>();
+  #nextBatch = 0;
+  /** The batch being read, if any. */
+  #batch: RawBatch | undefined;
+  #reader: BatchReader | undefined;
+  readonly #raw = rawRecord();
+  /** The next record, read ahead by `peek` or a `take` that stopped before it. */
+  #next: IncomingRecord | undefined;
+
+  constructor({ topic, partition }: TopicPartition, result: FetchedPartition, position: number) {
+    this.#topic = topic;
+    this.#partition = partition;
+    this.#position = position;
+    this.#batches = result.records ?? [];
+    this.#aborted = [...result.abortedTransactions].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : 1));
+    let end = position;
+    for (const batch of this.#batches) end = Math.max(end, batch.firstOffset + batch.lastOffsetDelta + 1);
+    this.end = end;
+  }
+
+  /** No records, ending at `position`. */
+  static none(tp: TopicPartition, position: number): CommittedRecords {
+    return new CommittedRecords(tp, { partitionIndex: tp.partition, errorCode: 0, highWatermark: -1n, lastStableOffset: -1n, logStartOffset: -1n, abortedTransactions: [], records: undefined }, position);
+  }
+
+  /** The next record, not taken; undefined after the last. */
+  peek(): IncomingRecord | undefined {
+    return (this.#next ??= this.#read());
+  }
+
+  /** Takes the next records, up to `max`, stopping before the first that `stop` is true for (it stays next); empty after the last. */
+  take(max: number, stop?: (record: IncomingRecord) => boolean): IncomingRecord[] {
+    const taken: IncomingRecord[] = [];
+    while (taken.length < max) {
+      const record = this.#next ?? this.#read();
+      this.#next = undefined;
+      if (record === undefined) break;
+      if (stop?.(record)) {
+        this.#next = record;
+        break;
+      }
+      taken.push(record);
+    }
+    return taken;
+  }
+
+  /** Decodes the next record to deliver. */
+  #read(): IncomingRecord | undefined {
+    const raw = this.#raw;
+    for (;;) {
+      const batch = this.#batch;
+      if (batch && this.#reader!.next(raw)) {
+        const offset = batch.firstOffset + raw.offsetDelta;
+        if (offset < this.#position) continue;
+        return {
+          topic: this.#topic,
+          partition: this.#partition,
+          offset,
+          key: raw.key,
+          value: raw.value,
+          timestamp: batch.attributes & LOG_APPEND_TIME ? batch.maxTimestamp : batch.firstTimestamp + raw.timestampDelta,
+          headers: raw.headers === undefined ? emptyHeaders : headersOf(raw.headers),
+        };
+      }
+      if (!this.#open()) return undefined;
+    }
+  }
+
+  /** Moves on to the next batch whose records are delivered (not a marker, not aborted); false after the last. */
+  #open(): boolean {
+    this.#batch = this.#reader = undefined;
+    const aborted = this.#aborted;
+    while (this.#nextBatch < this.#batches.length) {
+      const batch = this.#batches[this.#nextBatch++]!;
+      const last = batch.firstOffset + batch.lastOffsetDelta;
+      while (this.#nextAborted < aborted.length && Number(aborted[this.#nextAborted]!.firstOffset) <= last) this.#abortedProducers.add(aborted[this.#nextAborted++]!.producerId);
+      if (batch.attributes & CONTROL) {
+        // A transaction marker: an abort (type 0 in the marker's key) ends that producer's aborted run.
+        if (isAbort(batch, this.#raw)) this.#abortedProducers.delete(batch.producerId);
+        continue;
+      }
+      if (batch.attributes & TRANSACTIONAL && this.#abortedProducers.has(batch.producerId)) continue;
+      this.#batch = batch;
+      this.#reader = new BatchReader(batch);
+      return true;
+    }
+    return false;
+  }
 }
 
-/**
- * The records of a fetched partition a read_committed consumer delivers, from `position` on, a
- * record batch at a time (batches with none delivered left out). Records of aborted transactions
- * are dropped: the broker lists the aborted transactions (producer, first offset) that the fetched
- * range touches, and each one's records run from its first offset to its producer's abort marker.
- * The fetch loop and a restore decode a large fetch as they hand it on, so its records die young.
- * With `into`, each batch's records are appended there, and `into` is what is yielded.
- */
-export function* committedBatches(tp: TopicPartition, result: FetchedPartition, position: number, into?: IncomingRecord[]): Generator<IncomingRecord[]> {
-  const batches = result.records ?? [];
-  const aborted = [...result.abortedTransactions].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : 1));
-  const abortedProducers = new Set<bigint>();
-  let nextAborted = 0;
-  const { topic, partition } = tp;
-  for (const batch of batches) {
-    const first = batch.firstOffset;
-    const last = first + batch.lastOffsetDelta;
-    while (nextAborted < aborted.length && Number(aborted[nextAborted]!.firstOffset) <= last) abortedProducers.add(aborted[nextAborted++]!.producerId);
-    if (batch.attributes & CONTROL) {
-      // A transaction marker: an abort (type 0 in the marker's key) ends that producer's aborted run.
-      let abort = false;
-      forEachRecord(batch, ({ key }) => (abort ||= key !== null && key.length >= 4 && key[2] === 0 && key[3] === 0));
-      if (abort) abortedProducers.delete(batch.producerId);
-      continue;
-    }
-    if (batch.attributes & TRANSACTIONAL && abortedProducers.has(batch.producerId)) continue;
-    const logAppendTime = (batch.attributes & LOG_APPEND_TIME) !== 0;
-    const { firstTimestamp, maxTimestamp } = batch;
-    const records: IncomingRecord[] = into ?? [];
-    const before = records.length;
-    forEachRecord(batch, ({ offsetDelta, timestampDelta, key, value, headers }) => {
-      const offset = first + offsetDelta;
-      if (offset < position) return;
-      records.push({
-        topic,
-        partition,
-        offset,
-        key,
-        value,
-        timestamp: logAppendTime ? maxTimestamp : firstTimestamp + timestampDelta,
-        headers: headers === undefined ? emptyHeaders : headersOf(headers),
-      });
-    });
-    if (records.length > before) yield records;
-  }
+/** Whether a control batch is an abort marker (type 0 in its record's key). */
+function isAbort(batch: RawBatch, raw: RawRecord): boolean {
+  const reader = new BatchReader(batch);
+  let abort = false;
+  while (reader.next(raw)) abort ||= raw.key !== null && raw.key.length >= 4 && raw.key[2] === 0 && raw.key[3] === 0;
+  return abort;
 }
 
 /** UTF-8 as Node's Buffer decodes it (bad bytes become U+FFFD). */

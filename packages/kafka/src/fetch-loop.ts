@@ -1,10 +1,10 @@
-import { alignedEnds, EddyError, partitionKey, type Alignment, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type WaitingRun } from '@eddy/core';
+import { EddyError, partitionKey, passHorizon, type Alignment, type ConsumerListener, type IncomingRecord, type TopicPartition, type TopicPartitionOffset, type WaitingNext } from '@eddy/core';
 import { FetchIsolationLevels } from '@platformatic/kafka';
 import { backoff, BACKOFF_MS, sleep } from './backoff.js';
 import type { Cluster } from './cluster.js';
-import { committedBatches, fetchedEnd } from './committed-records.js';
+import { CommittedRecords } from './committed-records.js';
 import type { EndWatch } from './end-watch.js';
-import { fetchRaw, type FetchedPartition, type FetchResponse } from './fetch-response.js';
+import { fetchRaw, type FetchResponse } from './fetch-response.js';
 import type { MemberLog } from './member.js';
 import type { KafkaSettings } from './options.js';
 import { OFFSET_OUT_OF_RANGE, responseOf } from './protocol-errors.js';
@@ -19,15 +19,8 @@ interface Delivering {
   seeks: number;
   /** Whether its last fetch left nothing committed after what it returned. */
   atEnd: boolean;
-  /** Records fetched and held back, to be delivered in step with the other partitions of their alignment group. */
-  held: Held | undefined;
-}
-
-/** A fetched partition's records not delivered yet: `records` from index `next` on, then offsets up to `end` that hold nothing to deliver. */
-interface Held {
-  readonly records: IncomingRecord[];
-  next: number;
-  readonly end: number;
+  /** Records fetched and held back (not decoded yet), to be delivered in step with the other partitions of their alignment group. */
+  held: CommittedRecords | undefined;
 }
 
 /** What a {@link FetchLoop} needs of its group member. */
@@ -44,13 +37,14 @@ export interface FetchLoopContext {
 /**
  * Fetches the records of the partitions a group member delivers and hands them to the listener:
  * one fetch per leader (FetchRequest v17, read_committed, on the cluster's fetch connections), then
- * each partition's committed records, in offset order, a slice at a time. The next fetch starts
- * once the listener has taken the last slice, so a slow listener pauses the source.
+ * each partition's committed records, in offset order, a slice at a time, each slice decoded as it
+ * is handed over (see `CommittedRecords`). The next fetch starts once the listener has taken the
+ * last slice, so a slow listener pauses the source.
  *
  * The partitions the listener wants delivered in step (`ConsumerListener.alignment`: the input of
  * a keyBy that moves records between partitions, on a backlog) are held back instead and delivered
- * in passes, each partition up to its group's horizon (`alignedEnds`). A fetch holds each
- * partition's next megabyte or so, whose event times may differ widely between partitions: a
+ * in passes, each partition up to its group's horizon (`passHorizon`), still undecoded but for
+ * the next record of each. A fetch holds each partition's next megabyte or so, whose event times may differ widely between partitions: a
  * partition whose held records run out is fetched again before the others of its group go past
  * it, unless its fetch found it at its end (then the others go on without it). The others are not
  * fetched again while they hold records.
@@ -186,14 +180,14 @@ export class FetchLoop {
             stale ||= await this.#partitionError(delivering, result.errorCode);
             continue;
           }
-          const end = fetchedEnd(result, delivering.position);
+          const records = new CommittedRecords(delivering.tp, result, delivering.position);
           const stable = result.lastStableOffset >= 0n ? result.lastStableOffset : result.highWatermark;
-          delivering.atEnd = BigInt(end) >= stable;
+          delivering.atEnd = BigInt(records.end) >= stable;
           if (this.#context.listener.alignment?.(delivering.tp.topic)) {
-            delivering.held = { records: allCommitted(delivering.tp, result, delivering.position), next: 0, end };
+            delivering.held = records;
             continue;
           }
-          const delivery = this.#deliver(delivering, result, end);
+          const delivery = this.#deliverWhole(delivering, records);
           this.#delivery = delivery;
           await delivery;
         }
@@ -218,23 +212,9 @@ export class FetchLoop {
     return true;
   }
 
-  /**
-   * Hands a fetched partition's committed records (offsets up to `end`) to the listener, a slice at a time, and tells
-   * it of offsets that hold nothing to deliver (transaction markers, aborted records). Batches are
-   * decoded as the slices need them: decoding a fetch of megabytes at once would make tens of
-   * thousands of records that outlive the young generation, and cost old-space collections.
-   */
-  async #deliver(delivering: Delivering, result: FetchedPartition, end: number): Promise<void> {
-    const from = delivering.position;
-    // Each batch's records are appended to `pending` as the loop asks for the next batch; whole
-    // slices are taken from its front.
-    const pending: IncomingRecord[] = [];
-    for (const appended of committedBatches(delivering.tp, result, from, pending)) {
-      void appended;
-      while (pending.length >= DELIVERY_SLICE) if (!(await this.#handOver(delivering, pending.splice(0, DELIVERY_SLICE)))) return;
-    }
-    if (pending.length > 0 && !(await this.#handOver(delivering, pending))) return;
-    await this.#skipTo(delivering, end);
+  /** Hands a fetched partition's records to the listener, then tells it of the offsets after them that hold nothing to deliver (transaction markers, aborted records). */
+  async #deliverWhole(delivering: Delivering, records: CommittedRecords): Promise<void> {
+    if (await this.#deliver(delivering, records)) await this.#skipTo(delivering, records.end);
   }
 
   /**
@@ -247,24 +227,25 @@ export class FetchLoop {
     const { listener, stopping } = this.#context;
     for (let moved = true; moved && !stopping(); ) {
       moved = false;
-      const groups = new Map<number, Array<WaitingRun & { readonly delivering: Delivering }>>();
+      const groups = new Map<number, Array<WaitingNext & { readonly delivering: Delivering; readonly records: CommittedRecords }>>();
       const waiting = new Set<number>();
       for (const delivering of [...this.#delivering.values()]) {
-        const { held } = delivering;
-        if (held && held.next === held.records.length) {
+        const records = delivering.held;
+        const next = records?.peek();
+        if (records && next === undefined) {
           delivering.held = undefined;
-          await this.#skipTo(delivering, held.end);
+          await this.#skipTo(delivering, records.end);
         }
         const alignment: Alignment | undefined = listener.alignment?.(delivering.tp.topic);
-        if (!delivering.held) {
+        if (!records || next === undefined) {
           if (alignment && !delivering.atEnd) waiting.add(alignment.group);
           continue;
         }
         if (!alignment) {
-          moved = (await this.#deliverHeld(delivering, delivering.held.records.length)) || moved;
+          moved = (await this.#delivered(delivering, () => this.#deliver(delivering, records))) || moved;
           continue;
         }
-        const run = { records: delivering.held.records, start: delivering.held.next, alignment, delivering };
+        const run = { next, alignment, delivering, records };
         const group = groups.get(alignment.group);
         if (group) group.push(run);
         else groups.set(alignment.group, [run]);
@@ -272,25 +253,37 @@ export class FetchLoop {
       let stepped = false;
       for (const [index, group] of groups) {
         if (waiting.has(index)) continue;
-        const ends = alignedEnds(group);
-        for (const [member, { delivering }] of group.entries()) moved = (await this.#deliverHeld(delivering, ends[member]!)) || moved;
+        const horizon = passHorizon(group);
+        const beyond = (alignment: Alignment) => (record: IncomingRecord) => alignment.timestamp(record) > horizon;
+        for (const { delivering, records, alignment } of group) moved = (await this.#delivered(delivering, () => this.#deliver(delivering, records, beyond(alignment)))) || moved;
         stepped ||= group.length > 1;
       }
       if (stepped) await listener.afterStep?.();
     }
   }
 
-  /** Delivers a partition's held records up to index `end`; whether it delivered any. */
-  async #deliverHeld(delivering: Delivering, end: number): Promise<boolean> {
-    const held = delivering.held;
-    if (!held) return false;
-    const from = held.next;
-    while (held.next < end) {
-      const slice = held.records.slice(held.next, Math.min(end, held.next + DELIVERY_SLICE));
-      if (!(await this.#handOver(delivering, slice)) || delivering.held !== held) break;
-      held.next += slice.length;
+  /** Whether `delivery` moved the partition on. */
+  async #delivered(delivering: Delivering, delivery: () => Promise<boolean>): Promise<boolean> {
+    const from = delivering.position;
+    await delivery();
+    return delivering.position > from;
+  }
+
+  /**
+   * Hands `records` to the listener a slice at a time, decoding only the slice, up to the first
+   * record `stop` is true for; whether it delivered all it should. If a slice fails, the records
+   * left are dropped: the partition is fetched again from its position.
+   */
+  async #deliver(delivering: Delivering, records: CommittedRecords, stop?: (record: IncomingRecord) => boolean): Promise<boolean> {
+    for (let slice = records.take(DELIVERY_SLICE, stop); slice.length > 0; slice = records.take(DELIVERY_SLICE, stop)) {
+      if (await this.#handOver(delivering, slice)) continue;
+      if (delivering.held === records) {
+        delivering.held = undefined;
+        delivering.atEnd = false;
+      }
+      return false;
     }
-    return held.next > from;
+    return true;
   }
 
   /** Hands `slice` to the listener; false if it failed (it is delivered again), or the partition moved or went meanwhile. */
@@ -322,9 +315,3 @@ export class FetchLoop {
   }
 }
 
-/** A fetched partition's committed records from `position` on, decoded at once (to be held). */
-function allCommitted(tp: TopicPartition, result: FetchedPartition, position: number): IncomingRecord[] {
-  const records: IncomingRecord[] = [];
-  for (const appended of committedBatches(tp, result, position, records)) void appended;
-  return records;
-}

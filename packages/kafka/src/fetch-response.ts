@@ -7,7 +7,7 @@ import { compressionsAlgorithmsByBitmask, createAPI, fetchV17, ResponseError } f
  * Fetch (v17) with record batches kept as the bytes the broker sent. The client's own parser
  * decodes every record of a response into objects (a bigint per timestamp, a tuple per varint)
  * before anyone looks at them; here a batch is read only up to its header, and its records are
- * decoded straight into what the caller keeps (see {@link forEachRecord}). Same request, same
+ * decoded straight into what the caller keeps (see {@link BatchReader}). Same request, same
  * response structure, same errors (a `ResponseError` holding the parsed response).
  */
 
@@ -115,7 +115,7 @@ export function rawBatches(bytes: Buffer): RawBatch[] {
   return batches;
 }
 
-/** Fetch v17 whose record batches stay bytes until {@link forEachRecord} reads them. */
+/** Fetch v17 whose record batches stay bytes until a {@link BatchReader} reads them. */
 export const fetchRaw = createAPI<Parameters<typeof fetchV17.createRequest>, FetchResponse>(1, 17, fetchV17.createRequest, parseResponse);
 
 /**
@@ -132,19 +132,47 @@ export interface RawRecord {
 }
 
 /**
- * Calls `visit` for each record of a batch, in order, with one reused {@link RawRecord} (copy what
- * you keep). Zigzag varints are read in double arithmetic: a record's timestamp delta stays far
- * below 2^53.
+ * Reads a batch's records one at a time, in order, into a reused {@link RawRecord} (copy what
+ * you keep), so a caller decodes only as far as it goes. Zigzag varints are read in double
+ * arithmetic: a record's timestamp delta stays far below 2^53.
  */
-export function forEachRecord(batch: RawBatch, visit: (record: RawRecord) => void): void {
-  const { bytes } = batch;
-  const { buffer, byteOffset } = bytes;
-  let at = batch.start;
-  const varint = (): number => {
+export class BatchReader {
+  readonly #batch: RawBatch;
+  readonly #bytes: Buffer;
+  #at: number;
+  #index = 0;
+
+  constructor(batch: RawBatch) {
+    this.#batch = batch;
+    this.#bytes = batch.bytes;
+    this.#at = batch.start;
+  }
+
+  /** Reads the next record into `record`; false after the last. */
+  next(record: RawRecord): boolean {
+    if (this.#index >= this.#batch.recordCount) return false;
+    this.#index++;
+    const length = this.#varint();
+    const end = this.#at + length;
+    this.#at++; // attributes (unused)
+    record.timestampDelta = this.#varint();
+    record.offsetDelta = this.#varint();
+    record.key = this.#field();
+    record.value = this.#field();
+    const headerCount = this.#varint();
+    let headers: Array<Uint8Array | null> | undefined;
+    for (let header = 0; header < headerCount; header++) (headers ??= []).push(this.#field(), this.#field());
+    record.headers = headers;
+    this.#at = end;
+    return true;
+  }
+
+  #varint(): number {
+    const bytes = this.#bytes;
     let result = 0;
     let scale = 1;
     for (;;) {
-      const byte = bytes[at++];
+      const byte = bytes[this.#at++];
       if (byte === undefined) throw new EddyError('TRANSPORT_FAILED', 'a fetched record batch ends inside a record');
       result += (byte & 0x7f) * scale;
       if (byte < 0x80) break;
@@ -152,28 +180,17 @@ export function forEachRecord(batch: RawBatch, visit: (record: RawRecord) => voi
     }
     // Zigzag: even values are non-negative.
     return result % 2 === 0 ? result / 2 : -(result + 1) / 2;
-  };
-  const field = (): Uint8Array | null => {
-    const length = varint();
+  }
+
+  #field(): Uint8Array | null {
+    const length = this.#varint();
     if (length < 0) return null;
-    const value = new Uint8Array(buffer, byteOffset + at, length);
-    at += length;
+    const bytes = this.#bytes;
+    const value = new Uint8Array(bytes.buffer, bytes.byteOffset + this.#at, length);
+    this.#at += length;
     return value;
-  };
-  const record: RawRecord = { offsetDelta: 0, timestampDelta: 0, key: null, value: null, headers: undefined };
-  for (let index = 0; index < batch.recordCount; index++) {
-    const length = varint();
-    const end = at + length;
-    at++; // attributes (unused)
-    record.timestampDelta = varint();
-    record.offsetDelta = varint();
-    record.key = field();
-    record.value = field();
-    const headerCount = varint();
-    let headers: Array<Uint8Array | null> | undefined;
-    for (let header = 0; header < headerCount; header++) (headers ??= []).push(field(), field());
-    record.headers = headers;
-    at = end;
-    visit(record);
   }
 }
+
+/** An empty {@link RawRecord}, to read into. */
+export const rawRecord = (): RawRecord => ({ offsetDelta: 0, timestampDelta: 0, key: null, value: null, headers: undefined });

@@ -3,7 +3,7 @@ import { FetchIsolationLevels, UserError } from '@platformatic/kafka';
 import { fetchRaw, type FetchResponse } from './fetch-response.js';
 import { Cluster } from './cluster.js';
 import { isRetriable, transportError } from './errors.js';
-import { committedBatches, fetchedEnd } from './committed-records.js';
+import { CommittedRecords } from './committed-records.js';
 import type { KafkaSettings } from './options.js';
 import { hasKafkaError } from './protocol-errors.js';
 
@@ -51,17 +51,8 @@ export async function* readPartition(settings: KafkaSettings, tp: TopicPartition
       // Awaited on the next turn; until then its failure must not count as unhandled.
       next?.catch(() => undefined);
       // Decoded as the caller takes them: a fetch holds hundreds of thousands of records.
-      let slice: IncomingRecord[] = [];
-      for (const batch of records) {
-        for (const record of batch) {
-          if (record.offset >= end) continue;
-          slice.push(record);
-          if (slice.length < MAX_YIELD_RECORDS) continue;
-          yield slice;
-          slice = [];
-        }
-      }
-      if (slice.length > 0) yield slice;
+      const beyondEnd = (record: IncomingRecord) => record.offset >= end;
+      for (let slice = records.take(MAX_YIELD_RECORDS, beyondEnd); slice.length > 0; slice = records.take(MAX_YIELD_RECORDS, beyondEnd)) yield slice;
     }
   } finally {
     await reader.close();
@@ -102,11 +93,10 @@ class PartitionReader {
   }
 
   /** The committed records from `position` on, decoded as they are taken, and the position after them; tried again until it moves on. */
-  read(position: number): Promise<{ records: Iterable<IncomingRecord[]>; position: number }> {
+  read(position: number): Promise<{ records: CommittedRecords; position: number }> {
     return this.#untilAnswered(`at offset ${position}`, async () => {
-      const fetched = await this.#fetch(position);
-      if (fetched.next <= position) return undefined;
-      return { records: fetched.records, position: fetched.next };
+      const records = await this.#fetch(position);
+      return records.end > position ? { records, position: records.end } : undefined;
     });
   }
 
@@ -115,8 +105,8 @@ class PartitionReader {
     await this.#cluster.close().catch(() => undefined);
   }
 
-  /** One fetch from the partition's leader: its committed records from `position`, batch by batch, and the offset after the fetched batches. */
-  async #fetch(position: number): Promise<{ records: Iterable<IncomingRecord[]>; next: number }> {
+  /** One fetch from the partition's leader: its committed records from `position` (ending where the log starts, if the records at `position` were deleted). */
+  async #fetch(position: number): Promise<CommittedRecords> {
     const { topic, partition } = this.#tp;
     const metadata = await this.#cluster.topic(topic, this.#takeRefresh());
     const leader = metadata.partitions[partition]?.leader;
@@ -126,11 +116,11 @@ class PartitionReader {
     try {
       response = await fetchRaw.async(await this.#cluster.fetchConnection(leader), FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
     } catch (error) {
-      if (hasKafkaError(error, 'OFFSET_OUT_OF_RANGE')) return { records: [], next: await this.#logStartAfter(position) };
+      if (hasKafkaError(error, 'OFFSET_OUT_OF_RANGE')) return CommittedRecords.none(this.#tp, await this.#logStartAfter(position));
       throw error;
     }
     const result = response.responses[0]?.partitions.find(({ partitionIndex }) => partitionIndex === partition);
-    return result ? { records: committedBatches(this.#tp, result, position), next: fetchedEnd(result, position) } : { records: [], next: position };
+    return result ? new CommittedRecords(this.#tp, result, position) : CommittedRecords.none(this.#tp, position);
   }
 
   /** Where the log starts, after records below it were deleted (retention, DeleteRecords) before they were read. */

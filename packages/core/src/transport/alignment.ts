@@ -1,28 +1,23 @@
 import type { Alignment, IncomingRecord } from './types.js';
 
-/** The records of one partition waiting to be delivered in step: `records` from index `start` on. */
-export interface WaitingRun {
-  readonly records: readonly IncomingRecord[];
-  readonly start: number;
+/** The next record of a partition waiting to be delivered in step, and how its group is aligned. */
+export interface WaitingNext {
+  readonly next: IncomingRecord;
   readonly alignment: Alignment;
 }
 
 /**
- * Where this delivery pass cuts each waiting run of one alignment group (see {@link Alignment}):
- * for each run, the index after its last record to deliver now. The horizon is that of the
- * smallest next timestamp among the runs; each run is cut at its first record past it, so offset
- * order holds, and the run that has the smallest keeps at least that record, so every pass moves
- * on. A run alone in its group is delivered whole. Runs must not be empty.
+ * Up to what timestamp a delivery pass of one alignment group (see {@link Alignment}) delivers
+ * each waiting partition, given their next records: the horizon of the smallest next timestamp
+ * (each topic with its own extractor: sources of one sub-topology may differ), and at least that
+ * timestamp, so the partition that has it delivers at least that record and every pass moves on.
+ * A partition alone in its group is delivered whole (Infinity). Each partition is cut at its
+ * first record past the horizon, so offset order holds.
  */
-export function alignedEnds(group: readonly WaitingRun[]): number[] {
-  if (group.length < 2) return group.map(({ records }) => records.length);
-  // Each topic of the group with its own timestamps (sources of one sub-topology may have different extractors).
-  let horizon = Infinity;
-  for (const { records, start, alignment } of group) horizon = Math.min(horizon, alignment.timestamp(records[start]!));
-  horizon = Math.max(horizon, group[0]!.alignment.horizon(horizon));
-  return group.map(({ records, start, alignment }) => {
-    let end = start;
-    while (end < records.length && alignment.timestamp(records[end]!) <= horizon) end++;
-    return end;
-  });
+export function passHorizon(group: readonly WaitingNext[]): number {
+  if (group.length < 2) return Infinity;
+  let smallest = Infinity;
+  for (const { next, alignment } of group) smallest = Math.min(smallest, alignment.timestamp(next));
+  return Math.max(smallest, group[0]!.alignment.horizon(smallest));
 }
+

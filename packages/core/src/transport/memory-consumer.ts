@@ -1,5 +1,5 @@
 import { describeError, EddyError } from '../errors.js';
-import { alignedEnds } from './alignment.js';
+import { passHorizon } from './alignment.js';
 import type { ConsumerGroup } from './memory-group.js';
 import {
   partitionKey,
@@ -225,8 +225,12 @@ interface Fetched extends Read {
   readonly alignment: Alignment;
 }
 
-/** The batches of one alignment group cut to its horizon (see {@link alignedEnds}). */
+/** The batches of one alignment group (none empty), each cut at its first record past the group's horizon (see {@link passHorizon}). */
 export function alignedBatches(group: readonly Fetched[]): Read[] {
-  const ends = alignedEnds(group.map(({ batch, alignment }) => ({ records: batch, start: 0, alignment })));
-  return group.map(({ entry, from, batch }, index) => ({ entry, from, batch: ends[index] === batch.length ? batch : batch.slice(0, ends[index]) }));
+  const horizon = passHorizon(group.map(({ batch, alignment }) => ({ next: batch[0]!, alignment })));
+  return group.map(({ entry, from, batch, alignment }) => {
+    let end = 0;
+    while (end < batch.length && alignment.timestamp(batch[end]!) <= horizon) end++;
+    return { entry, from, batch: end === batch.length ? batch : batch.slice(0, end) };
+  });
 }
