@@ -122,6 +122,11 @@ export class FetchLoop {
         if (stopping()) break;
         failures++;
         this.#context.log(failures > 3 ? 'warn' : 'debug', 'a fetch failed; it is made again', { error: String(error), failures });
+        // What was held is fetched again too (its decoding may be what failed).
+        for (const delivering of this.#delivering.values()) {
+          delivering.held = undefined;
+          delivering.atEnd = false;
+        }
         await sleep(backoff(failures - 1));
       }
     }
