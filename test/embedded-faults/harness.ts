@@ -6,7 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { levelTransport } from '@eddy/state';
 
-const script = fileURLToPath(new URL('./child-app.mjs', import.meta.url));
+const childApp = fileURLToPath(new URL('./child-app.mjs', import.meta.url));
 
 /** A message of the child: `ready`, `start-failed`, `error`, `state`, or the `ack`/`nack` of a request. */
 export type ChildMessage = Record<string, unknown>;
@@ -28,9 +28,9 @@ export interface Child {
 
 const isMessage = (message: unknown): message is ChildMessage => typeof message === 'object' && message !== null;
 
-/** Forks child-app.mjs on `dir` and waits until its app has started. */
-export async function startChild(dir: string): Promise<Child> {
-  const child = fork(script, [dir], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+/** Forks child-app.mjs (or another app that speaks its IPC, with `args` after `dir`) on `dir` and waits until its app has started. */
+export async function startChild(dir: string, { script = childApp, args = [] }: { script?: string; args?: string[] } = {}): Promise<Child> {
+  const child = fork(script, [dir, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   child.stdout!.on('data', () => undefined);
