@@ -126,18 +126,28 @@ export class MemoryConsumer implements TransportConsumer {
     return this.#draining;
   }
 
-  /** Whether the pass delivered any record. */
+  /**
+   * Whether another pass should follow: this one delivered records, or left records that came
+   * meanwhile. A partition delivered in step that had nothing when the pass cut its group waits
+   * for the next pass, whatever comes meanwhile: read then, uncut, it could run ahead of the
+   * others in event time (while the pass awaits the listener, the log goes on growing).
+   */
   async #deliverPass(): Promise<boolean> {
     const entries = [...this.#positions.values()];
-    const { cut: aligned, stepped } = await this.#alignedBatches(entries);
-    let delivered = false;
+    const { cut: aligned, stepping, stepped } = await this.#alignedBatches(entries);
+    let more = false;
     for (const entry of entries) {
       if (this.#closed) return false;
-      const { from, batch } = aligned.get(entry) ?? (await this.#read(entry));
-      if (await this.#deliver(entry, from, batch)) delivered = true;
+      const read = aligned.get(entry);
+      if (!read && stepping.has(entry)) {
+        more ||= entry.position < this.broker.logEnd(entry.topic, entry.partition);
+        continue;
+      }
+      const { from, batch } = read ?? (await this.#read(entry));
+      if (await this.#deliver(entry, from, batch)) more = true;
     }
     if (stepped) await this.listener.afterStep?.();
-    return delivered;
+    return more;
   }
 
   /** A partition's next batch, from its position. */
@@ -149,16 +159,19 @@ export class MemoryConsumer implements TransportConsumer {
 
   /**
    * The batches of the partitions the listener wants delivered in step (see `Alignment`), read
-   * ahead and cut to their group's horizon; the pass delivers them in its usual order. `stepped`:
-   * some group had two partitions or more with records.
+   * ahead and cut to their group's horizon; the pass delivers them in its usual order.
+   * `stepping`: every partition delivered in step, with records or not; `stepped`: some group had
+   * two partitions or more with records.
    */
-  async #alignedBatches(entries: readonly PositionEntry[]): Promise<{ cut: Map<PositionEntry, Read>; stepped: boolean }> {
+  async #alignedBatches(entries: readonly PositionEntry[]): Promise<{ cut: Map<PositionEntry, Read>; stepping: Set<PositionEntry>; stepped: boolean }> {
     const cut = new Map<PositionEntry, Read>();
-    if (!this.listener.alignment) return { cut, stepped: false };
+    const stepping = new Set<PositionEntry>();
+    if (!this.listener.alignment) return { cut, stepping, stepped: false };
     const groups = new Map<number, Fetched[]>();
     for (const entry of entries) {
       const alignment = this.listener.alignment(entry.topic);
       if (!alignment) continue;
+      stepping.add(entry);
       const read = await this.#read(entry);
       if (read.batch.length === 0) continue;
       const group = groups.get(alignment.group);
@@ -166,7 +179,7 @@ export class MemoryConsumer implements TransportConsumer {
       else groups.set(alignment.group, [{ ...read, alignment }]);
     }
     for (const group of groups.values()) for (const read of alignedBatches(group)) cut.set(read.entry, read);
-    return { cut, stepped: [...groups.values()].some((group) => group.length > 1) };
+    return { cut, stepping, stepped: [...groups.values()].some((group) => group.length > 1) };
   }
 
   /** Delivers a batch read from `from`, unless the partition moved (a seek) or went (a revoke) meanwhile. */

@@ -123,3 +123,38 @@ describe('a member whose read of the log fails', () => {
     expect(transport.records('out')).toHaveLength(1);
   });
 });
+
+describe('delivery in step on the embedded broker', () => {
+  it('holds a partition that had nothing when a pass cut its group until the next pass, however much came meanwhile', async () => {
+    const transport = memoryTransport();
+    transport.createTopic({ name: 's', partitions: 3 });
+    const append = (partition: number, from: number, to: number) => {
+      for (let ts = from; ts <= to; ts += 10) transport.append([{ topic: 's', partition, key: null, value: null, timestamp: ts }]);
+    };
+    append(0, 0, 50);
+    append(1, 0, 50);
+    const batches: Array<{ partition: number; first: number; last: number }> = [];
+    let appended = false;
+    const alignment = { group: 0, horizon: (first: number) => first + 10, timestamp: (record: IncomingRecord) => record.timestamp };
+    const consumer = await transport.subscribe('g', ['s'], {
+      onAssign: async () => undefined,
+      onRevoke: async () => undefined,
+      alignment: () => alignment,
+      onRecords: async (records) => {
+        batches.push({ partition: records[0]!.partition, first: records[0]!.timestamp, last: records[records.length - 1]!.timestamp });
+        // Partition 2 fills while the pass that found it empty awaits the listener.
+        if (!appended) {
+          appended = true;
+          append(2, 0, 1_000);
+        }
+      },
+    });
+    await transport.idle();
+    await consumer.close();
+    // In step, while partitions 0 and 1 hold records (up to 50), no batch spans more than its pass's
+    // horizon (its group's first record plus 10 ms); then partition 2, alone, goes whole.
+    expect(batches.filter(({ first, last }) => first <= 50 && last - first > 10)).toEqual([]);
+    expect(batches.filter(({ partition }) => partition === 2).length).toBeGreaterThan(3);
+    expect(batches.filter(({ partition }) => partition === 2).reduce((sum, { first, last }) => sum + (last - first) / 10 + 1, 0)).toBe(101);
+  });
+});
