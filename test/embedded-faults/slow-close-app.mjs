@@ -5,7 +5,8 @@
  * (`send`, `idle`, `stop`) like child-app.mjs. Runs on the built packages.
  *
  * argv: dir delay [brokers appId guarantee]: durable embedded mode on `dir`, or with brokers, Kafka
- * (app id and guarantee given) with its state in `dir`.
+ * (app id and guarantee given) with its state in `dir`. `EDDY_TEST_COMMIT_INTERVAL`: the commit
+ * interval (default 20ms).
  */
 import { createApp } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
@@ -29,7 +30,7 @@ const app = createApp({
   guarantee: guarantee ?? 'at-least-once',
   state: levelState({ dir, logger: quiet }),
   idleTimeout: false,
-  commitInterval: '20ms',
+  commitInterval: process.env.EDDY_TEST_COMMIT_INTERVAL ?? '20ms',
   logger,
 });
 

@@ -76,9 +76,13 @@ export class HandOffs {
    * local task that reads it. A task starts by writing to the topic; it hands off once that task
    * has read everything written to the partition before (by earlier owners, and its own sends,
    * none in flight), so that records of one source reach it in order (its replay marks require
-   * that). It writes to the topic again when that task is gone or being revoked.
+   * that). It writes to the topic again when that task is gone or being revoked, or the task's
+   * input goes in step — but only once that task has committed what it was handed: a record
+   * written to the topic before would carry a later replay stamp than records handed off but not
+   * committed, and after a crash the reading task would read it first and then drop the replays
+   * of those as already applied (its marks keep one high-water mark per source).
    */
-  update(task: Task): void {
+  async update(task: Task): Promise<void> {
     const floors = this.#floors.get(task);
     if (!floors) return;
     for (const [topic, floor] of floors) {
@@ -88,7 +92,9 @@ export class HandOffs {
       const usable = target !== undefined && !this.tasks.isRevoking(target) && !target.ordersInput && !this.tasks.inStep(task);
       const current = task.handOffTarget(topic);
       if (current) {
-        if (current !== target || !usable) task.setHandOffTarget(topic, undefined);
+        if (current === target && usable) continue;
+        await this.#committedBy(task, current);
+        task.setHandOffTarget(topic, undefined);
         continue;
       }
       if (!usable || task.sending) continue;
@@ -138,14 +144,25 @@ export class HandOffs {
   async beforeCommit(task: Task): Promise<void> {
     const handed = this.#handedTo.get(task);
     if (!handed) return;
-    for (const [target, before] of handed) {
-      if (target.commits <= before && this.tasks.isRunning(target)) await this.tasks.commit(target);
-      if (target.commits <= before) {
-        const error = new EddyError('TRANSPORT_FAILED', `task ${task.taskId}: task ${target.taskId} closed before it committed the records handed to it`);
-        if (!this.tasks.isRevoking(task)) this.tasks.rebuildLater(task, error);
-        throw error;
-      }
+    for (const target of [...handed.keys()]) await this.#committedBy(task, target);
+  }
+
+  /**
+   * Resolves once `target` has committed the records `task` handed it since its last commit
+   * (committing it if it has not). If it cannot (it failed, or closed without), those records
+   * reached nobody: this fails, and a task that stays is rebuilt from its last commit so that
+   * they are read and handed off again.
+   */
+  async #committedBy(task: Task, target: Task): Promise<void> {
+    const handed = this.#handedTo.get(task);
+    const before = handed?.get(target);
+    if (before === undefined) return;
+    if (target.commits <= before && this.tasks.isRunning(target)) await this.tasks.commit(target);
+    if (target.commits <= before) {
+      const error = new EddyError('TRANSPORT_FAILED', `task ${task.taskId}: task ${target.taskId} closed before it committed the records handed to it`);
+      if (!this.tasks.isRevoking(task)) this.tasks.rebuildLater(task, error);
+      throw error;
     }
-    handed.clear();
+    handed!.delete(target);
   }
 }

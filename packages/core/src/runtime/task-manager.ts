@@ -131,7 +131,7 @@ export class TaskManager {
     if (!task) return;
     let handedTo: ReadonlySet<Task> = new Set();
     await task.exclusive(async () => {
-      this.#handOffs.update(task);
+      await this.#handOffs.update(task);
       const runs = task.accept(records);
       if (runs.length === 0) return;
       await this.#processRuns(task, runs);
