@@ -212,14 +212,17 @@ export class TaskManager {
   }
 
   /**
-   * Whether a task's input partition has nothing more to come for now: the log says the task has
-   * read it all and, for a repartition topic, every local task that writes it has nothing in hand
+   * Whether a task's input partition has nothing more to come that was written before a record
+   * the task was given `deliveredAgoMs` ago: the log says, by an answer asked for since, that the
+   * task has read it all (on Kafka the log answers every 500 ms; an older answer may miss records
+   * written just before that record) and, for a repartition topic, every local task that writes it has nothing in hand
    * (caught up with its own inputs, nothing waiting, nothing being sent) and the reader has read
    * past all it wrote there. Tasks of other instances are not known here: their records are
    * waited for only while the log shows them.
    */
-  inputReady(topic: string, partition: number, seen = new Set<Task>()): boolean {
-    if (!this.caughtUp(topic, partition)) return false;
+  inputReady(topic: string, partition: number, deliveredAgoMs: number, seen = new Set<Task>()): boolean {
+    const caught = this.caughtUp(topic, partition);
+    if (!caught || caught.confirmedAgoMs > deliveredAgoMs) return false;
     const writer = this.deps.topology.repartitionTopics.get(topic);
     if (!writer) return true;
     const read = this.#tasks.get(this.taskKey(topic, partition))?.position(topic) ?? 0;
@@ -229,7 +232,7 @@ export class TaskManager {
       if (task.waitingInput || task.sending || (written !== undefined && read <= written)) return false;
       if (seen.has(task)) continue;
       seen.add(task);
-      for (const source of writer.sources) if (!this.inputReady(source.topic, task.partition, seen)) return false;
+      for (const source of writer.sources) if (!this.inputReady(source.topic, task.partition, deliveredAgoMs, seen)) return false;
     }
     return true;
   }
@@ -397,7 +400,7 @@ export class TaskManager {
       time: deps.settings.time,
       idleTimeoutMs: deps.settings.idleTimeoutMs,
       caughtUp: (topic, partition) => this.caughtUp(topic, partition),
-      inputReady: (topic, partition) => this.inputReady(topic, partition),
+      inputReady: (topic, partition, deliveredAgoMs) => this.inputReady(topic, partition, deliveredAgoMs),
       maxInputWaitMs: deps.settings.maxInputWaitMs,
       producer: deps.producer,
       keepsValues: deps.transport.keepsValues === true,

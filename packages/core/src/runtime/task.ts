@@ -130,7 +130,7 @@ export class Task implements TaskContext {
         ? {
             maxWaitMs: host.maxInputWaitMs,
             maxBuffered: MAX_BUFFERED,
-            ready: (topic) => host.inputReady(topic, partition),
+            ready: (topic, deliveredAgoMs) => host.inputReady(topic, partition, deliveredAgoMs),
             expired: (topic, waitedMs) => {
               host.metrics.inputWaitsExpired++;
               host.log('debug', 'an input stayed empty; the others go ahead of it', { task: this.taskId, topic, waitedMs });

@@ -17,10 +17,11 @@ export interface TaskHost {
   /** Whether the log says the task has read everything of a partition, and since when (see {@link CaughtUp}). */
   caughtUp(topic: string, partition: number): CaughtUp | undefined;
   /**
-   * Whether an input partition has nothing more to come for now: the log says the task has read
-   * it all, and the local tasks that write it (a repartition topic) have nothing in hand either.
+   * Whether an input partition has nothing more to come that was written before a record the task
+   * was given `deliveredAgoMs` ago: the log says the task has read it all, in an answer asked for
+   * since, and the local tasks that write it (a repartition topic) have nothing in hand either.
    */
-  inputReady(topic: string, partition: number): boolean;
+  inputReady(topic: string, partition: number, deliveredAgoMs: number): boolean;
   /** How long a task with several inputs waits for an empty one that may still have records (`maxInputWait`). */
   readonly maxInputWaitMs: number;
   readonly producer: TransportProducer;

@@ -17,8 +17,11 @@ export interface InputOrderOptions {
   readonly maxWaitMs: number;
   /** Records buffered across the task's inputs past which it stops waiting. */
   readonly maxBuffered: number;
-  /** Whether an empty input has nothing more to come for now (the log says so, and its writers are quiet). */
-  ready(topic: string): boolean;
+  /**
+   * Whether an empty input has nothing more to come that was written before a record delivered
+   * `deliveredAgoMs` ago (the log says so, by an answer asked for since, and its writers are quiet).
+   */
+  ready(topic: string, deliveredAgoMs: number): boolean;
   /** The timestamps a delivered batch (of one input) is ordered by: its records' event times. */
   timestampsOf(records: readonly IncomingRecord[]): number[];
   /** A wait ran out (or the buffer filled): records go ahead of an input that may still have earlier ones. */
@@ -29,9 +32,10 @@ interface Queue {
   readonly source: OrderedSource;
   /** The source's place among the task's sources: the last tie-break. */
   readonly order: number;
-  /** Batches as delivered, and where the next record to take stands. */
+  /** Batches as delivered (with the clock time of each delivery), and where the next record to take stands. */
   batches: (readonly IncomingRecord[])[];
   timestamps: number[][];
+  deliveredAt: number[];
   batch: number;
   index: number;
   /** Offset ranges of this input that hold nothing to process, each due once the records before it are taken. */
@@ -66,7 +70,7 @@ export class InputOrder {
   #expired = false;
 
   constructor(private readonly options: InputOrderOptions) {
-    options.sources.forEach((source, order) => this.#queues.set(source.topic, { source, order, batches: [], timestamps: [], batch: 0, index: 0, skips: [] }));
+    options.sources.forEach((source, order) => this.#queues.set(source.topic, { source, order, batches: [], timestamps: [], deliveredAt: [], batch: 0, index: 0, skips: [] }));
   }
 
   /** Records waiting to be processed. */
@@ -80,12 +84,13 @@ export class InputOrder {
     return queue !== undefined && (queue.batch < queue.batches.length || queue.skips.length > 0);
   }
 
-  /** A delivered batch of one input, in offset order. */
-  add(records: readonly IncomingRecord[]): void {
+  /** A batch of one input, in offset order, delivered at clock time `now`. */
+  add(records: readonly IncomingRecord[], now: number): void {
     const queue = this.#queues.get(records[0]!.topic);
     if (!queue) return;
     queue.batches.push(records);
     queue.timestamps.push(this.options.timestampsOf(records));
+    queue.deliveredAt.push(now);
     this.#buffered += records.length;
   }
 
@@ -99,6 +104,7 @@ export class InputOrder {
     for (const queue of this.#queues.values()) {
       queue.batches = [];
       queue.timestamps = [];
+      queue.deliveredAt = [];
       queue.batch = queue.index = 0;
       queue.skips.length = 0;
     }
@@ -116,17 +122,25 @@ export class InputOrder {
     for (;;) {
       let best: Queue | undefined;
       let next: Queue | undefined;
-      let blockedBy: Queue | undefined;
       for (const queue of this.#queues.values()) {
-        if (queue.batch >= queue.batches.length) {
-          if (!blockedBy && !this.#expired && !this.options.ready(queue.source.topic)) blockedBy = queue;
-          continue;
-        }
+        if (queue.batch >= queue.batches.length) continue;
         if (!best || this.#before(queue, best)) {
           next = best;
           best = queue;
         } else if (!next || this.#before(queue, next)) {
           next = queue;
+        }
+      }
+      // An empty input holds the next record up unless the log says, by an answer asked for after
+      // that record came, that the input has nothing written before it: a record written to the
+      // other input earlier (a stream record before a later table update) is in any such answer.
+      let blockedBy: Queue | undefined;
+      if (best && !this.#expired) {
+        const deliveredAgoMs = now - best.deliveredAt[best.batch]!;
+        for (const queue of this.#queues.values()) {
+          if (queue.batch < queue.batches.length || this.options.ready(queue.source.topic, deliveredAgoMs)) continue;
+          blockedBy = queue;
+          break;
         }
       }
       if (!best) {
@@ -194,6 +208,7 @@ export class InputOrder {
       if (queue.batch === queue.batches.length) {
         queue.batches = [];
         queue.timestamps = [];
+        queue.deliveredAt = [];
         queue.batch = 0;
       }
     } else {

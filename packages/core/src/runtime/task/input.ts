@@ -89,8 +89,9 @@ export class TaskInput {
   accept(records: readonly IncomingRecord[]): readonly Run[] {
     if (!this.#order) return [{ topic: records[0]!.topic, records, skips: noSkips }];
     if (this.#halted) return [];
-    this.#order.add(records);
-    return this.#order.take(this.options.host.clock.now());
+    const now = this.options.host.clock.now();
+    this.#order.add(records, now);
+    return this.#order.take(now);
   }
 
   /** What waiting input can be processed now (an input caught up, or the wait ran out). */
