@@ -7,6 +7,7 @@
  */
 import { createApp } from '@eddy/core';
 import { levelState, levelTransport } from '@eddy/state';
+import { serveHarness } from './serve-harness.mjs';
 
 const dir = process.argv[2];
 const quiet = { warn: (_fields, message) => process.stderr.write(`WARN ${message}\n`), info: () => undefined };
@@ -51,34 +52,4 @@ app.from('per-second', { timestamp: (r) => r.end - 1 }).keyBy((r) => r.user).tum
   })
   .to('per-10s');
 
-app.on('error', (error) => process.send?.({ type: 'error', code: error.code, message: String(error.message) }));
-app.on('state', (state) => process.send?.({ type: 'state', state }));
-
-try {
-  await app.start();
-} catch (error) {
-  process.send?.({ type: 'start-failed', code: error?.code, message: String(error?.message ?? error) });
-  process.exit(3);
-}
-process.send?.({ type: 'ready' });
-
-process.on('message', async (message) => {
-  try {
-    if (message.cmd === 'send') {
-      if (message.records.length === 1) await app.send(message.topic, message.records[0].value, { key: message.records[0].key, timestamp: message.records[0].timestamp });
-      else await app.sendBatch(message.topic, message.records);
-      process.send({ type: 'ack', id: message.id });
-    } else if (message.cmd === 'idle') {
-      for (let quietRounds = 0; quietRounds < 5; ) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        quietRounds = app.metrics().lag === 0 ? quietRounds + 1 : 0;
-      }
-      process.send({ type: 'ack', id: message.id, metrics: app.metrics(), health: app.health(), state: app.state });
-    } else if (message.cmd === 'stop') {
-      await app.stop();
-      process.send({ type: 'ack', id: message.id }, () => process.exit(0));
-    }
-  } catch (error) {
-    process.send?.({ type: 'nack', id: message.id, code: error?.code, message: String(error?.message ?? error) });
-  }
-});
+await serveHarness(app);

@@ -11,6 +11,7 @@
 import { createApp } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { levelState, levelTransport } from '@eddy/state';
+import { serveHarness } from './serve-harness.mjs';
 
 const [dir, delay, brokers, appId, guarantee] = process.argv.slice(2);
 const quiet = { warn: (_fields, message) => process.stderr.write(`WARN ${message}\n`), info: () => undefined };
@@ -48,32 +49,4 @@ app
   })
   .to(topic('counts'));
 
-app.on('error', (error) => process.send?.({ type: 'error', code: error.code, message: String(error.message) }));
-
-try {
-  await app.start();
-} catch (error) {
-  process.send?.({ type: 'start-failed', code: error?.code, message: String(error?.message ?? error) });
-  process.exit(3);
-}
-process.send?.({ type: 'ready' });
-
-process.on('message', async (message) => {
-  try {
-    if (message.cmd === 'send') {
-      await app.sendBatch(message.topic, message.records);
-      process.send({ type: 'ack', id: message.id });
-    } else if (message.cmd === 'idle') {
-      for (let quietRounds = 0; quietRounds < 5; ) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        quietRounds = app.metrics().lag === 0 ? quietRounds + 1 : 0;
-      }
-      process.send({ type: 'ack', id: message.id, metrics: app.metrics() });
-    } else if (message.cmd === 'stop') {
-      await app.stop();
-      process.send({ type: 'ack', id: message.id }, () => process.exit(0));
-    }
-  } catch (error) {
-    process.send?.({ type: 'nack', id: message.id, message: String(error?.message ?? error) });
-  }
-});
+await serveHarness(app);

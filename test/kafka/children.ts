@@ -29,23 +29,27 @@ export interface MemberMetrics {
   restoredRecords: number;
   recordsHandedOff: number;
   lateRecords: number;
+  /** Reported by fixtures/rekey-sum-app.mjs. */
+  duplicatesDropped?: number;
 }
 
-/** A running named fixture (a member of the group): its process, its last metrics line, and what it wrote to stderr. */
+/** A running named fixture (a member of the group): its process, its last metrics line, its `late` lines, and what it wrote to stderr. */
 export interface Member {
   name: string;
   child: ChildProcess;
   started: Promise<void>;
   metrics: () => MemberMetrics | undefined;
+  late: string[];
   stderr: () => string;
 }
 
-/** Starts the windowed fixture as member `name` (its client id) with `args`; it reports metrics as it runs. */
-export function startMember(name: string, args: string[]): Member {
-  const child = spawn(process.execPath, [windowedFixture, ...args, '--name', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts a fixture (the windowed one by default) as member `name` (its client id) with `args`; it reports metrics as it runs. */
+export function startMember(name: string, args: string[], fixture = windowedFixture): Member {
+  const child = spawn(process.execPath, [fixture, ...args, '--name', name], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let pending = '';
   let metrics: MemberMetrics | undefined;
+  const late: string[] = [];
   let markStarted!: () => void;
   let failStart!: (error: Error) => void;
   const started = new Promise<void>((resolve, reject) => {
@@ -61,10 +65,11 @@ export function startMember(name: string, args: string[]): Member {
     for (const line of lines) {
       if (line === 'started') markStarted();
       else if (line.startsWith('metrics ')) metrics = JSON.parse(line.slice('metrics '.length)) as MemberMetrics;
+      else if (line.startsWith('late ')) late.push(line.slice('late '.length));
     }
   });
   child.on('exit', (code, signal) => failStart(new Error(`${name} exited (${code ?? signal}) before starting: ${stderr}`)));
-  return { name, child, started, metrics: () => metrics, stderr: () => stderr };
+  return { name, child, started, metrics: () => metrics, late, stderr: () => stderr };
 }
 
 /** SIGKILLs a child and resolves once it has exited. */
