@@ -219,7 +219,8 @@ export class FetchLoop {
 
   /** Hands a fetched partition's records to the listener, then tells it of the offsets after them that hold nothing to deliver (transaction markers, aborted records). */
   async #deliverWhole(delivering: Delivering, records: CommittedRecords): Promise<void> {
-    if (await this.#deliver(delivering, records)) await this.#skipTo(delivering, records.end);
+    const seeks = delivering.seeks;
+    if (await this.#deliver(delivering, records)) await this.#skipTo(delivering, records.end, seeks);
   }
 
   /**
@@ -239,7 +240,7 @@ export class FetchLoop {
         const next = records?.peek();
         if (records && next === undefined) {
           delivering.held = undefined;
-          await this.#skipTo(delivering, records.end);
+          await this.#skipTo(delivering, records.end, delivering.seeks);
         }
         const alignment: Alignment | undefined = listener.alignment?.(delivering.tp.topic);
         if (!records || next === undefined) {
@@ -309,10 +310,14 @@ export class FetchLoop {
     return true;
   }
 
-  /** Moves a partition whose records before `next` are delivered on to `next`: the offsets between hold nothing to deliver. */
-  async #skipTo(delivering: Delivering, next: number): Promise<void> {
-    if (next <= delivering.position) return;
+  /**
+   * Moves a partition whose records before `next` are delivered on to `next`: the offsets between
+   * hold nothing to deliver. Not if it moved (a seek since `seeks` was read: a task started again
+   * from its last commit must get its records again) or went meanwhile.
+   */
+  async #skipTo(delivering: Delivering, next: number, seeks: number): Promise<void> {
     const { tp } = delivering;
+    if (next <= delivering.position || delivering.seeks !== seeks || this.#delivering.get(partitionKey(tp.topic, tp.partition)) !== delivering) return;
     const skipped = delivering.position;
     delivering.position = next;
     this.#context.ends.delivered(tp, next);
