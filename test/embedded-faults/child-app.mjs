@@ -7,25 +7,17 @@
  */
 import { createApp } from '@eddy/core';
 import { levelState, levelTransport } from '@eddy/state';
-import { serveHarness } from './serve-harness.mjs';
+import { childLogger, quietStateLogger, serveHarness } from './serve-harness.mjs';
 
 const dir = process.argv[2];
-const quiet = { warn: (_fields, message) => process.stderr.write(`WARN ${message}\n`), info: () => undefined };
-const logger = {
-  trace() {}, debug() {}, info() {},
-  warn(o, m) { process.stderr.write(`warn ${typeof o === 'string' ? o : m}\n`); },
-  error(o, m) { process.stderr.write(`error ${typeof o === 'string' ? o : m} ${JSON.stringify(o)}\n`); },
-  fatal(o, m) { process.stderr.write(`fatal ${typeof o === 'string' ? o : m}\n`); },
-  child() { return logger; },
-};
 
 const app = createApp({
   id: 'kill-windows',
-  transport: levelTransport({ dir, logger: quiet, defaultPartitions: 2 }),
-  state: levelState({ dir, logger: quiet }),
+  transport: levelTransport({ dir, logger: quietStateLogger, defaultPartitions: 2 }),
+  state: levelState({ dir, logger: quietStateLogger }),
   idleTimeout: false,
   commitInterval: '50ms',
-  logger,
+  logger: childLogger,
 });
 
 // Sessions (gap 500 ms, grace 3 s) and count windows of 5 over jittered events.

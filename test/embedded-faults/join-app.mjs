@@ -4,24 +4,16 @@
 // Speaks the IPC of test/embedded-faults/harness.ts (send / idle / stop).
 import { createApp } from '@eddy/core';
 import { levelState, levelTransport } from '@eddy/state';
-import { serveHarness } from './serve-harness.mjs';
+import { childLogger, quietStateLogger, serveHarness } from './serve-harness.mjs';
 
 const dir = process.argv[2];
-const quiet = { warn: (_f, m) => process.stderr.write(`WARN ${m}\n`), info: () => undefined };
-const logger = {
-  trace() {}, debug() {}, info() {},
-  warn(o, m) { process.stderr.write(`warn ${typeof o === 'string' ? o : m}\n`); },
-  error(o, m) { process.stderr.write(`ERROR ${typeof o === 'string' ? o : m} ${JSON.stringify(o)}\n`); },
-  fatal(o, m) { process.stderr.write(`fatal ${typeof o === 'string' ? o : m}\n`); },
-  child() { return logger; },
-};
 const app = createApp({
   id: 'join-kills',
-  transport: levelTransport({ dir, logger: quiet, defaultPartitions: 3 }),
-  state: levelState({ dir, logger: quiet }),
+  transport: levelTransport({ dir, logger: quietStateLogger, defaultPartitions: 3 }),
+  state: levelState({ dir, logger: quietStateLogger }),
   idleTimeout: false,
   commitInterval: '50ms',
-  logger,
+  logger: childLogger,
 });
 const L = app.from('left', { timestamp: (e) => e.ts }).keyBy((e) => e.k, { name: 'left-by-k' });
 const R = app.from('right', { timestamp: (e) => e.ts }).keyBy((e) => e.k, { name: 'right-by-k' });

@@ -1,3 +1,15 @@
+/** For `levelTransport` and `levelState`: warnings on stderr. */
+export const quietStateLogger = { warn: (_fields, message) => process.stderr.write(`WARN ${message}\n`), info: () => undefined };
+
+/** The app's logger: warnings and errors on stderr (errors with their fields), the rest dropped. */
+export const childLogger = {
+  trace() {}, debug() {}, info() {},
+  warn(o, m) { process.stderr.write(`warn ${typeof o === 'string' ? o : m}\n`); },
+  error(o, m) { process.stderr.write(`error ${typeof o === 'string' ? o : m} ${JSON.stringify(o)}\n`); },
+  fatal(o, m) { process.stderr.write(`fatal ${typeof o === 'string' ? o : m}\n`); },
+  child() { return childLogger; },
+};
+
 /**
  * The child side of harness.ts: starts `app` and answers the harness over IPC. Messages to the
  * parent: `ready` once started (or `start-failed`, and exit 3), `error` and `state` as the app

@@ -11,28 +11,20 @@
 import { createApp } from '@eddy/core';
 import { kafkaTransport } from '@eddy/kafka';
 import { levelState, levelTransport } from '@eddy/state';
-import { serveHarness } from './serve-harness.mjs';
+import { childLogger, quietStateLogger, serveHarness } from './serve-harness.mjs';
 
 const [dir, delay, brokers, appId, guarantee] = process.argv.slice(2);
-const quiet = { warn: (_fields, message) => process.stderr.write(`WARN ${message}\n`), info: () => undefined };
-const logger = {
-  trace() {}, debug() {}, info() {},
-  warn(o, m) { process.stderr.write(`warn ${typeof o === 'string' ? o : m}\n`); },
-  error(o, m) { process.stderr.write(`error ${typeof o === 'string' ? o : m} ${JSON.stringify(o)}\n`); },
-  fatal(o, m) { process.stderr.write(`fatal ${typeof o === 'string' ? o : m}\n`); },
-  child() { return logger; },
-};
 
 const app = createApp({
   id: appId ?? 'close-race',
   transport: brokers
     ? kafkaTransport({ brokers: brokers.split(','), logLevel: 'nothing', defaultPartitions: 2, consumer: { sessionTimeout: '6s', heartbeatInterval: '500ms' } })
-    : levelTransport({ dir, logger: quiet, defaultPartitions: 2 }),
+    : levelTransport({ dir, logger: quietStateLogger, defaultPartitions: 2 }),
   guarantee: guarantee ?? 'at-least-once',
-  state: levelState({ dir, logger: quiet }),
+  state: levelState({ dir, logger: quietStateLogger }),
   idleTimeout: false,
   commitInterval: process.env.EDDY_TEST_COMMIT_INTERVAL ?? '20ms',
-  logger,
+  logger: childLogger,
 });
 
 // On Kafka the topics are the app's own: `<appId>-readings`, `<appId>-counts`.

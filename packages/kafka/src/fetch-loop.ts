@@ -44,10 +44,10 @@ export interface FetchLoopContext {
  * The partitions the listener wants delivered in step (`ConsumerListener.alignment`: the input of
  * a keyBy that moves records between partitions, on a backlog) are held back instead and delivered
  * in passes, each partition up to its group's horizon (`passHorizon`), still undecoded but for
- * the next record of each. A fetch holds each partition's next megabyte or so, whose event times may differ widely between partitions: a
- * partition whose held records run out is fetched again before the others of its group go past
- * it, unless its fetch found it at its end (then the others go on without it). The others are not
- * fetched again while they hold records.
+ * the next record of each. A fetch holds each partition's next megabyte or so, whose event times
+ * may differ widely between partitions: a partition whose held records run out is fetched again
+ * before the others of its group go past it, unless its fetch found it at its end (then the others
+ * go on without it). The others are not fetched again while they hold records.
  */
 export class FetchLoop {
   readonly #context: FetchLoopContext;
@@ -248,7 +248,7 @@ export class FetchLoop {
           continue;
         }
         if (!alignment) {
-          moved = (await this.#delivered(delivering, () => this.#deliver(delivering, records))) || moved;
+          moved = (await this.#deliverMoved(delivering, records)) || moved;
           continue;
         }
         const run = { next, alignment, delivering, records };
@@ -260,18 +260,17 @@ export class FetchLoop {
       for (const [index, group] of groups) {
         if (waiting.has(index)) continue;
         const horizon = passHorizon(group);
-        const beyond = (alignment: Alignment) => (record: IncomingRecord) => alignment.timestamp(record) > horizon;
-        for (const { delivering, records, alignment } of group) moved = (await this.#delivered(delivering, () => this.#deliver(delivering, records, beyond(alignment)))) || moved;
+        for (const { delivering, records, alignment } of group) moved = (await this.#deliverMoved(delivering, records, (record) => alignment.timestamp(record) > horizon)) || moved;
         stepped ||= group.length > 1;
       }
       if (stepped) await listener.afterStep?.();
     }
   }
 
-  /** Whether `delivery` moved the partition on. */
-  async #delivered(delivering: Delivering, delivery: () => Promise<boolean>): Promise<boolean> {
+  /** {@link #deliver}, and whether it moved the partition on. */
+  async #deliverMoved(delivering: Delivering, records: CommittedRecords, stop?: (record: IncomingRecord) => boolean): Promise<boolean> {
     const from = delivering.position;
-    await delivery();
+    await this.#deliver(delivering, records, stop);
     return delivering.position > from;
   }
 
