@@ -18,7 +18,7 @@ describe('README: createApp options', () => {
       id: 'sensors',              // group id, internal topic prefix, state dir name
       time: 'event',              // or 'processing'
       idleTimeout: '5s',          // event time: a quiet task's stream time follows the clock (false: off)
-      maxInputWait: '500ms',      // event time: a task with several inputs waits this long for one behind
+      maxInputWait: '500ms',      // event time: how long a join waits for an input nothing is known of
       commitInterval: '1s',
       guarantee: 'at-least-once', // or 'exactly-once'
       onError: 'dead-letter',     // or 'stop'

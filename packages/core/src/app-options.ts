@@ -22,11 +22,13 @@ export interface AppOptions {
   commitInterval?: Duration;
   /**
    * Event time: a task with several inputs (a join, windows over merged topics) processes their
-   * records in timestamp order; an input with no records at hand that may still have earlier ones
-   * (the log says it is behind, or a local task that writes it is busy) is waited for this long
-   * before the others go ahead of it. Default `'500ms'`, and under exactly-once the commit interval
-   * more (records a local task writes to a repartition topic are readable from its commit on);
-   * `0` never waits.
+   * records in timestamp order. An input with no records at hand is waited for until records known
+   * to be coming to it come (the log shows them, or a local task wrote them), or the log's word
+   * on it is fresh; one that may still have earlier ones, nothing known either way (the log has
+   * stopped answering in time, or a local task that writes it waits on its own inputs), is waited
+   * for this long before the others go ahead of it. Default `'500ms'`, and under exactly-once the
+   * commit interval more (records a local task writes to a repartition topic are readable from its
+   * commit on); `0` never waits, for any input.
    */
   maxInputWait?: Duration;
   /**

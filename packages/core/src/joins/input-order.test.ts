@@ -187,6 +187,42 @@ describe('a task reads its inputs in timestamp order', () => {
     await driver.stop();
   });
 
+  it('waits past maxInputWait for a side the log shows records of, until they come', async () => {
+    /** The embedded broker, but it says the table's partition has a record not delivered until `delivers` is set. */
+    class LaggingTable extends MemoryTransport {
+      delivers = false;
+      override async subscribe(...args: Parameters<MemoryTransport['subscribe']>) {
+        const consumer = await super.subscribe(...args);
+        const caughtUp = consumer.caughtUp.bind(consumer);
+        const lag = consumer.lag?.bind(consumer);
+        const lagging = (partition: { topic: string }) => partition.topic === 'sensors' && !this.delivers;
+        consumer.caughtUp = (partition): CaughtUp | undefined => (lagging(partition) ? undefined : caughtUp(partition));
+        consumer.lag = (partition) => (lagging(partition) ? 1 : lag?.(partition));
+        return consumer;
+      }
+    }
+    const transport = new LaggingTable({ defaultPartitions: 1 });
+    const app = createApp({ id: 'order-lag', logger: silentLogger, idleTimeout: false, maxInputWait: '2s' });
+    const sensors = app.table<string, Sensor>('sensors');
+    app
+      .from<Reading>('readings')
+      .keyBy((reading) => reading.sensor)
+      .leftJoin(sensors, (reading, sensor) => ({ id: reading.id, scale: sensor?.scale ?? null }))
+      .to('enriched');
+    const driver = await TestDriver.start(app, { transport });
+    await driver.send('readings', { sensor: 's1', id: 1 }, { key: 's1', timestamp: 100 });
+    await driver.advanceTime('1m');
+    expect(driver.read('enriched'), 'a minute later, the reading still waits for the table').toEqual([]);
+    expect(app.health().reasons.join('\n'), 'not silently').toMatch(/records have waited \d+ ms for input sensors/);
+    // The record the log showed comes: it is applied first, being older.
+    transport.delivers = true;
+    await driver.send('sensors', { scale: 3 }, { key: 's1', timestamp: 50 });
+    expect(driver.read('enriched').map((record) => record.value)).toEqual([{ id: 1, scale: 3 }]);
+    expect(app.metrics().inputWaitsExpired).toBe(0);
+    expect(app.health().status).toBe('ok');
+    await driver.stop();
+  });
+
   it('rejects a maxInputWait that is not a duration', () => {
     expect(() => createApp({ id: 'order-bad', maxInputWait: '-1s' as never })).toThrow(/maxInputWait/);
   });

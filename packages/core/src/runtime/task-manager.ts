@@ -17,7 +17,7 @@ import type { BackgroundWork } from './background.js';
 import type { CacheBudget } from '../state/caching-store.js';
 import { HandOffs } from './hand-offs.js';
 import type { Metrics } from './metrics.js';
-import type { Run } from './task/input-order.js';
+import type { InputOutlook, Run } from './task/input-order.js';
 import { Task, taskIdOf, type CommitRecord, type TaskHost } from './task.js';
 import type { TopicProvisioner } from './topic-provisioner.js';
 import type { DeliveryAlignment } from './delivery-alignment.js';
@@ -212,29 +212,65 @@ export class TaskManager {
   }
 
   /**
-   * Whether a task's input partition has nothing more to come that was written before a record
-   * the task was given `deliveredAgoMs` ago: the log says, by an answer asked for since, that the
-   * task has read it all (on Kafka the log answers every 500 ms; an older answer may miss records
-   * written just before that record) and, for a repartition topic, every local task that writes it has nothing in hand
-   * (caught up with its own inputs, nothing waiting, nothing being sent) and the reader has read
-   * past all it wrote there. Tasks of other instances are not known here: their records are
-   * waited for only while the log shows them.
+   * What is to come of a task's empty input partition that was written before a record the task
+   * was given `deliveredAgoMs` ago (see {@link InputOutlook}).
+   * - `ready` takes the log's word, by an answer asked for since, that the task has read it all
+   *   (on Kafka the log answers every 500 ms; an older answer may miss records written just before
+   *   that record) and, for a repartition topic, every local task that writes it has nothing in
+   *   hand (ready with its own inputs, not waiting, nothing being sent) and the reader has read
+   *   past all it wrote there.
+   * - `coming`: the log shows records the task has not been given, or has not said yet where the
+   *   partition ends, or its answer that does is due (the member keeps up with the log, whose last
+   *   answer is older than the record); or a local task that writes it has records in flight or
+   *   written past the reader's position (under exactly-once, readable from that task's commit
+   *   on), or has such records coming to its own inputs.
+   * - `unsure`: the log has stopped saying the member keeps up (answers late or missing, just
+   *   moved) though it shows nothing unread, or a local task that writes it waits on its own inputs.
+   * Tasks of other instances are not known here: their records are waited for only while the log shows them.
    */
-  inputReady(topic: string, partition: number, deliveredAgoMs: number, seen = new Set<Task>()): boolean {
+  inputOutlook(topic: string, partition: number, deliveredAgoMs: number, seen = new Set<Task>()): InputOutlook {
     const caught = this.caughtUp(topic, partition);
-    if (!caught || caught.confirmedAgoMs > deliveredAgoMs) return false;
+    let outlook: InputOutlook = 'ready';
+    // Kept up with, but by an answer older than the record: the next answer is due.
+    if (caught && caught.confirmedAgoMs > deliveredAgoMs) return 'coming';
+    if (!caught) {
+      const lag = this.consumer?.lag?.({ topic, partition });
+      const unanswered = lag === undefined && this.consumer?.lag !== undefined;
+      if ((lag !== undefined && lag > 0) || unanswered) return 'coming';
+      outlook = 'unsure';
+    }
     const writer = this.deps.topology.repartitionTopics.get(topic);
-    if (!writer) return true;
+    if (!writer) return outlook;
     const read = this.#tasks.get(this.taskKey(topic, partition))?.position(topic) ?? 0;
+    if (this.writesPending(topic, partition, read)) return 'coming';
+    for (const task of this.#tasks.values()) {
+      if (task.subTopology !== writer) continue;
+      if (task.waitingInput) outlook = 'unsure';
+      if (seen.has(task)) continue;
+      seen.add(task);
+      for (const source of writer.sources) {
+        const theirs = this.inputOutlook(source.topic, task.partition, deliveredAgoMs, seen);
+        if (theirs === 'coming') return 'coming';
+        if (theirs === 'unsure') outlook = 'unsure';
+      }
+    }
+    return outlook;
+  }
+
+  /**
+   * Whether local tasks have records on their way to a partition of a repartition topic at or after
+   * `offset`: sends in flight, or records written there (acknowledged; under exactly-once readable
+   * only from the writer's commit on). See `ConsumerListener.writesPending`.
+   */
+  writesPending(topic: string, partition: number, offset: number): boolean {
+    const writer = this.deps.topology.repartitionTopics.get(topic);
+    if (!writer) return false;
     for (const task of this.#tasks.values()) {
       if (task.subTopology !== writer) continue;
       const written = task.lastWritten(topic, partition);
-      if (task.waitingInput || task.sending || (written !== undefined && read <= written)) return false;
-      if (seen.has(task)) continue;
-      seen.add(task);
-      for (const source of writer.sources) if (!this.inputReady(source.topic, task.partition, deliveredAgoMs, seen)) return false;
+      if (task.sending || (written !== undefined && written >= offset)) return true;
     }
-    return true;
+    return false;
   }
 
   /** Offsets the transport skipped (aborted or compacted records): the task's position moves past them. */
@@ -400,7 +436,7 @@ export class TaskManager {
       time: deps.settings.time,
       idleTimeoutMs: deps.settings.idleTimeoutMs,
       caughtUp: (topic, partition) => this.caughtUp(topic, partition),
-      inputReady: (topic, partition, deliveredAgoMs) => this.inputReady(topic, partition, deliveredAgoMs),
+      inputOutlook: (topic, partition, deliveredAgoMs) => this.inputOutlook(topic, partition, deliveredAgoMs),
       maxInputWaitMs: deps.settings.maxInputWaitMs,
       producer: deps.producer,
       keepsValues: deps.transport.keepsValues === true,

@@ -130,7 +130,7 @@ export class Task implements TaskContext {
         ? {
             maxWaitMs: host.maxInputWaitMs,
             maxBuffered: MAX_BUFFERED,
-            ready: (topic, deliveredAgoMs) => host.inputReady(topic, partition, deliveredAgoMs),
+            outlook: (topic, deliveredAgoMs) => host.inputOutlook(topic, partition, deliveredAgoMs),
             expired: (topic, waitedMs) => {
               host.metrics.inputWaitsExpired++;
               host.log('debug', 'an input stayed empty; the others go ahead of it', { task: this.taskId, topic, waitedMs });
@@ -415,11 +415,16 @@ export class Task implements TaskContext {
   }
 
   /**
-   * Whether the task is stuck, as of clock time `now`: it has not committed for `boundMs` (its
-   * commits fail, or wait on sends the log does not take), or its sends have failed for that long.
+   * Whether the task is stuck, as of clock time `now`: its records have waited `boundMs` for an
+   * empty input (one that has records to come, which do not come), it has not committed for that
+   * long (its commits fail, or wait on sends the log does not take), or its sends have failed for that long.
    * Says why, for logs and `app.health()`.
    */
   stalled(now: number, boundMs: number): string | undefined {
+    const waiting = this.#input.waitingFor();
+    if (waiting && now - waiting.since > boundMs) {
+      return `task ${this.taskId}: records have waited ${now - waiting.since} ms for input ${waiting.topic}, (the log or a local task says records are coming to it)`;
+    }
     return this.#commit.stalled(now, boundMs, this.#collector.sendFailingSince);
   }
 

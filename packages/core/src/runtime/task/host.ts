@@ -4,6 +4,7 @@ import type { EddyError } from '../../errors.js';
 import type { CaughtUp, TransportProducer } from '../../transport/types.js';
 import type { CacheBudget } from '../../state/caching-store.js';
 import type { Metrics } from '../metrics.js';
+import type { InputOutlook } from './input-order.js';
 
 /** What a task needs from the app that runs it. */
 export interface TaskHost {
@@ -17,12 +18,11 @@ export interface TaskHost {
   /** Whether the log says the task has read everything of a partition, and since when (see {@link CaughtUp}). */
   caughtUp(topic: string, partition: number): CaughtUp | undefined;
   /**
-   * Whether an input partition has nothing more to come that was written before a record the task
-   * was given `deliveredAgoMs` ago: the log says the task has read it all, in an answer asked for
-   * since, and the local tasks that write it (a repartition topic) have nothing in hand either.
+   * What is to come of an empty input partition that was written before a record the task was
+   * given `deliveredAgoMs` ago, by the log's word and that of the local tasks that write it (see {@link InputOutlook}).
    */
-  inputReady(topic: string, partition: number, deliveredAgoMs: number): boolean;
-  /** How long a task with several inputs waits for an empty one that may still have records (`maxInputWait`). */
+  inputOutlook(topic: string, partition: number, deliveredAgoMs: number): InputOutlook;
+  /** How long a task with several inputs waits for an empty one that may still have records, none known (`maxInputWait`). */
   readonly maxInputWaitMs: number;
   readonly producer: TransportProducer;
   readonly keepsValues: boolean;

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { IncomingRecord } from '../../transport/types.js';
 import { mulberry32 } from '../../testing/random.js';
-import { InputOrder, type InputOrderOptions, type OrderedSource } from './input-order.js';
+import { InputOrder, type InputOrderOptions, type InputOutlook, type OrderedSource } from './input-order.js';
 
 const record = (topic: string, offset: number, timestamp: number): IncomingRecord => ({ topic, partition: 0, offset, key: null, value: null, timestamp, headers: {} });
 
@@ -16,9 +16,18 @@ const sources: OrderedSource[] = [
   { topic: 'other', rank: 1 },
 ];
 
-function order(overrides: Partial<InputOrderOptions> & { ready: InputOrderOptions['ready'] }): { order: InputOrder; expired: string[] } {
+/** A merge whose empty inputs are `ready` when `ready` says so, else `unsure` (unless `outlook` is given). */
+function order({ ready, ...overrides }: Partial<InputOrderOptions> & { ready?: (topic: string, deliveredAgoMs: number) => boolean }): { order: InputOrder; expired: string[] } {
   const expired: string[] = [];
-  const merge = new InputOrder({ sources, maxWaitMs: 100, maxBuffered: 10_000, timestampsOf: (records) => records.map((r) => r.timestamp), expired: (topic) => expired.push(topic), ...overrides });
+  const merge = new InputOrder({
+    sources,
+    maxWaitMs: 100,
+    maxBuffered: 10_000,
+    timestampsOf: (records) => records.map((r) => r.timestamp),
+    expired: (topic) => expired.push(topic),
+    outlook: (topic, deliveredAgoMs) => (ready?.(topic, deliveredAgoMs) ? 'ready' : 'unsure'),
+    ...overrides,
+  });
   return { order: merge, expired };
 }
 
@@ -112,6 +121,37 @@ describe('InputOrder', () => {
     askedAt = 120;
     expect(merge.take(now).flatMap((run) => run.records.map((r) => `${r.topic}@${r.offset}`))).toEqual(['stream@0']);
     expect(expired).toEqual([]);
+  });
+
+  it('waits past maxWaitMs for records known to be coming, until they come or too many records wait', () => {
+    let outlook: InputOutlook = 'coming';
+    const { order: merge, expired } = order({ outlook: (topic) => (topic === 'table' ? outlook : 'ready'), maxBuffered: 4 });
+    merge.add([record('stream', 0, 10), record('stream', 1, 20)], 0);
+    expect(merge.take(0)).toEqual([]);
+    expect(merge.take(5_000), 'long past maxWaitMs').toEqual([]);
+    expect(merge.wakeUp(5_000), 'it looks again soon').toBe(5_050);
+    merge.add([record('table', 0, 15)], 5_000);
+    outlook = 'unsure';
+    const taken = (runs: ReturnType<InputOrder['take']>) => runs.flatMap((run) => run.records.map((r) => `${r.topic}@${r.offset}`));
+    expect(taken(merge.take(5_000)), 'the table record in between').toEqual(['stream@0', 'table@0']);
+    // No longer known to be coming: the usual wait, then the others go ahead.
+    expect(merge.take(5_050)).toEqual([]);
+    expect(taken(merge.take(5_100))).toEqual(['stream@1']);
+    expect(expired).toEqual(['table']);
+    // Known to be coming, but the buffer fills: the others go ahead.
+    outlook = 'coming';
+    merge.add([record('stream', 2, 30), record('stream', 3, 40), record('stream', 4, 50)], 6_000);
+    expect(merge.take(6_000)).toEqual([]);
+    merge.add([record('stream', 5, 60)], 6_000);
+    expect(taken(merge.take(6_000))).toEqual(['stream@2', 'stream@3', 'stream@4', 'stream@5']);
+    expect(expired).toEqual(['table', 'table']);
+  });
+
+  it('never waits with maxWaitMs 0, not even for records known to be coming', () => {
+    const { order: merge, expired } = order({ outlook: (topic) => (topic === 'table' ? 'coming' : 'ready'), maxWaitMs: 0 });
+    merge.add([record('stream', 0, 10)], 0);
+    expect(merge.take(0).flatMap((run) => run.records.map((r) => r.offset))).toEqual([0]);
+    expect(expired).toEqual(['table']);
   });
 
   it('stops waiting when too many records wait', () => {

@@ -3,6 +3,19 @@ import type { IncomingRecord } from '../../transport/types.js';
 /** How often a task whose input waits looks again whether the empty input has caught up. */
 const WAIT_RECHECK_MS = 50;
 
+/**
+ * What can be said of an empty input, as of a record of another input delivered some time ago:
+ * - `ready`: nothing more to come that was written before that record;
+ * - `coming`: records are known to be on their way, or word of whether there are: the log shows
+ *   records not delivered yet, or has not said yet where the input ends, or its next answer is
+ *   due (its last is older than the record); or a local task has written records to it, or is
+ *   writing them, that the reader has not read;
+ * - `unsure`: neither: the log has stopped saying the reader keeps up (its answers are late or
+ *   missing) though it shows nothing unread, or a local task that writes the input still waits on
+ *   its own inputs.
+ */
+export type InputOutlook = 'ready' | 'coming' | 'unsure';
+
 /** One source of an ordered task, as the merge sees it. */
 export interface OrderedSource {
   readonly topic: string;
@@ -13,15 +26,15 @@ export interface OrderedSource {
 /** What the merge needs of its task. */
 export interface InputOrderOptions {
   readonly sources: readonly OrderedSource[];
-  /** How long the task waits for an empty input that may still have records (see `maxInputWait`). */
-  readonly maxWaitMs: number;
-  /** Records buffered across the task's inputs past which it stops waiting. */
-  readonly maxBuffered: number;
   /**
-   * Whether an empty input has nothing more to come that was written before a record delivered
-   * `deliveredAgoMs` ago (the log says so, by an answer asked for since, and its writers are quiet).
+   * How long the task waits for an empty input that may still have records, none known (see
+   * `maxInputWait`); records known to be coming are waited for until they come. `0`: never waits.
    */
-  ready(topic: string, deliveredAgoMs: number): boolean;
+  readonly maxWaitMs: number;
+  /** Records buffered across the task's inputs past which it stops waiting, even for records known to be coming. */
+  readonly maxBuffered: number;
+  /** What is to come of an empty input that was written before a record delivered `deliveredAgoMs` ago (see {@link InputOutlook}). */
+  outlook(topic: string, deliveredAgoMs: number): InputOutlook;
   /** The timestamps a delivered batch (of one input) is ordered by: its records' event times. */
   timestampsOf(records: readonly IncomingRecord[]): number[];
   /** A wait ran out (or the buffer filled): records go ahead of an input that may still have earlier ones. */
@@ -58,14 +71,18 @@ export interface Run {
  * records (each input in offset order), so that a table update older than a stream record is
  * applied before it, and two joined streams meet in event time. Batches wait here until every
  * input either has records or has nothing more to come for now; an input that may still have
- * records (the log says it is behind, or the task that writes it is still busy) is waited for at
- * most `maxWaitMs`, or until `maxBuffered` records wait, and then the others go ahead.
+ * records is waited for: while they are known to be coming (the log shows them, or a local task
+ * wrote them) or the log's word on them is due, until they come or the word does, as Kafka Streams
+ * waits for a partition whose lag it knows; while neither is known (the log has stopped answering,
+ * the task that writes it still waits on its own inputs), at most `maxWaitMs`. Past
+ * `maxBuffered` records waiting, or with `maxWaitMs` 0, the others go ahead at once.
  */
 export class InputOrder {
   readonly #queues = new Map<string, Queue>();
   #buffered = 0;
-  /** Clock time since which the merge has been held up by an empty input, if it is. */
+  /** Clock time since which the merge has been held up by an empty input, if it is, and that input. */
   #waitingSince: number | undefined;
+  #waitingFor: string | undefined;
   /** The wait ran out: records go ahead until every input has records again, or nothing more to come. */
   #expired = false;
 
@@ -135,12 +152,18 @@ export class InputOrder {
       // that record came, that the input has nothing written before it: a record written to the
       // other input earlier (a stream record before a later table update) is in any such answer.
       let blockedBy: Queue | undefined;
+      let coming = false;
       if (best && !this.#expired) {
         const deliveredAgoMs = now - best.deliveredAt[best.batch]!;
         for (const queue of this.#queues.values()) {
-          if (queue.batch < queue.batches.length || this.options.ready(queue.source.topic, deliveredAgoMs)) continue;
-          blockedBy = queue;
-          break;
+          if (queue.batch < queue.batches.length) continue;
+          const outlook = this.options.outlook(queue.source.topic, deliveredAgoMs);
+          if (outlook === 'ready') continue;
+          if (!blockedBy || outlook === 'coming') blockedBy = queue;
+          if (outlook === 'coming') {
+            coming = true;
+            break;
+          }
         }
       }
       if (!best) {
@@ -152,8 +175,10 @@ export class InputOrder {
       }
       if (blockedBy) {
         this.#waitingSince ??= now;
+        this.#waitingFor = blockedBy.source.topic;
         const waited = now - this.#waitingSince;
-        if (waited < this.options.maxWaitMs && this.#buffered < this.options.maxBuffered) return runs;
+        const waits = this.options.maxWaitMs > 0 && this.#buffered < this.options.maxBuffered && (coming || waited < this.options.maxWaitMs);
+        if (waits) return runs;
         this.#expired = true;
         this.options.expired(blockedBy.source.topic, waited);
         continue;
@@ -163,13 +188,20 @@ export class InputOrder {
     }
   }
 
+  /** The input the merge has waited for since `since` (clock time), if it waits now. */
+  waiting(): { readonly topic: string; readonly since: number } | undefined {
+    return this.#expired || this.#waitingSince === undefined || this.#buffered === 0 || this.#waitingFor === undefined ? undefined : { topic: this.#waitingFor, since: this.#waitingSince };
+  }
+
   /**
    * When the task should look again, if records wait: the wait's end, or a little later to see
    * whether the empty input caught up meanwhile (the log's word changes with no delivery).
    */
   wakeUp(now: number): number | undefined {
     if (this.#waitingSince === undefined || this.#buffered === 0) return undefined;
-    return Math.min(this.#waitingSince + this.options.maxWaitMs, now + WAIT_RECHECK_MS);
+    // Records known to be coming are waited for past the wait's end: look again now and then.
+    const end = this.#waitingSince + this.options.maxWaitMs;
+    return end > now ? Math.min(end, now + WAIT_RECHECK_MS) : now + WAIT_RECHECK_MS;
   }
 
   /** Whether the next record of `a` goes before that of `b`: by timestamp, then rank, then source order. */

@@ -25,7 +25,7 @@ export interface TaskInputOptions {
   /** Sends what the batch produced. */
   flush(): void;
   /** Set when the task processes its inputs in timestamp order (see InputOrder). */
-  readonly order?: Pick<InputOrderOptions, 'maxWaitMs' | 'maxBuffered' | 'ready' | 'expired'>;
+  readonly order?: Pick<InputOrderOptions, 'maxWaitMs' | 'maxBuffered' | 'outlook' | 'expired'>;
 }
 
 /**
@@ -107,6 +107,11 @@ export class TaskInput {
   /** Whether records wait for their turn (see InputOrder). */
   get waiting(): boolean {
     return this.#order !== undefined && this.#order.buffered > 0;
+  }
+
+  /** The empty input that records wait for, and since when (clock time), if they wait for one. */
+  waitingFor(): { readonly topic: string; readonly since: number } | undefined {
+    return this.#order?.waiting();
   }
 
   /** When waiting input should be looked at again, if any waits. */
