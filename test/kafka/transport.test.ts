@@ -8,7 +8,7 @@ import { kafkaTransport, type KafkaTransport } from '@eddy/kafka';
 import { ConfigResourceTypes, Consumer, MessagesStreamModes, type Message, type MessagesStream } from '@platformatic/kafka';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { recordingLogger, testAdmin, waitFor } from './helpers.ts';
+import { recordingLogger, sleep, testAdmin, waitFor } from './helpers.ts';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const bytes = (text: string) => encoder.encode(text);
@@ -218,6 +218,49 @@ describeKafka('kafkaTransport: the Transport contract on a real broker', (broker
       expect(slices.slice(1).flat()).toEqual(Array.from({ length: 300 }, (_, index) => 3_200 + index));
     } finally {
       await seeking.close();
+    }
+    await admin.deleteTopics({ topics: [topic] });
+  });
+
+  it('delivers in step: a partition found at its end holds its group back while the app says records are on their way to it', async () => {
+    const topic = uniqueName('eddy-t-step');
+    await transport.ensureTopics([{ name: topic, partitions: 2 }]);
+    const producer = await transport.createProducer();
+    const SECONDS = 200;
+    const HORIZON = 10_000;
+    const row = (partition: number, second: number): OutgoingRecord => ({ topic, partition, key: null, value: bytes(String(second)), timestamp: second * 1_000 + partition * 500 });
+    await producer.send(Array.from({ length: SECONDS }, (_, second) => row(0, second)));
+    // Partition 1's records are "on their way" (a local task writes them) until they are written.
+    let pending = true;
+    const delivered: Array<{ partition: number; timestamp: number }> = [];
+    const listener: ConsumerListener = {
+      onAssign: async () => {},
+      onRevoke: async () => {},
+      onRecords: async (batch) => {
+        delivered.push(...batch.map(({ partition, timestamp }) => ({ partition, timestamp })));
+      },
+      alignment: () => ({ group: 0, horizon: (first) => first + HORIZON, timestamp: (record) => record.timestamp }),
+      writesPending: ({ partition }) => partition === 1 && pending,
+    };
+    const consumer = await transport.subscribe(uniqueName('eddy-t-step-group'), [topic], listener);
+    try {
+      // Long enough for fetches (100 ms each) to find partition 1 at its end again and again.
+      await sleep(1_500);
+      expect(delivered, 'nothing of partition 0 goes while partition 1 waits for its records').toEqual([]);
+      await producer.send(Array.from({ length: SECONDS }, (_, second) => row(1, second)));
+      pending = false;
+      await waitFor('every record', () => delivered.length >= 2 * SECONDS);
+      // In step: when a record goes, none of the other partition more than a horizon older still waits.
+      const at = new Map<number, number>(); // partition -> index of its next record
+      for (const { partition, timestamp } of delivered) {
+        const other = 1 - partition;
+        const next = at.get(other) ?? 0;
+        if (next < SECONDS) expect(timestamp - (next * 1_000 + other * 500), `partition ${partition} at ${timestamp}`).toBeLessThanOrEqual(HORIZON);
+        at.set(partition, (at.get(partition) ?? 0) + 1);
+      }
+    } finally {
+      await consumer.close();
+      await producer.close();
     }
     await admin.deleteTopics({ topics: [topic] });
   });

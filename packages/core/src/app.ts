@@ -243,6 +243,7 @@ export class App {
         },
         alignment: (topic) => alignment?.forTopic(topic),
         afterStep: () => tasks.stepWritten(),
+        writesPending: ({ topic, partition, offset }) => tasks.writesPending(topic, partition, offset),
       });
       tasks.consumer = this.#consumer;
       this.#scheduler.arm();

@@ -46,8 +46,9 @@ export interface FetchLoopContext {
  * in passes, each partition up to its group's horizon (`passHorizon`), still undecoded but for
  * the next record of each. A fetch holds each partition's next megabyte or so, whose event times
  * may differ widely between partitions: a partition whose held records run out is fetched again
- * before the others of its group go past it, unless its fetch found it at its end (then the others
- * go on without it). The others are not fetched again while they hold records.
+ * before the others of its group go past it, unless its fetch found it at its end and the app has
+ * no records on their way to it (`ConsumerListener.writesPending`; then the others go on without
+ * it). The others are not fetched again while they hold records.
  */
 export class FetchLoop {
   readonly #context: FetchLoopContext;
@@ -244,7 +245,8 @@ export class FetchLoop {
         }
         const alignment: Alignment | undefined = listener.alignment?.(delivering.tp.topic);
         if (!records || next === undefined) {
-          if (alignment && !delivering.atEnd) waiting.add(alignment.group);
+          // At its end, unless this app's own tasks have records on their way to it.
+          if (alignment && (!delivering.atEnd || listener.writesPending?.({ ...delivering.tp, offset: delivering.position }))) waiting.add(alignment.group);
           continue;
         }
         if (!alignment) {

@@ -127,6 +127,14 @@ export interface ConsumerListener {
    */
   afterStep?(): Promise<void>;
   /**
+   * Whether this app has records on their way to a partition it reads, at or after `offset`: a
+   * repartition topic that local tasks write, with sends in flight, or records written that may
+   * not be readable yet (under exactly-once, until the writer commits). A partition delivered in
+   * step whose fetch found it at its end holds its group back while this holds, as one not at its
+   * end does: the others would run ahead of the records still coming to it.
+   */
+  writesPending?(partition: TopicPartitionOffset): boolean;
+  /**
    * Offsets `from` (inclusive) to `to` (exclusive) of a partition hold nothing to deliver
    * (transaction markers, records of aborted transactions): a task whose position is `from` may
    * move it to `to`, so that its commits reach the end of the partition. Told after the records
