@@ -108,7 +108,7 @@ describe('README: windows', () => {
     const driver = await TestDriver.start(app);
     await driver.send('in', e('a', 1, 0));
     const m = app.metrics();
-    for (const field of ['recordsIn', 'recordsOut', 'lag', 'windowsOpen', 'windowsClosed', 'lateRecords', 'deadLetters', 'duplicatesDropped', 'recordsHandedOff', 'inputWaitsExpired', 'recordsLostToDamage', 'handlerQueueDepth', 'stateCacheBytes', 'restoredRecords', 'restoreRemaining', 'tasks', 'streamTime', 'commitFailures', 'lastCommitAgeMs']) {
+    for (const field of ['recordsIn', 'recordsOut', 'lag', 'windowsOpen', 'windowsClosed', 'lateRecords', 'deadLetters', 'duplicatesDropped', 'recordsHandedOff', 'inputWaitsExpired', 'recordsLostToDamage', 'recordsLostToRetention', 'handlerQueueDepth', 'stateCacheBytes', 'restoredRecords', 'restoreRemaining', 'tasks', 'streamTime', 'commitFailures', 'lastCommitAgeMs']) {
       expect(m, field).toHaveProperty(field);
     }
     expect(m.recordsIn).toBe(1);

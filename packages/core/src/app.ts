@@ -409,6 +409,7 @@ export class App {
       recordsHandedOff: this.#metrics.recordsHandedOff,
       inputWaitsExpired: this.#metrics.inputWaitsExpired,
       recordsLostToDamage: this.#transport.recordsLostToDamage?.() ?? 0,
+      recordsLostToRetention: this.#metrics.recordsLostToRetention,
       handlerQueueDepth: tasks.reduce((sum, task) => sum + task.pendingWork, 0),
       stateCacheBytes: this.#cache.usedBytes,
       restoredRecords: this.#tasks?.restoredRecords ?? 0,

@@ -209,8 +209,10 @@ export class FetchLoop {
       // Deleted by retention (or DeleteRecords) before it was read: go on from where the log starts now.
       const start = (await this.#context.cluster.listOffsets([tp], 'earliest')).get(partitionKey(tp.topic, tp.partition));
       if (start !== undefined && start > delivering.position) {
-        this.#context.log('warn', 'records were deleted before they were read; reading on from where the partition starts now', { partition: `${tp.topic}[${tp.partition}]`, from: delivering.position, to: start });
+        // The app counts and logs them (`recordsLostToRetention`).
+        const from = delivering.position;
         this.seek({ ...tp, offset: start });
+        await this.#context.listener.onSkipped?.({ ...tp, from, to: start, deleted: true });
       }
       return false;
     }

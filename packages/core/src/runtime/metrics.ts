@@ -17,6 +17,8 @@ export interface MetricsSnapshot {
   inputWaitsExpired: number;
   /** Records the transport's log could not read back (damage on disk), skipped: see `Transport.recordsLostToDamage`. */
   recordsLostToDamage: number;
+  /** Offsets of input partitions the log deleted (retention) before this instance read them, skipped. */
+  recordsLostToRetention: number;
   handlerQueueDepth: number;
   stateCacheBytes: number;
   restoredRecords: number;
@@ -44,6 +46,7 @@ export class Metrics {
   duplicatesDropped = 0;
   recordsHandedOff = 0;
   inputWaitsExpired = 0;
+  recordsLostToRetention = 0;
   commitFailures = 0;
 }
 
@@ -63,6 +66,7 @@ export function prometheusText(appId: string, snapshot: MetricsSnapshot, healthy
   metric('records_handed_off_total', 'counter', snapshot.recordsHandedOff, 'Records handed to a local task instead of through their repartition topic.');
   metric('input_waits_expired_total', 'counter', snapshot.inputWaitsExpired, 'Times a task processed inputs ahead of an empty one it had waited for.');
   metric('records_lost_to_damage_total', 'counter', snapshot.recordsLostToDamage, 'Records the log could not read back (damage on disk), skipped.');
+  metric('records_lost_to_retention_total', 'counter', snapshot.recordsLostToRetention, 'Input offsets the log deleted before they were read, skipped.');
   metric('handler_queue_depth', 'gauge', snapshot.handlerQueueDepth, 'Handler calls and sends in flight.');
   metric('lag', 'gauge', snapshot.lag, 'Records waiting in assigned input partitions.');
   metric('event_loop_delay_p99_ms', 'gauge', snapshot.eventLoopDelayP99Ms, 'Event-loop delay, 99th percentile.');

@@ -274,7 +274,11 @@ export class TaskManager {
   }
 
   /** Offsets the transport skipped (aborted or compacted records): the task's position moves past them. */
-  async onSkipped({ topic, partition, from, to }: { topic: string; partition: number; from: number; to: number }): Promise<void> {
+  async onSkipped({ topic, partition, from, to, deleted }: { topic: string; partition: number; from: number; to: number; deleted?: boolean }): Promise<void> {
+    if (deleted) {
+      this.deps.metrics.recordsLostToRetention += to - from;
+      this.deps.log('warn', 'records were deleted before they were read; reading on after them', { topic, partition, from, to });
+    }
     const task = this.#tasks.get(this.taskKey(topic, partition));
     if (!task || !this.deps.isOpen()) return;
     await task.exclusive(() => task.skip(topic, from, to));

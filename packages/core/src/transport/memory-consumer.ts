@@ -150,11 +150,20 @@ export class MemoryConsumer implements TransportConsumer {
     return more;
   }
 
-  /** A partition's next batch, from its position. */
+  /**
+   * A partition's next batch, from its position. Nothing there before the log's end: retention
+   * deleted those records before this member read them; it moves on to the end, and says so.
+   */
   async #read(entry: PositionEntry): Promise<Read> {
     const from = entry.position;
     const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
-    return { entry, from, batch: Array.isArray(slice) ? slice : await slice };
+    const batch = Array.isArray(slice) ? slice : await slice;
+    const end = this.broker.logEnd(entry.topic, entry.partition);
+    if (batch.length === 0 && from < end && entry.position === from && this.#positions.get(partitionKey(entry.topic, entry.partition)) === entry) {
+      entry.position = end;
+      await this.listener.onSkipped?.({ topic: entry.topic, partition: entry.partition, from, to: end, deleted: true });
+    }
+    return { entry, from, batch };
   }
 
   /**

@@ -139,8 +139,10 @@ export interface ConsumerListener {
    * (transaction markers, records of aborted transactions): a task whose position is `from` may
    * move it to `to`, so that its commits reach the end of the partition. Told after the records
    * before `from` were delivered; a position elsewhere (the task moved back) ignores it.
+   * `deleted`: the log deleted the records there (retention, DeleteRecords) before this member
+   * read them; they are lost to it, and the app says so.
    */
-  onSkipped?(range: { readonly topic: string; readonly partition: number; readonly from: number; readonly to: number }): Promise<void>;
+  onSkipped?(range: { readonly topic: string; readonly partition: number; readonly from: number; readonly to: number; readonly deleted?: boolean }): Promise<void>;
 }
 
 /**

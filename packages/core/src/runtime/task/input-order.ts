@@ -151,6 +151,8 @@ export class InputOrder {
       // An empty input holds the next record up unless the log says, by an answer asked for after
       // that record came, that the input has nothing written before it: a record written to the
       // other input earlier (a stream record before a later table update) is in any such answer.
+      // It holds it up for as long as records (or that answer) are known to be coming to it, else
+      // for at most maxWaitMs.
       let blockedBy: Queue | undefined;
       let coming = false;
       if (best && !this.#expired) {
@@ -159,7 +161,7 @@ export class InputOrder {
           if (queue.batch < queue.batches.length) continue;
           const outlook = this.options.outlook(queue.source.topic, deliveredAgoMs);
           if (outlook === 'ready') continue;
-          if (!blockedBy || outlook === 'coming') blockedBy = queue;
+          blockedBy = queue;
           if (outlook === 'coming') {
             coming = true;
             break;
