@@ -259,8 +259,8 @@ export class TaskManager {
 
   /**
    * Whether local tasks have records on their way to a partition of a repartition topic at or after
-   * `offset`: sends in flight, or records written there (acknowledged; under exactly-once readable
-   * only from the writer's commit on). See `ConsumerListener.writesPending`.
+   * `offset`: queued or in flight for it, or written there (acknowledged; under exactly-once
+   * readable only from the writer's commit on). See `ConsumerListener.writesPending`.
    */
   writesPending(topic: string, partition: number, offset: number): boolean {
     const writer = this.deps.topology.repartitionTopics.get(topic);
@@ -268,7 +268,7 @@ export class TaskManager {
     for (const task of this.#tasks.values()) {
       if (task.subTopology !== writer) continue;
       const written = task.lastWritten(topic, partition);
-      if (task.sending || (written !== undefined && written >= offset)) return true;
+      if ((written !== undefined && written >= offset) || task.sendingTo(topic, partition)) return true;
     }
     return false;
   }

@@ -367,6 +367,11 @@ export class Task implements TaskContext {
     return this.#collector.sending;
   }
 
+  /** Whether this task has records queued or in flight for a partition of `topic`. */
+  sendingTo(topic: string, partition: number): boolean {
+    return this.#collector.sendingTo(topic, partition);
+  }
+
   /** The offset of the last record this task wrote (acknowledged) to its partition of `topic`. */
   lastWritten(topic: string, partition = this.partition): number | undefined {
     return this.#collector.lastWritten(topic, partition);

@@ -37,6 +37,8 @@ export interface CollectorOptions {
 export class RecordCollector {
   #outbox: OutgoingRecord[] = [];
   readonly #sends = new Set<Promise<readonly TopicPartitionOffset[]>>();
+  /** The records of each send in flight. */
+  readonly #sending = new Map<Promise<readonly TopicPartitionOffset[]>, readonly OutgoingRecord[]>();
   /** Per topic, by partition, the offset of the last record written there. */
   readonly #lastWritten = new Map<string, number[]>();
   /** Since when sends have failed with none going through (undefined: the last one went through). */
@@ -52,6 +54,14 @@ export class RecordCollector {
   /** Whether sends are in flight or queued (records on their way to a topic). */
   get sending(): boolean {
     return this.#sends.size > 0 || this.#outbox.length > 0;
+  }
+
+  /** Whether records for a partition of `topic` are queued or in flight (a scan: for when a reader waits, not per record). */
+  sendingTo(topic: string, partition: number): boolean {
+    const there = (record: OutgoingRecord) => record.partition === partition && record.topic === topic;
+    if (this.#outbox.some(there)) return true;
+    for (const records of this.#sending.values()) if (records.some(there)) return true;
+    return false;
   }
 
   /** The sends in flight, each resolving to the last offsets it wrote per partition. */
@@ -88,7 +98,7 @@ export class RecordCollector {
         throw error;
       },
     );
-    this.#track(send);
+    this.#track(send, records);
   }
 
   /**
@@ -108,12 +118,16 @@ export class RecordCollector {
         throw error;
       },
     );
-    this.#track(send);
+    this.#track(send, records);
   }
 
-  #track(send: Promise<readonly TopicPartitionOffset[]>): void {
-    const tracked = send.finally(() => this.#sends.delete(tracked));
+  #track(send: Promise<readonly TopicPartitionOffset[]>, records: readonly OutgoingRecord[]): void {
+    const tracked = send.finally(() => {
+      this.#sends.delete(tracked);
+      this.#sending.delete(tracked);
+    });
     this.#sends.add(tracked);
+    this.#sending.set(tracked, records);
     tracked.catch(() => undefined);
   }
 
