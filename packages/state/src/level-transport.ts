@@ -160,6 +160,11 @@ export class LevelTransport extends MemoryTransport {
     });
   }
 
+  /** Where a partition's log starts, as this log knows it across restarts. */
+  override logStart(topic: string, partition: number): number {
+    return Math.max(super.logStart(topic, partition), this.#index.starts.get(partitionKey(topic, partition)) ?? 0);
+  }
+
   /** Records before `start` are gone: the chunks that hold only such records go, and the start is kept for those that hold later ones too. */
   protected override logTruncated(topic: string, partition: number, start: number): void {
     const topicId = this.#index.topicId(topic);

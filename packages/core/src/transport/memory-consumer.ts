@@ -18,6 +18,8 @@ export interface PartitionReader {
   readonly maxBatchSize: number;
   /** The offset after a partition's last record. */
   logEnd(topic: string, partition: number): number;
+  /** Where a partition's log starts: records before it were deleted (retention), not compacted. */
+  logStart(topic: string, partition: number): number;
   /** Records of a partition from `from` on, at most `max`: at once when in memory, later when read from disk. */
   readFrom(topic: string, partition: number, from: number, max: number): IncomingRecord[] | Promise<IncomingRecord[]>;
 }
@@ -51,7 +53,8 @@ export class MemoryConsumer implements TransportConsumer {
     const added = partitions.filter((tp) => !this.#positions.has(partitionKey(tp.topic, tp.partition)));
     if (added.length === 0) return;
     for (const tp of added) {
-      const position = this.group.committedOffset(tp.topic, tp.partition) ?? 0;
+      // A group without committed offsets starts where the log starts, as on Kafka.
+      const position = this.group.committedOffset(tp.topic, tp.partition) ?? this.broker.logStart(tp.topic, tp.partition);
       this.#positions.set(partitionKey(tp.topic, tp.partition), { ...tp, position });
     }
     const positions = await this.listener.onAssign(added);
@@ -151,19 +154,20 @@ export class MemoryConsumer implements TransportConsumer {
   }
 
   /**
-   * A partition's next batch, from its position. Nothing there before the log's end: retention
-   * deleted those records before this member read them; it moves on to the end, and says so.
+   * A partition's next batch, from its position. A position before where the log starts now:
+   * the log deleted those records (retention) before this member read them; it reads on from the
+   * start, and says so.
    */
   async #read(entry: PositionEntry): Promise<Read> {
+    const start = this.broker.logStart(entry.topic, entry.partition);
+    if (entry.position < start) {
+      const skipped = entry.position;
+      entry.position = start;
+      await this.listener.onSkipped?.({ topic: entry.topic, partition: entry.partition, from: skipped, to: start, deleted: true });
+    }
     const from = entry.position;
     const slice = this.broker.readFrom(entry.topic, entry.partition, from, this.broker.maxBatchSize);
-    const batch = Array.isArray(slice) ? slice : await slice;
-    const end = this.broker.logEnd(entry.topic, entry.partition);
-    if (batch.length === 0 && from < end && entry.position === from && this.#positions.get(partitionKey(entry.topic, entry.partition)) === entry) {
-      entry.position = end;
-      await this.listener.onSkipped?.({ topic: entry.topic, partition: entry.partition, from, to: end, deleted: true });
-    }
-    return { entry, from, batch };
+    return { entry, from, batch: Array.isArray(slice) ? slice : await slice };
   }
 
   /**

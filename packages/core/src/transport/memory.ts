@@ -16,6 +16,7 @@ import type {
   TransportConsumer,
   TransportProducer,
 } from './types.js';
+import { partitionKey } from './types.js';
 
 export type { MemoryTransportOptions, RetentionOptions } from './memory-options.js';
 
@@ -64,6 +65,8 @@ export class MemoryTransport implements Transport {
   readonly #compaction: Compaction;
   /** Per partition log, the next offset to give a record (ahead of `end` while records are being written). */
   readonly #nextOffset = new Map<PartitionLog, number>();
+  /** Per partition (by key), where its log starts, if records were deleted from its front. */
+  readonly #starts = new Map<string, number>();
   protected readonly clock: Clock;
 
   constructor(options: MemoryTransportOptions = {}, what = 'memoryTransport') {
@@ -114,6 +117,20 @@ export class MemoryTransport implements Transport {
   /** A topic was created. */
   protected topicCreated(spec: TopicSpec): void {
     void spec;
+  }
+
+  /**
+   * Where a partition's log starts: records before it were deleted (retention, DeleteRecords),
+   * not compacted away. A new group starts reading there; a member behind it lost what it had not read.
+   */
+  logStart(topic: string, partition: number): number {
+    return this.#starts.get(partitionKey(topic, partition)) ?? 0;
+  }
+
+  #truncated(topic: string, partition: number, start: number): void {
+    const key = partitionKey(topic, partition);
+    this.#starts.set(key, Math.max(start, this.#starts.get(key) ?? 0));
+    this.logTruncated(topic, partition, start);
   }
 
   /** A partition's records before `start` are gone (retention, deleted records). */
@@ -244,7 +261,7 @@ export class MemoryTransport implements Transport {
       if (log.records.length <= Math.max(1_000, 2 * log.compactedSize)) return;
       if (log.compact(this.#compaction, now).length > 0) this.logCompacted(first.topic, first.partition, log.records, log.writtenAt);
     } else if (!spec.unlimitedRetention && log.retain(this.retention, now).length > 0) {
-      this.logTruncated(first.topic, first.partition, log.offsets[0] ?? log.end);
+      this.#truncated(first.topic, first.partition, log.offsets[0] ?? log.end);
     }
   }
 
@@ -254,7 +271,7 @@ export class MemoryTransport implements Transport {
    */
   async deleteRecords({ topic, partition }: TopicPartition, offset: number): Promise<void> {
     const log = this.#topics.get(topic)?.partitions[partition];
-    if (log && log.truncateBefore(offset).length > 0) this.logTruncated(topic, partition, Math.min(offset, log.end));
+    if (log && log.truncateBefore(offset).length > 0) this.#truncated(topic, partition, Math.min(offset, log.end));
   }
 
   #partitionLog(topic: string, partition: number, create: boolean): PartitionLog {
