@@ -148,26 +148,41 @@ describe('a task reads its inputs in timestamp order', () => {
     });
   }
 
-  it('waits up to maxInputWait for a side the log says is behind, then processes the other and counts it in inputWaitsExpired', async () => {
-    /** The embedded broker, but it keeps saying the table's partition is behind until `answers` is set. */
-    class SilentTable extends MemoryTransport {
-      answers = false;
-      override async subscribe(...args: Parameters<MemoryTransport['subscribe']>) {
-        const consumer = await super.subscribe(...args);
-        const own = consumer.caughtUp.bind(consumer);
-        consumer.caughtUp = (partition): CaughtUp | undefined => (partition.topic === 'sensors' && !this.answers ? undefined : own(partition));
-        return consumer;
-      }
+  /**
+   * The embedded broker, but while `silent` the log has no word on the table's partition: it is
+   * not known to be at its end, and, with `lagging`, it shows a record not delivered yet.
+   */
+  class ScriptedTable extends MemoryTransport {
+    silent = true;
+    constructor(readonly lagging: boolean) {
+      super({ defaultPartitions: 1 });
     }
-    const transport = new SilentTable({ defaultPartitions: 1 });
-    const app = createApp({ id: 'order-wait', logger: silentLogger, idleTimeout: false, maxInputWait: '2s' });
+    override async subscribe(...args: Parameters<MemoryTransport['subscribe']>) {
+      const consumer = await super.subscribe(...args);
+      const caughtUp = consumer.caughtUp.bind(consumer);
+      const lag = consumer.lag?.bind(consumer);
+      const scripted = (partition: { topic: string }) => partition.topic === 'sensors' && this.silent;
+      consumer.caughtUp = (partition): CaughtUp | undefined => (scripted(partition) ? undefined : caughtUp(partition));
+      consumer.lag = (partition) => (scripted(partition) && this.lagging ? 1 : lag?.(partition));
+      return consumer;
+    }
+  }
+
+  /** Readings left-joined with the sensors table, on `transport`. */
+  async function enrichment(id: string, transport: ScriptedTable) {
+    const app = createApp({ id, logger: silentLogger, idleTimeout: false, maxInputWait: '2s' });
     const sensors = app.table<string, Sensor>('sensors');
     app
       .from<Reading>('readings')
       .keyBy((reading) => reading.sensor)
       .leftJoin(sensors, (reading, sensor) => ({ id: reading.id, scale: sensor?.scale ?? null }))
       .to('enriched');
-    const driver = await TestDriver.start(app, { transport });
+    return { app, driver: await TestDriver.start(app, { transport }) };
+  }
+
+  it('waits up to maxInputWait for a side the log has no word on, then processes the other and counts it in inputWaitsExpired', async () => {
+    const transport = new ScriptedTable(false);
+    const { app, driver } = await enrichment('order-wait', transport);
     await driver.send('readings', { sensor: 's1', id: 1 }, { key: 's1', timestamp: 100 });
     expect(driver.read('enriched'), 'the reading waits for the table').toEqual([]);
     await driver.advanceTime('1s');
@@ -176,7 +191,7 @@ describe('a task reads its inputs in timestamp order', () => {
     expect(driver.read('enriched').map((record) => record.value)).toEqual([{ id: 1, scale: null }]);
     expect(app.metrics().inputWaitsExpired).toBe(1);
     // The log answers again: records go in timestamp order, with no wait.
-    transport.answers = true;
+    transport.silent = false;
     await driver.send('sensors', { scale: 3 }, { key: 's1', timestamp: 200 });
     await driver.send('readings', { sensor: 's1', id: 2 }, { key: 's1', timestamp: 300 });
     expect(driver.read('enriched').map((record) => record.value)).toEqual([
@@ -188,34 +203,14 @@ describe('a task reads its inputs in timestamp order', () => {
   });
 
   it('waits past maxInputWait for a side the log shows records of, until they come', async () => {
-    /** The embedded broker, but it says the table's partition has a record not delivered until `delivers` is set. */
-    class LaggingTable extends MemoryTransport {
-      delivers = false;
-      override async subscribe(...args: Parameters<MemoryTransport['subscribe']>) {
-        const consumer = await super.subscribe(...args);
-        const caughtUp = consumer.caughtUp.bind(consumer);
-        const lag = consumer.lag?.bind(consumer);
-        const lagging = (partition: { topic: string }) => partition.topic === 'sensors' && !this.delivers;
-        consumer.caughtUp = (partition): CaughtUp | undefined => (lagging(partition) ? undefined : caughtUp(partition));
-        consumer.lag = (partition) => (lagging(partition) ? 1 : lag?.(partition));
-        return consumer;
-      }
-    }
-    const transport = new LaggingTable({ defaultPartitions: 1 });
-    const app = createApp({ id: 'order-lag', logger: silentLogger, idleTimeout: false, maxInputWait: '2s' });
-    const sensors = app.table<string, Sensor>('sensors');
-    app
-      .from<Reading>('readings')
-      .keyBy((reading) => reading.sensor)
-      .leftJoin(sensors, (reading, sensor) => ({ id: reading.id, scale: sensor?.scale ?? null }))
-      .to('enriched');
-    const driver = await TestDriver.start(app, { transport });
+    const transport = new ScriptedTable(true);
+    const { app, driver } = await enrichment('order-lag', transport);
     await driver.send('readings', { sensor: 's1', id: 1 }, { key: 's1', timestamp: 100 });
     await driver.advanceTime('1m');
     expect(driver.read('enriched'), 'a minute later, the reading still waits for the table').toEqual([]);
     expect(app.health().reasons.join('\n'), 'not silently').toMatch(/records have waited \d+ ms for input sensors/);
     // The record the log showed comes: it is applied first, being older.
-    transport.delivers = true;
+    transport.silent = false;
     await driver.send('sensors', { scale: 3 }, { key: 's1', timestamp: 50 });
     expect(driver.read('enriched').map((record) => record.value)).toEqual([{ id: 1, scale: 3 }]);
     expect(app.metrics().inputWaitsExpired).toBe(0);
