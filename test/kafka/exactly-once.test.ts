@@ -7,7 +7,7 @@ import { createApp, EddyError, partitionForKey, type App, type KeyedStream, type
 import { kafkaTransport } from '@eddy/kafka';
 import { afterAll, expect, it } from 'vitest';
 import { describeKafka, uniqueName } from './broker.ts';
-import { allCommitted, committedOffsets, createTopics, endOffsets, gatherTopic, produceReadings, recordingLogger, taskTroubles, testAdmin, waitFor, type Gathered } from './helpers.ts';
+import { allCommitted, committedOffsets, createTopics, deleteAppTopics, endOffsets, gatherTopic, produceReadings, recordingLogger, taskTroubles, testAdmin, waitFor, type Gathered } from './helpers.ts';
 
 interface Reading {
   sensor: string;
@@ -87,6 +87,28 @@ describeKafka('exactly-once on Kafka', (brokers) => {
     } finally {
       await app.stop();
       await committed.stop();
+    }
+  }, 60_000);
+
+  it('commits with a commit interval of 16 s: the broker lets the transactions stay open that long (it aborted them after 5 s before)', async () => {
+    const { id, input, output } = await freshTopics('eddy-eos-long', 1);
+    const logger = recordingLogger();
+    const app = createApp({ id, transport: kafkaTransport({ brokers, logger }), guarantee: 'exactly-once', idleTimeout: false, commitInterval: '16s', logger });
+    app.from<Reading>(input).map((reading) => ({ sensor: reading.sensor })).to(output);
+    const committed = await gatherTopic(brokers, output, { readUncommitted: false });
+    try {
+      await app.start();
+      await produceReadings(brokers, input, Array.from({ length: 20 }, (_, i) => ({ sensor: `s${i}`, ts: Date.now() })));
+      // The first commit that holds them is at most 16 s away. A transaction open past its timeout
+      // is aborted at the broker's next check (every 10 s): with the old 5 s, always before 16 s.
+      await waitFor('the records, committed', () => committed.records.length >= 20, { timeoutMs: 40_000, intervalMs: 200 });
+      expect(committed.records.map((record) => JSON.parse(record.value!).sensor).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `s${i}`).sort());
+      expect(app.metrics().commitFailures).toBe(0);
+      expect(logger.entries.filter((entry) => entry.level === 'warn' || entry.level === 'error').map((entry) => entry.message)).toEqual([]);
+    } finally {
+      await app.stop();
+      await committed.stop();
+      await deleteAppTopics(admin, id);
     }
   }, 60_000);
 

@@ -24,8 +24,15 @@ export type EddyProducer = Producer;
 export function createProducer(settings: KafkaSettings, transactionalId?: string): EddyProducer {
   const options = clientOptions(settings, { retrying: true });
   // The client takes fewer than 2 retries of an idempotent producer to mean retrying forever.
-  return new Producer({ ...options, retries: Math.max(2, options.retries), idempotent: true, autocreateTopics: false, ...(transactionalId === undefined ? {} : { transactionalId }) });
+  // Its `timeout` is the transaction timeout it registers (InitProducerId; our sends set their
+  // own): left at the client's 5 s, the broker aborted every transaction of a commit interval
+  // longer than that, and such a task never committed.
+  const transactional = transactionalId === undefined ? {} : { transactionalId, timeout: TRANSACTION_TIMEOUT_MS };
+  return new Producer({ ...options, retries: Math.max(2, options.retries), idempotent: true, autocreateTopics: false, ...transactional });
 }
+
+/** How long the broker lets a transaction stay open before it aborts it (a dead producer's, or one held up). */
+export const TRANSACTION_TIMEOUT_MS = 60_000;
 
 /**
  * An idempotent @platformatic/kafka producer (acks from all in-sync replicas) behind Eddy's
