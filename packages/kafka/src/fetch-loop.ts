@@ -19,6 +19,8 @@ interface Delivering {
   seeks: number;
   /** Whether its last fetch left nothing committed after what it returned. */
   atEnd: boolean;
+  /** The number of that fetch (see FetchLoop #fetches). */
+  fetched: number;
   /** Records fetched and held back (not decoded yet), to be delivered in step with the other partitions of their alignment group. */
   held: CommittedRecords | undefined;
 }
@@ -46,9 +48,11 @@ export interface FetchLoopContext {
  * in passes, each partition up to its group's horizon (`passHorizon`), still undecoded but for
  * the next record of each. A fetch holds each partition's next megabyte or so, whose event times
  * may differ widely between partitions: a partition whose held records run out is fetched again
- * before the others of its group go past it, unless its fetch found it at its end and the app has
+ * before the others of its group go past it, unless a fetch found it at its end and the app has
  * no records on their way to it (`ConsumerListener.writesPending`; then the others go on without
- * it). The others are not fetched again while they hold records.
+ * it). That fetch must be later than the one that brought the others' records: a partition found
+ * at its end by the same fetch is fetched once more first, without waiting for records. The
+ * others are not fetched again while they hold records.
  */
 export class FetchLoop {
   readonly #context: FetchLoopContext;
@@ -57,6 +61,10 @@ export class FetchLoop {
   /** The delivery in flight, if any (a revocation waits for it). */
   #delivery: Promise<void> = Promise.resolve();
   #wakeFetch: (() => void) | undefined;
+  /** Fetches made so far: each partition remembers the number of the last that returned it. */
+  #fetches = 0;
+  /** A group waits only for a partition at its end to be fetched once more: the next fetch does not wait for records. */
+  #recheck = false;
 
   constructor(context: FetchLoopContext) {
     this.#context = context;
@@ -64,7 +72,7 @@ export class FetchLoop {
 
   /** Delivers `tp` from `position` on. */
   startDelivering(tp: TopicPartition, position: number): void {
-    this.#delivering.set(partitionKey(tp.topic, tp.partition), { tp, position, seeks: 0, atEnd: false, held: undefined });
+    this.#delivering.set(partitionKey(tp.topic, tp.partition), { tp, position, seeks: 0, atEnd: false, fetched: 0, held: undefined });
     this.#context.ends.assigned(tp);
     this.#context.ends.moved(tp, position);
   }
@@ -114,7 +122,9 @@ export class FetchLoop {
       // A partition holding records is fetched again once they are delivered.
       const partitions = [...this.#delivering.values()].filter(({ held }) => held === undefined);
       try {
-        if (partitions.length > 0) await this.#fetchOnce(partitions);
+        const recheck = this.#recheck;
+        this.#recheck = false;
+        if (partitions.length > 0) await this.#fetchOnce(partitions, recheck ? 0 : this.#context.settings.maxWaitTimeMs);
         const delivery = this.#deliverInStep();
         this.#delivery = delivery;
         await delivery;
@@ -134,8 +144,9 @@ export class FetchLoop {
   }
 
   /** One fetch from each leader of the delivered partitions, then their records, partition by partition. */
-  async #fetchOnce(partitions: readonly Delivering[]): Promise<void> {
+  async #fetchOnce(partitions: readonly Delivering[], maxWaitMs: number): Promise<void> {
     const { settings, cluster, stopping } = this.#context;
+    const fetch = ++this.#fetches;
     const topics = [...new Set(partitions.map(({ tp }) => tp.topic))];
     const metadata = await cluster.metadata(topics);
     const byLeader = new Map<number, Delivering[]>();
@@ -161,7 +172,7 @@ export class FetchLoop {
         const request = [...byTopicId].map(([topicId, parts]) => ({ topicId, partitions: parts }));
         let response: FetchResponse;
         try {
-          response = await fetchRaw.async(await cluster.fetchConnection(leader), settings.maxWaitTimeMs, 1, 50 * 1024 * 1024, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
+          response = await fetchRaw.async(await cluster.fetchConnection(leader), maxWaitMs, 1, 50 * 1024 * 1024, FetchIsolationLevels.READ_COMMITTED, 0, -1, request, [], '');
         } catch (error) {
           const partial = responseOf<FetchResponse>(error);
           if (!partial || !Array.isArray(partial.responses)) throw error;
@@ -181,6 +192,7 @@ export class FetchLoop {
           const { delivering, seeks } = entry;
           // Revoked or moved (seek) since it was asked for: drop what came.
           if (stopping() || this.#delivering.get(partitionKey(delivering.tp.topic, delivering.tp.partition)) !== delivering || delivering.seeks !== seeks) continue;
+          delivering.fetched = fetch;
           if (result.errorCode !== 0) {
             delivering.atEnd = false;
             stale ||= await this.#partitionError(delivering, result.errorCode);
@@ -228,7 +240,9 @@ export class FetchLoop {
 
   /**
    * Delivers held records in passes until every alignment group has delivered what it holds, or
-   * waits for a partition to be fetched again (one whose held records ran out, not at its end).
+   * waits for a partition to be fetched again: one whose held records ran out, not at its end, or
+   * at its end by the same fetch as the others' records (one produce request appends its
+   * partitions one after another, so a fetch may catch some of its records and not yet others).
    * Records held for a topic no longer delivered in step (the listener saw its keyBy move nothing)
    * go whole.
    */
@@ -238,6 +252,7 @@ export class FetchLoop {
       moved = false;
       const groups = new Map<number, Array<WaitingNext & { readonly delivering: Delivering; readonly records: CommittedRecords }>>();
       const waiting = new Set<number>();
+      const atEnd = new Map<number, Delivering[]>();
       for (const delivering of [...this.#delivering.values()]) {
         const records = delivering.held;
         const next = records?.peek();
@@ -248,7 +263,9 @@ export class FetchLoop {
         const alignment: Alignment | undefined = listener.alignment?.(delivering.tp.topic);
         if (!records || next === undefined) {
           // At its end, unless this app's own tasks have records on their way to it.
-          if (alignment && (!delivering.atEnd || listener.writesPending?.({ ...delivering.tp, offset: delivering.position }))) waiting.add(alignment.group);
+          if (!alignment) continue;
+          if (!delivering.atEnd || listener.writesPending?.({ ...delivering.tp, offset: delivering.position })) waiting.add(alignment.group);
+          else atEnd.set(alignment.group, [...(atEnd.get(alignment.group) ?? []), delivering]);
           continue;
         }
         if (!alignment) {
@@ -259,6 +276,13 @@ export class FetchLoop {
         const group = groups.get(alignment.group);
         if (group) group.push(run);
         else groups.set(alignment.group, [run]);
+      }
+      // A partition's end counts for records fetched before the fetch that found it.
+      for (const [index, group] of groups) {
+        const newest = Math.max(...group.map(({ delivering }) => delivering.fetched));
+        if (waiting.has(index) || !(atEnd.get(index) ?? []).some(({ fetched }) => fetched <= newest)) continue;
+        waiting.add(index);
+        this.#recheck = true;
       }
       let stepped = false;
       for (const [index, group] of groups) {
