@@ -123,6 +123,13 @@ export interface KafkaTransportOptions {
    * rebalance, and so with no restore elsewhere.
    */
   readonly groupInstanceId?: string;
+  /**
+   * Exactly-once: how long the broker lets a task's transaction stay open before it aborts it (a
+   * killed instance's, if no new owner ends it first; or one whose commit is held up). Keep the
+   * app's `commitInterval`, and what a commit waits for (close handlers), well below it.
+   * Default `'10s'`, as Kafka Streams; at most the broker's `transaction.max.timeout.ms` (15 min).
+   */
+  readonly transactionTimeout?: Duration;
 }
 
 /** The validated options, durations in milliseconds. */
@@ -145,13 +152,14 @@ export interface KafkaSettings {
   readonly groupConfigs: Readonly<Record<string, string>>;
   readonly maxWaitTimeMs: number;
   readonly maxBytesPerPartition: number;
+  readonly transactionTimeoutMs: number;
 }
 
 const logLevels: readonly KafkaLogLevel[] = ['nothing', 'error', 'warn', 'info', 'debug'];
 
 /** The option names each object of {@link KafkaTransportOptions} takes: any other is a typo. */
 const optionNames = {
-  '': ['brokers', 'clientId', 'ssl', 'sasl', 'defaultPartitions', 'replicationFactor', 'logLevel', 'logger', 'retry', 'consumer', 'groupInstanceId'],
+  '': ['brokers', 'clientId', 'ssl', 'sasl', 'defaultPartitions', 'replicationFactor', 'logLevel', 'logger', 'retry', 'consumer', 'groupInstanceId', 'transactionTimeout'],
   'retry.': ['retries', 'initialRetryTime', 'maxRetryTime', 'factor', 'multiplier'],
   'consumer.': ['sessionTimeout', 'rebalanceTimeout', 'heartbeatInterval', 'maxWaitTime', 'maxBytesPerPartition'],
 } as const;
@@ -231,6 +239,7 @@ export function resolveSettings(options: KafkaTransportOptions): KafkaSettings {
     },
     maxWaitTimeMs: toMs(consumer.maxWaitTime ?? '500ms', 'kafkaTransport: consumer.maxWaitTime'),
     maxBytesPerPartition: positiveInteger(consumer.maxBytesPerPartition ?? 1024 * 1024, 'consumer.maxBytesPerPartition'),
+    transactionTimeoutMs: toMs(options.transactionTimeout ?? '10s', 'kafkaTransport: transactionTimeout'),
   };
 }
 

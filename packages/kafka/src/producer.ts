@@ -27,12 +27,9 @@ export function createProducer(settings: KafkaSettings, transactionalId?: string
   // Its `timeout` is the transaction timeout it registers (InitProducerId; our sends set their
   // own): left at the client's 5 s, the broker aborted every transaction of a commit interval
   // longer than that, and such a task never committed.
-  const transactional = transactionalId === undefined ? {} : { transactionalId, timeout: TRANSACTION_TIMEOUT_MS };
+  const transactional = transactionalId === undefined ? {} : { transactionalId, timeout: settings.transactionTimeoutMs };
   return new Producer({ ...options, retries: Math.max(2, options.retries), idempotent: true, autocreateTopics: false, ...transactional });
 }
-
-/** How long the broker lets a transaction stay open before it aborts it (a dead producer's, or one held up). */
-export const TRANSACTION_TIMEOUT_MS = 60_000;
 
 /**
  * An idempotent @platformatic/kafka producer (acks from all in-sync replicas) behind Eddy's
