@@ -428,7 +428,7 @@ export class Task implements TaskContext {
   stalled(now: number, boundMs: number): string | undefined {
     const waiting = this.#input.waitingFor();
     if (waiting && now - waiting.since > boundMs) {
-      return `task ${this.taskId}: records have waited ${now - waiting.since} ms for input ${waiting.topic}, (the log or a local task says records are coming to it)`;
+      return `task ${this.taskId}: records have waited ${now - waiting.since} ms for input ${waiting.topic} (the log or a local task says records are coming to it)`;
     }
     return this.#commit.stalled(now, boundMs, this.#collector.sendFailingSince);
   }

@@ -16,6 +16,12 @@ const WAIT_RECHECK_MS = 50;
  */
 export type InputOutlook = 'ready' | 'coming' | 'unsure';
 
+/** The empty input records wait for, and since when (clock time). */
+export interface InputWait {
+  readonly topic: string;
+  readonly since: number;
+}
+
 /** One source of an ordered task, as the merge sees it. */
 export interface OrderedSource {
   readonly topic: string;
@@ -191,7 +197,7 @@ export class InputOrder {
   }
 
   /** The input the merge has waited for since `since` (clock time), if it waits now. */
-  waiting(): { readonly topic: string; readonly since: number } | undefined {
+  waiting(): InputWait | undefined {
     return this.#expired || this.#waitingSince === undefined || this.#buffered === 0 || this.#waitingFor === undefined ? undefined : { topic: this.#waitingFor, since: this.#waitingSince };
   }
 

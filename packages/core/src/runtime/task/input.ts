@@ -1,5 +1,5 @@
 import { readOnlyAsTable } from '../../dsl/topology.js';
-import { InputOrder, noSkips, type InputOrderOptions, type Run } from './input-order.js';
+import { InputOrder, noSkips, type InputOrderOptions, type InputWait, type Run } from './input-order.js';
 import type { IncomingRecord, TopicPartitionOffset } from '../../transport/types.js';
 import type { SignalInput } from '../operator.js';
 import type { Origin, TickSignal } from '../signals.js';
@@ -110,7 +110,7 @@ export class TaskInput {
   }
 
   /** The empty input that records wait for, and since when (clock time), if they wait for one. */
-  waitingFor(): { readonly topic: string; readonly since: number } | undefined {
+  waitingFor(): InputWait | undefined {
     return this.#order?.waiting();
   }
 
